@@ -1,0 +1,16 @@
+"""Physiological simulator writing FitRec-format workouts with known ground truth."""
+
+from hrpred.simulate.config import ARCHETYPES, FAULTS, HR_FAULTS, TERRAINS, SimConfig
+from hrpred.simulate.dataset import REALISM_BANDS, simulate_dataset
+from hrpred.simulate.writer import TRUTH_SCHEMA
+
+__all__ = [
+    "ARCHETYPES",
+    "FAULTS",
+    "HR_FAULTS",
+    "REALISM_BANDS",
+    "TERRAINS",
+    "TRUTH_SCHEMA",
+    "SimConfig",
+    "simulate_dataset",
+]

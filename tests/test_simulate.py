@@ -1,0 +1,312 @@
+"""Simulator: determinism, FitRec format, truth contract, faults and realism.
+
+Statistics are recomputed here from the raw file with numpy (own parser, own haversine),
+never from the simulator's internal variables.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from hrpred.params import ParamError, load_params
+from hrpred.simulate import REALISM_BANDS, SimConfig, simulate_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = SimConfig(seed=7, n_users=12, n_workouts=240, chunk_size=40, workers=1)
+
+# docs/architecture.md, "Simulator truth": exact columns and types.
+TRUTH_CONTRACT = {
+    "line": pa.int64(),
+    "workout_id": pa.int64(),
+    "user_id": pa.int64(),
+    "sport": pa.string(),
+    "archetype": pa.string(),
+    "terrain": pa.string(),
+    "fault": pa.string(),
+    "fault_start": pa.int64(),
+    "fault_end": pa.int64(),
+    "offset_bpm": pa.float64(),
+    "age": pa.float64(),
+    "rest_hr": pa.float64(),
+    "max_hr": pa.float64(),
+    "threshold_speed_kmh": pa.float64(),
+    "tau_up_s": pa.float64(),
+    "tau_down_s": pa.float64(),
+    "drift_bpm_per_h": pa.float64(),
+    "gender": pa.string(),
+    "n_user_workouts": pa.int64(),
+    "hr_physio": pa.list_(pa.float64()),
+    "hr_clean": pa.list_(pa.float64()),
+}
+FAULT_NAMES = {
+    "none", "offset_full", "offset_partial", "dropout", "flatline", "spike", "cadence_lock",
+    "gps_spike", "timestamp_gap", "timestamp_nonmonotonic", "length_mismatch",
+    "altitude_unrealistic", "malformed_line",
+}  # fmt: skip
+
+
+def _run(cfg: SimConfig, where: Path) -> tuple[Path, Path, dict]:
+    out, truth = where / "sim.json", where / "truth.parquet"
+    metrics = simulate_dataset(cfg, out, truth, progress=False)
+    return out, truth, metrics
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    # More faults than the defaults so that every type shows up in 240 lines.
+    faults = {k: 0.07 for k in SimConfig().faults} | {"malformed_line": 0.03}
+    return _run(dataclasses.replace(SMALL, faults=faults), tmp_path_factory.mktemp("small"))
+
+
+def _parse(line: bytes) -> dict:
+    return ast.literal_eval(line.decode())
+
+
+def _haversine_kmh(lat: np.ndarray, lon: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    # Independent reference (same formula as the reference project's GPS speed).
+    lat, lon = np.radians(lat), np.radians(lon)
+    a = (
+        np.sin(np.diff(lat) / 2) ** 2
+        + np.cos(lat[:-1]) * np.cos(lat[1:]) * np.sin(np.diff(lon) / 2) ** 2
+    )
+    km = 2 * 6371.0 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+    v = km / np.maximum(np.diff(ts), 0.1) * 3600
+    return np.concatenate([v[:1], v])
+
+
+def test_same_params_same_bytes_any_worker_count(tmp_path: Path) -> None:
+    for name in "abc":
+        (tmp_path / name).mkdir()
+    a = _run(SMALL, tmp_path / "a")
+    b = _run(dataclasses.replace(SMALL, workers=2), tmp_path / "b")
+    assert a[0].read_bytes() == b[0].read_bytes()
+    assert a[1].read_bytes() == b[1].read_bytes()
+    assert a[2] == b[2]
+    c = _run(dataclasses.replace(SMALL, seed=8), tmp_path / "c")
+    assert c[0].read_bytes() != a[0].read_bytes()
+    assert c[1].read_bytes() != a[1].read_bytes()
+
+
+def test_every_line_is_a_python_literal_except_recorded_malformed(small) -> None:
+    out, truth, _ = small
+    lines = out.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    lines = lines[:-1]
+    table = pq.read_table(truth).to_pandas()
+    assert len(lines) == len(table) == SMALL.n_workouts
+    malformed = set(table.loc[table.fault == "malformed_line", "line"])
+    assert malformed  # the fixture's rates make some
+    for number, line in enumerate(lines, start=1):
+        if number in malformed:
+            with pytest.raises((SyntaxError, ValueError, UnicodeDecodeError)):
+                _parse(line)
+            continue
+        w = _parse(line)
+        row = table.iloc[number - 1]
+        assert w["id"] == row.workout_id and w["userId"] == row.user_id
+        assert w["sport"] == row.sport and w["gender"] == row.gender
+        assert line.startswith(b"{'longitude': [") and b'"' not in line
+
+
+def test_truth_follows_the_contract(small) -> None:
+    _, truth, metrics = small
+    schema = pq.read_schema(truth)
+    assert {f.name: f.type for f in schema} == TRUTH_CONTRACT
+    assert schema.names == list(TRUTH_CONTRACT)
+    t = pq.read_table(truth).to_pandas()
+    n = SMALL.points
+    assert t.line.tolist() == list(range(1, len(t) + 1))
+    assert t.workout_id.is_unique
+    assert set(t.fault) <= FAULT_NAMES
+    assert set(t.archetype) <= {"easy", "steady", "progressive", "intervals", "hilly"}
+    assert set(t.terrain) <= {"flat", "rolling", "hilly"}
+    assert (t.terrain[t.archetype == "hilly"] == "hilly").all()
+    none = t.fault.isin(["none", "malformed_line"])
+    assert (t.fault_start[none] == -1).all() and (t.fault_end[none] == -1).all()
+    assert ((t.fault_start[~none] >= 0) & (t.fault_end[~none] > t.fault_start[~none])).all()
+    assert (t.fault_end[~none] <= n).all()
+    offset = t.fault.isin(["offset_full", "offset_partial"])
+    assert t.offset_bpm[offset].between(20, 60).all() and (t.offset_bpm[~offset] == 0).all()
+    assert (t.max_hr - (208 - 0.7 * t.age)).abs().max() < 30
+    assert t.rest_hr.between(50, 70).all() and (t.tau_down_s > t.tau_up_s).all()
+    assert t.tau_up_s.between(30, 90).all() and t.tau_down_s.between(30, 90).all()
+    assert all(len(h) == n for h in t.hr_clean) and all(len(h) == n for h in t.hr_physio)
+    # n_user_workouts is the number of lines of that user; long-tailed.
+    counts = t.groupby("user_id").size()
+    assert (t.n_user_workouts == t.user_id.map(counts)).all()
+    assert metrics["faults"] == {k: int((t.fault == k).sum()) for k in metrics["faults"]}
+
+
+def test_faults_are_where_the_truth_says(small) -> None:
+    out, truth, _ = small
+    t = pq.read_table(truth).to_pandas()
+    lines = out.read_bytes().split(b"\n")
+    seen = set()
+    for row in t.itertuples():
+        if row.fault == "malformed_line":
+            continue
+        w = _parse(lines[row.line - 1])
+        hr = np.asarray(w["heart_rate"], dtype=float)
+        clean = np.rint(np.asarray(row.hr_clean))
+        s, e = row.fault_start, row.fault_end
+        inside = np.zeros(clean.size, bool)
+        inside[max(s, 0) : max(e, 0)] = True
+        ts = np.asarray(w["timestamp"])
+        kind = row.fault
+        seen.add(kind)
+        if kind in ("none", "gps_spike", "timestamp_gap", "timestamp_nonmonotonic",
+                    "altitude_unrealistic"):  # fmt: skip
+            # HR untouched: the recorded value is the rounded noisy physiology.
+            assert np.abs(hr - clean).max() <= 1.0
+        if kind in ("offset_full", "offset_partial"):
+            np.testing.assert_allclose(hr[inside], clean[inside] - row.offset_bpm, atol=1.01)
+            assert np.abs(hr[~inside] - clean[~inside]).max(initial=0) <= 1.0
+        if kind == "dropout":
+            assert (hr[inside] == 0).all() and (hr[~inside] > 0).all()
+        if kind == "flatline":
+            assert np.unique(hr[inside]).size == 1 and e - s >= 30
+        if kind == "spike":
+            assert (hr[inside] - clean[inside] >= 59).all()
+        if kind == "cadence_lock":
+            assert ((hr[inside] >= 160) & (hr[inside] <= 200)).all()
+        if kind == "gps_spike":
+            if "speed" in w:
+                assert (np.asarray(w["speed"])[inside] >= 60).all()
+            v = _haversine_kmh(np.asarray(w["latitude"]), np.asarray(w["longitude"]), ts)
+            assert v[s] > 60
+        if kind == "timestamp_gap":
+            assert np.diff(ts)[s - 1] >= 300
+        if kind == "timestamp_nonmonotonic":
+            assert (np.diff(ts) < 0).any()
+        else:
+            assert (np.diff(ts) > 0).all()
+        if kind == "length_mismatch":
+            lengths = {k: len(w[k]) for k in ("heart_rate", "altitude", "timestamp", "latitude")}
+            assert min(lengths.values()) == s and max(lengths.values()) == e == SMALL.points
+        else:
+            assert len(w["heart_rate"]) == len(w["altitude"]) == ts.size == SMALL.points
+        alt = np.asarray(w["altitude"])
+        if kind == "altitude_unrealistic":
+            assert (np.abs(alt[inside]) >= 500).all()
+        elif kind != "length_mismatch":
+            assert alt.min() > -100 and alt.max() < 3000
+    assert seen == FAULT_NAMES - {"malformed_line"}
+
+
+def test_realism_bands_on_default_params(tmp_path: Path) -> None:
+    """Default size; statistics recomputed from the raw file with numpy."""
+    cfg = SimConfig.from_params(load_params("simulate", ROOT / "params.yaml"))
+    out, truth, metrics = _run(cfg, tmp_path)
+    clean_runs = pq.read_table(truth, columns=["line", "sport", "fault"]).to_pandas()
+    keep = set(clean_runs.line[(clean_runs.sport == "run") & (clean_runs.fault == "none")])
+    hrs, speeds, durations, corrs, native = [], [], [], [], 0
+    with out.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            if number not in keep:
+                continue
+            # stdlib json on quote-swapped text (the simulator writes no quotes in strings);
+            # a sample is checked against ast.literal_eval below.
+            w = json.loads(line.replace(b"'", b'"'))
+            if number % 97 == 0:
+                assert ast.literal_eval(line.decode()) == w
+            hr = np.asarray(w["heart_rate"], float)
+            ts = np.asarray(w["timestamp"], float)
+            if "speed" in w:
+                v = np.asarray(w["speed"], float)
+                native += 1
+            else:
+                v = _haversine_kmh(np.asarray(w["latitude"]), np.asarray(w["longitude"]), ts)
+            hrs.append(hr)
+            speeds.append(v)
+            durations.append((ts[-1] - ts[0]) / 60)
+            corrs.append(np.corrcoef(v, hr)[0, 1])
+    hr, v = np.concatenate(hrs), np.concatenate(speeds)
+    stats = {
+        "hr_mean": hr.mean(),
+        "hr_std": hr.std(),
+        "speed_mean": v.mean(),
+        "speed_std": v.std(),
+        "duration_min_mean": np.mean(durations),
+        "corr_speed_hr_median": np.nanmedian(corrs),
+    }
+    for key, (lo, hi) in REALISM_BANDS.items():
+        assert lo <= stats[key] <= hi, (key, stats[key])
+        # metrics/simulate.json reports the same numbers.
+        assert metrics["realism"][key] == pytest.approx(stats[key], abs=1e-3), key
+    assert 0.15 <= native / len(hrs) <= 0.25  # native speed on ~20% of runs
+    assert len(hrs) == metrics["realism"]["workouts"]
+    # Fault supports among runs on the default data, for the clean stage's metrics.
+    assert metrics["min_hr_fault_support_runs"] >= 20
+    # 500 points at ~8.4 s; workouts per user long-tailed.
+    assert metrics["workouts_per_user"]["min"] == 1 and metrics["workouts_per_user"]["max"] >= 60
+
+
+def test_sampling_and_sports(small) -> None:
+    out, truth, metrics = small
+    t = pq.read_table(truth, columns=["line", "fault"]).to_pandas()
+    ok = set(t.line[t.fault == "none"])
+    steps, sports = [], set()
+    for number, line in enumerate(out.read_bytes().split(b"\n")[:-1], start=1):
+        if number in ok:
+            w = _parse(line)
+            steps.append(np.diff(w["timestamp"]))
+            sports.add(w["sport"])
+    dt = np.concatenate(steps)
+    assert 7.0 <= dt.mean() <= 10.0 and dt.std() > 1.0  # irregular, ~8.4 s
+    assert "run" in sports and len(sports) >= 3
+    assert metrics["sports"]["run"] > 0.5 * SMALL.n_workouts
+
+
+def test_config_rejects_bad_params(tmp_path: Path) -> None:
+    good = {"simulate": {"seed": 1, "n_users": 3, "n_workouts": 10}}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(good))
+    cfg = SimConfig.from_params(load_params("simulate", path))
+    assert cfg.n_users == 3 and cfg.faults == SimConfig().faults
+    for bad in (
+        {"faults": {"wobble": 0.1}},
+        {"n_users": 20},
+        {"rest_hr": [70, 50]},
+        {"sports": {"run": "many"}},
+        {"faults": {"dropout": 0.9, "spike": 0.2}},
+    ):
+        path.write_text(yaml.safe_dump({"simulate": good["simulate"] | bad}))
+        with pytest.raises(ParamError):
+            SimConfig.from_params(load_params("simulate", path))
+
+
+def test_stage_writes_declared_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))  # the `stages` package lives at the repository root
+    stage = importlib.import_module("stages.simulate")
+    monkeypatch.chdir(tmp_path)
+    params = {
+        "simulate": {
+            "seed": 3,
+            "n_users": 5,
+            "n_workouts": 30,
+            "chunk_size": 10,
+            "out": "data/raw/s.json",
+            "truth": "data/raw/t.parquet",
+        }
+    }
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    stage.main()
+    metrics = json.loads(Path("metrics/simulate.json").read_text())
+    assert metrics["lines"] == 30
+    assert len(Path("data/raw/s.json").read_bytes().split(b"\n")) == 31
+    assert pq.read_metadata("data/raw/t.parquet").num_rows == 30
+    assert not list(Path("data/raw").glob("*.tmp"))
+    params["simulate"]["n_users"] = 100
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SystemExit, match="n_users"):
+        stage.main()
