@@ -1,0 +1,490 @@
+"""Demo web app (`hrpred app`): upload a workout file or pick a generated sample, see the
+predicted HR curve with speed and altitude, time in zones and a CSV of the predictions.
+
+Runs offline: Gradio analytics and its version check are off, no share link, no server-side
+rendering (Node), and the theme uses fonts bundled with Gradio instead of Google Fonts.
+Prediction goes through `hrpred.predict` exactly like `hrpred predict`, so the numbers shown
+equal the command line's for the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import logging
+import math
+import os
+import re
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from hrpred.demo_samples import sample_names, write_sample_gpx
+
+if TYPE_CHECKING:
+    import gradio as gr
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUNDLE = "models/bundle"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+CACHE_MAX_AGE = (3600, 3600)  # s: every hour, drop uploads/downloads Gradio cached > 1 h ago
+MAX_UPLOAD = "100mb"  # larger than any real workout file; rejects accidental huge uploads
+GENDERS = ("unknown", "female", "male")
+ZONES = ("Z1", "Z2", "Z3", "Z4", "Z5")
+ZONES_LABEL = "Time in HR zones"
+
+# Stable element ids: the browser test and any scripted client read these.
+IDS = {
+    "file": "workout-file",
+    "sample": "sample-picker",
+    "gender": "in-gender",
+    "max_hr": "in-max-hr",
+    "age": "in-age",
+    "rest_hr": "in-rest-hr",
+    "button": "predict-btn",
+    "error": "error",
+    "status": "status",
+    "plot": "hr-plot",
+    "avg": "pred-avg-hr",
+    "max": "pred-max-hr",
+    "mae": "pred-mae",
+    "drift": "pred-drift",
+    "zones": "zones",
+    "warnings": "warnings",
+    "csv": "download-csv",
+}
+
+
+def _offline_environment() -> None:
+    """Turn off everything in Gradio/Hugging Face that would call out to the network."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Gradio checks its own URL with httpx, which would go through a proxy from the environment.
+    for key in ("NO_PROXY", "no_proxy"):
+        hosts = [h for h in os.environ.get(key, "").split(",") if h]
+        for host in ("127.0.0.1", "localhost"):
+            if host not in hosts:
+                hosts.append(host)
+        os.environ[key] = ",".join(hosts)
+
+
+@dataclass(frozen=True)
+class PredictionView:
+    """What one prediction shows in the page; `error` set means nothing else is."""
+
+    error: str | None = None
+    status: str = ""
+    figure: Figure | None = None
+    avg_hr: float | None = None
+    max_hr: float | None = None
+    mae: float | None = None
+    drift_bpm: float | None = None
+    zones: pd.DataFrame | None = None
+    zone_basis: str = ""
+    warnings: tuple[str, ...] = ()
+    csv_path: str | None = None
+
+
+def _one_line(message: object) -> str:
+    """First non-empty line of a message, so the page never shows a multi-line trace."""
+    text = str(message).strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first or "unknown error"
+
+
+def _number(value: Any) -> float | None:
+    """Optional numeric input from the page: None for blank, NaN or non-positive."""
+    if value is None or value == "":
+        return None
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        return None
+    return number
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def file_stem(path: str | Path) -> str:
+    """File name without workout extensions (`run.fit.gz` -> `run`), safe for a download name."""
+    name = Path(path).name
+    name = re.sub(r"(\.(gpx|tcx|fit|csv))?(\.gz)?$", "", name, flags=re.IGNORECASE) or "workout"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def zones_table(zones: dict[str, float] | None) -> pd.DataFrame:
+    """Time in each HR zone as minutes and share of the workout."""
+    columns = ["zone", "minutes", "share_%"]
+    if not zones:
+        return pd.DataFrame(columns=columns)
+    seconds = [float(zones.get(z, 0.0) or 0.0) for z in ZONES]
+    total = sum(seconds)
+    rows = [
+        [z, round(s / 60.0, 1), round(100.0 * s / total, 1) if total > 0 else 0.0]
+        for z, s in zip(ZONES, seconds, strict=True)
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def make_figure(
+    frame: pd.DataFrame,
+    title: str,
+    latitude: np.ndarray | None = None,
+    longitude: np.ndarray | None = None,
+) -> Figure:
+    """Predicted (and recorded) HR over time above speed and altitude, sharing the time axis,
+    and, when the file has positions, the route coloured by predicted HR."""
+    from matplotlib.figure import Figure  # no pyplot: no global state across requests
+
+    route = _route_xy(latitude, longitude, len(frame))
+    fig = Figure(figsize=(13 if route else 10, 6.5), dpi=90, layout="constrained")
+    grid = fig.add_gridspec(
+        3,
+        2 if route else 1,
+        height_ratios=[2.2, 1, 1],
+        **({"width_ratios": [2.4, 1]} if route else {}),
+    )
+    ax_hr = fig.add_subplot(grid[0, 0])
+    ax_speed = fig.add_subplot(grid[1, 0], sharex=ax_hr)
+    ax_alt = fig.add_subplot(grid[2, 0], sharex=ax_hr)
+    minutes = frame["t_s"].to_numpy(dtype=float) / 60.0
+    if "hr_true" in frame and frame["hr_true"].notna().any():
+        ax_hr.plot(minutes, frame["hr_true"], color="0.55", lw=1.0, label="recorded HR")
+    ax_hr.plot(minutes, frame["hr_pred"], color="tab:red", lw=1.6, label="predicted HR")
+    ax_hr.set_ylabel("HR (bpm)")
+    ax_hr.legend(loc="lower right")
+    ax_hr.set_title(title)
+    ax_hr.grid(alpha=0.3)
+    ax_hr.tick_params(labelbottom=False)
+    ax_speed.tick_params(labelbottom=False)
+    for ax, column, label, color in (
+        (ax_speed, "speed_kmh", "speed (km/h)", "tab:blue"),
+        (ax_alt, "altitude_m", "altitude (m)", "tab:green"),
+    ):
+        values = frame[column] if column in frame else None
+        if values is not None and values.notna().any():
+            ax.plot(minutes, values, color=color, lw=1.0)
+        else:
+            ax.text(0.5, 0.5, "not in file", transform=ax.transAxes, ha="center", va="center")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    ax_alt.set_xlabel("time (min)")
+    if route:
+        x, y = route
+        ax_route = fig.add_subplot(grid[:, 1])
+        points = ax_route.scatter(x, y, c=frame["hr_pred"], s=4, cmap="inferno", lw=0)
+        ax_route.plot(x[:1], y[:1], "o", color="tab:green", ms=7, label="start")
+        ax_route.set_aspect("equal", adjustable="datalim")
+        ax_route.set_title("route, coloured by predicted HR")
+        ax_route.set_xlabel("east (km)")
+        ax_route.set_ylabel("north (km)")
+        ax_route.legend(loc="best")
+        fig.colorbar(points, ax=ax_route, label="predicted HR (bpm)", shrink=0.6)
+    return fig
+
+
+def _route_xy(
+    latitude: np.ndarray | None, longitude: np.ndarray | None, n: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Positions as km east/north of the start (equirectangular: fine at a run's scale)."""
+    if latitude is None or longitude is None or len(latitude) != n or len(longitude) != n:
+        return None
+    lat = np.asarray(latitude, dtype=np.float64)
+    lon = np.asarray(longitude, dtype=np.float64)
+    ok = np.isfinite(lat) & np.isfinite(lon)
+    if ok.sum() < 2:
+        return None
+    lat0, lon0 = lat[ok][0], lon[ok][0]
+    km_per_deg = 6371.0 * math.pi / 180.0
+    x = (lon - lon0) * km_per_deg * math.cos(math.radians(lat0))
+    y = (lat - lat0) * km_per_deg
+    return x, y
+
+
+def predict_file(
+    bundle: Any,
+    path: str | None,
+    *,
+    gender: str | None = None,
+    max_hr: Any = None,
+    age: Any = None,
+    rest_hr: Any = None,
+    workdir: str | Path | None = None,
+    read_activity: Callable[[str], Any] | None = None,
+    predict_activity: Callable[..., Any] | None = None,
+) -> PredictionView:
+    """Read a workout file, predict its HR curve and build everything the page shows.
+
+    Every failure becomes a one-line `error`; the server log keeps the traceback of
+    unexpected ones. `read_activity`/`predict_activity` default to the real `hrpred` API.
+    """
+    if not path:
+        return PredictionView(status="Upload a workout file or pick a sample.")
+    if read_activity is None:
+        from hrpred.io.userfiles import read_activity
+    if predict_activity is None:
+        from hrpred.predict import predict_activity
+    name = Path(path).name
+    try:
+        gender_arg = None if gender in (None, "", "unknown") else str(gender)
+        activity = read_activity(str(path))
+        prediction = predict_activity(
+            bundle,
+            activity,
+            gender=gender_arg,
+            max_hr=_number(max_hr),
+            rest_hr=_number(rest_hr),
+            age=_number(age),
+        )
+        return _view(prediction, activity, name, workdir)
+    except (ValueError, OSError) as exc:  # ActivityError and BundleError are ValueErrors
+        message = _one_line(exc)
+        # readers usually name the file already; the page must say which file failed once
+        return PredictionView(error=message if message.startswith(name) else f"{name}: {message}")
+    except Exception as exc:  # noqa: BLE001 - the page must show a line, not a traceback
+        log.exception("prediction failed for %s", path)
+        return PredictionView(
+            error=f"{name}: could not predict ({type(exc).__name__}: {_one_line(exc)})"
+        )
+
+
+def _view(prediction: Any, activity: Any, name: str, workdir: str | Path | None) -> PredictionView:
+    """The page's content for one prediction; writes the CSV download."""
+    frame = prediction.frame
+    summary = dict(prediction.summary)
+    out_dir = Path(tempfile.mkdtemp(prefix="hrpred-app-", dir=workdir))
+    csv_path = out_dir / f"{file_stem(name)}_hr_pred.csv"
+    frame.to_csv(csv_path, index=False)
+    warnings = tuple(_one_line(w) for w in getattr(prediction, "warnings", ()) or ())
+    return PredictionView(
+        status=f"Predicted {len(frame)} points ({frame['t_s'].iloc[-1] / 60.0:.1f} min) "
+        f"from {name}.",
+        figure=make_figure(
+            frame,
+            name,
+            getattr(activity, "latitude", None),
+            getattr(activity, "longitude", None),
+        ),
+        avg_hr=_finite(summary.get("avg_hr")),
+        max_hr=_finite(summary.get("max_hr")),
+        mae=_finite(summary.get("mae")),
+        drift_bpm=_finite(summary.get("drift_bpm")),
+        zones=zones_table(summary.get("zones")),
+        zone_basis=str(summary.get("zone_basis") or ""),
+        warnings=warnings,
+        csv_path=str(csv_path),
+    )
+
+
+def format_number(value: float | None) -> str:
+    """One decimal, or `n/a` (a blank number box would read as 0)."""
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def _number_box(label: str, elem_id: str) -> Any:
+    import gradio as gr
+
+    return gr.Textbox(label=label, value="", interactive=False, max_lines=1, elem_id=elem_id)
+
+
+def _warnings_markdown(warnings: tuple[str, ...]) -> str:
+    return "\n".join(f"- {w}" for w in warnings)
+
+
+def build_app(bundle_dir: str | Path) -> gr.Blocks:
+    """The Gradio page for the bundle in `bundle_dir` (loaded once, shared by all requests)."""
+    _offline_environment()
+    import gradio as gr
+
+    from hrpred.predict import load_bundle
+
+    bundle = load_bundle(Path(bundle_dir))
+    workdir = Path(tempfile.mkdtemp(prefix="hrpred-app-"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)  # CSVs and samples written
+
+    def view_outputs(view: PredictionView) -> tuple:
+        has_error = view.error is not None
+        return (
+            gr.update(value=f"**Error:** {view.error}" if has_error else "", visible=has_error),
+            view.status,
+            view.figure,
+            format_number(view.avg_hr),
+            format_number(view.max_hr),
+            format_number(view.mae),
+            format_number(view.drift_bpm),
+            gr.update(
+                value=view.zones if view.zones is not None else zones_table(None),
+                label=f"Time in HR zones ({view.zone_basis})" if view.zone_basis else ZONES_LABEL,
+            ),
+            gr.update(value=_warnings_markdown(view.warnings), visible=bool(view.warnings)),
+            view.csv_path,
+        )
+
+    def on_predict(path, gender, max_hr, age, rest_hr) -> tuple:
+        view = predict_file(
+            bundle, path, gender=gender, max_hr=max_hr, age=age, rest_hr=rest_hr, workdir=workdir
+        )
+        return view_outputs(view)
+
+    def on_sample(name: str | None) -> Any:
+        if not name:
+            return gr.update()
+        sample_dir = Path(tempfile.mkdtemp(prefix="sample-", dir=workdir))
+        return str(write_sample_gpx(name, sample_dir))
+
+    from gradio.themes.utils.fonts import LocalFont
+
+    theme = gr.themes.Default(
+        # fonts shipped inside Gradio: the default theme would fetch them from Google Fonts
+        font=(LocalFont("IBM Plex Sans"), "ui-sans-serif", "system-ui", "sans-serif"),
+        font_mono=(LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"),
+    )
+    with gr.Blocks(
+        title="hrpred: heart-rate prediction",
+        theme=theme,
+        analytics_enabled=False,
+        delete_cache=CACHE_MAX_AGE,
+    ) as demo:
+        gr.Markdown(
+            "# hrpred: predicted heart rate for a run\n"
+            "Upload a workout (`.gpx`, `.tcx`, `.fit`, `.fit.gz`, `.csv`) or pick a sample. "
+            "The model predicts HR from speed and altitude only; recorded HR, if the file "
+            f"has it, is shown for comparison. Model bundle: `{Path(bundle_dir)}`."
+        )
+        with gr.Row():
+            with gr.Column(scale=1, min_width=280):
+                file_in = gr.File(
+                    label="Workout file (.gpx .tcx .fit .fit.gz .csv)",
+                    type="filepath",
+                    elem_id=IDS["file"],
+                )
+                sample_in = gr.Dropdown(
+                    choices=sample_names(),
+                    value=None,
+                    label="...or pick a sample workout (generated)",
+                    elem_id=IDS["sample"],
+                )
+                gender_in = gr.Dropdown(
+                    choices=list(GENDERS), value="unknown", label="Gender", elem_id=IDS["gender"]
+                )
+                max_hr_in = gr.Number(
+                    label="Max HR (bpm, optional)", placeholder="optional", elem_id=IDS["max_hr"]
+                )
+                age_in = gr.Number(
+                    label="Age (years, optional)", placeholder="optional", elem_id=IDS["age"]
+                )
+                rest_hr_in = gr.Number(
+                    label="Resting HR (bpm, optional)",
+                    placeholder="optional",
+                    elem_id=IDS["rest_hr"],
+                )
+                button = gr.Button("Predict", variant="primary", elem_id=IDS["button"])
+            with gr.Column(scale=3):
+                error_out = gr.Markdown(visible=False, elem_id=IDS["error"])
+                status_out = gr.Markdown(
+                    "Upload a workout file or pick a sample.", elem_id=IDS["status"]
+                )
+                plot_out = gr.Plot(
+                    label="Heart rate, speed and altitude",
+                    show_label=False,
+                    format="png",  # lossless: thin lines stay sharp
+                    elem_id=IDS["plot"],
+                )
+                with gr.Row():
+                    avg_out = _number_box("Average predicted HR (bpm)", IDS["avg"])
+                    max_out = _number_box("Max predicted HR (bpm)", IDS["max"])
+                    mae_out = _number_box("MAE vs recorded HR (bpm)", IDS["mae"])
+                    drift_out = _number_box("Drift, 2nd half - 1st half (bpm)", IDS["drift"])
+                zones_out = gr.Dataframe(
+                    value=zones_table(None),
+                    label=ZONES_LABEL,
+                    interactive=False,
+                    elem_id=IDS["zones"],
+                )
+                warnings_out = gr.Markdown(visible=False, elem_id=IDS["warnings"])
+                csv_out = gr.File(label="Predictions (CSV)", interactive=False, elem_id=IDS["csv"])
+
+        inputs = [file_in, gender_in, max_hr_in, age_in, rest_hr_in]
+        outputs = [
+            error_out,
+            status_out,
+            plot_out,
+            avg_out,
+            max_out,
+            mae_out,
+            drift_out,
+            zones_out,
+            warnings_out,
+            csv_out,
+        ]
+        # `change` fires for uploads, clears and the sample picker writing the file input
+        file_in.change(on_predict, inputs=inputs, outputs=outputs)
+        button.click(on_predict, inputs=inputs, outputs=outputs)
+        sample_in.change(on_sample, inputs=[sample_in], outputs=[file_in])
+        # a new upload replaces the sample: clear the picker so the page does not contradict it
+        file_in.upload(lambda: None, outputs=[sample_in])
+    return demo
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="hrpred app",
+        description="Start the demo web app (offline) on a model bundle exported by `export`.",
+    )
+    parser.add_argument("--bundle", default=DEFAULT_BUNDLE, help="model bundle directory")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on")
+    return parser.parse_args(argv)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the app on host:port with the given bundle (blocks until interrupted)."""
+    args = parse_args(argv)
+    bundle_dir = Path(args.bundle)
+    if not bundle_dir.is_dir():
+        raise SystemExit(
+            f"no model bundle at {bundle_dir}: run `dvc repro export` or pass --bundle DIR"
+        )
+    try:
+        demo = build_app(bundle_dir)
+    except (OSError, ValueError, KeyError) as exc:
+        message = _one_line(exc)  # bundle errors already name the directory
+        if str(bundle_dir) not in message:
+            message = f"cannot load the model bundle {bundle_dir}: {message}"
+        raise SystemExit(message) from None
+    # SIGTERM (service managers, test harnesses) stops like Ctrl-C: Gradio closes its server
+    # and the atexit clean-up of the app's temporary files runs.
+    signal.signal(signal.SIGTERM, _interrupt)
+    demo.queue(default_concurrency_limit=2).launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=False,
+        inbrowser=False,
+        show_api=False,
+        ssr_mode=False,
+        max_file_size=MAX_UPLOAD,
+        show_error=False,  # errors are shown as one-line messages in the page
+    )
+
+
+if __name__ == "__main__":
+    main()
