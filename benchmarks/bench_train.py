@@ -1,0 +1,225 @@
+"""Training throughput at the reference's full-scale shapes (27,806 x 500 x 14), random data.
+
+Compares the pipeline's own loop (`hrpred.training.fit`: memmapped arrays, on-the-fly scaling,
+masked loss, global metrics, validation, checkpoint and dvclive every epoch) with a plain
+PyTorch loop over the same model (tensors preloaded, plain masked MSE, no validation).
+
+    python benchmarks/bench_train.py --device cpu --n 1024          # subsample, extrapolated
+    python benchmarks/bench_train.py --device cuda                  # full scale, 4 GPU configs
+
+Prints one JSON line per measurement; times are the fastest epoch over epochs x repeats. `n` rows are trained per epoch; `full_epoch_s` is the
+train-phase time scaled linearly to 27,806 rows (stated as `extrapolated` when n is smaller).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hrpred.model import HRLSTM
+from hrpred.train_data import load_train_data
+from hrpred.training import TrainConfig, TrainPaths, fit
+
+FULL_TRAIN, FULL_VAL, SEQ_LEN, N_FEATURES = 27_806, 6_606, 500, 14
+NAMES = [f"f{i}" for i in range(N_FEATURES - 1)] + ["gender"]
+# (label, batch size, bf16 autocast, data on device)
+CUDA_CONFIGS = [
+    ("b16_fp32_host", 16, False, False),
+    ("b64_fp32_host", 64, False, False),
+    ("b256_bf16_device", 256, True, True),
+    ("b1024_bf16_device", 1024, True, True),
+]
+CPU_CONFIGS = [("b16_fp32_host", 16, False, False)]
+
+
+def write_random_dataset(root: Path, n_train: int, n_val: int, seed: int = 0) -> None:
+    """data/features + data/split in the contract layout, written in chunks (bounded RAM)."""
+    n = n_train + n_val
+    fdir, sdir = root / "data" / "features", root / "data" / "split"
+    fdir.mkdir(parents=True, exist_ok=True)
+    sdir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shape = (n, SEQ_LEN, N_FEATURES)
+    feats = np.lib.format.open_memmap(fdir / "features.npy", "w+", np.float32, shape)
+    target = np.lib.format.open_memmap(fdir / "target.npy", "w+", np.float32, shape[:2])
+    for start in range(0, n, 2048):
+        stop = min(n, start + 2048)
+        feats[start:stop] = rng.standard_normal((stop - start, SEQ_LEN, N_FEATURES), np.float32)
+        target[start:stop] = 150 + 15 * rng.standard_normal((stop - start, SEQ_LEN), np.float32)
+    feats.flush()
+    target.flush()
+    del feats, target
+    np.save(fdir / "mask.npy", np.ones(shape[:2], dtype=bool))
+    (fdir / "feature_names.json").write_text(json.dumps(NAMES))
+    split = np.array(["train"] * n_train + ["val"] * n_val)
+    pd.DataFrame(
+        {"row": np.arange(n), "workout_id": np.arange(n), "user_id": np.arange(n), "split": split}
+    ).to_parquet(sdir / "assignment.parquet")
+    scaler = {name: {"mean": 0.0, "std": 1.0} for name in NAMES[:-1]}
+    (sdir / "scaler.json").write_text(json.dumps(scaler))
+
+
+def bench_ours(root: Path, device: str, batch: int, amp: bool, on_device: bool, epochs: int):
+    data = load_train_data(root / "data" / "features", root / "data" / "split")
+    cfg = TrainConfig(
+        batch_size=batch,
+        eval_batch_size=max(256, batch),
+        max_epochs=epochs,
+        patience=epochs + 1,
+        lr_patience=epochs,
+        device=device,
+        amp=amp,
+        data_on_device=on_device,
+        progress=False,
+    )
+    out = root / f"out_{batch}_{amp}_{on_device}"
+    paths = TrainPaths(out / "model.pt", out / "checkpoint.pt", str(out / "dvclive"))
+    t0 = time.perf_counter()
+    res = fit(cfg, data, paths)
+    total = time.perf_counter() - t0
+    best = min(res["history"], key=lambda h: h["train_time_s"])  # least disturbed epoch
+    return {
+        "train_s": best["train_time_s"],
+        "epoch_s": best["epoch_time_s"],
+        "val_s": best["val_time_s"],
+        "first_epoch_s": res["history"][0]["epoch_time_s"],
+        "fit_total_s": total,
+    }
+
+
+def bench_plain(root: Path, device: str, batch: int, amp: bool, on_device: bool, epochs: int):
+    """The loop a user would write by hand: preloaded tensors, Adam, clip, masked MSE."""
+    dev = torch.device(device)
+    fdir = root / "data" / "features"
+    assignment = pd.read_parquet(root / "data" / "split" / "assignment.parquet")
+    rows = np.sort(assignment.loc[assignment["split"] == "train", "row"].to_numpy())
+    x_all = torch.from_numpy(np.load(fdir / "features.npy", mmap_mode="r")[rows].copy())
+    y_all = torch.from_numpy(np.load(fdir / "target.npy", mmap_mode="r")[rows].copy())
+    m_all = torch.from_numpy(np.load(fdir / "mask.npy", mmap_mode="r")[rows].copy())
+    if on_device:
+        x_all, y_all, m_all = x_all.to(dev), y_all.to(dev), m_all.to(dev)
+    torch.manual_seed(0)
+    model = HRLSTM(N_FEATURES, 128, 2, 0.3, False, 150.0, 15.0).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
+    ctx = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if amp and dev.type == "cuda"
+        else nullcontext()
+    )
+    times = []
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(rows))
+        model.train()
+        for b in range(math.ceil(len(rows) / batch)):
+            idx = perm[b * batch : (b + 1) * batch]
+            if on_device:
+                idx = idx.to(dev)
+            x, y, m = x_all[idx].to(dev), y_all[idx].to(dev), m_all[idx].to(dev)
+            with ctx:
+                out = model(x)
+            out = out.float()
+            loss = ((out - y) ** 2 * m).sum() / m.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        times.append(time.perf_counter() - t0)
+    return {"train_s": min(times), "first_epoch_s": times[0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--n", type=int, default=None, help="train rows (default: 1024 cpu, full cuda)")
+    ap.add_argument("--n-val", type=int, default=None, help="val rows (default: n x 6606/27806)")
+    ap.add_argument("--epochs", type=int, default=None, help="epochs per run (last one is timed)")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    ap.add_argument("--configs", default="", help="comma-separated labels to run (default all)")
+    ap.add_argument("--skip-plain", action="store_true")
+    ap.add_argument("--repeats", type=int, default=1, help="alternate ours/plain; keep the best")
+    ap.add_argument("--workdir", default=None, help="where the random arrays go (default tmp)")
+    args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n = args.n or (FULL_TRAIN if args.device == "cuda" else 1024)
+    n_val = args.n_val if args.n_val is not None else max(1, round(n * FULL_VAL / FULL_TRAIN))
+    epochs = args.epochs or (2 if args.device == "cuda" else 1)
+    configs = CUDA_CONFIGS if args.device == "cuda" else CPU_CONFIGS
+    if args.configs:
+        wanted = set(args.configs.split(","))
+        configs = [c for c in CUDA_CONFIGS + CPU_CONFIGS if c[0] in wanted]
+    machine = (
+        torch.cuda.get_device_name(0)
+        if args.device == "cuda"
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        write_random_dataset(root, n, n_val)
+        print(
+            json.dumps(
+                {"event": "data", "n_train": n, "n_val": n_val, "s": time.perf_counter() - t0}
+            ),
+            flush=True,
+        )
+        for label, batch, amp, on_device in configs:
+            runs: dict[str, dict] = {}
+            for _ in range(args.repeats):  # alternating evens out a shared machine's load
+                cand = {"ours": bench_ours(root, args.device, batch, amp, on_device, epochs)}
+                if not args.skip_plain:
+                    cand["plain"] = bench_plain(root, args.device, batch, amp, on_device, epochs)
+                for name, r in cand.items():
+                    if name not in runs or r["train_s"] < runs[name]["train_s"]:
+                        runs[name] = r
+            for name, r in runs.items():
+                rec = {
+                    "loop": name,
+                    "config": label,
+                    "device": args.device,
+                    "machine": machine,
+                    "torch": torch.__version__,
+                    "batch": batch,
+                    "amp_bf16": amp,
+                    "data_on_device": on_device,
+                    "n_train": n,
+                    "epochs": epochs,
+                    "train_s": round(r["train_s"], 3),
+                    "workouts_per_s": round(n / r["train_s"], 1),
+                    "full_train_epoch_s": round(r["train_s"] * FULL_TRAIN / n, 2),
+                    "extrapolated": n != FULL_TRAIN,
+                }
+                if "epoch_s" in r:  # ours: epoch = train + validation + checkpoint/logging
+                    rec["epoch_s"] = round(r["epoch_s"], 3)
+                    rec["full_epoch_s"] = round(
+                        r["train_s"] * FULL_TRAIN / n + r["val_s"] * FULL_VAL / n_val, 2
+                    )
+                rec["first_epoch_s"] = round(r["first_epoch_s"], 3)
+                print(json.dumps(rec), flush=True)
+            if "plain" in runs:
+                ratio = runs["plain"]["train_s"] / runs["ours"]["train_s"]
+                print(
+                    json.dumps({"config": label, "ours_vs_plain_throughput": round(ratio, 3)}),
+                    flush=True,
+                )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
