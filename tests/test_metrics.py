@@ -1,0 +1,101 @@
+"""hrpred.metrics against direct numpy/pandas computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hrpred.metrics import bias, mae, per_workout_mae, rmse, summarize
+
+
+@pytest.fixture
+def arrays():
+    rng = np.random.default_rng(3)
+    n, t = 7, 30
+    y = rng.normal(150, 15, (n, t))
+    p = y + rng.normal(2, 6, (n, t))
+    valid = rng.random((n, t)) > 0.2
+    valid[3] = False  # a workout with no valid step
+    elapsed = np.cumsum(rng.uniform(4, 12, (n, t)), axis=1)
+    return y, p, valid, elapsed
+
+
+def test_against_numpy(arrays):
+    y, p, valid, elapsed = arrays
+    e = (p - y)[valid]
+    assert mae(y, p, valid) == pytest.approx(np.mean(np.abs(e)))
+    assert rmse(y, p, valid) == pytest.approx(np.sqrt(np.mean(e**2)))
+    assert bias(y, p, valid) == pytest.approx(np.mean(e))
+
+
+def test_summarize_against_pandas(arrays):
+    y, p, valid, elapsed = arrays
+    n, t = y.shape
+    df = pd.DataFrame(
+        {
+            "w": np.repeat(np.arange(n), t),
+            "y": y.ravel(),
+            "p": p.ravel(),
+            "v": valid.ravel(),
+            "t": elapsed.ravel(),
+        }
+    )
+    df = df[df.v]
+    df["ae"] = (df.p - df.y).abs()
+    per = df.groupby("w").ae.mean()
+    s = summarize(y, p, valid, elapsed)
+    assert s["mae"] == pytest.approx(df.ae.mean())
+    assert s["rmse"] == pytest.approx(np.sqrt(((df.p - df.y) ** 2).mean()))
+    assert s["mae_after_2min"] == pytest.approx(df[df.t >= 120].ae.mean())
+    assert s["workout_mae_mean"] == pytest.approx(per.mean())
+    assert s["workout_mae_median"] == pytest.approx(per.median())
+    assert s["bias"] == pytest.approx((df.p - df.y).mean())
+    assert s["n_workouts"] == n - 1  # the all-invalid workout does not count
+    assert s["n_steps"] == len(df)
+    assert s["rmse"] >= s["mae"]
+
+
+def test_per_workout_mae_nan_for_empty_rows(arrays):
+    y, p, valid, _ = arrays
+    w = per_workout_mae(y, p, valid)
+    assert np.isnan(w[3])
+    assert w[0] == pytest.approx(np.mean(np.abs(p[0] - y[0])[valid[0]]))
+
+
+def test_invalid_steps_are_ignored(arrays):
+    y, p, valid, elapsed = arrays
+    p2 = p.copy()
+    p2[~valid] = 1e6  # garbage where the mask is off must not move any metric
+    assert summarize(y, p2, valid, elapsed) == summarize(y, p, valid, elapsed)
+
+
+def test_rmse_is_global_not_mean_of_batch_rmses():
+    # batch 1: two steps off by 1 BPM; batch 2: one step off by 10 BPM
+    y = np.zeros((3, 2))
+    p = np.array([[1.0, 1.0], [10.0, 0.0], [0.0, 0.0]])
+    valid = np.array([[True, True], [True, False], [False, False]])
+    batch_rmses = [rmse(y[:1], p[:1], valid[:1]), rmse(y[1:], p[1:], valid[1:])]
+    assert batch_rmses == pytest.approx([1.0, 10.0])
+    global_rmse = rmse(y, p, valid)
+    assert global_rmse == pytest.approx(np.sqrt(102 / 3))
+    assert abs(global_rmse - np.mean(batch_rmses)) > 0.1
+
+
+def test_rmse_at_least_mae_random():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y = rng.normal(size=(4, 9))
+        p = rng.normal(size=(4, 9)) * rng.uniform(0.1, 10)
+        v = rng.random((4, 9)) > 0.5
+        if v.any():
+            assert rmse(y, p, v) >= mae(y, p, v) - 1e-12
+
+
+def test_empty_and_shape_errors():
+    z = np.zeros((2, 3))
+    assert np.isnan(mae(z, z, np.zeros((2, 3), bool)))
+    s = summarize(z, z, np.zeros((2, 3), bool), z)
+    assert s["n_steps"] == 0 and s["n_workouts"] == 0
+    with pytest.raises(ValueError, match="shape"):
+        mae(z, np.zeros((2, 4)), np.ones((2, 3), bool))

@@ -1,0 +1,70 @@
+"""Example choice (representative, seeded) and DVC plot records."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hrpred.plots import choose_examples, median_examples, plot_data
+
+
+def _maes(n: int = 200, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    mae = rng.gamma(3.0, 3.0, n)
+    cats = np.where(np.arange(n) % 2 == 0, "steady", "intervals")
+    mae[cats == "intervals"] += 40.0  # a category where every prediction is bad
+    return mae, cats.tolist(), np.arange(n) + 1000, np.full(n, 500)
+
+
+def test_examples_sit_at_the_quantiles_and_bad_ones_are_kept():
+    mae, cats, ids, steps = _maes()
+    ex = choose_examples(mae, cats, ids, steps, [0.1, 0.5, 0.9], seed=1, window=0.05)
+    assert len(ex) == 6
+    for e in ex:
+        pool = mae[np.asarray(cats) == e.category]
+        rank = (pool < e.mae).sum() / (len(pool) - 1)  # rank as a fraction
+        assert abs(rank - e.quantile) <= 0.05 + 1e-9, (e, rank)
+        assert ids[e.row] == e.workout_id
+    bad = [e for e in ex if e.category == "intervals"]
+    assert len(bad) == 3 and min(e.mae for e in bad) > 40  # not filtered out
+    assert [e.category for e in median_examples(ex)] == ["intervals", "steady"]
+
+
+def test_examples_are_seeded():
+    mae, cats, ids, steps = _maes()
+    a = choose_examples(mae, cats, ids, steps, [0.1, 0.5, 0.9], seed=3)
+    b = choose_examples(mae, cats, ids, steps, [0.1, 0.5, 0.9], seed=3)
+    c = [choose_examples(mae, cats, ids, steps, [0.1, 0.5, 0.9], seed=s) for s in range(10)]
+    assert a == b
+    assert len({tuple(e.row for e in x) for x in c}) > 1
+
+
+def test_short_workouts_only_used_when_nothing_else():
+    mae, cats, ids, steps = _maes()
+    steps = steps.copy()
+    steps[::2] = 10  # every steady workout is short
+    ex = choose_examples(mae, cats, ids, steps, [0.5], seed=0, min_steps=100)
+    assert {e.category for e in ex} == {"steady", "intervals"}
+
+
+def test_plot_data_records():
+    rng = np.random.default_rng(0)
+    y = rng.normal(150, 10, (5, 40))
+    p = y + rng.normal(0, 5, (5, 40))
+    v = rng.random((5, 40)) > 0.1
+    el = np.cumsum(np.full((5, 40), 10.0), axis=1)
+    wm = np.array([np.abs(p[i] - y[i])[v[i]].mean() for i in range(5)])
+    mae, cats, ids, steps = _maes(5)
+    ex = choose_examples(wm, cats, ids, steps, [0.5], seed=0, min_steps=1)
+    d = plot_data(y, p, v, el, wm, ex, seed=0, n_scatter=50, min_steps_per_minute=1)
+    assert len(d["scatter"]) == 50
+    assert sum(r["count"] for r in d["error_hist"]) == v.sum()
+    assert sum(r["count"] for r in d["workout_mae_hist"]) == 5
+    assert {r["workout"] for r in d["traces"]} == {f"{e.category} #{e.workout_id}" for e in ex}
+    minutes = [r["minute"] for r in d["traces"]]
+    assert minutes == sorted(minutes)  # workouts laid out back to back
+    first = d["mae_by_time"][0]
+    m0 = (np.floor(el / 60) == first["minute"]) & v
+    assert first["mae"] == np.round(np.abs(p - y)[m0].mean(), 4)
+    assert plot_data(y, p, v, el, wm, ex, seed=0, n_scatter=50) == plot_data(
+        y, p, v, el, wm, ex, seed=0, n_scatter=50
+    )
