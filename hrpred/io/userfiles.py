@@ -1,4 +1,4 @@
-"""Readers for a runner's own activity files: GPX, TCX, FIT (.fit, .fit.gz) and CSV.
+"""Readers for a runner's own activity files: GPX, TCX, FIT and CSV, each optionally .gz.
 
 `read_activity(path)` returns an `Activity` with every channel as a float array aligned
 on strictly increasing timestamps (NaN where a sample lacks a value), or None when the
@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
-SUPPORTED = (".gpx", ".tcx", ".fit", ".fit.gz", ".csv")
+SUPPORTED = (".gpx", ".tcx", ".fit", ".csv")  # each also gzip-compressed (.gz), as Strava exports
 
 # Plausibility limits (why: sensors write 0 or 255 for "no reading"; GPS jumps create
 # impossible speeds; a running file should never exceed these).
 HR_MIN_BPM = 25.0  # below: a sensor's "no reading" value, not a heartbeat
 HR_MAX_BPM = 250.0  # above: 255 = "invalid" in ANT+/FIT
 SPEED_MAX_KMH = 45.0  # faster than any runner: a GPS or sensor spike
+MOVING_KMH = 1.0  # a speed source whose maximum stays below this never moves
 ALTITUDE_RANGE_M = (-500.0, 9000.0)
 EARTH_RADIUS_M = 6_371_000.0
 SEMICIRCLE_DEG = 180.0 / 2**31  # FIT stores positions in semicircles
@@ -69,19 +70,29 @@ class Activity:
 
 
 def file_kind(path: str | Path) -> str:
-    """The reader a path needs: gpx, tcx, fit, fit.gz or csv (by extension)."""
-    name = Path(path).name.lower()
-    for ext in sorted(SUPPORTED, key=len, reverse=True):
+    """The reader a path needs: gpx, tcx, fit or csv (by extension, `.gz` allowed)."""
+    name = Path(path).name.lower().removesuffix(".gz")
+    for ext in SUPPORTED:
         if name.endswith(ext):
             return ext[1:]
     suffix = "".join(Path(path).suffixes) or "(none)"
     raise ActivityError(
-        f"{Path(path).name}: unsupported file type '{suffix}': use .gpx, .tcx, .fit, .fit.gz or .csv"
+        f"{Path(path).name}: unsupported file type '{suffix}': "
+        "use .gpx, .tcx, .fit or .csv (optionally .gz)"
     )
 
 
+def _open(path: Path, text: bool = True) -> Any:
+    """Open a file for reading, gunzipping `.gz` on the fly."""
+    gz = path.name.lower().endswith(".gz")
+    if text:
+        opener = gzip.open if gz else open
+        return opener(path, "rt", encoding="utf-8", errors="replace")
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
 def read_activity(path: str | Path) -> Activity:
-    """Read a GPX, TCX, FIT (.fit/.fit.gz) or CSV activity file into an `Activity`."""
+    """Read a GPX, TCX, FIT or CSV activity file (optionally gzipped) into an `Activity`."""
     path = Path(path)
     kind = file_kind(path)
     if not path.exists():
@@ -94,7 +105,6 @@ def read_activity(path: str | Path) -> Activity:
         "gpx": _read_gpx,
         "tcx": _read_tcx,
         "fit": _read_fit,
-        "fit.gz": _read_fit,
         "csv": _read_csv,
     }[kind]
     warns: list[str] = []
@@ -103,7 +113,7 @@ def read_activity(path: str | Path) -> Activity:
     except ActivityError as exc:
         msg = str(exc)
         raise ActivityError(msg if msg.startswith(path.name) else f"{path.name}: {msg}") from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as exc:
         raise ActivityError(
             f"{path.name}: cannot read {kind.upper()} file ({_one_line(exc)})"
         ) from None
@@ -256,7 +266,7 @@ def _read_gpx(path: Path, warns: list[str]) -> tuple[dict[str, list[float]], str
     import gpxpy.gpx
 
     try:
-        with path.open(encoding="utf-8", errors="replace") as f:
+        with _open(path) as f:
             gpx = gpxpy.parse(f)
     except (gpxpy.gpx.GPXException, ValueError) as exc:
         raise ActivityError(f"not a valid GPX file ({_one_line(exc)})") from None
@@ -298,7 +308,8 @@ def _read_tcx(path: Path, warns: list[str]) -> tuple[dict[str, list[float]], str
     import xml.etree.ElementTree as ET
 
     try:
-        root = ET.parse(path).getroot()
+        with _open(path, text=False) as f:
+            root = ET.parse(f).getroot()
     except ET.ParseError as exc:
         raise ActivityError(f"not a valid TCX file (XML error: {_one_line(exc)})") from None
     if _local(root.tag) != "TrainingCenterDatabase":
@@ -365,12 +376,11 @@ def _read_fit(path: Path, warns: list[str]) -> tuple[dict[str, list[float]], str
         )
     }
     sport = None
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore")  # fitdecode warns on odd definitions
             with (
-                opener(path, "rb") as f,
+                _open(path, text=False) as f,
                 fitdecode.FitReader(
                     f,
                     check_crc=fitdecode.CrcCheck.WARN,
@@ -453,7 +463,7 @@ def _pick(names: dict[str, str], options: tuple[str, ...]) -> str | None:
 def _read_csv(path: Path, warns: list[str]) -> tuple[dict[str, list[float]], str | None]:
     import pandas as pd
 
-    with path.open(encoding="utf-8", errors="replace") as f:
+    with _open(path) as f:
         head = f.readline()
     sep = max((",", ";", "\t"), key=head.count)  # the header's most frequent delimiter
     try:
@@ -653,23 +663,32 @@ def cumulative_distance(activity: Activity) -> np.ndarray | None:
 def derive_speed(activity: Activity) -> tuple[np.ndarray, str, list[str]]:
     """Speed in km/h for every sample, its source (native|distance|gps) and warnings.
 
-    Raises ActivityError when the file has no way to know speed.
+    Sources in order of preference: the file's speed, its distance, its positions. A source
+    that never moves (e.g. a speed field left at 0 without a foot pod) gives way to the next
+    one that does. Raises ActivityError when the file has no way to know speed.
     """
     t = activity.timestamp
-    warns: list[str] = []
+    candidates: list[tuple[np.ndarray, str, list[str]]] = []
     if activity.speed is not None:
-        return activity.speed, "native", warns
+        candidates.append((activity.speed, "native", []))
     if activity.distance is not None and np.isfinite(activity.distance).sum() >= 2:
         speed, bad = _speed_from_distance(t, activity.distance)
-        if bad:
-            warns.append(f"{bad} distance jumps or resets ignored")
-        return speed, "distance", warns
+        warns = [f"{bad} distance jumps or resets ignored"] if bad else []
+        candidates.append((speed, "distance", warns))
     if activity.latitude is not None and activity.longitude is not None:
         speed, bad = _speed_from_gps(t, activity.latitude, activity.longitude)
+        warns = ["speed derived from GPS positions"]
         if bad:
-            warns.append(f"{bad} GPS spikes (implied speed > {SPEED_MAX_KMH:.0f} km/h) removed")
-        warns.append("speed derived from GPS positions")
-        return speed, "gps", warns
-    raise ActivityError(
-        f"{activity.source}: no speed, distance or GPS positions: cannot predict HR without speed"
-    )
+            warns.insert(0, f"{bad} GPS spikes (implied speed > {SPEED_MAX_KMH:.0f} km/h) removed")
+        candidates.append((speed, "gps", warns))
+    if not candidates:
+        raise ActivityError(
+            f"{activity.source}: no speed, distance or GPS positions: cannot predict HR without speed"
+        )
+    for i, (speed, source, warns) in enumerate(candidates):
+        if np.nanmax(speed, initial=0.0) >= MOVING_KMH:
+            if i:
+                skipped = ", ".join(c[1] for c in candidates[:i])
+                warns = [f"{skipped} speed is zero throughout: using {source}", *warns]
+            return speed, source, warns
+    return candidates[0]

@@ -1,0 +1,140 @@
+"""Benchmark `hrpred predict`: wall time on a 1-hour 1 Hz GPX (Python start-up included) and
+the model's forward pass on one 500-step workout (CPU).
+
+Uses models/bundle when it exists, else a bundle with a randomly initialised model of the
+training architecture (params.yaml train/featurize) in benchmarks/work/ (timing does not
+depend on the weights). Rewrites the "## Predict" section of BENCHMARKS.md (created if absent).
+
+    python benchmarks/bench_predict.py [--runs 5] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.predict_fixtures import make_bundle, simulated_workout, write_gpx  # noqa: E402
+
+WORK = ROOT / "benchmarks" / "work" / "predict"
+BENCH_MD = ROOT / "BENCHMARKS.md"
+
+
+def bench_bundle() -> tuple[Path, str]:
+    real = ROOT / "models" / "bundle"
+    if (real / "config.json").exists():
+        return real, "models/bundle (trained)"
+    from hrpred.params import load_params
+
+    feats = [str(f) for f in load_params("featurize").list("features")]
+    train = load_params("train")
+    out = WORK / "bundle"
+    make_bundle(out, features=feats, step_s=8.0, onnx=False)
+    # rebuild at the real size: the tiny fixture model would flatter the forward pass
+    import torch
+
+    from hrpred.bundle import CONFIG, WEIGHTS, load_bundle, save_weights
+    from hrpred.model import build_model, cpu_state_dict
+
+    b = load_bundle(out)
+    arch = {
+        "input_size": len(feats),
+        "hidden": train.int("hidden"),
+        "layers": train.int("layers"),
+        "dropout": train.float("dropout"),
+        "bidirectional": train.bool("bidirectional"),
+    }
+    b.config["model"]["config"] = arch
+    torch.manual_seed(0)
+    model = build_model(arch, 145.0, 14.0)
+    save_weights(cpu_state_dict(model), out / WEIGHTS)
+    import json
+
+    (out / CONFIG).write_text(json.dumps(b.config, indent=2, sort_keys=True) + "\n")
+    return out, f"random {arch['layers']}x{arch['hidden']} LSTM (no trained bundle yet)"
+
+
+def time_cli(bundle: Path, gpx: Path, runs: int) -> list[float]:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
+    cmd = [sys.executable, "-m", "hrpred", "predict", str(gpx), "--bundle", str(bundle)]
+    cmd += ["--out", str(WORK / "pred.csv"), "--quiet"]
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env)  # warm the OS file cache and .pyc
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def time_forward(bundle_dir: Path, runs: int) -> tuple[list[float], int]:
+    import numpy as np
+    import torch
+
+    from hrpred.predict import load_bundle
+
+    torch.set_num_threads(1)  # as `hrpred predict` runs it (one sequence: latency-bound)
+    bundle = load_bundle(bundle_dir)
+    x = np.random.default_rng(0).normal(0, 1, (1, 500, len(bundle.features))).astype(np.float32)
+    for _ in range(5):
+        bundle.predict(x)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        bundle.predict(x)
+        times.append(time.perf_counter() - t0)
+    return times, torch.get_num_threads()
+
+
+def write_section(text: str) -> None:
+    old = BENCH_MD.read_text() if BENCH_MD.exists() else "# Benchmarks\n"
+    pattern = re.compile(r"^## Predict\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(old):
+        new = pattern.sub(lambda _: text, old)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text
+    BENCH_MD.write_text(new)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--forward-runs", type=int, default=50)
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    args = ap.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    bundle, which = bench_bundle()
+    gpx = write_gpx(WORK / "run_1h_1hz.gpx", simulated_workout(3600, 1.0), hr=True)
+    cli = time_cli(bundle, gpx, args.runs)
+    fwd, threads = time_forward(bundle, args.forward_runs)
+    cpu = platform.processor() or platform.machine()
+    load = os.getloadavg()[0]  # the machine may be shared: say how busy it was
+    text = (
+        "## Predict\n\n"
+        f"`python benchmarks/bench_predict.py` on {os.cpu_count()} CPU cores ({cpu}), "
+        f"Python {platform.python_version()}, torch threads {threads}; bundle: {which}; "
+        f"load average {load:.1f} at the end of the run (shared machine).\n\n"
+        "| measure | median | min | max | target |\n|---|---:|---:|---:|---:|\n"
+        f"| `hrpred predict` 1-hour 1 Hz GPX (3600 points), wall incl. start-up, "
+        f"{len(cli)} runs | {statistics.median(cli):.2f} s | {min(cli):.2f} s | "
+        f"{max(cli):.2f} s | < 3 s |\n"
+        f"| model forward, one 500-step workout, CPU, {len(fwd)} runs | "
+        f"{1000 * statistics.median(fwd):.2f} ms | {1000 * min(fwd):.2f} ms | "
+        f"{1000 * max(fwd):.2f} ms | < 10 ms |\n"
+    )
+    print(text)
+    if not args.no_write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

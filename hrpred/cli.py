@@ -1,0 +1,202 @@
+"""`hrpred` command line: `hrpred predict FILE...` and `hrpred app`.
+
+Errors are one line on stderr with exit status 2, never a traceback. Heavy modules (torch,
+pandas, gradio) are imported only by the subcommand that needs them, so `--help` is instant
+and `predict` does not pay for the web app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_BUNDLE = "models/bundle"
+EXIT_ERROR = 2
+
+
+def _positive(kind: str, lo: float, hi: float) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind} must be a number, got {text!r}") from None
+        if not (lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"{kind} must be within {lo:g}-{hi:g}, got {text}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (exit 2) instead of usage + message."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="hrpred",
+        description="Predict a runner's heart-rate curve from speed and altitude.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{predict,app}", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser(
+        "predict",
+        help="predict HR for GPX/TCX/FIT/CSV files",
+        description="Predict the heart-rate curve of activity files (.gpx .tcx .fit .csv, each "
+        "optionally .gz) and print a summary per file. Per-point predictions go to --out.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="activity file(s)")
+    p.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"model bundle dir ({DEFAULT_BUNDLE})")
+    p.add_argument(
+        "--out",
+        metavar="OUT.csv",
+        help="write per-point predictions (t_s, timestamp, speed_kmh, altitude_m, hr_pred, "
+        "hr_true) to this CSV; with several files a `file` column tells them apart; '-' = stdout",
+    )
+    p.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
+    p.add_argument("--max-hr", type=_positive("max HR", 100, 240), help="max HR (BPM) for zones")
+    p.add_argument("--rest-hr", type=_positive("resting HR", 25, 120), help="resting HR (BPM)")
+    p.add_argument("--age", type=_positive("age", 5, 100), help="age (years): max HR if not given")
+    p.add_argument("--quiet", action="store_true", help="no summary, only errors")
+
+    a = sub.add_parser("app", help="start the demo web app", add_help=False)
+    a.add_argument("app_args", nargs=argparse.REMAINDER, help="--bundle, --host, --port")
+    return parser
+
+
+def format_summary(name: str, summary: dict[str, Any], warnings: list[str]) -> str:
+    """The short text summary printed for one file."""
+    dur = summary["duration_s"] / 60.0
+    lines = [
+        f"{name}: {dur:.1f} min, {summary['distance_km']:.2f} km "
+        f"(speed from {summary['speed_source']}), {summary['n_steps']} steps of "
+        f"{summary['step_s']:.2f} s",
+        f"  predicted HR: avg {summary['avg_hr']:.1f}, max {summary['max_hr']:.1f} BPM; "
+        f"drift (2nd half - 1st half) {summary['drift_bpm']:+.1f} BPM",
+    ]
+    if "mae" in summary:
+        lines.append(
+            f"  recorded HR: avg {summary['recorded_avg_hr']:.1f} BPM; MAE {summary['mae']:.1f}, "
+            f"RMSE {summary['rmse']:.1f}, bias {summary['bias']:+.1f} BPM ({summary['n_hr']} points)"
+        )
+    zones = summary["zones"]
+    total = sum(zones.values()) or 1.0
+    bounds = summary["zone_bounds_bpm"]
+    edges = (
+        ["<" + f"{bounds[0]:.0f}"]
+        + [f"{lo:.0f}-{hi:.0f}" for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+        + [">=" + f"{bounds[-1]:.0f}"]
+    )
+    zone_text = ", ".join(
+        f"{z} {edge}: {zones[z] / 60:.1f} min ({100 * zones[z] / total:.0f}%)"
+        for z, edge in zip(zones, edges, strict=True)
+    )
+    lines.append(f"  zones ({summary['zone_basis']}): {zone_text}")
+    lines += [f"  warning: {w}" for w in warnings]
+    return "\n".join(lines)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return first or type(exc).__name__
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from hrpred.bundle import BundleError
+    from hrpred.io.userfiles import ActivityError, read_activity
+    from hrpred.predict import load_bundle, predict_activity
+
+    # One sequence at a time is latency-bound: extra intra-op threads only add contention.
+    torch.set_num_threads(1)
+    try:
+        bundle = load_bundle(Path(args.bundle))
+    except BundleError as exc:
+        print(f"hrpred: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    frames = []
+    failed = 0
+    for name in args.files:
+        try:
+            activity = read_activity(name)
+            pred = predict_activity(
+                bundle,
+                activity,
+                gender=args.gender,
+                max_hr=args.max_hr,
+                rest_hr=args.rest_hr,
+                age=args.age,
+            )
+        except (ActivityError, ValueError, OSError) as exc:
+            msg = _one_line(exc)
+            base = Path(name).name
+            print(f"hrpred: {msg if msg.startswith(base) else f'{base}: {msg}'}", file=sys.stderr)
+            failed += 1
+            continue
+        if not args.quiet:
+            out = sys.stderr if args.out == "-" else sys.stdout
+            print(format_summary(Path(name).name, pred.summary, pred.warnings), file=out)
+        frame = pred.frame
+        if len(args.files) > 1:
+            frame = frame.assign(file=Path(name).name)
+        frames.append(frame)
+    if args.out and frames:
+        import pandas as pd
+
+        table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        try:
+            if args.out == "-":
+                table.to_csv(sys.stdout, index=False, float_format="%.3f")
+            else:
+                table.to_csv(args.out, index=False, float_format="%.3f")
+        except OSError as exc:
+            print(f"hrpred: cannot write {args.out}: {_one_line(exc)}", file=sys.stderr)
+            return EXIT_ERROR
+        if args.out != "-" and not args.quiet:
+            print(f"wrote {len(table)} rows to {args.out}")
+    return EXIT_ERROR if failed else 0
+
+
+def _app(argv: list[str]) -> int:
+    try:
+        from hrpred.app import main as app_main
+    except ImportError as exc:
+        print(f"hrpred: the web app is unavailable ({_one_line(exc)})", file=sys.stderr)
+        return EXIT_ERROR
+    app_main(argv)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `hrpred` command; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "app":  # the app parses its own options (--bundle, --host, --port)
+        try:
+            return _app(argv[1:])
+        except SystemExit as exc:
+            if isinstance(exc.code, str):
+                print(f"hrpred: {_one_line(SystemExit(exc.code))}", file=sys.stderr)
+                return EXIT_ERROR
+            return int(exc.code or 0)
+        except KeyboardInterrupt:
+            return 130
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors: argparse prints one line and exits 2
+    try:
+        return _predict(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a command line user gets a line, not a traceback
+        print(f"hrpred: unexpected error ({type(exc).__name__}: {_one_line(exc)})", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""`python -m hrpred predict` as a user runs it: exit codes, output, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.predict_fixtures import make_bundle, simulated_workout, write_csv, write_fit, write_gpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hrpred(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hrpred", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd)},
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    make_bundle(d / "bundle", step_s=8.0)
+    w = simulated_workout(n=300, step_s=4.0, seed=11)
+    good = {
+        "gpx": write_gpx(d / "run.gpx", w, speed=True),
+        "csv": write_csv(d / "run.csv", w),
+        "fit": write_fit(d / "run.fit", w),
+    }
+    bad = {
+        "empty": d / "empty.gpx",
+        "text": d / "notes.txt",
+        "trunc": d / "trunc.gpx",
+        "still": d / "still.csv",
+    }
+    bad["empty"].write_text("")
+    bad["text"].write_text("hello")
+    bad["trunc"].write_text(good["gpx"].read_text()[:5000])
+    bad["still"].write_text(
+        "timestamp,speed\n" + "\n".join(f"{1000 + i},0" for i in range(300)) + "\n"
+    )
+    return d, good, bad
+
+
+def _no_traceback(res: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+
+
+def test_predict_good_files_without_web_or_onnx_imports(files):
+    """Three formats of one workout; the predict path must not import gradio/matplotlib/onnx."""
+    d, good, _ = files
+    argv = [
+        "predict", str(good["gpx"]), str(good["csv"]), str(good["fit"]),
+        "--bundle", str(d / "bundle"), "--out", str(d / "out.csv"), "--age", "40",
+        "--gender", "female",
+    ]  # fmt: skip
+    code = (
+        "import sys; from hrpred.cli import main; "
+        f"rc = main({argv!r}); "
+        "heavy = [m for m in ('gradio', 'matplotlib', 'onnx', 'onnxruntime') if m in sys.modules]; "
+        "print('modules', heavy, file=sys.stderr); sys.exit(rc)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=d, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(d)},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip() == "modules []"
+    out = pd.read_csv(d / "out.csv")
+    assert list(out.columns) == [
+        "t_s", "timestamp", "speed_kmh", "altitude_m", "hr_pred", "hr_true", "file",
+    ]  # fmt: skip
+    assert out.groupby("file").size().to_dict() == {"run.csv": 300, "run.fit": 300, "run.gpx": 300}
+    for name in ("run.gpx", "run.csv", "run.fit"):
+        assert f"{name}: " in res.stdout
+    assert res.stdout.count("predicted HR: avg") == 3
+    assert res.stdout.count("MAE") == 3 and "208 - 0.7 x age 40" in res.stdout
+    # the same workout in three formats gives the same predictions (to the CSV's 3 decimals;
+    # FIT rounds speed to mm/s and altitude to 0.2 m)
+    by_file = {k: g["hr_pred"].to_numpy() for k, g in out.groupby("file")}
+    assert abs(by_file["run.gpx"] - by_file["run.csv"]).max() <= 0.002
+    assert abs(by_file["run.fit"] - by_file["run.csv"]).max() < 0.1
+
+
+def test_bad_files_one_line_each_and_exit_2(files):
+    """`python -m hrpred`: each bad file one line on stderr, the good one still predicted."""
+    d, good, bad = files
+    args = [str(p) for p in bad.values()] + [str(d / "missing.fit"), str(good["csv"])]
+    res = hrpred("predict", *args, "--bundle", str(d / "bundle"), cwd=d)
+    assert res.returncode == 2
+    _no_traceback(res)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 5, res.stderr
+    assert all(line.startswith("hrpred: ") for line in lines)
+    text = res.stderr
+    assert "empty.gpx: empty file" in text
+    assert "notes.txt: unsupported file type" in text
+    assert "trunc.gpx: not a valid GPX file" in text
+    assert "still.csv: no movement" in text
+    assert "missing.fit: file not found" in text
+    assert "run.csv: " in res.stdout  # the good file is still predicted
+
+
+def test_usage_and_bundle_errors_are_one_line(files, tmp_path):
+    d, good, _ = files
+    for args in (
+        ["predict", str(good["gpx"]), "--bundle", str(tmp_path / "nope")],
+        ["predict", str(good["gpx"]), "--bundle", str(d / "bundle"), "--max-hr", "400"],
+        ["predict"],
+        ["fly"],
+        ["app", "--bundle", str(tmp_path / "nope")],
+    ):
+        res = hrpred(*args, cwd=d)
+        assert res.returncode == 2, (args, res.stderr)
+        _no_traceback(res)
+        assert len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)

@@ -1,0 +1,295 @@
+"""Readers of runners' own files (hrpred.io.userfiles) on fixtures written by the tests.
+
+Every reader (GPX, TCX, FIT, FIT.gz, CSV) is checked against the simulated workout it was
+written from; bad files must give a one-line ActivityError or a warning and a sane result.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hrpred.io.userfiles import (
+    Activity,
+    ActivityError,
+    derive_speed,
+    haversine_m,
+    read_activity,
+)
+from tests.predict_fixtures import (
+    simulated_workout,
+    write_csv,
+    write_fit,
+    write_gpx,
+    write_tcx,
+)
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "samples" / "real"
+
+
+@pytest.fixture(scope="module")
+def workout():
+    return simulated_workout(n=240, step_s=5.0, seed=3)
+
+
+def _check_channels(act: Activity, w, speed_tol: float, alt_tol: float = 1e-9) -> None:
+    np.testing.assert_array_equal(act.timestamp, w.timestamp.astype(float))
+    speed, _, _ = derive_speed(act)
+    # the first sample of a derived speed has no segment before it: compare from the second
+    np.testing.assert_allclose(speed[1:], w.speed_kmh[1:], atol=speed_tol)
+    np.testing.assert_allclose(act.altitude, w.altitude_m, atol=alt_tol)
+    np.testing.assert_array_equal(act.heart_rate, w.heart_rate)
+
+
+def test_gpx_with_hr_extension_and_gps_speed(tmp_path, workout):
+    act = read_activity(write_gpx(tmp_path / "run.gpx", workout))
+    assert act.speed is None and act.sport == "running" and act.warnings == []
+    speed, source, warns = derive_speed(act)
+    assert source == "gps" and any("GPS" in w for w in warns)
+    # positions are written with 8 decimals (~1 mm): GPS speed matches the true speed closely
+    _check_channels(act, workout, speed_tol=0.05)
+    np.testing.assert_allclose(act.latitude, workout.latitude, atol=1e-8)
+
+
+def test_gpx_speed_extension_is_native(tmp_path, workout):
+    act = read_activity(write_gpx(tmp_path / "run.gpx", workout, speed=True))
+    assert derive_speed(act)[1] == "native"
+    _check_channels(act, workout, speed_tol=1e-9)
+
+
+def test_tcx_reader(tmp_path, workout):
+    act = read_activity(write_tcx(tmp_path / "run.tcx", workout))
+    assert act.sport == "Running"
+    _check_channels(act, workout, speed_tol=1e-9)
+    np.testing.assert_allclose(act.distance, workout.distance_m)
+
+
+def test_tcx_without_speed_uses_distance(tmp_path, workout):
+    act = read_activity(write_tcx(tmp_path / "run.tcx", workout, speed=False))
+    speed, source, _ = derive_speed(act)
+    assert source == "distance"
+    # reference: the distance written is the cumulative sum of speed * dt
+    np.testing.assert_allclose(speed[1:], workout.speed_kmh[1:], atol=1e-6)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_fit_reader(tmp_path, workout, gz):
+    path = write_fit(tmp_path / ("run.fit.gz" if gz else "run.fit"), workout, gzip_it=gz)
+    act = read_activity(path)
+    # FIT stores speed in mm/s and altitude in 1/5 m (offset 500 m)
+    _check_channels(act, workout, speed_tol=0.0036 + 1e-9, alt_tol=0.2 + 1e-9)
+    np.testing.assert_allclose(act.distance, workout.distance_m, atol=0.01)
+    np.testing.assert_allclose(act.latitude, workout.latitude, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "columns, source",
+    [
+        (("timestamp", "speed (km/h)", "altitude", "heart_rate"), "native"),
+        (("time", "enhanced_speed", "elevation", "hr"), "native"),
+        (("elapsed_s", "speed_kmh", "altitude", "heart_rate"), "native"),
+        (("timestamp", "distance", "altitude", "heart_rate"), "distance"),
+        (("time", "lat", "lon", "altitude", "heart_rate"), "gps"),
+    ],
+)
+def test_csv_column_variants(tmp_path, workout, columns, source):
+    act = read_activity(write_csv(tmp_path / "run.csv", workout, columns=columns))
+    speed, got_source, _ = derive_speed(act)
+    assert got_source == source
+    t0 = 0 if columns[0] == "elapsed_s" else int(workout.timestamp[0])
+    np.testing.assert_array_equal(act.timestamp, (workout.timestamp - workout.timestamp[0] + t0))
+    tol = {"native": 1e-9, "distance": 1e-6, "gps": 0.05}[source]
+    np.testing.assert_allclose(speed[1:], workout.speed_kmh[1:], atol=tol)
+    np.testing.assert_array_equal(act.heart_rate, workout.heart_rate)
+
+
+def test_csv_speed_without_unit_is_guessed_and_said(tmp_path, workout):
+    act = read_activity(write_csv(tmp_path / "r.csv", workout, columns=("timestamp", "speed")))
+    np.testing.assert_allclose(act.speed, workout.speed_kmh, atol=1e-9)  # m/s detected
+    assert any("read as m/s" in w for w in act.warnings)
+    assert act.altitude is None and act.heart_rate is None
+
+
+@pytest.mark.parametrize("kind", ["gpx", "tcx", "csv"])
+def test_gzipped_text_formats(tmp_path, workout, kind):
+    writer = {"gpx": write_gpx, "tcx": write_tcx, "csv": write_csv}[kind]
+    plain = writer(tmp_path / f"run.{kind}", workout)
+    packed = tmp_path / f"run.{kind}.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
+    a, b = read_activity(plain), read_activity(packed)
+    np.testing.assert_array_equal(a.timestamp, b.timestamp)
+    np.testing.assert_array_equal(a.heart_rate, b.heart_rate)
+    np.testing.assert_array_equal(derive_speed(a)[0], derive_speed(b)[0])
+
+
+def test_csv_semicolon_and_epoch_ms(tmp_path, workout):
+    lines = ["Time;Speed [km/h];Altitude"]
+    for t, v, a in zip(workout.timestamp, workout.speed_kmh, workout.altitude_m, strict=True):
+        lines.append(f"{int(t) * 1000};{float(v)!r};{float(a)!r}")
+    path = tmp_path / "semi.csv"
+    path.write_text("\n".join(lines) + "\n")
+    act = read_activity(path)
+    np.testing.assert_array_equal(act.timestamp, workout.timestamp.astype(float))
+    np.testing.assert_allclose(act.speed, workout.speed_kmh)
+
+
+def test_haversine_against_known_distance():
+    # one degree of latitude on the 6371 km sphere
+    d = haversine_m(np.array([0.0]), np.array([0.0]), np.array([1.0]), np.array([0.0]))
+    assert d[0] == pytest.approx(6_371_000.0 * np.pi / 180.0, rel=1e-12)
+
+
+# ------------------------------------------------------------------------ bad data
+
+
+def test_hr_zero_and_255_are_ignored_with_a_warning(tmp_path, workout):
+    w = simulated_workout(n=120, step_s=5.0, seed=1)
+    w.heart_rate[[3, 10, 11]] = 0
+    w.heart_rate[[50]] = 255
+    act = read_activity(write_gpx(tmp_path / "hr.gpx", w))
+    assert np.isnan(act.heart_rate[[3, 10, 11, 50]]).all()
+    assert np.isfinite(np.delete(act.heart_rate, [3, 10, 11, 50])).all()
+    assert any("heart-rate readings" in m and "4" in m for m in act.warnings)
+
+
+def test_gps_spike_is_removed(tmp_path):
+    w = simulated_workout(n=200, step_s=5.0, seed=2)
+    w.latitude[100] += 0.02  # a 2 km jump for one fix and back
+    act = read_activity(write_gpx(tmp_path / "spike.gpx", w))
+    speed, _, warns = derive_speed(act)
+    assert any("GPS spike" in m for m in warns)
+    assert speed.max() < 25.0
+    keep = (np.abs(np.arange(200) - 100) > 1) & (np.arange(200) > 0)
+    np.testing.assert_allclose(speed[keep], w.speed_kmh[keep], atol=0.1)
+
+
+def test_unsorted_and_repeated_times_are_repaired(tmp_path, workout):
+    w = simulated_workout(n=60, step_s=5.0, seed=4)
+    order = np.arange(60)
+    order[[10, 11]] = order[[11, 10]]
+    lines = ["timestamp,speed_kmh,heart_rate"]
+    for i in order:
+        lines.append(f"{int(w.timestamp[i])},{float(w.speed_kmh[i])!r},{int(w.heart_rate[i])}")
+    lines.append(lines[-1])  # an exact duplicate row
+    path = tmp_path / "order.csv"
+    path.write_text("\n".join(lines) + "\n")
+    act = read_activity(path)
+    assert np.all(np.diff(act.timestamp) > 0) and len(act) == 60
+    np.testing.assert_allclose(act.speed, w.speed_kmh)
+    assert any("sorted" in m for m in act.warnings)
+    assert any("repeated time" in m for m in act.warnings)
+
+
+def _write(path: Path, data: bytes | str) -> Path:
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, content, expect",
+    [
+        ("empty.gpx", b"", "empty file"),
+        ("run.txt", "hello", "unsupported file type"),
+        ("run", "hello", "unsupported file type"),
+        ("trunc.gpx", '<?xml version="1.0"?><gpx version="1.1"><trk><trkseg><trkpt lat="1"', "GPX"),
+        ("html.gpx", "<html><body>not a track</body></html>", "GPX"),
+        (
+            "notime.gpx",
+            '<gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1"><trk><trkseg>'
+            '<trkpt lat="1" lon="2"><ele>3</ele></trkpt><trkpt lat="1.1" lon="2"></trkpt>'
+            "</trkseg></trk></gpx>",
+            "no timestamps",
+        ),
+        (
+            "route.gpx",
+            '<gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1"><rte>'
+            '<rtept lat="1" lon="2"/></rte></gpx>',
+            "no recorded track",
+        ),
+        ("bad.tcx", "<TrainingCenterDatabase><Activities>", "TCX"),
+        ("other.tcx", "<root/>", "not a TCX file"),
+        ("text.fit", "this is not a FIT file at all, just text" * 3, "FIT"),
+        ("notgz.gpx.gz", "plain text, not gzip", "cannot read GPX file"),
+        ("empty.csv", "\n", "CSV"),
+        ("header.csv", "timestamp,speed\n", "CSV"),
+        ("notime.csv", "speed,altitude\n10,100\n11,101\n", "no time column"),
+        ("nospeed.csv", "timestamp,heart_rate\n1,100\n2,101\n", "no speed, distance"),
+        ("one.csv", "timestamp,speed\n1,10\n", "only 1 point"),
+    ],
+)
+def test_bad_files_give_one_line_errors(tmp_path, name, content, expect):
+    path = _write(tmp_path / name, content)
+    with pytest.raises(ActivityError) as info:
+        read_activity(path)
+    msg = str(info.value)
+    assert expect in msg and "\n" not in msg and msg.startswith(name)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ActivityError, match="not found"):
+        read_activity(tmp_path / "nope.gpx")
+    (tmp_path / "dir.gpx").mkdir()
+    with pytest.raises(ActivityError, match="directory"):
+        read_activity(tmp_path / "dir.gpx")
+
+
+def test_truncated_fit_keeps_the_records_before_the_damage(tmp_path, workout):
+    full = write_fit(tmp_path / "full.fit", workout).read_bytes()
+    cut = _write(tmp_path / "cut.fit", full[: len(full) // 2])
+    act = read_activity(cut)
+    assert 10 < len(act) < len(workout.timestamp)
+    np.testing.assert_array_equal(act.timestamp, workout.timestamp[: len(act)].astype(float))
+    assert any("truncated" in m for m in act.warnings)
+    with pytest.raises(ActivityError, match="FIT"):
+        read_activity(_write(tmp_path / "tiny.fit", full[:20]))
+
+
+def test_truncated_gzip_fit(tmp_path, workout):
+    data = gzip.compress(write_fit(tmp_path / "a.fit", workout).read_bytes(), mtime=0)
+    act = read_activity(_write(tmp_path / "cut.fit.gz", data[: len(data) * 2 // 3]))
+    assert 0 < len(act) < len(workout.timestamp)
+    assert any("truncated" in m for m in act.warnings)
+
+
+def test_a_speed_channel_stuck_at_zero_gives_way_to_gps(workout):
+    act = Activity(
+        timestamp=workout.timestamp.astype(float),
+        speed=np.zeros(len(workout.timestamp)),  # a FIT speed field without a foot pod
+        latitude=workout.latitude,
+        longitude=workout.longitude,
+        source="x.fit",
+    )
+    speed, source, warns = derive_speed(act)
+    assert source == "gps" and "native speed is zero throughout: using gps" in warns[0]
+    np.testing.assert_allclose(speed[1:], workout.speed_kmh[1:], atol=0.05)
+
+
+def test_no_speed_source_is_an_error():
+    act = Activity(timestamp=np.arange(10.0), heart_rate=np.full(10, 120.0), source="hr.csv")
+    with pytest.raises(ActivityError, match="no speed, distance or GPS"):
+        derive_speed(act)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/samples/real not present")
+@pytest.mark.parametrize(
+    "name, source",
+    [
+        ("coros-run.fit.gz", "native"),
+        ("strava-app-run.fit.gz", "native"),
+        ("strava-run.gpx", "gps"),
+        ("garmin-run-decoded.csv", "native"),
+    ],
+)
+def test_real_sample_files(name, source):
+    act = read_activity(REAL / name)
+    speed, got, _ = derive_speed(act)
+    assert got == source
+    assert act.duration_s > 20 * 60
+    assert act.heart_rate is not None and 120 < np.nanmean(act.heart_rate) < 200
+    moving = speed[speed > 3]
+    assert 7 < np.median(moving) < 20  # running speeds in km/h
