@@ -1,0 +1,85 @@
+"""Benchmark the clean stage: throughput (MB/s of raw input) and peak memory.
+
+Usage:
+  python benchmarks/bench_clean.py --workouts 20000 [--users 1000] [--workers 2]
+  python benchmarks/bench_clean.py --raw path/to/file.json   # an existing raw file
+
+Simulates a file with the project's simulator (default physiology and fault rates) into
+a scratch directory unless --raw is given, then runs the clean engine with the params.yaml
+`clean:` settings. Peak RSS is reported for this process and for the largest worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hrpred.params import load_params  # noqa: E402
+from hrpred.quality.config import clean_config  # noqa: E402
+from hrpred.quality.pipeline import CleanPaths, run_clean  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workouts", type=int, default=20000)
+    ap.add_argument("--users", type=int, default=0, help="default: workouts / 20")
+    ap.add_argument("--workers", type=int, default=0, help="default: params clean.workers")
+    ap.add_argument("--raw", type=Path, default=None)
+    ap.add_argument("--scratch", type=Path, default=None)
+    args = ap.parse_args()
+
+    scratch = args.scratch or Path(tempfile.mkdtemp(prefix="bench-clean-"))
+    scratch.mkdir(parents=True, exist_ok=True)
+    raw = args.raw
+    if raw is None:
+        from hrpred.simulate import SimConfig, simulate_dataset
+
+        raw = scratch / f"sim-{args.workouts}.json"
+        if not raw.exists():
+            users = args.users or max(args.workouts // 20, 1)
+            cfg = SimConfig(n_workouts=args.workouts, n_users=users, workers=2)
+            simulate_dataset(cfg, raw, scratch / f"truth-{args.workouts}.parquet")
+    cfg = clean_config(load_params("clean", ROOT / "params.yaml"))
+    if args.workers:
+        cfg = replace(cfg, workers=args.workers)
+    out = scratch / "clean"
+    paths = CleanPaths(out / "workouts.parquet", out / "rejects.parquet", out / "report.parquet")
+    size_mb = raw.stat().st_size / 1e6
+    began = time.perf_counter()
+    cpu0 = time.process_time()
+    c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu0 = c0.ru_utime + c0.ru_stime
+    metrics = run_clean(raw, paths, cfg, progress=True)
+    wall = time.perf_counter() - began
+    self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_rss = children.ru_maxrss / 1024
+    cpu = time.process_time() - cpu0 + children.ru_utime + children.ru_stime - child_cpu0
+    result = {
+        "raw": str(raw),
+        "raw_mb": round(size_mb, 1),
+        "lines": metrics["lines_read"],
+        "workers": cfg.workers,
+        "wall_s": round(wall, 2),
+        "mb_per_s": round(size_mb / wall, 1),
+        "main_cpu_s": round(time.process_time() - cpu0, 2),
+        "total_cpu_s": round(cpu, 2),
+        "mb_per_cpu_s": round(size_mb / cpu, 1),  # load-independent: x2 for 2 idle cores
+        "peak_rss_main_mb": round(self_rss, 1),
+        "peak_rss_worker_mb": round(child_rss, 1),
+        "workouts_kept": metrics["workouts_kept"],
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Detection quality against the simulator's ground truth (measurement only).
+
+Reads the truth file and the clean stage's report/workouts; nothing here feeds back into
+cleaning. Every workout of the kept sports (and every malformed line) gets a predicted
+label: the detector's fault for workouts that reached it, the rule's fault for structural
+rejects, `malformed_line` for unparseable lines, `none` for clean or benign workouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+# Reject reasons that name a truth fault directly.
+REASON_FAULT = {
+    "unparseable": "malformed_line",
+    "timestamp_gap": "timestamp_gap",
+    "timestamp_nonmonotonic": "timestamp_nonmonotonic",
+    "length_mismatch": "length_mismatch",
+    "altitude_unrealistic": "altitude_unrealistic",
+}
+# Detector classes under their truth names.
+DETECTOR_FAULT = {"none": "none", "benign": "none", "gps_corruption": "gps_spike"}
+OFFSET_BINS = [20.0, 30.0, 40.0, 50.0, 60.0001]
+USER_BINS = [1, 3, 6, 21, 10**9]
+
+
+def truth_matches(truth_path: str | Path, report_path: str | Path) -> tuple[bool, str]:
+    """Whether the truth describes this input: same line count and ids on parsed lines."""
+    truth = pq.read_table(truth_path, columns=["line", "workout_id"]).to_pandas()
+    report = pq.read_table(report_path, columns=["line", "workout_id"]).to_pandas()
+    if len(truth) != len(report):
+        return False, f"{len(truth)} truth rows for {len(report)} input lines"
+    merged = report.merge(truth, on="line", how="left", suffixes=("", "_truth"))
+    known = merged["workout_id"].notna()
+    if merged["workout_id_truth"].isna().any():
+        return False, "lines missing from the truth"
+    same = merged.loc[known, "workout_id"].astype("int64") == merged.loc[known, "workout_id_truth"]
+    if not bool(same.all()):
+        return False, f"{int((~same).sum())} workout ids differ"
+    return True, ""
+
+
+def predicted_label(report: pd.DataFrame) -> pd.Series:
+    """Predicted truth-vocabulary label of every report row."""
+    fault = report["fault"].map(lambda f: DETECTOR_FAULT.get(f, f))
+    by_reason = report["reason"].map(REASON_FAULT)
+    label = by_reason.where(by_reason.notna(), fault)
+    # Rejected before the detector for another reason (too short, no speed...).
+    return label.where(label.astype(bool), "other").fillna("other")
+
+
+def _prf(truth: pd.Series, pred: pd.Series, labels: Iterable[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in sorted(labels):
+        tp = int(((truth == name) & (pred == name)).sum())
+        support = int((truth == name).sum())
+        predicted = int((pred == name).sum())
+        out[name] = {
+            "precision": round(tp / predicted, 4) if predicted else None,
+            "recall": round(tp / support, 4) if support else None,
+            "support": support,
+            "predicted": predicted,
+        }
+    return out
+
+
+def _recall_by(hit: pd.Series, groups: pd.Series) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, h in hit.groupby(groups, observed=True):
+        out[str(key)] = {"recall": round(float(h.mean()), 4), "support": int(h.size)}
+    return out
+
+
+def _list_rows(batch: Any, column: str, rows: np.ndarray, dtype: Any) -> list[np.ndarray]:
+    """Copies of the list values of `rows` in one column (copies: views would keep the
+    whole batch alive)."""
+    col = batch.column(column)
+    offsets = col.offsets.to_numpy()
+    values = col.values.to_numpy(zero_copy_only=False)
+    return [np.array(values[offsets[i] : offsets[i + 1]], dtype=dtype) for i in rows]
+
+
+def _error_sums(
+    truth_path: str | Path, workouts_path: str | Path, kind_of: dict[int, str]
+) -> dict[str, list[float]]:
+    """Per correction kind: [sum |hr - hr_clean|, sum |hr_raw - hr_clean|, samples,
+    workouts] over valid samples. Only the selected workouts are held (float32), and
+    each is dropped once its truth row has been seen."""
+    held: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    wanted = np.array(sorted(kind_of), dtype=np.int64)
+    wf = pq.ParquetFile(workouts_path)
+    cols = ["line", "heart_rate", "heart_rate_raw", "hr_valid"]
+    for batch in wf.iter_batches(batch_size=512, columns=cols):
+        line = batch.column("line").to_numpy()
+        pick = np.flatnonzero(np.isin(line, wanted))
+        if pick.size == 0:
+            continue
+        hr = _list_rows(batch, "heart_rate", pick, np.float32)
+        raw = _list_rows(batch, "heart_rate_raw", pick, np.float32)
+        valid = _list_rows(batch, "hr_valid", pick, bool)
+        for k, i in enumerate(pick):
+            held[int(line[i])] = (hr[k], raw[k], valid[k])
+    sums: dict[str, list[float]] = {}
+    tf = pq.ParquetFile(truth_path)
+    for batch in tf.iter_batches(batch_size=512, columns=["line", "hr_clean"]):
+        line = batch.column("line").to_numpy()
+        pick = np.flatnonzero(np.isin(line, wanted))
+        if pick.size == 0:
+            continue
+        clean = _list_rows(batch, "hr_clean", pick, np.float64)
+        for k, i in enumerate(pick):
+            got = held.pop(int(line[i]), None)
+            if got is None or got[0].size != clean[k].size:
+                continue
+            hr, raw, valid = got
+            acc = sums.setdefault(kind_of[int(line[i])], [0.0, 0.0, 0.0, 0.0])
+            acc[0] += float(np.abs(hr[valid] - clean[k][valid]).sum())
+            acc[1] += float(np.abs(raw[valid] - clean[k][valid]).sum())
+            acc[2] += float(valid.sum())
+            acc[3] += 1.0
+    return sums
+
+
+def _mae_entry(acc: list[float] | None) -> dict[str, Any]:
+    if not acc or acc[2] == 0:
+        return {"mae_bpm": None, "mae_before_bpm": None, "workouts": int(acc[3]) if acc else 0}
+    return {
+        "mae_bpm": round(acc[0] / acc[2], 3),
+        "mae_before_bpm": round(acc[1] / acc[2], 3),
+        "workouts": int(acc[3]),
+    }
+
+
+def detection_metrics(
+    truth_path: str | Path,
+    report_path: str | Path,
+    workouts_path: str | Path,
+    sports: Iterable[str],
+) -> dict[str, Any]:
+    """Per-fault precision/recall/support, full-offset recall breakdowns and the MAE of
+    corrected HR against the truth's `hr_clean`."""
+    sports = set(sports)
+    cols = ["line", "sport", "fault", "fault_start", "fault_end", "offset_bpm", "user_id"]
+    cols += ["n_user_workouts"]
+    truth = pq.read_table(truth_path, columns=cols).to_pandas()
+    report = pq.read_table(
+        report_path, columns=["line", "decision", "reason", "fault", "correction", "offset_bpm"]
+    ).to_pandas()
+    df = truth.merge(report, on="line", suffixes=("_truth", ""), how="inner")
+    universe = df["sport"].isin(sports) | (df["fault_truth"] == "malformed_line")
+    df = df[universe].copy()
+    df["pred"] = predicted_label(df)
+    runs = truth[truth["sport"].isin(sports)].groupby("user_id").size()
+    df["user_runs"] = df["user_id"].map(runs).fillna(0).astype(int)
+    labels = set(df["fault_truth"]) | set(df["pred"])
+    per_fault = _prf(df["fault_truth"], df["pred"], labels)
+
+    full = df[df["fault_truth"] == "offset_full"]
+    hit = full["pred"] == "offset_full"
+    size_bin = pd.cut(full["offset_bpm_truth"], OFFSET_BINS, right=False)
+    runs_bin = pd.cut(full["user_runs"], USER_BINS, right=False)
+    users_bin = pd.cut(full["n_user_workouts"], USER_BINS, right=False)
+    target = (full["offset_bpm_truth"] >= 30) & (full["user_runs"] >= 3)
+    full_offset = {
+        "recall_by_offset_bpm": _recall_by(hit, size_bin),
+        "recall_by_user_runs": _recall_by(hit, runs_bin),
+        "recall_by_user_workouts": _recall_by(hit, users_bin),
+        "target_subset": {
+            "definition": "offset >= 30 BPM and user has >= 3 workouts of the kept sports",
+            "recall": round(float(hit[target].mean()), 4) if target.any() else None,
+            "support": int(target.sum()),
+        },
+    }
+    kept = df[df["decision"] == "kept"]
+    est = kept[kept["correction"].isin(["offset_full", "offset_partial"])]
+    true_offset = est["fault_truth"].isin(["offset_full", "offset_partial"])
+    offset_error = (est["offset_bpm"] - est["offset_bpm_truth"]).abs()[true_offset]
+
+    corrected = kept[kept["correction"] != "none"]
+    kind_of = dict(zip(corrected["line"].astype(int), corrected["correction"], strict=True))
+    sums = _error_sums(truth_path, workouts_path, kind_of)
+    both = [sums.get("offset_full"), sums.get("offset_partial")]
+    offsets = [sum(a[j] for a in both if a) for j in range(4)] if any(both) else None
+    mae: dict[str, Any] = {"offset_corrected": _mae_entry(offsets)}
+    for kind in ("offset_full", "offset_partial", "interpolated", "masked"):
+        mae[kind] = _mae_entry(sums.get(kind))
+    return {
+        "universe": "workouts of the kept sports plus malformed lines",
+        "n": int(len(df)),
+        "per_fault": per_fault,
+        "full_offset": full_offset,
+        "offset_estimate_abs_error_bpm": {
+            "mean": round(float(offset_error.mean()), 3) if offset_error.size else None,
+            "median": round(float(offset_error.median()), 3) if offset_error.size else None,
+        },
+        "corrected_hr_mae_vs_hr_clean": mae,
+        "confusion": {
+            t: {p: int(c) for p, c in g.value_counts().sort_index().items()}
+            for t, g in df.groupby("fault_truth")["pred"]
+        },
+    }

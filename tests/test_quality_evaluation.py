@@ -1,0 +1,157 @@
+"""Detection metrics on a hand-built truth/report pair with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hrpred.quality.evaluation import detection_metrics, predicted_label
+from hrpred.quality.pipeline import REPORT_SCHEMA, WORKOUTS_SCHEMA
+
+
+def _report_rows():
+    # line, truth fault, truth offset, report decision/reason/fault/correction/offset
+    return [
+        (1, "none", 0.0, "kept", "", "none", "none", 0.0),
+        (2, "none", 0.0, "kept", "", "benign", "none", 0.0),
+        (3, "offset_full", 35.0, "kept", "", "offset_full", "offset_full", 33.0),
+        (4, "offset_full", 22.0, "kept", "", "none", "none", 0.0),  # missed small offset
+        (5, "none", 0.0, "kept", "", "offset_full", "offset_full", 20.0),  # false alarm
+        (6, "malformed_line", 0.0, "rejected", "unparseable", "", "none", 0.0),
+        (7, "timestamp_gap", 0.0, "rejected", "timestamp_gap", "", "none", 0.0),
+        (8, "gps_spike", 0.0, "kept", "", "gps_corruption", "none", 0.0),
+        (9, "dropout", 0.0, "rejected", "unusable", "dropout", "none", 0.0),
+        (10, "none", 0.0, "rejected", "sport", "", "none", 0.0),  # a bike: not counted
+        (11, "none", 0.0, "rejected", "too_short", "", "none", 0.0),
+    ]
+
+
+@pytest.fixture()
+def files(tmp_path):
+    rows = _report_rows()
+    n = 4
+    clean = [np.full(n, 150.0) for _ in rows]
+    truth = pa.table(
+        {
+            "line": [r[0] for r in rows],
+            "workout_id": [100 + r[0] for r in rows],
+            "user_id": [1, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1],
+            "sport": ["run"] * 9 + ["bike", "run"],
+            "fault": [r[1] for r in rows],
+            "fault_start": [-1] * len(rows),
+            "fault_end": [-1] * len(rows),
+            "offset_bpm": [r[2] for r in rows],
+            "n_user_workouts": [10, 10, 10, 1, 10, 10, 10, 10, 10, 10, 10],
+            "hr_clean": [c.tolist() for c in clean],
+        }
+    )
+    report = pa.Table.from_pylist(
+        [
+            {
+                "line": r[0],
+                "workout_id": 100 + r[0],
+                "user_id": 1,
+                "sport": "run",
+                "decision": r[3],
+                "reason": r[4],
+                "fault": r[5],
+                "faults": "",
+                "flags": "",
+                "correction": r[6],
+                "offset_bpm": r[7],
+                "offset_start": -1,
+                "offset_end": -1,
+                "confidence": 1.0,
+                "deficit_bpm": 0.0,
+                "level_k": 1,
+                "segment_score": 0.0,
+                "speed_source": "gps",
+                "n_invalid": 0,
+                "detail": "",
+            }
+            for r in rows
+        ],
+        schema=REPORT_SCHEMA,
+    )
+    # Corrected workouts: line 3 corrected to 150 +- 2 (MAE 2), line 5 raised by 20 (MAE 20).
+    kept = [r for r in rows if r[3] == "kept"]
+    hr = {3: np.array([148.0, 152.0, 148.0, 152.0]), 5: np.full(n, 170.0)}
+    workouts = pa.Table.from_pylist(
+        [
+            {
+                "workout_id": 100 + r[0],
+                "user_id": 1,
+                "line": r[0],
+                "sport": "run",
+                "gender": "male",
+                "timestamp": list(range(n)),
+                "speed": [10.0] * n,
+                "speed_source": "gps",
+                "altitude": [0.0] * n,
+                "latitude": [],
+                "longitude": [],
+                "heart_rate": hr.get(r[0], np.full(n, 150.0)).tolist(),
+                "heart_rate_raw": (hr.get(r[0], np.full(n, 150.0)) - r[7]).tolist(),
+                "hr_valid": [True] * n,
+                "fault": r[5],
+                "correction": r[6],
+                "offset_bpm": r[7],
+                "offset_start": -1,
+                "offset_end": -1,
+                "confidence": 1.0,
+            }
+            for r in kept
+        ],
+        schema=WORKOUTS_SCHEMA,
+    )
+    paths = tmp_path / "truth.parquet", tmp_path / "report.parquet", tmp_path / "w.parquet"
+    for table, path in zip((truth, report, workouts), paths, strict=True):
+        pq.write_table(table, path)
+    return paths
+
+
+def test_predicted_labels():
+    import pandas as pd
+
+    report = pd.DataFrame(
+        {
+            "fault": ["benign", "gps_corruption", "", "dropout", ""],
+            "reason": ["", "", "unparseable", "unusable", "too_short"],
+        }
+    )
+    assert predicted_label(report).tolist() == [
+        "none",
+        "gps_spike",
+        "malformed_line",
+        "dropout",
+        "other",
+    ]
+
+
+def test_detection_metrics_known_answers(files):
+    d = detection_metrics(*files, sports=["run"])
+    assert d["n"] == 10  # the bike line is outside the universe
+    pf = d["per_fault"]
+    assert pf["offset_full"] == {"precision": 0.5, "recall": 0.5, "support": 2, "predicted": 2}
+    assert pf["none"]["support"] == 4 and pf["none"]["recall"] == 0.5  # line 5 and line 11
+    assert pf["none"]["precision"] == pytest.approx(2 / 3, abs=1e-4)  # line 4 predicted none
+    for f in ("malformed_line", "timestamp_gap", "gps_spike", "dropout"):
+        assert pf[f]["precision"] == 1.0 and pf[f]["recall"] == 1.0
+    assert pf["other"]["predicted"] == 1 and pf["other"]["support"] == 0
+    full = d["full_offset"]
+    assert full["recall_by_offset_bpm"]["[20.0, 30.0)"] == {"recall": 0.0, "support": 1}
+    assert full["recall_by_offset_bpm"]["[30.0, 40.0)"] == {"recall": 1.0, "support": 1}
+    # User 2 has one run (line 4); user 1 has nine runs.
+    assert full["recall_by_user_runs"]["[1, 3)"] == {"recall": 0.0, "support": 1}
+    assert full["target_subset"] == {
+        "definition": full["target_subset"]["definition"],
+        "recall": 1.0,
+        "support": 1,
+    }
+    assert d["offset_estimate_abs_error_bpm"]["mean"] == pytest.approx(2.0)
+    mae = d["corrected_hr_mae_vs_hr_clean"]
+    assert mae["offset_full"]["workouts"] == 2
+    assert mae["offset_full"]["mae_bpm"] == pytest.approx((2.0 + 20.0) / 2)
+    assert mae["offset_full"]["mae_before_bpm"] == pytest.approx((33.0 + 0.0) / 2, abs=0.01)
