@@ -67,6 +67,7 @@ class TrainConfig:
     min_lr: float = 1e-6
     min_delta: float = 0.0
     max_epochs: int = 12
+    max_batches: int = 0
     device: str = "auto"
     amp: bool = False
     data_on_device: bool = False
@@ -116,6 +117,8 @@ class TrainConfig:
             raise bad("lr and huber_delta must be > 0; weight_decay and clip >= 0")
         if self.num_threads < 0:
             raise bad("num_threads must be >= 0 (0 = torch default)")
+        if self.max_batches < 0:
+            raise bad("max_batches must be >= 0 (0 = the whole train set each epoch)")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -482,6 +485,8 @@ class _Trainer:
         cfg = self.cfg
         positions = shard_positions(len(self.train_src), epoch, cfg, self.info)
         n_batches = math.ceil(len(positions) / cfg.batch_size)
+        if cfg.max_batches:  # a fixed training budget (benchmarks), not a default
+            n_batches = min(n_batches, cfg.max_batches)
         sums = ErrorSums(self.device)
         if start_batch > 0 and self.partial_sums is not None:
             sums.load(self.partial_sums)
