@@ -45,6 +45,7 @@ def test_second_repro_runs_nothing(repo):
     [
         ({"train": {"dropout": 0.1}}, {"train", "evaluate", "export"}),
         ({"split": {"seed": 7}}, {"split", "train", "evaluate", "export"}),
+        ({"featurize": {"seq_len": 150}}, ALL_STAGES - {"simulate", "clean"}),
     ],
 )
 def test_param_change_reruns_exactly_downstream(repo, override, expected):

@@ -158,7 +158,8 @@ def validate_workout(value: Any) -> str | None:
     return None
 
 
-def _item_from_line(number: int, line: bytes) -> RawItem:
+def item_from_line(number: int, line: bytes) -> RawItem:
+    """The RawItem for one raw line (1-based `number`): parsed and checked, or an error."""
     line = line.rstrip(b"\r\n")
     if not line.strip():
         return RawItem(number, None, f"line {number}: empty line")
@@ -190,7 +191,7 @@ def _iter_lines(f: BinaryIO, what: str) -> Iterator[RawItem]:
     number = 0
     try:
         for number, line in enumerate(f, start=1):
-            yield _item_from_line(number, line)
+            yield item_from_line(number, line)
     except (EOFError, OSError, zlib.error) as exc:
         # A truncated/corrupt gzip stream: keep what was read, report where it broke.
         yield RawItem(

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hrpred.io.raw import RawItem, iter_raw, parse_line, sniff_format, validate_workout
+from hrpred.io.raw import RawItem, item_from_line, iter_raw, sniff_format
 from hrpred.quality.baseline import level_models
 from hrpred.quality.config import CleanConfig
 from hrpred.quality.corrections import (
@@ -114,21 +114,6 @@ def _cfg() -> CleanConfig:
 
 
 # ------------------------------------------------------------------------------ parsing
-
-
-def item_from_line(number: int, line: bytes) -> RawItem:
-    """The RawItem that `iter_raw` yields for this line (same parser and checks)."""
-    line = line.rstrip(b"\r\n")
-    if not line.strip():
-        return RawItem(number, None, f"line {number}: empty line")
-    try:
-        value = parse_line(line)
-    except ValueError as exc:
-        return RawItem(number, None, f"line {number}: {exc}")
-    reason = validate_workout(value)
-    if reason is not None:
-        return RawItem(number, None, f"line {number}: {reason}")
-    return RawItem(number, value, None)
 
 
 Task = tuple[int, list[tuple[int, bytes]] | list[RawItem], str]
