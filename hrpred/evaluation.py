@@ -61,6 +61,7 @@ class EvalConfig:
     ridge_alpha: float = 1.0
     physio_taus_s: tuple[float, ...] = (15.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0)
     physio_climb_clip: float = 30.0
+    baseline_fit_rows: int = 20000
     rules: CategoryRules = field(default_factory=CategoryRules)
     hr_band_edges: tuple[float, ...] = (130.0, 150.0, 170.0)
 
@@ -154,6 +155,15 @@ class SplitResult:
     baselines: dict[str, np.ndarray]
 
 
+def fit_subsample(rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most `limit` of `rows` (seeded, kept in order): the baselines have a handful of
+    parameters, and fitting them on whole full-scale train arrays in float64 costs GBs."""
+    if limit <= 0 or len(rows) <= limit:
+        return rows
+    pick = np.random.default_rng(seed).choice(len(rows), size=limit, replace=False)
+    return rows[np.sort(pick)]
+
+
 def fit_and_predict(
     data: EvalData, predict: Predictor, cfg: EvalConfig
 ) -> tuple[dict[str, SplitResult], dict[str, dict[str, float]]]:
@@ -161,6 +171,7 @@ def fit_and_predict(
     train = data.rows["train"]
     if len(train) == 0:
         raise EvalInputError("no train rows in assignment.parquet: rerun split")
+    train = fit_subsample(train, cfg.baseline_fit_rows, cfg.seed)
     y_tr = np.asarray(data.target[train], dtype=np.float64)
     m_tr = np.asarray(data.mask[train], dtype=bool)
     if not m_tr.any():

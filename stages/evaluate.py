@@ -84,6 +84,7 @@ def _config(p: Params) -> EvalConfig:
         ridge_alpha=p.float("ridge_alpha", e.ridge_alpha),
         physio_taus_s=tuple(p.floats("physio_taus_s", list(e.physio_taus_s))),
         physio_climb_clip=p.float("physio_climb_clip", e.physio_climb_clip),
+        baseline_fit_rows=p.int("baseline_fit_rows", e.baseline_fit_rows),
         rules=rules,
         hr_band_edges=tuple(p.floats("hr_band_edges", list(e.hr_band_edges))),
     )

@@ -118,3 +118,15 @@ def test_physio_with_noise_is_close():
     assert m.b == pytest.approx(6.5, abs=0.2)
     assert m.c == pytest.approx(0.5, abs=0.1)
     assert m.train_mse_by_tau[60.0] == pytest.approx(9.0, rel=0.1)  # the noise variance
+
+
+def test_fit_subsample_is_seeded_ordered_and_capped():
+    from hrpred.evaluation import fit_subsample
+
+    rows = np.arange(100, 200)
+    assert fit_subsample(rows, 0, 1) is rows
+    assert fit_subsample(rows, 500, 1) is rows
+    a = fit_subsample(rows, 10, 3)
+    assert len(a) == 10 and np.all(np.diff(a) > 0) and set(a) <= set(rows)
+    assert np.array_equal(a, fit_subsample(rows, 10, 3))
+    assert not np.array_equal(a, fit_subsample(rows, 10, 4))
