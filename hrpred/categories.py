@@ -130,6 +130,47 @@ def categorize(
     return assign(describe(speed_kmh, altitude_m, elapsed_s, rules), rules, ref_speed_kmh)
 
 
+def describe_rows(
+    speed_kmh: np.ndarray,
+    altitude_m: np.ndarray,
+    elapsed_s: np.ndarray,
+    lengths: Sequence[int],
+    rules: CategoryRules,
+) -> list[dict[str, float]]:
+    """`describe` of each row of padded [N, T] inputs; `lengths` = real steps per row.
+
+    Row by row, so the rows can be described chunk by chunk (bounded memory).
+    """
+    desc = []
+    for i, n in enumerate(lengths):
+        n = int(min(max(n, 0), speed_kmh.shape[1]))
+        desc.append(describe(speed_kmh[i, :n], altitude_m[i, :n], elapsed_s[i, :n], rules))
+    return desc
+
+
+def assign_all(
+    desc: Sequence[dict[str, float]],
+    rules: CategoryRules,
+    user_ids: Sequence[int] | None = None,
+) -> list[str]:
+    """Categories from the descriptors of `describe_rows`.
+
+    With `user_ids`, the easy rule compares each workout with the median mean speed of the
+    same user's workouts among these rows (inputs only).
+    """
+    refs: list[float | None] = [None] * len(desc)
+    if user_ids is not None:
+        users = np.asarray(user_ids)
+        speeds = np.array([d["mean_speed"] for d in desc])
+        for u in np.unique(users):
+            sel = np.flatnonzero(users == u)
+            moving = speeds[sel][speeds[sel] > 0]
+            ref = float(np.median(moving)) if len(moving) else None
+            for i in sel:
+                refs[i] = ref
+    return [assign(d, rules, r) for d, r in zip(desc, refs, strict=True)]
+
+
 def categorize_all(
     speed_kmh: np.ndarray,
     altitude_m: np.ndarray,
@@ -143,21 +184,8 @@ def categorize_all(
     With `user_ids`, the easy rule compares each workout with the median mean speed of the
     same user's workouts among these rows (inputs only).
     """
-    desc = []
-    for i, n in enumerate(lengths):
-        n = int(min(max(n, 0), speed_kmh.shape[1]))
-        desc.append(describe(speed_kmh[i, :n], altitude_m[i, :n], elapsed_s[i, :n], rules))
-    refs: list[float | None] = [None] * len(desc)
-    if user_ids is not None:
-        users = np.asarray(user_ids)
-        speeds = np.array([d["mean_speed"] for d in desc])
-        for u in np.unique(users):
-            sel = np.flatnonzero(users == u)
-            moving = speeds[sel][speeds[sel] > 0]
-            ref = float(np.median(moving)) if len(moving) else None
-            for i in sel:
-                refs[i] = ref
-    return [assign(d, rules, r) for d, r in zip(desc, refs, strict=True)]
+    desc = describe_rows(speed_kmh, altitude_m, elapsed_s, lengths, rules)
+    return assign_all(desc, rules, user_ids)
 
 
 def report_only_hr_band(

@@ -84,14 +84,192 @@ def median_examples(examples: Sequence[Example]) -> list[Example]:
 # ------------------------------------------------------------------ DVC plot data (JSON records)
 
 
-def _histogram(values: np.ndarray, width: float, lo: float, hi: float, key: str) -> list[dict]:
-    """Bar records {key: bin centre, count}; values outside [lo, hi] go to the end bins."""
-    edges = np.arange(lo, hi + width / 2, width)
-    counts, _ = np.histogram(np.clip(values, lo, hi), bins=edges)
+ERROR_BIN_BPM = 2.0  # plots/error_hist.json bin width (BPM) ...
+ERROR_RANGE_BPM = 50.0  # ... over +-this range; larger errors go to the end bins
+FIG_ERROR_BINS = (60, 60.0)  # error_distribution.png histogram: bins over +-range (BPM)
+CDF_BIN_BPM = 0.01  # resolution of the |error| CDF of error_distribution.png (BPM) ...
+CDF_MAX_BPM = 300.0  # ... up to this |error|; larger ones are counted in the last bin
+
+
+def _hist_edges(width: float, lo: float, hi: float) -> np.ndarray:
+    return np.arange(lo, hi + width / 2, width)
+
+
+def _hist_counts(values: np.ndarray, width: float, lo: float, hi: float) -> np.ndarray:
+    """Counts per bin of `_hist_edges`; values outside [lo, hi] go to the end bins."""
+    counts, _ = np.histogram(np.clip(values, lo, hi), bins=_hist_edges(width, lo, hi))
+    return counts.astype(np.int64)
+
+
+def _hist_records(counts: np.ndarray, width: float, lo: float, hi: float, key: str) -> list[dict]:
+    """Bar records {key: bin centre, count}."""
+    edges = _hist_edges(width, lo, hi)
     centres = (edges[:-1] + edges[1:]) / 2
     return [
         {key: round(float(c), 3), "count": int(n)} for c, n in zip(centres, counts, strict=True)
     ]
+
+
+def _histogram(values: np.ndarray, width: float, lo: float, hi: float, key: str) -> list[dict]:
+    """Bar records {key: bin centre, count}; values outside [lo, hi] go to the end bins."""
+    return _hist_records(_hist_counts(values, width, lo, hi), width, lo, hi, key)
+
+
+@dataclass
+class Trace:
+    """One workout's padded arrays (what the trace plots and animations draw)."""
+
+    hr_true: np.ndarray
+    hr_pred: np.ndarray
+    valid: np.ndarray
+    elapsed: np.ndarray
+
+
+def example_traces(
+    hr_true: np.ndarray,
+    hr_pred: np.ndarray,
+    valid: np.ndarray,
+    elapsed: np.ndarray,
+    examples: Sequence[Example],
+) -> dict[int, Trace]:
+    """{row: Trace} of the example rows of whole [N, T] arrays."""
+    return {
+        ex.row: Trace(
+            np.asarray(hr_true[ex.row], dtype=np.float64),
+            np.asarray(hr_pred[ex.row], dtype=np.float64),
+            np.asarray(valid[ex.row], dtype=bool),
+            np.asarray(elapsed[ex.row], dtype=np.float64),
+        )
+        for ex in examples
+    }
+
+
+class PlotSums:
+    """Step-level plot data of a split, accumulated chunk by chunk (bounded memory).
+
+    `n_valid` (all valid steps of the split) must be known up front: the seeded scatter pick
+    indexes the valid steps in row-major order, as if the whole split were one array. Chunks
+    must be added in row order. Per-minute sums are added step by step in that order
+    (np.add.at), so they equal one `np.bincount` over the whole split.
+    """
+
+    def __init__(
+        self,
+        n_valid: int,
+        seed: int,
+        n_scatter: int,
+        error_bin_bpm: float = ERROR_BIN_BPM,
+        error_range_bpm: float = ERROR_RANGE_BPM,
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        self.pick = np.sort(rng.choice(n_valid, size=min(n_scatter, n_valid), replace=False))
+        self.seen = 0
+        self.scatter_true: list[np.ndarray] = []
+        self.scatter_pred: list[np.ndarray] = []
+        self.error_hist = (error_bin_bpm, -error_range_bpm, error_range_bpm)
+        self.error_counts = np.zeros(len(_hist_edges(*self.error_hist)) - 1, dtype=np.int64)
+        self.fig_bins, self.fig_range = FIG_ERROR_BINS
+        self.fig_counts = np.zeros(self.fig_bins, dtype=np.int64)
+        self.cdf_counts = np.zeros(int(round(CDF_MAX_BPM / CDF_BIN_BPM)) + 1, dtype=np.int64)
+        self.abs_sum = 0.0
+        self.minute_n = np.zeros(0, dtype=np.int64)
+        self.minute_sum = np.zeros(0, dtype=np.float64)
+
+    def add(
+        self, hr_true: np.ndarray, hr_pred: np.ndarray, valid: np.ndarray, elapsed: np.ndarray
+    ) -> None:
+        """Add a chunk of rows [n, T] (the next rows of the split)."""
+        valid = np.asarray(valid, dtype=bool)
+        t_true = np.asarray(hr_true, dtype=np.float64)[valid]
+        t_pred = np.asarray(hr_pred, dtype=np.float64)[valid]
+        err = t_pred - t_true
+        abs_err = np.abs(err)
+        lo, hi = self.seen, self.seen + len(t_true)
+        local = self.pick[(self.pick >= lo) & (self.pick < hi)] - lo
+        self.scatter_true.append(t_true[local])
+        self.scatter_pred.append(t_pred[local])
+        self.seen = hi
+        self.error_counts += _hist_counts(err, *self.error_hist)
+        r = self.fig_range
+        self.fig_counts += np.histogram(err, bins=self.fig_bins, range=(-r, r))[0]
+        cdf_bin = np.minimum(abs_err / CDF_BIN_BPM, len(self.cdf_counts) - 1).astype(np.int64)
+        self.cdf_counts += np.bincount(cdf_bin, minlength=len(self.cdf_counts))
+        self.abs_sum += float(abs_err.sum())
+        minute = np.floor(np.asarray(elapsed, dtype=np.float64)[valid] / 60.0).astype(np.int64)
+        if minute.size:
+            top = int(minute.max()) + 1
+            if top > len(self.minute_n):
+                grow = top - len(self.minute_n)
+                self.minute_n = np.concatenate([self.minute_n, np.zeros(grow, np.int64)])
+                self.minute_sum = np.concatenate([self.minute_sum, np.zeros(grow)])
+            self.minute_n += np.bincount(minute, minlength=len(self.minute_n))
+            np.add.at(self.minute_sum, minute, abs_err)  # sequential, like one bincount
+
+    def scatter(self) -> list[dict]:
+        """Records of the seeded subsample of valid steps."""
+        t_true = np.concatenate([np.zeros(0), *self.scatter_true])
+        t_pred = np.concatenate([np.zeros(0), *self.scatter_pred])
+        return [
+            {"hr_true": round(float(a), 1), "hr_pred": round(float(b), 1)}
+            for a, b in zip(t_true, t_pred, strict=True)
+        ]
+
+    def mae_by_time(self, min_steps_per_minute: int = 20) -> list[dict]:
+        """MAE per elapsed minute with enough steps."""
+        n, s = self.minute_n, self.minute_sum
+        out: list[dict] = []
+        if not n.any():
+            return out
+        enough = n >= min_steps_per_minute
+        if not enough.any():  # a tiny test set: show every minute rather than nothing
+            enough = n > 0
+        for m in np.flatnonzero(enough):
+            out.append({"minute": int(m), "mae": round(float(s[m] / n[m]), 4)})
+        return out
+
+    def error_records(self) -> list[dict]:
+        """Histogram records of the signed error."""
+        return _hist_records(self.error_counts, *self.error_hist, "error_bpm")
+
+
+def plot_records(
+    sums: PlotSums,
+    workout_mae: np.ndarray,
+    examples: Sequence[Example],
+    traces: dict[int, Trace],
+    mae_bin_bpm: float = 1.0,
+    min_steps_per_minute: int = 20,
+    trace_gap_min: float = 5.0,
+) -> dict[str, list[dict]]:
+    """Records for plots/{scatter,error_hist,workout_mae_hist,mae_by_time,traces}.json."""
+    wm = workout_mae[~np.isnan(workout_mae)]
+    top = max(float(np.ceil(wm.max() / mae_bin_bpm) * mae_bin_bpm), mae_bin_bpm) if wm.size else 1
+    # DVC's line templates cannot group by workout, so the median-MAE workout of each category
+    # is laid out back to back on one time axis (`minute`), `trace_gap_min` apart.
+    records = []
+    offset = 0.0
+    for ex in median_examples(examples):
+        tr = traces[ex.row]
+        m = tr.valid
+        mins = np.asarray(tr.elapsed, dtype=np.float64)[m] / 60.0
+        for mi, a, b in zip(mins, tr.hr_true[m], tr.hr_pred[m], strict=True):
+            records.append(
+                {
+                    "minute": round(float(mi + offset), 3),
+                    "workout_minute": round(float(mi), 3),
+                    "hr_true": round(float(a), 1),
+                    "hr_pred": round(float(b), 1),
+                    "workout": f"{ex.category} #{ex.workout_id}",
+                }
+            )
+        offset += (float(mins.max()) if len(mins) else 0.0) + trace_gap_min
+    return {
+        "scatter": sums.scatter(),
+        "error_hist": sums.error_records(),
+        "workout_mae_hist": _histogram(wm, mae_bin_bpm, 0.0, top, "mae_bpm"),
+        "mae_by_time": sums.mae_by_time(min_steps_per_minute),
+        "traces": records,
+    }
 
 
 def plot_data(
@@ -103,63 +281,20 @@ def plot_data(
     examples: Sequence[Example],
     seed: int,
     n_scatter: int,
-    error_bin_bpm: float = 2.0,
-    error_range_bpm: float = 50.0,
+    error_bin_bpm: float = ERROR_BIN_BPM,
+    error_range_bpm: float = ERROR_RANGE_BPM,
     mae_bin_bpm: float = 1.0,
     min_steps_per_minute: int = 20,
     trace_gap_min: float = 5.0,
 ) -> dict[str, list[dict]]:
-    """Records for plots/{scatter,error_hist,workout_mae_hist,mae_by_time,traces}.json."""
+    """`plot_records` of whole [N, T] arrays (a single chunk)."""
     valid = np.asarray(valid, dtype=bool)
-    t_true = np.asarray(hr_true, dtype=np.float64)[valid]
-    t_pred = np.asarray(hr_pred, dtype=np.float64)[valid]
-    err = t_pred - t_true
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(t_true), size=min(n_scatter, len(t_true)), replace=False))
-    scatter = [
-        {"hr_true": round(float(a), 1), "hr_pred": round(float(b), 1)}
-        for a, b in zip(t_true[pick], t_pred[pick], strict=True)
-    ]
-    wm = workout_mae[~np.isnan(workout_mae)]
-    top = max(float(np.ceil(wm.max() / mae_bin_bpm) * mae_bin_bpm), mae_bin_bpm) if wm.size else 1
-    minute = np.floor(np.asarray(elapsed, dtype=np.float64)[valid] / 60.0).astype(np.int64)
-    abs_err = np.abs(err)
-    by_minute = []
-    if minute.size:
-        n = np.bincount(minute)
-        s = np.bincount(minute, weights=abs_err)
-        enough = n >= min_steps_per_minute
-        if not enough.any():  # a tiny test set: show every minute rather than nothing
-            enough = n > 0
-        for m in np.flatnonzero(enough):
-            by_minute.append({"minute": int(m), "mae": round(float(s[m] / n[m]), 4)})
-    # DVC's line templates cannot group by workout, so the median-MAE workout of each category
-    # is laid out back to back on one time axis (`minute`), `trace_gap_min` apart.
-    traces = []
-    offset = 0.0
-    for ex in median_examples(examples):
-        m = valid[ex.row]
-        mins = np.asarray(elapsed[ex.row], dtype=np.float64)[m] / 60.0
-        for mi, a, b in zip(mins, hr_true[ex.row][m], hr_pred[ex.row][m], strict=True):
-            traces.append(
-                {
-                    "minute": round(float(mi + offset), 3),
-                    "workout_minute": round(float(mi), 3),
-                    "hr_true": round(float(a), 1),
-                    "hr_pred": round(float(b), 1),
-                    "workout": f"{ex.category} #{ex.workout_id}",
-                }
-            )
-        offset += (float(mins.max()) if len(mins) else 0.0) + trace_gap_min
-    return {
-        "scatter": scatter,
-        "error_hist": _histogram(
-            err, error_bin_bpm, -error_range_bpm, error_range_bpm, "error_bpm"
-        ),
-        "workout_mae_hist": _histogram(wm, mae_bin_bpm, 0.0, top, "mae_bpm"),
-        "mae_by_time": by_minute,
-        "traces": traces,
-    }
+    sums = PlotSums(int(valid.sum()), seed, n_scatter, error_bin_bpm, error_range_bpm)
+    sums.add(hr_true, hr_pred, valid, elapsed)
+    traces = example_traces(hr_true, hr_pred, valid, elapsed, examples)
+    return plot_records(
+        sums, workout_mae, examples, traces, mae_bin_bpm, min_steps_per_minute, trace_gap_min
+    )
 
 
 def write_plot_data(data: dict[str, list[dict]], out_dir: Path) -> list[Path]:
@@ -193,10 +328,8 @@ def _trace(ax: plt.Axes, hr_true, hr_pred, valid, elapsed, title: str) -> None:
 
 
 def figures(
-    hr_true: np.ndarray,
-    hr_pred: np.ndarray,
-    valid: np.ndarray,
-    elapsed: np.ndarray,
+    sums: PlotSums,
+    traces: dict[int, Trace],
     workout_mae: np.ndarray,
     examples: Sequence[Example],
     scatter: list[dict],
@@ -204,10 +337,10 @@ def figures(
     out_dir: Path,
     dpi: int,
 ) -> list[Path]:
-    """sample_predictions, error_distribution (+CDF), scatter, per_workout_mae, baselines."""
-    valid = np.asarray(valid, dtype=bool)
-    err = (np.asarray(hr_pred, np.float64) - np.asarray(hr_true, np.float64))[valid]
-    abs_err = np.abs(err)
+    """sample_predictions, error_distribution (+CDF), scatter, per_workout_mae, baselines.
+
+    The error histogram and |error| CDF come from the counts in `sums` (bounded memory).
+    """
     paths = []
 
     cats = sorted({e.category for e in examples})
@@ -221,9 +354,9 @@ def figures(
         for ex in examples:
             ax = axes[cats.index(ex.category), qs.index(ex.quantile)]
             ax.set_visible(True)
-            r = ex.row
+            tr = traces[ex.row]
             title = f"{ex.category} p{ex.quantile * 100:.0f} #{ex.workout_id} MAE {ex.mae:.1f}"
-            _trace(ax, hr_true[r], hr_pred[r], valid[r], elapsed[r], title)
+            _trace(ax, tr.hr_true, tr.hr_pred, tr.valid, tr.elapsed, title)
         axes.flat[0].legend(fontsize=7)
         fig.supxlabel("elapsed (min)", fontsize=8)
         fig.supylabel("HR (BPM)", fontsize=8)
@@ -231,18 +364,25 @@ def figures(
         paths.append(_save(fig, out_dir / "sample_predictions.png", dpi))
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a1.hist(err, bins=60, range=(-60, 60), color="#457b9d")
+    r = sums.fig_range
+    edges = np.linspace(-r, r, sums.fig_bins + 1)
+    a1.hist(edges[:-1], bins=edges, weights=sums.fig_counts, color="#457b9d")
     a1.axvline(0, color="k", lw=0.8)
     a1.set_xlabel("error, predicted - recorded (BPM)")
     a1.set_ylabel("steps")
-    xs = np.sort(abs_err)
-    a2.plot(xs, np.arange(1, len(xs) + 1) / max(len(xs), 1), color="#457b9d")
-    if len(xs):
-        a2.axvline(xs.mean(), color=PRED_COLOR, ls="--", label=f"MAE {xs.mean():.2f}")
+    n = int(sums.cdf_counts.sum())
+    q995 = 1.0
+    if n:
+        cdf = np.cumsum(sums.cdf_counts) / n
+        xs = np.arange(1, len(cdf) + 1) * CDF_BIN_BPM  # upper edge of each |error| bin
+        a2.plot(np.concatenate([[0.0], xs]), np.concatenate([[0.0], cdf]), color="#457b9d")
+        mean = sums.abs_sum / n
+        a2.axvline(mean, color=PRED_COLOR, ls="--", label=f"MAE {mean:.2f}")
         a2.legend(fontsize=8)
+        q995 = float(xs[min(int(np.searchsorted(cdf, 0.995)), len(xs) - 1)])
     a2.set_xlabel("|error| (BPM)")
     a2.set_ylabel("fraction of steps")
-    a2.set_xlim(0, max(float(np.quantile(xs, 0.995)) if len(xs) else 1.0, 1.0))
+    a2.set_xlim(0, max(q995, 1.0))
     fig.tight_layout()
     paths.append(_save(fig, out_dir / "error_distribution.png", dpi))
 
@@ -366,10 +506,7 @@ def _reveal_gif(
 
 
 def animations(
-    hr_true: np.ndarray,
-    hr_pred: np.ndarray,
-    valid: np.ndarray,
-    elapsed: np.ndarray,
+    traces: dict[int, Trace],
     examples: Sequence[Example],
     out_dir: Path,
     n_frames: int,
@@ -379,8 +516,8 @@ def animations(
     """One GIF per category (its p10/p50/p90 workouts) and a cross-category median comparison."""
 
     def panel(ex: Example):
-        r = ex.row
-        return ex, hr_true[r], hr_pred[r], np.asarray(valid[r], dtype=bool), elapsed[r]
+        tr = traces[ex.row]
+        return ex, tr.hr_true, tr.hr_pred, tr.valid, tr.elapsed
 
     paths = []
     cats = sorted({e.category for e in examples})

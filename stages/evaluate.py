@@ -25,14 +25,16 @@ from hrpred.evaluation import (
     EvalInputError,
     Predictor,
     build_report,
-    fit_and_predict,
+    evaluate_all,
+    fit_baselines,
     input_categories,
     load_eval_data,
-    predictions_frame,
+    read_truth,
+    split_traces,
     workout_maes,
 )
 from hrpred.params import ParamError, Params, load_params
-from hrpred.plots import animations, choose_examples, figures, plot_data, write_plot_data
+from hrpred.plots import animations, choose_examples, figures, plot_records, write_plot_data
 
 FEATURES = Path("data/features")
 SPLIT = Path("data/split")
@@ -95,16 +97,16 @@ def _config(p: Params) -> EvalConfig:
     return cfg
 
 
-def _read_truth(path: str | None) -> pd.DataFrame | None:
-    """Simulator truth for measurement only; None when absent or unreadable (real data)."""
+def _read_truth(path: str | None, workout_ids: np.ndarray) -> pd.DataFrame | None:
+    """Simulator truth of `workout_ids` for measurement only; None when absent or unreadable.
+
+    Filtered while reading: the HR lists of every simulated workout would not fit in memory at
+    full scale.
+    """
     if not path or not Path(path).exists():
         return None
     try:
-        import pyarrow.parquet as pq
-
-        have = set(pq.ParquetFile(path).schema_arrow.names)
-        cols = [c for c in ("workout_id", "archetype", "hr_clean", "hr_physio") if c in have]
-        return pd.read_parquet(path, columns=cols) if "workout_id" in cols else None
+        return read_truth(Path(path), workout_ids)
     except Exception as e:  # noqa: BLE001 - truth is optional: warn and go on
         print(f"evaluate: ignoring unreadable truth {path} ({e})", file=sys.stderr)
         return None
@@ -133,56 +135,53 @@ def run(p: Params, truth_path: str | None, predictor_factory=load_predictor) -> 
         raise SystemExit(f"evaluate: {e}") from None
     if not MODEL.exists():
         raise SystemExit(f"evaluate: {MODEL} not found: run `dvc repro train` first")
-    predict = predictor_factory(MODEL, data.names)
+    if len(data.rows["test"]) == 0:
+        raise SystemExit("evaluate: the test split is empty; check split.fractions")
+    test_ids = data.index["workout_id"].to_numpy()[data.rows["test"]]
+    EVAL.mkdir(parents=True, exist_ok=True)
     try:
-        results, fitted = fit_and_predict(data, predict, cfg)
-        test = results["test"]
-        categories = input_categories(data, test.rows, cfg.rules)
+        baselines = fit_baselines(data, cfg)  # first: its peak memory does not add to the truth's
+        truth = _read_truth(truth_path, test_ids)
+        categories = input_categories(data, data.rows["test"], cfg.rules, cfg.batch_rows)
+        predict = predictor_factory(MODEL, data.names)  # torch's memory after the fit's peak
+        results = evaluate_all(
+            data,
+            predict,
+            baselines,
+            cfg,
+            EVAL / "predictions.parquet",
+            truth,
+            p.int("n_scatter", 2000),
+        )
     except EvalInputError as e:
         raise SystemExit(f"evaluate: {e}") from None
-    if len(test.rows) == 0:
-        raise SystemExit("evaluate: the test split is empty; check split.fractions")
-    truth = _read_truth(truth_path)
-    report = build_report(data, results, fitted, categories, cfg, truth)
-
-    EVAL.mkdir(parents=True, exist_ok=True)
-    predictions_frame(data, results).to_parquet(EVAL / "predictions.parquet", index=False)
+    test = results["test"]
+    report = build_report(data, results, baselines.params(), categories, cfg, truth)
     METRICS.parent.mkdir(parents=True, exist_ok=True)
     METRICS.write_text(json.dumps(_json_ready(report), indent=2) + "\n")
 
     if PLOTS.exists():
         shutil.rmtree(PLOTS)  # whole output rewritten: no stale figures from older runs
     wmae = workout_maes(test)
-    ids = data.index["workout_id"].to_numpy()[test.rows]
     examples = choose_examples(
         wmae,
         categories,
-        ids,
+        test_ids,
         data.lengths(test.rows),  # input length, not the HR mask: no quality filter
         p.floats("example_quantiles", [0.1, 0.5, 0.9]),
         cfg.seed,
         window=p.float("example_window", 0.05),
         min_steps=p.int("example_min_steps", 100),
     )
-    # examples index rows of the test arrays, not of data/features
-    records = plot_data(
-        test.target,
-        test.model,
-        test.valid,
-        test.elapsed,
-        wmae,
-        examples,
-        cfg.seed,
-        p.int("n_scatter", 2000),
-    )
+    # examples index positions in the test split, not rows of data/features
+    traces = split_traces(data, test, examples)
+    records = plot_records(test.plot, wmae, examples, traces)
     write_plot_data(records, PLOTS)
     maes = {"LSTM": report["test"]["mae"]}
     maes.update({name: b["test"]["mae"] for name, b in report["baselines"].items()})
     figures(
-        test.target,
-        test.model,
-        test.valid,
-        test.elapsed,
+        test.plot,
+        traces,
         wmae,
         examples,
         records["scatter"],
@@ -192,10 +191,7 @@ def run(p: Params, truth_path: str | None, predictor_factory=load_predictor) -> 
     )
     if p.bool("animations", True):
         animations(
-            test.target,
-            test.model,
-            test.valid,
-            test.elapsed,
+            traces,
             examples,
             PLOTS / "animations",
             p.int("animation_frames", 24),

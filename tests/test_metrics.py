@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrpred.metrics import bias, mae, per_workout_mae, rmse, summarize
+from hrpred.metrics import (
+    RowSums,
+    bias,
+    mae,
+    per_workout_mae,
+    rmse,
+    row_sums,
+    summarize,
+    summarize_sums,
+)
 
 
 @pytest.fixture
@@ -99,3 +108,29 @@ def test_empty_and_shape_errors():
     assert s["n_steps"] == 0 and s["n_workouts"] == 0
     with pytest.raises(ValueError, match="shape"):
         mae(z, np.zeros((2, 4)), np.ones((2, 3), bool))
+
+
+def test_row_sums_in_chunks_equal_whole_array_summarize(arrays):
+    y, p, valid, elapsed = arrays
+    parts = [
+        row_sums(y[s : s + 3], p[s : s + 3], valid[s : s + 3], elapsed[s : s + 3])
+        for s in range(0, len(y), 3)  # 3 rows per chunk, fewer than the 7 rows
+    ]
+    sums = RowSums.concat(parts)
+    whole = summarize(y, p, valid, elapsed)
+    chunked = summarize_sums(sums)
+    assert chunked.keys() == whole.keys()
+    for key, value in whole.items():
+        assert chunked[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
+    # per-workout values are bit-identical (same per-row reduction)
+    np.testing.assert_array_equal(sums.workout_mae(), per_workout_mae(y, p, valid))
+    sel = np.array([True, False, True, True, False, False, True])
+    sub = summarize_sums(sums.take(sel))
+    ref = summarize(y[sel], p[sel], valid[sel], elapsed[sel])
+    for key, value in ref.items():
+        assert sub[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
+
+
+def test_summarize_sums_of_nothing_is_nan():
+    s = summarize_sums(RowSums.concat([]))
+    assert s["n_steps"] == 0 and s["n_workouts"] == 0 and np.isnan(s["mae"])

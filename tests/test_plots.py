@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from hrpred.plots import choose_examples, median_examples, plot_data
+from hrpred.plots import PlotSums, choose_examples, median_examples, plot_data
 
 
 def _maes(n: int = 200, seed: int = 0):
@@ -68,3 +69,39 @@ def test_plot_data_records():
     assert plot_data(y, p, v, el, wm, ex, seed=0, n_scatter=50) == plot_data(
         y, p, v, el, wm, ex, seed=0, n_scatter=50
     )
+
+
+def test_plot_sums_in_chunks_equal_whole_array_numpy():
+    """Chunks of 3 rows give the records a whole-array numpy computation gives, exactly."""
+    rng = np.random.default_rng(4)
+    n, t = 11, 60
+    y = rng.normal(150, 10, (n, t)).astype(np.float32)
+    p = (y + rng.normal(0, 8, (n, t))).astype(np.float32)
+    v = rng.random((n, t)) > 0.15
+    v[4] = False
+    el = np.cumsum(rng.uniform(4, 12, (n, t)), axis=1).astype(np.float32)
+    sums = PlotSums(int(v.sum()), seed=7, n_scatter=40)
+    for s in range(0, n, 3):
+        sums.add(y[s : s + 3], p[s : s + 3], v[s : s + 3], el[s : s + 3])
+    # whole-array reference (the formulas of the records, on one flat array)
+    t_true, t_pred = y.astype(np.float64)[v], p.astype(np.float64)[v]
+    err = t_pred - t_true
+    pick = np.sort(np.random.default_rng(7).choice(len(t_true), size=40, replace=False))
+    assert sums.scatter() == [
+        {"hr_true": round(float(a), 1), "hr_pred": round(float(b), 1)}
+        for a, b in zip(t_true[pick], t_pred[pick], strict=True)
+    ]
+    edges = np.arange(-50.0, 51.0, 2.0)
+    counts, _ = np.histogram(np.clip(err, -50, 50), bins=edges)
+    assert [r["count"] for r in sums.error_records()] == counts.tolist()
+    minute = np.floor(el.astype(np.float64)[v] / 60.0).astype(np.int64)
+    cnt = np.bincount(minute)
+    tot = np.bincount(minute, weights=np.abs(err))
+    expected = [
+        {"minute": int(m), "mae": round(float(tot[m] / cnt[m]), 4)}
+        for m in np.flatnonzero(cnt >= 20)
+    ]
+    assert sums.mae_by_time(20) == expected
+    np.testing.assert_array_equal(sums.minute_sum, tot)  # same additions in the same order
+    assert sums.fig_counts.tolist() == np.histogram(err, bins=60, range=(-60, 60))[0].tolist()
+    assert sums.abs_sum == pytest.approx(np.abs(err).sum(), rel=1e-12)

@@ -1,0 +1,115 @@
+"""hrpred.evaluation: chunked evaluation equals a whole-array numpy computation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from fake_eval_data import stand_in_predictor, write_tree
+
+from hrpred.evaluation import (
+    EvalConfig,
+    build_report,
+    evaluate_all,
+    fit_baselines,
+    input_categories,
+    load_eval_data,
+    read_rows,
+    workout_maes,
+)
+from hrpred.metrics import per_workout_mae, summarize
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluation")
+    arrays = write_tree(root)
+    data = load_eval_data(root / "data/features", root / "data/split")
+    truth = pd.read_parquet(root / "data/raw/simulated_truth.parquet")
+    return root, arrays, data, truth
+
+
+def _run(tree, batch_rows: int, name: str):
+    root, _, data, truth = tree
+    cfg = replace(EvalConfig(), batch_rows=batch_rows)
+    predict = stand_in_predictor(root, data.names)
+    baselines = fit_baselines(data, cfg)
+    out = root / f"{name}.parquet"
+    results = evaluate_all(data, predict, baselines, cfg, out, truth, n_scatter=100)
+    cats = input_categories(data, data.rows["test"], cfg.rules, batch_rows)
+    report = build_report(data, results, baselines.params(), cats, cfg, truth)
+    return baselines, results, report, pd.read_parquet(out)
+
+
+def test_read_rows_of_a_memmap_equals_fancy_indexing(tree):
+    _, _, data, _ = tree
+    assert isinstance(data.features, np.memmap)
+    rows = np.array([0, 1, 2, 5, 9, 10, 47])  # runs and gaps
+    for arr in (data.features, data.target, data.mask, data.elapsed):
+        np.testing.assert_array_equal(read_rows(arr, rows), np.asarray(arr)[rows])
+    assert read_rows(data.target, np.zeros(0, np.int64)).shape == (0, data.target.shape[1])
+
+
+def test_chunks_of_three_rows_equal_whole_arrays(tree):
+    root, a, data, truth = tree
+    baselines, results, report, preds = _run(tree, 3, "chunked")
+    rows = data.rows["test"]
+    assert len(rows) > 3  # several chunks
+    # whole-array reference: every prediction of the split at once, metrics on flat arrays
+    x = np.asarray(data.features[rows])
+    y = np.asarray(data.target[rows], dtype=np.float64)
+    v = np.asarray(data.mask[rows], dtype=bool)
+    el = np.asarray(data.elapsed[rows], dtype=np.float64)
+    model = np.asarray(stand_in_predictor(root, data.names)(x), dtype=np.float64)
+    whole = {"model": model, **baselines.predict(x, el, 0, 1)}
+    assert data.names[:2] == ["speed", "altitude"]
+    for name, pred in whole.items():
+        ref = summarize(y, pred, v, el)
+        got = report["test"] if name == "model" else report["baselines"][name]["test"]
+        for key, value in ref.items():
+            assert got[key] == pytest.approx(value, rel=1e-12), (name, key)
+    np.testing.assert_array_equal(workout_maes(results["test"]), per_workout_mae(y, model, v))
+    # offset diagnostics on the whole arrays
+    err = np.where(v, model - y, 0.0)
+    n = v.sum(axis=1)
+    has = n > 0
+    bias_w = err[has].sum(axis=1) / n[has]
+    resid = np.abs(err[has] - bias_w[:, None])[v[has]]
+    diag = report["diagnostics"]
+    assert diag["test_mae_workout_offset_removed"] == pytest.approx(resid.mean(), rel=1e-12)
+    assert diag["test_workout_bias_std"] == pytest.approx(bias_w.std(), rel=1e-12)
+    # noise floor: the fake truth is hr_clean = target (float32-rounded) and hr_physio
+    phys = np.where(v, a["physio"][rows], np.nan)
+    assert report["noise_floor"]["n_steps"] == int(v.sum())
+    assert report["noise_floor"]["model_vs_physio_mae"] == pytest.approx(
+        np.abs(model - phys)[v].mean(), rel=1e-12
+    )
+    # model predictions kept for the test split are the predictor's, unchanged
+    np.testing.assert_array_equal(results["test"].model, model.astype(np.float32))
+    # predictions table: every real step of val then test, in row order
+    lengths = data.lengths(rows)
+    test = preds[preds["split"] == "test"]
+    assert len(test) == int(lengths.sum())
+    inside = np.arange(y.shape[1])[None, :] < lengths[:, None]
+    np.testing.assert_array_equal(test["hr_pred"].to_numpy(), model[inside].astype(np.float32))
+    np.testing.assert_array_equal(test["valid"].to_numpy(), v[inside])
+
+
+def test_result_does_not_depend_on_batch_rows(tree):
+    _, _, small, p_small = _run(tree, 3, "b3")
+    _, _, big, p_big = _run(tree, 1000, "b1000")
+    pd.testing.assert_frame_equal(p_small, p_big)
+
+    def close(a, b, path=""):
+        if isinstance(a, dict):
+            assert a.keys() == b.keys(), path
+            for k in a:
+                close(a[k], b[k], f"{path}.{k}")
+        elif isinstance(a, float):
+            assert a == pytest.approx(b, rel=1e-12, nan_ok=True), path
+        else:
+            assert a == b, path
+
+    close(small, big)
