@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_featurize.py [--workouts 40000] [--row-group 1024]
 
 Writes a synthetic `data/clean/workouts.parquet` (clean contract schema, random-walk signals)
-under benchmarks/work/featurize/, runs `python -m stages.featurize` and `python -m stages.split`
+under benchmarks/scratch/featurize/, runs `python -m stages.featurize` and `python -m stages.split`
 there as child processes, records each child's peak RSS (VmHWM), and replaces the
 "## Featurize" section of BENCHMARKS.md. The work folder is deleted afterwards unless --keep.
 """
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from synthetic_clean import SCHEMA  # noqa: E402
 
-WORK = ROOT / "benchmarks/work/featurize"
+WORK = ROOT / "benchmarks/scratch/featurize"
 SECTION = "## Featurize"
 
 
@@ -140,7 +140,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workouts", type=int, default=40000)
     ap.add_argument("--row-group", type=int, default=1024, help="workouts per parquet row group")
-    ap.add_argument("--keep", action="store_true", help="keep benchmarks/work/featurize")
+    ap.add_argument("--keep", action="store_true", help="keep benchmarks/scratch/featurize")
     ap.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = ap.parse_args()
 

@@ -2,7 +2,7 @@
 the model's forward pass on one 500-step workout (CPU).
 
 Uses models/bundle when it exists, else a bundle with a randomly initialised model of the
-training architecture (params.yaml train/featurize) in benchmarks/work/ (timing does not
+training architecture (params.yaml train/featurize) in benchmarks/scratch/ (timing does not
 depend on the weights). Rewrites the "## Predict" section of BENCHMARKS.md (created if absent).
 
     python benchmarks/bench_predict.py [--runs 5] [--no-write]
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.predict_fixtures import make_bundle, simulated_workout, write_gpx  # noqa: E402
 
-WORK = ROOT / "benchmarks" / "work" / "predict"
+WORK = ROOT / "benchmarks" / "scratch" / "predict"
 BENCH_MD = ROOT / "BENCHMARKS.md"
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from hrpred.io.raw import iter_raw
 from hrpred.simulate import SimConfig, simulate_dataset
 
-WORK = Path(__file__).resolve().parent / "work"
+WORK = Path(__file__).resolve().parent / "scratch"
 
 
 def _machine() -> str:

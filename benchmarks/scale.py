@@ -5,7 +5,7 @@
 
 For each size it simulates a raw file of that many workouts (the last size is the real
 file's), runs each stage as a separate process (`python -m stages.<name>`) in a scratch
-work dir under benchmarks/work/, and records wall time, CPU time, peak RSS (largest
+work dir under benchmarks/scratch/, and records wall time, CPU time, peak RSS (largest
 process of the stage, from wait4), output size and throughput. Training gets a fixed
 budget (one epoch capped at `--train-batches` batches) so its cost is comparable across
 sizes. At the largest size it also records `dvc status` and a no-op `dvc repro` after
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict] = []
     extra: list[dict] = []
     for n in args.sizes:
-        work = ROOT / "benchmarks" / "work" / f"n{n}"
+        work = ROOT / "benchmarks" / "scratch" / f"n{n}"
         env = prepare(work, n, args.train_batches)
         raw_mb = 0.0
         for stage in STAGES:
