@@ -95,10 +95,13 @@ def assign(
     stratify: bool = True,
     chrono_fractions: Sequence[float] = (0.8, 0.1, 0.1),
     min_workouts: int = 10,
+    drop_first: bool = False,
 ) -> pd.DataFrame:
     """Assignment table (row, workout_id, user_id, split), sorted by row.
 
-    `index` needs row, workout_id, user_id and (chronological) start_time.
+    `index` needs row, workout_id, user_id and (chronological) start_time. `drop_first`
+    (chronological only) drops each user's first workout as FitRec did: its models used the
+    previous workout as context, which the first one lacks.
     """
     if method not in METHODS:
         raise ValueError(f"split.method must be one of {METHODS}, got {method!r}")
@@ -119,6 +122,11 @@ def assign(
             if len(ids) < min_workouts:
                 by_workout.update(dict.fromkeys(ids, DROPPED))
                 continue
+            if drop_first:
+                by_workout[ids[0]] = DROPPED
+                ids = ids[1:]
+                if not ids:
+                    continue
             n_train, n_val, _ = chrono_counts(len(ids), chrono_fractions)
             for k, wid in enumerate(ids):
                 by_workout[wid] = (

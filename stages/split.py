@@ -31,6 +31,7 @@ def main() -> None:
         stratify = p.bool("stratify", True)
         chrono = p.floats("chrono_fractions", [0.8, 0.1, 0.1])
         min_workouts = p.int("min_workouts")
+        drop_first = p.bool("chrono_drop_first", False)
         block_rows = p.int("scaler_block_rows", 1024)
     except ParamError as e:
         raise SystemExit(f"split: {e}") from None
@@ -49,7 +50,7 @@ def main() -> None:
     try:
         table = assign(
             index, method, seed=seed, fractions=fractions, stratify=stratify,
-            chrono_fractions=chrono, min_workouts=min_workouts,
+            chrono_fractions=chrono, min_workouts=min_workouts, drop_first=drop_first,
         )  # fmt: skip
     except ValueError as e:
         raise SystemExit(f"split: {e}") from None

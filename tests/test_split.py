@@ -160,3 +160,22 @@ def test_scaler_degenerate_feature_gets_unit_std() -> None:
     scaler, degenerate = fit_scaler(blocks(x, np.ones((4, 5), bool), 2), np.ones(4, bool),
                                     ["speed"], set())  # fmt: skip
     assert degenerate == ["speed"] and scaler["speed"] == {"mean": 1.0, "std": 1.0}
+
+
+def test_chronological_drop_first_drops_each_users_earliest_workout() -> None:
+    idx = make_index()
+    kept = assign(idx, "chronological", min_workouts=5)
+    table = assign(idx, "chronological", min_workouts=5, drop_first=True)
+    merged = table.merge(idx[["row", "start_time"]], on="row")
+    for uid, grp in merged.groupby("user_id"):
+        if (kept.loc[kept["user_id"] == uid, "split"] == "dropped").all():
+            assert (grp["split"] == "dropped").all()
+            continue
+        grp = grp.sort_values(["start_time", "workout_id"])
+        assert grp["split"].iloc[0] == "dropped"
+        rest = grp["split"].iloc[1:]
+        assert "dropped" not in set(rest)
+        n = len(rest)
+        counts = rest.value_counts()
+        expected = chrono_counts(n, [0.8, 0.1, 0.1])
+        assert (counts.get("train", 0), counts.get("val", 0), counts.get("test", 0)) == expected
