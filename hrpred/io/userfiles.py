@@ -314,18 +314,7 @@ def _read_tcx(path: Path, warns: list[str]) -> tuple[dict[str, list[float]], str
         raise ActivityError(f"not a valid TCX file (XML error: {_one_line(exc)})") from None
     if _local(root.tag) != "TrainingCenterDatabase":
         raise ActivityError(f"not a TCX file (root element <{_local(root.tag)}>)")
-    cols: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "timestamp",
-            "latitude",
-            "longitude",
-            "altitude",
-            "heart_rate",
-            "speed",
-            "distance",
-        )
-    }
+    cols = _empty_columns()
     sport = None
     for el in root.iter():
         tag = _local(el.tag)
@@ -357,24 +346,19 @@ def _read_tcx(path: Path, warns: list[str]) -> tuple[dict[str, list[float]], str
     return cols, sport
 
 
+def _empty_columns() -> dict[str, list[float]]:
+    """Per-point channels filled by the TCX and FIT readers (NaN where a point lacks one)."""
+    names = ("timestamp", "latitude", "longitude", "altitude", "heart_rate", "speed", "distance")
+    return {k: [] for k in names}
+
+
 # --------------------------------------------------------------------------- FIT
 
 
 def _read_fit(path: Path, warns: list[str]) -> tuple[dict[str, list[float]], str | None]:
     import fitdecode
 
-    cols: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "timestamp",
-            "latitude",
-            "longitude",
-            "altitude",
-            "heart_rate",
-            "speed",
-            "distance",
-        )
-    }
+    cols = _empty_columns()
     sport = None
     try:
         with _warnings.catch_warnings():
