@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hrpred.features import hr_workout_type
 from hrpred.quality.config import CorrectionConfig, HrFilterConfig, SmoothConfig
 from hrpred.quality.rules import pearson
 from hrpred.quality.signal import runs_of
@@ -68,10 +69,10 @@ def smooth_inputs(
 def workout_type(hr: np.ndarray) -> str:
     """The reference's HR-only workout type (INTENSIVE/INTERVALS/STEADY/RECOVERY/UNKNOWN).
 
-    It reads the target, so it is used only by the opt-in HR filters.
+    It reads the target, so it is used only by the opt-in HR filters. One implementation of
+    the rules, shared with the labelled leaky feature.
     """
-    if hr.size < 50:
-        return "UNKNOWN"
+    return hr_workout_type(hr).upper()
     m, s, top = float(hr.mean()), float(hr.std()), float(hr.max())
     hi = float((hr >= 170).mean())
     lo = float((hr < 150).mean())
