@@ -23,9 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from hrpred.clean.config import clean_config  # noqa: E402
+from hrpred.clean.pipeline import CleanPaths, run_clean  # noqa: E402
 from hrpred.params import load_params  # noqa: E402
-from hrpred.quality.config import clean_config  # noqa: E402
-from hrpred.quality.pipeline import CleanPaths, run_clean  # noqa: E402
 
 
 def main() -> None:

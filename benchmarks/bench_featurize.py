@@ -157,7 +157,7 @@ def main() -> None:
     gen_s = time.perf_counter() - t
     print(f"generated {args.workouts} workouts, {steps} steps in {gen_s:.1f} s", file=sys.stderr)
 
-    _, base_rss = run_child("hrpred.featurize", WORK)  # imports only: the RSS floor
+    _, base_rss = run_child("hrpred.features.batch", WORK)  # imports only: the RSS floor
     feat_wall, feat_rss = run_child("stages.featurize", WORK)
     out = WORK / "data/features"
     arrays = {p.name: p.stat().st_size for p in sorted(out.glob("*.npy"))}

@@ -42,7 +42,7 @@ def bench_bundle() -> tuple[Path, str]:
     # rebuild at the real size: the tiny fixture model would flatter the forward pass
     import torch
 
-    from hrpred.bundle import CONFIG, WEIGHTS, load_bundle, save_weights
+    from hrpred.export.bundle import CONFIG, WEIGHTS, load_bundle, save_weights
     from hrpred.model import build_model, cpu_state_dict
 
     b = load_bundle(out)
@@ -80,7 +80,7 @@ def time_forward(bundle_dir: Path, runs: int) -> tuple[list[float], int]:
     import numpy as np
     import torch
 
-    from hrpred.predict import load_bundle
+    from hrpred.serve.predict import load_bundle
 
     torch.set_num_threads(1)  # as `hrpred predict` runs it (one sequence: latency-bound)
     bundle = load_bundle(bundle_dir)

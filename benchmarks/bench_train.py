@@ -1,6 +1,6 @@
 """Training throughput at the reference's full-scale shapes (27,806 x 500 x 14), random data.
 
-Compares the pipeline's own loop (`hrpred.training.fit`: memmapped arrays, on-the-fly scaling,
+Compares the pipeline's own loop (`hrpred.train.loop.fit`: memmapped arrays, on-the-fly scaling,
 masked loss, global metrics, validation, checkpoint and dvclive every epoch) with a plain
 PyTorch loop over the same model (tensors preloaded, plain masked MSE, no validation).
 
@@ -28,8 +28,8 @@ import pandas as pd
 import torch
 
 from hrpred.model import HRLSTM
-from hrpred.train_data import load_train_data
-from hrpred.training import TrainConfig, TrainPaths, fit
+from hrpred.train.data import load_train_data
+from hrpred.train.loop import TrainConfig, TrainPaths, fit
 
 FULL_TRAIN, FULL_VAL, SEQ_LEN, N_FEATURES = 27_806, 6_606, 500, 14
 NAMES = [f"f{i}" for i in range(N_FEATURES - 1)] + ["gender"]

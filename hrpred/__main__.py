@@ -1,5 +1,5 @@
 """`python -m hrpred ...` = the `hrpred` command."""
 
-from hrpred.cli import main
+from hrpred.serve.cli import main
 
 raise SystemExit(main())

@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+from hrpred.clean.config import clean_config
+from hrpred.clean.detection import detection_metrics, truth_matches
+from hrpred.clean.pipeline import CleanPaths, run_clean
 from hrpred.io.raw import RawFormatError
 from hrpred.params import ParamError, load_params
-from hrpred.quality.config import clean_config
-from hrpred.quality.evaluation import detection_metrics, truth_matches
-from hrpred.quality.pipeline import CleanPaths, run_clean
 
 OUT_DIR = Path("data/clean")
 METRICS = Path("metrics/clean.json")

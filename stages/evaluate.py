@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hrpred.categories import CategoryRules
-from hrpred.evaluation import (
+from hrpred.evaluate.categories import CategoryRules
+from hrpred.evaluate.engine import (
     EvalConfig,
     EvalInputError,
     Predictor,
@@ -33,8 +33,14 @@ from hrpred.evaluation import (
     split_traces,
     workout_maes,
 )
+from hrpred.evaluate.plots import (
+    animations,
+    choose_examples,
+    figures,
+    plot_records,
+    write_plot_data,
+)
 from hrpred.params import ParamError, Params, load_params
-from hrpred.plots import animations, choose_examples, figures, plot_records, write_plot_data
 
 FEATURES = Path("data/features")
 SPLIT = Path("data/split")

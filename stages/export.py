@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from hrpred.bundle import STEP_STATISTICS, build_config, sampling_stats, write_bundle
-from hrpred.features import BINARY_FEATURES
-from hrpred.hf_dataset import (
+from hrpred.export.bundle import STEP_STATISTICS, build_config, sampling_stats, write_bundle
+from hrpred.export.hf_dataset import (
     export_hf,
     protocol_text,
     render_dataset_card,
     workout_splits,
 )
+from hrpred.features.registry import BINARY_FEATURES
 from hrpred.params import ParamError, load_params
 
 MODEL = Path("models/model.pt")

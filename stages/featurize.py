@@ -16,16 +16,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from hrpred.features import HR_FEATURES, expand_names
-from hrpred.featurize import (
+from hrpred.features.batch import (
     CLEAN_COLUMNS,
     REQUIRED_COLUMNS,
     featurize_batch,
     list_lengths,
     rows_per_workout,
 )
+from hrpred.features.registry import HR_FEATURES, expand_names
+from hrpred.features.rows import LONG_MODES, NpyRowWriter
 from hrpred.params import ParamError, load_params
-from hrpred.sequences import LONG_MODES, NpyRowWriter
 
 CLEAN = Path("data/clean/workouts.parquet")
 OUT = Path("data/features")

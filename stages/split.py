@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from hrpred.features import BINARY_FEATURES
+from hrpred.features.registry import BINARY_FEATURES
+from hrpred.features.rows import iter_row_blocks, npy_shape
 from hrpred.params import ParamError, load_params
-from hrpred.sequences import iter_row_blocks, npy_shape
-from hrpred.split import assign, fit_scaler, split_counts
+from hrpred.split.assign import assign, fit_scaler, split_counts
 
 FEATURES = Path("data/features")
 OUT = Path("data/split")

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from hrpred.params import ParamError, load_params
-from hrpred.train_data import DataError, load_train_data
-from hrpred.training import TrainConfig, TrainingInterrupted, TrainPaths, fit
+from hrpred.train.data import DataError, load_train_data
+from hrpred.train.loop import TrainConfig, TrainingInterrupted, TrainPaths, fit
 
 FEATURES_DIR = Path("data/features")
 SPLIT_DIR = Path("data/split")

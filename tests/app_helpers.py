@@ -24,8 +24,8 @@ def make_tiny_bundle(out_dir: Path, seed: int = 0, step_s: float = 5.0) -> Path:
     """A bundle holding an untrained 1-layer LSTM (random weights, fixed seed)."""
     import torch
 
-    from hrpred.bundle import build_config, write_bundle
-    from hrpred.features import BINARY_FEATURES
+    from hrpred.export.bundle import build_config, write_bundle
+    from hrpred.features.registry import BINARY_FEATURES
     from hrpred.model import build_model, cpu_state_dict
 
     torch.manual_seed(seed)

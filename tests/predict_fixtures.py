@@ -80,8 +80,8 @@ def make_bundle(
     """A complete bundle with a random 2-layer LSTM (16 units) and fake metrics."""
     import torch
 
-    from hrpred.bundle import build_config, write_bundle
-    from hrpred.features import BINARY_FEATURES
+    from hrpred.export.bundle import build_config, write_bundle
+    from hrpred.features.registry import BINARY_FEATURES
     from hrpred.model import build_model, cpu_state_dict
 
     names = list(features or FEATURES)

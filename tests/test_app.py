@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrpred import app, demo_samples
+from hrpred.serve import app, demo_samples
 from tests.app_helpers import make_tiny_bundle, write_gpx_fixture
 
-predict = pytest.importorskip("hrpred.predict", reason="hrpred.predict not available yet")
+predict = pytest.importorskip(
+    "hrpred.serve.predict", reason="hrpred.serve.predict not available yet"
+)
 userfiles = pytest.importorskip("hrpred.io.userfiles", reason="hrpred.io.userfiles missing")
 
 

@@ -2,7 +2,7 @@
 
 The test starts `python -m hrpred app` itself on a free localhost port with a tiny random
 bundle, uploads a GPX it wrote, waits for the plot and checks that the numbers on the page
-equal `hrpred.predict.predict_activity` on the same file. It never downloads a browser:
+equal `hrpred.serve.predict.predict_activity` on the same file. It never downloads a browser:
 it uses /usr/bin/chromium (`.ci/run` installs Debian's package) or skips.
 """
 
@@ -49,7 +49,9 @@ pytestmark = [
     ),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
-predict = pytest.importorskip("hrpred.predict", reason="hrpred.predict not available yet")
+predict = pytest.importorskip(
+    "hrpred.serve.predict", reason="hrpred.serve.predict not available yet"
+)
 userfiles = pytest.importorskip("hrpred.io.userfiles", reason="hrpred.io.userfiles missing")
 
 
@@ -152,7 +154,7 @@ def page(browser, server: str) -> Iterator[tuple[object, list[str]]]:
 
 
 def _shown(pg, key: str) -> str:
-    from hrpred.app import IDS
+    from hrpred.serve.app import IDS
 
     return pg.locator(f"#{IDS[key]} textarea, #{IDS[key]} input").first.input_value().strip()
 
@@ -219,7 +221,7 @@ def test_upload_shows_the_numbers_predict_computes(page, bundle_dir: Path, workd
 
 
 def test_sample_picker_predicts_a_generated_workout(page, bundle_dir: Path, workdir: Path):
-    from hrpred.demo_samples import sample_names, write_sample_gpx
+    from hrpred.serve.demo_samples import sample_names, write_sample_gpx
 
     pg, _ = page
     name = sample_names()[1]

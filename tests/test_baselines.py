@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrpred.baselines import (
+from hrpred.evaluate.baselines import (
     climb_rate,
     fit_constant,
     fit_physio,
@@ -121,7 +121,7 @@ def test_physio_with_noise_is_close():
 
 
 def test_fit_subsample_is_seeded_ordered_and_capped():
-    from hrpred.evaluation import fit_subsample
+    from hrpred.evaluate.engine import fit_subsample
 
     rows = np.arange(100, 200)
     assert fit_subsample(rows, 0, 1) is rows

@@ -8,9 +8,14 @@ import numpy as np
 import pytest
 from fake_eval_data import write_tree
 
-from hrpred import categories as cat_mod
-from hrpred.categories import CategoryRules, categorize, categorize_all, report_only_hr_band
-from hrpred.evaluation import input_categories, load_eval_data
+from hrpred.evaluate import categories as cat_mod
+from hrpred.evaluate.categories import (
+    CategoryRules,
+    categorize,
+    categorize_all,
+    report_only_hr_band,
+)
+from hrpred.evaluate.engine import input_categories, load_eval_data
 
 RULES = CategoryRules()
 

@@ -15,18 +15,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hrpred.io.raw import RawFormatError, write_fitrec, write_fitrec_line, write_parquet
-from hrpred.params import load_params
-from hrpred.quality.config import CleanConfig, HrFilterConfig, clean_config
-from hrpred.quality.evaluation import truth_matches
-from hrpred.quality.pipeline import (
+from hrpred.clean.config import CleanConfig, HrFilterConfig, clean_config
+from hrpred.clean.detection import truth_matches
+from hrpred.clean.pipeline import (
     REJECTS_SCHEMA,
     REPORT_SCHEMA,
     WORKOUTS_SCHEMA,
     CleanPaths,
     run_clean,
 )
-from hrpred.quality.signal import exp_smooth
+from hrpred.clean.signal import exp_smooth
+from hrpred.io.raw import RawFormatError, write_fitrec, write_fitrec_line, write_parquet
+from hrpred.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 CFG = CleanConfig(workers=1, chunk_lines=4)
@@ -179,7 +179,7 @@ def test_hr_filters_off_by_default(tmp_path):
 
 
 def test_input_smoothing_is_causal(tmp_path):
-    from hrpred.quality.config import SmoothConfig
+    from hrpred.clean.config import SmoothConfig
 
     rng = np.random.default_rng(4)
     w = make_workout(rng, 500)
@@ -303,7 +303,7 @@ def test_stage_on_a_small_simulation(tmp_path):
     m = run_clean(raw, paths, CFG)
     assert m["accounting"]["ok"] and m["lines_read"] == 300
     assert truth_matches(truth, paths.report)[0]
-    from hrpred.quality.evaluation import detection_metrics
+    from hrpred.clean.detection import detection_metrics
 
     d = detection_metrics(truth, paths.report, paths.workouts, CFG.sports)
     json.dumps(d)  # serialisable

@@ -63,7 +63,7 @@ def test_predict_good_files_without_web_or_onnx_imports(files):
         "--gender", "female",
     ]  # fmt: skip
     code = (
-        "import sys; from hrpred.cli import main; "
+        "import sys; from hrpred.serve.cli import main; "
         f"rc = main({argv!r}); "
         "heavy = [m for m in ('gradio', 'matplotlib', 'onnx', 'onnxruntime') if m in sys.modules]; "
         "print('modules', heavy, file=sys.stderr); sys.exit(rc)"

@@ -1,4 +1,4 @@
-"""hrpred.evaluation: chunked evaluation equals a whole-array numpy computation."""
+"""hrpred.evaluate.engine: chunked evaluation equals a whole-array numpy computation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from fake_eval_data import stand_in_predictor, write_tree
 
-from hrpred.evaluation import (
+from hrpred.evaluate.engine import (
     EvalConfig,
     build_report,
     evaluate_all,
@@ -19,7 +19,7 @@ from hrpred.evaluation import (
     read_rows,
     workout_maes,
 )
-from hrpred.metrics import per_workout_mae, summarize
+from hrpred.evaluate.metrics import per_workout_mae, summarize
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from hrpred.bundle import (
+from hrpred.export.bundle import (
     BundleError,
     fmt_metric,
     load_bundle,
@@ -27,8 +27,8 @@ from hrpred.bundle import (
     render_model_card,
     sampling_stats,
 )
-from hrpred.features import WorkoutInputs, compute_features
-from hrpred.hf_dataset import workout_splits
+from hrpred.export.hf_dataset import workout_splits
+from hrpred.features.registry import WorkoutInputs, compute_features
 from tests.predict_fixtures import FAKE_METRICS, FEATURES, make_bundle, simulated_workout
 from tests.synthetic_clean import make_clean_rows, write_clean
 
@@ -86,7 +86,7 @@ def no_pickle(*a, **k):
     raise AssertionError("torch.load called")
 torch.load = no_pickle
 import numpy as np
-from hrpred.predict import load_bundle
+from hrpred.serve.predict import load_bundle
 b = load_bundle({str(bundle_dir)!r})
 x = np.zeros((1, 30, len(b.features)), dtype=np.float32)
 assert np.isfinite(b.predict(x)).all()
@@ -306,7 +306,7 @@ def test_export_stage_end_to_end(tmp_path, monkeypatch):
 
     # the exported bundle predicts a user file
     from hrpred.io.userfiles import read_activity
-    from hrpred.predict import predict_activity
+    from hrpred.serve.predict import predict_activity
     from tests.predict_fixtures import write_gpx
 
     gpx = write_gpx(tmp_path / "run.gpx", simulated_workout(n=100, step_s=5.0))

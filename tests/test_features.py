@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrpred.features import (
+from hrpred.features.registry import (
     BINARY_FEATURES,
     DEFAULT_FEATURES,
     HR_FEATURES,

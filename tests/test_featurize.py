@@ -14,8 +14,8 @@ import pytest
 import yaml
 from synthetic_clean import SCHEMA, make_clean_rows, write_clean
 
-from hrpred.features import DEFAULT_FEATURES, WorkoutInputs, compute_features
-from hrpred.featurize import featurize_batch
+from hrpred.features.batch import featurize_batch
+from hrpred.features.registry import DEFAULT_FEATURES, WorkoutInputs, compute_features
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

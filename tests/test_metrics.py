@@ -1,4 +1,4 @@
-"""hrpred.metrics against direct numpy/pandas computations."""
+"""hrpred.evaluate.metrics against direct numpy/pandas computations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrpred.metrics import (
+from hrpred.evaluate.metrics import (
     RowSums,
     bias,
     mae,

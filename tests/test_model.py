@@ -1,4 +1,4 @@
-"""hrpred.model and hrpred.losses against hand computations (numpy) on tiny inputs."""
+"""hrpred.model and hrpred.train.losses against hand computations (numpy) on tiny inputs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from hrpred.losses import ErrorSums, masked_loss
 from hrpred.model import (
     HRLSTM,
     apply_scaler,
@@ -19,6 +18,7 @@ from hrpred.model import (
     save_checkpoint,
     scaler_arrays,
 )
+from hrpred.train.losses import ErrorSums, masked_loss
 
 
 def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrpred.plots import PlotSums, choose_examples, median_examples, plot_data
+from hrpred.evaluate.plots import PlotSums, choose_examples, median_examples, plot_data
 
 
 def _maes(n: int = 200, seed: int = 0):

@@ -1,4 +1,4 @@
-"""hrpred.predict: resampling, no train/serve feature skew, inference, summary numbers."""
+"""hrpred.serve.predict: resampling, no train/serve feature skew, inference, summary numbers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from hrpred.featurize import featurize_batch
+from hrpred.features.batch import featurize_batch
 from hrpred.io.userfiles import Activity, ActivityError, read_activity
-from hrpred.predict import (
+from hrpred.serve.predict import (
     DEFAULT_MAX_HR,
     load_bundle,
     predict_activity,

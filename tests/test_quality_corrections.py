@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hrpred.quality.config import CorrectionConfig, HrFilterConfig, SmoothConfig
-from hrpred.quality.corrections import (
+from hrpred.clean.config import CorrectionConfig, HrFilterConfig, SmoothConfig
+from hrpred.clean.corrections import (
     fill_short_gaps,
     hr_filter_reason,
     offset_plausible,

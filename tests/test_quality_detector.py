@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrpred.quality.baseline import level_models
-from hrpred.quality.detector import (
+from hrpred.clean.detector import (
     DetectorConfig,
     LevelModel,
     analyse,
@@ -15,7 +14,8 @@ from hrpred.quality.detector import (
     level_stats,
     sample_faults,
 )
-from hrpred.quality.signal import best_segment, exp_smooth, identical_runs, short_runs
+from hrpred.clean.population import level_models
+from hrpred.clean.signal import best_segment, exp_smooth, identical_runs, short_runs
 
 CFG = DetectorConfig()
 

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hrpred.quality.evaluation import detection_metrics, predicted_label
-from hrpred.quality.pipeline import REPORT_SCHEMA, WORKOUTS_SCHEMA
+from hrpred.clean.detection import detection_metrics, predicted_label
+from hrpred.clean.pipeline import REPORT_SCHEMA, WORKOUTS_SCHEMA
 
 
 def _report_rows():

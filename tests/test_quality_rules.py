@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrpred.quality.rules import RuleConfig, longest_run, rule_flags, structural_reason
-from hrpred.quality.workout import Workout, coerce_workout
+from hrpred.clean.rules import RuleConfig, longest_run, rule_flags, structural_reason
+from hrpred.clean.workout import Workout, coerce_workout
 
 CFG = RuleConfig()
 N = 100

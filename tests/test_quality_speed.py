@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrpred.quality.speed import (
+from hrpred.clean.speed import (
     EARTH_RADIUS_KM,
     SpeedConfig,
     choose_speed,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hrpred.sequences import NpyRowWriter, Window, iter_row_blocks, pack_rows, windows
+from hrpred.features.rows import NpyRowWriter, Window, iter_row_blocks, pack_rows, windows
 
 
 def test_windows_truncate_and_short() -> None:

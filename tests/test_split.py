@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrpred.split import (
+from hrpred.split.assign import (
     DROPPED,
     assign,
     assign_users,

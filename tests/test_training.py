@@ -22,8 +22,8 @@ import torch
 
 from hrpred.model import load_checkpoint, predict
 from hrpred.params import ParamError, load_params
-from hrpred.train_data import DataError, load_train_data
-from hrpred.training import (
+from hrpred.train.data import DataError, load_train_data
+from hrpred.train.loop import (
     DistInfo,
     TrainConfig,
     TrainingInterrupted,
@@ -312,8 +312,8 @@ DDP_SCRIPT = """
 import json, os, sys, hashlib
 from pathlib import Path
 import torch
-from hrpred.train_data import load_train_data
-from hrpred.training import TrainConfig, TrainPaths, fit
+from hrpred.train.data import load_train_data
+from hrpred.train.loop import TrainConfig, TrainPaths, fit
 root = Path(sys.argv[1])
 cfg = TrainConfig(seed=7, hidden=8, layers=2, dropout=0.2, lr=5e-3, batch_size=4,
                   patience=5, lr_patience=1, max_epochs=2, device="cpu", num_threads=1,

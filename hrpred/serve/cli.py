@@ -110,9 +110,9 @@ def _one_line(exc: BaseException) -> str:
 def _predict(args: argparse.Namespace) -> int:
     import torch
 
-    from hrpred.bundle import BundleError
+    from hrpred.export.bundle import BundleError
     from hrpred.io.userfiles import ActivityError, read_activity
-    from hrpred.predict import load_bundle, predict_activity
+    from hrpred.serve.predict import load_bundle, predict_activity
 
     # One sequence at a time is latency-bound: extra intra-op threads only add contention.
     torch.set_num_threads(1)
@@ -166,7 +166,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _app(argv: list[str]) -> int:
     try:
-        from hrpred.app import main as app_main
+        from hrpred.serve.app import main as app_main
     except ImportError as exc:
         print(f"hrpred: the web app is unavailable ({_one_line(exc)})", file=sys.stderr)
         return EXIT_ERROR

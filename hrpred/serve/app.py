@@ -3,7 +3,7 @@ predicted HR curve with speed and altitude, time in zones and a CSV of the predi
 
 Runs offline: Gradio analytics and its version check are off, no share link, no server-side
 rendering (Node), and the theme uses fonts bundled with Gradio instead of Google Fonts.
-Prediction goes through `hrpred.predict` exactly like `hrpred predict`, so the numbers shown
+Prediction goes through `hrpred.serve.predict` exactly like `hrpred predict`, so the numbers shown
 equal the command line's for the same file.
 """
 
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from hrpred.demo_samples import sample_names, write_sample_gpx
+from hrpred.serve.demo_samples import sample_names, write_sample_gpx
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -238,7 +238,7 @@ def predict_file(
     if read_activity is None:
         from hrpred.io.userfiles import read_activity
     if predict_activity is None:
-        from hrpred.predict import predict_activity
+        from hrpred.serve.predict import predict_activity
     name = Path(path).name
     try:
         gender_arg = None if gender in (None, "", "unknown") else str(gender)
@@ -311,7 +311,7 @@ def build_app(bundle_dir: str | Path) -> gr.Blocks:
     _offline_environment()
     import gradio as gr
 
-    from hrpred.predict import load_bundle
+    from hrpred.serve.predict import load_bundle
 
     bundle = load_bundle(Path(bundle_dir))
     workdir = Path(tempfile.mkdtemp(prefix="hrpred-app-"))

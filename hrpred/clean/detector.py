@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hrpred.quality.signal import (
+from hrpred.clean.signal import (
     best_segments,
     exp_smooth,
     grade_from_altitude,
@@ -28,7 +28,7 @@ from hrpred.quality.signal import (
     runs_of,
     short_runs,
 )
-from hrpred.quality.speed import interpolate_gaps, rolling_median
+from hrpred.clean.speed import interpolate_gaps, rolling_median
 
 # Faults the detector can name, by precedence when a workout shows several.
 FAULT_PRECEDENCE = (

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hrpred.bundle import Bundle, BundleError, load_bundle
+from hrpred.export.bundle import Bundle, BundleError, load_bundle
 from hrpred.io.userfiles import (
     MOVING_KMH,
     SPEED_MAX_KMH,
@@ -174,7 +174,7 @@ def resample_activity(activity: Activity, step_s: float) -> Grid:
 
 def grid_features(features: list[str], grid: Grid, gender: str | None) -> np.ndarray:
     """Unscaled features [n, F] of a grid, with the registry featurize uses."""
-    from hrpred.features import WorkoutInputs, compute_features
+    from hrpred.features.registry import WorkoutInputs, compute_features
 
     inputs = WorkoutInputs.from_arrays(grid.timestamp, grid.speed_kmh, grid.altitude_m, gender)
     return compute_features(features, inputs)

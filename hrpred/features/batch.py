@@ -4,7 +4,7 @@ Works one record batch at a time so the featurize stage can stream a 40k-workout
 into on-disk arrays. The index columns after `length` (duration, distance, speed source, clean's
 fault/correction labels, ...) are reporting-only descriptors for evaluation breakdowns; they are
 never model inputs (fault/correction come from clean's look at HR). Heart rate is read only as the target (and for the explicitly leaky
-features when they are requested); the features themselves come from `hrpred.features`.
+features when they are requested); the features themselves come from `hrpred.features.registry`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hrpred.features import WorkoutInputs, compute_features, needs_hr
-from hrpred.sequences import pack_rows, windows
+from hrpred.features.registry import WorkoutInputs, compute_features, needs_hr
+from hrpred.features.rows import pack_rows, windows
 
 # Columns of data/clean/workouts.parquet this module reads (docs/architecture.md).
 CLEAN_COLUMNS = (

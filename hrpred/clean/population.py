@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrpred.quality.detector import DetectorConfig, full_threshold, normal_equations
+from hrpred.clean.detector import DetectorConfig, full_threshold, normal_equations
 
 
 def _solve(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+from hrpred.clean.detector import DetectorConfig
+from hrpred.clean.rules import RuleConfig
+from hrpred.clean.speed import SpeedConfig
 from hrpred.params import ParamError, Params
-from hrpred.quality.detector import DetectorConfig
-from hrpred.quality.rules import RuleConfig
-from hrpred.quality.speed import SpeedConfig
 
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from hrpred.baselines import (
+from hrpred.evaluate.baselines import (
     ConstantBaseline,
     PhysioBaseline,
     RidgeBaseline,
@@ -32,9 +32,9 @@ from hrpred.baselines import (
     fit_ridge,
     scale_features,
 )
-from hrpred.categories import CategoryRules, assign_all, describe_rows, report_only_hr_band
-from hrpred.metrics import RowSums, row_sums, summarize_sums
-from hrpred.plots import Example, PlotSums, Trace
+from hrpred.evaluate.categories import CategoryRules, assign_all, describe_rows, report_only_hr_band
+from hrpred.evaluate.metrics import RowSums, row_sums, summarize_sums
+from hrpred.evaluate.plots import Example, PlotSums, Trace
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 SPLITS = ("train", "val", "test")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hrpred.quality.workout import Workout
+from hrpred.clean.workout import Workout
 
 # Informational checks (the reference computed them but never acted on them).
 INFO_FLAGS = frozenset({"hr_speed_mismatch", "timestamp_duplicate", "timestamp_irregular"})

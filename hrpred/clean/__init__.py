@@ -12,8 +12,8 @@ Modules:
 - `evaluation`: detection metrics against the simulator's truth (measurement only).
 """
 
-from hrpred.quality.config import CleanConfig, clean_config
-from hrpred.quality.pipeline import (
+from hrpred.clean.config import CleanConfig, clean_config
+from hrpred.clean.pipeline import (
     REJECTS_SCHEMA,
     REPORT_SCHEMA,
     WORKOUTS_SCHEMA,

@@ -29,7 +29,6 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from hrpred.losses import LOSSES, ErrorSums, masked_loss
 from hrpred.model import (
     HRLSTM,
     count_parameters,
@@ -40,7 +39,8 @@ from hrpred.model import (
     scaler_arrays,
 )
 from hrpred.params import ParamError, Params
-from hrpred.train_data import RowSource, TrainData, target_stats
+from hrpred.train.data import RowSource, TrainData, target_stats
+from hrpred.train.losses import LOSSES, ErrorSums, masked_loss
 
 CHECKPOINT_VERSION = 1
 # Keys that do not change the trained weights: left out of the resume fingerprint.

@@ -25,20 +25,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hrpred.io.raw import RawItem, item_from_line, iter_raw, sniff_format
-from hrpred.quality.baseline import level_models
-from hrpred.quality.config import CleanConfig
-from hrpred.quality.corrections import (
+from hrpred.clean.config import CleanConfig
+from hrpred.clean.corrections import (
     fill_short_gaps,
     hr_filter_reason,
     offset_plausible,
     smooth_inputs,
 )
-from hrpred.quality.detector import N_LEVEL_STATS, Analysis, LevelModel, analyse, decide
-from hrpred.quality.parallel import OrderedPool
-from hrpred.quality.rules import INFO_FLAGS, rule_flags, structural_reason
-from hrpred.quality.speed import choose_speed
-from hrpred.quality.workout import Workout, coerce_workout
+from hrpred.clean.detector import N_LEVEL_STATS, Analysis, LevelModel, analyse, decide
+from hrpred.clean.parallel import OrderedPool
+from hrpred.clean.population import level_models
+from hrpred.clean.rules import INFO_FLAGS, rule_flags, structural_reason
+from hrpred.clean.speed import choose_speed
+from hrpred.clean.workout import Workout, coerce_workout
+from hrpred.io.raw import RawItem, item_from_line, iter_raw, sniff_format
 
 _F64 = pa.list_(pa.float64())
 WORKOUTS_SCHEMA = pa.schema(

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrpred.features import hr_workout_type
-from hrpred.quality.config import CorrectionConfig, HrFilterConfig, SmoothConfig
-from hrpred.quality.rules import pearson
-from hrpred.quality.signal import runs_of
-from hrpred.quality.speed import moving_average
+from hrpred.clean.config import CorrectionConfig, HrFilterConfig, SmoothConfig
+from hrpred.clean.rules import pearson
+from hrpred.clean.signal import runs_of
+from hrpred.clean.speed import moving_average
+from hrpred.features.registry import hr_workout_type
 
 
 def fill_short_gaps(

@@ -227,7 +227,7 @@ def load_bundle(directory: str | Path) -> Bundle:
         )
     from safetensors.torch import load_file
 
-    from hrpred.features import REGISTRY
+    from hrpred.features.registry import REGISTRY
 
     unknown = [f for f in config["features"] if f not in REGISTRY]
     if unknown:
@@ -540,7 +540,7 @@ def render_model_card(config: Mapping[str, Any]) -> str:
                 out.append(f"| {split} | {c.get('workouts', 'n/a')} | {c.get('users', 'n/a')} |")
     out += [
         "",
-        f"- Inputs: {len(config['features'])} features computed by `hrpred.features` "
+        f"- Inputs: {len(config['features'])} features computed by `hrpred.features.registry` "
         f"(`{'`, `'.join(config['features'])}`); non-binary ones are standardised with the "
         "train-split scaler stored in `config.json`.",
         f"- Sampling: the training data has a median step of {sampling['median_step_s']:.2f} s "
@@ -601,7 +601,7 @@ def render_model_card(config: Mapping[str, Any]) -> str:
     out += [
         "",
         "```python",
-        "from hrpred.predict import load_bundle, predict_activity",
+        "from hrpred.serve.predict import load_bundle, predict_activity",
         "from hrpred.io.userfiles import read_activity",
         "",
         'bundle = load_bundle("models/bundle")',
