@@ -23,9 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hrpred.clean.config import clean_config  # noqa: E402
-from hrpred.clean.pipeline import CleanPaths, run_clean  # noqa: E402
-from hrpred.params import load_params  # noqa: E402
+from hrpred.clean.config import CleanConfig  # noqa: E402
+from hrpred.clean.pipeline import clean_raw  # noqa: E402
+from hrpred.params import load_config, read_params  # noqa: E402
+from hrpred.simulate import SimConfig, simulate_dataset  # noqa: E402
+from hrpred.store import Layout  # noqa: E402
 
 
 def main() -> None:
@@ -39,26 +41,25 @@ def main() -> None:
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="bench-clean-"))
     scratch.mkdir(parents=True, exist_ok=True)
+    params = read_params(ROOT / "params.yaml")
     raw = args.raw
     if raw is None:
-        from hrpred.simulate import SimConfig, simulate_dataset
-
         raw = scratch / f"sim-{args.workouts}.json"
         if not raw.exists():
             users = args.users or max(args.workouts // 20, 1)
-            cfg = SimConfig(n_workouts=args.workouts, n_users=users, workers=2)
-            simulate_dataset(cfg, raw, scratch / f"truth-{args.workouts}.parquet")
-    cfg = clean_config(load_params("clean", ROOT / "params.yaml"))
+            sim = load_config(SimConfig, "simulate", data=params)
+            sim = replace(sim, n_workouts=args.workouts, n_users=users, workers=2)
+            simulate_dataset(sim, raw, scratch / f"truth-{args.workouts}.parquet")
+    cfg = load_config(CleanConfig, "clean", data=params)
     if args.workers:
         cfg = replace(cfg, workers=args.workers)
-    out = scratch / "clean"
-    paths = CleanPaths(out / "workouts.parquet", out / "rejects.parquet", out / "report.parquet")
+    layout = Layout(scratch)  # outputs under <scratch>/data/clean
     size_mb = raw.stat().st_size / 1e6
     began = time.perf_counter()
     cpu0 = time.process_time()
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     child_cpu0 = c0.ru_utime + c0.ru_stime
-    metrics = run_clean(raw, paths, cfg, progress=True)
+    metrics = clean_raw(cfg, raw, layout, progress=True)
     wall = time.perf_counter() - began
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN)

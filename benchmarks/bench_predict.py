@@ -33,10 +33,12 @@ def bench_bundle() -> tuple[Path, str]:
     real = ROOT / "models" / "bundle"
     if (real / "config.json").exists():
         return real, "models/bundle (trained)"
-    from hrpred.params import load_params
+    from hrpred.features.config import FeaturizeConfig
+    from hrpred.params import load_config
+    from hrpred.train.config import TrainConfig
 
-    feats = [str(f) for f in load_params("featurize").list("features")]
-    train = load_params("train")
+    feats = list(load_config(FeaturizeConfig, "featurize", ROOT / "params.yaml").features)
+    train = load_config(TrainConfig, "train", ROOT / "params.yaml")
     out = WORK / "bundle"
     make_bundle(out, features=feats, step_s=8.0, onnx=False)
     # rebuild at the real size: the tiny fixture model would flatter the forward pass
@@ -48,10 +50,10 @@ def bench_bundle() -> tuple[Path, str]:
     b = load_bundle(out)
     arch = {
         "input_size": len(feats),
-        "hidden": train.int("hidden"),
-        "layers": train.int("layers"),
-        "dropout": train.float("dropout"),
-        "bidirectional": train.bool("bidirectional"),
+        "hidden": train.hidden,
+        "layers": train.layers,
+        "dropout": train.dropout,
+        "bidirectional": train.bidirectional,
     }
     b.config["model"]["config"] = arch
     torch.manual_seed(0)

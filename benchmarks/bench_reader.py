@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 
 from hrpred.io.raw import iter_raw
+from hrpred.params import load_config
 from hrpred.simulate import SimConfig, simulate_dataset
 
+ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(__file__).resolve().parent / "scratch"
 
 
@@ -37,8 +39,12 @@ def _machine() -> str:
 
 
 def simulate(lines: int, workers: int, out: Path) -> tuple[float, int]:
+    """params.yaml's simulator at `lines` workouts: seconds and bytes written."""
     cfg = dataclasses.replace(
-        SimConfig(), n_workouts=lines, n_users=max(150, lines // 170), workers=workers
+        load_config(SimConfig, "simulate", ROOT / "params.yaml"),
+        n_workouts=lines,
+        n_users=max(150, lines // 170),
+        workers=workers,
     )
     began = time.perf_counter()
     metrics = simulate_dataset(cfg, out, out.with_suffix(".truth.parquet"), progress=False)

@@ -21,16 +21,21 @@ import sys
 import tempfile
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from hrpred import store
 from hrpred.model import HRLSTM
+from hrpred.params import load_config
+from hrpred.train.config import TrainConfig, TrainPaths
 from hrpred.train.data import load_train_data
-from hrpred.train.loop import TrainConfig, TrainPaths, fit
+from hrpred.train.loop import fit
 
+ROOT = Path(__file__).resolve().parents[1]
 FULL_TRAIN, FULL_VAL, SEQ_LEN, N_FEATURES = 27_806, 6_606, 500, 14
 NAMES = [f"f{i}" for i in range(N_FEATURES - 1)] + ["gender"]
 # (label, batch size, bf16 autocast, data on device)
@@ -44,47 +49,48 @@ CPU_CONFIGS = [("b16_fp32_host", 16, False, False)]
 
 
 def write_random_dataset(root: Path, n_train: int, n_val: int, seed: int = 0) -> None:
-    """data/features + data/split in the contract layout, written in chunks (bounded RAM)."""
+    """data/features + data/split through hrpred.store's writers, in chunks (bounded RAM)."""
     n = n_train + n_val
-    fdir, sdir = root / "data" / "features", root / "data" / "split"
-    fdir.mkdir(parents=True, exist_ok=True)
-    sdir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    shape = (n, SEQ_LEN, N_FEATURES)
-    feats = np.lib.format.open_memmap(fdir / "features.npy", "w+", np.float32, shape)
-    target = np.lib.format.open_memmap(fdir / "target.npy", "w+", np.float32, shape[:2])
+    writer = store.FeaturesWriter(root / "data" / "features", n, SEQ_LEN, NAMES)
     for start in range(0, n, 2048):
-        stop = min(n, start + 2048)
-        feats[start:stop] = rng.standard_normal((stop - start, SEQ_LEN, N_FEATURES), np.float32)
-        target[start:stop] = 150 + 15 * rng.standard_normal((stop - start, SEQ_LEN), np.float32)
-    feats.flush()
-    target.flush()
-    del feats, target
-    np.save(fdir / "mask.npy", np.ones(shape[:2], dtype=bool))
-    (fdir / "feature_names.json").write_text(json.dumps(NAMES))
+        k = min(n, start + 2048) - start
+        ids = np.arange(start, start + k)
+        arrays = {
+            "features": rng.standard_normal((k, SEQ_LEN, N_FEATURES), np.float32),
+            "target": 150 + 15 * rng.standard_normal((k, SEQ_LEN), np.float32),
+            "mask": np.ones((k, SEQ_LEN), dtype=bool),
+            "elapsed": np.tile(np.arange(SEQ_LEN, dtype=np.float32) * 8, (k, 1)),
+        }
+        index = pd.DataFrame(
+            {"workout_id": ids, "user_id": ids, "start_time": ids * 86400, "length": SEQ_LEN}
+        )
+        writer.write(arrays, index)
+    writer.close({"rows": n, "seq_len": SEQ_LEN})
     split = np.array(["train"] * n_train + ["val"] * n_val)
-    pd.DataFrame(
+    assignment = pd.DataFrame(
         {"row": np.arange(n), "workout_id": np.arange(n), "user_id": np.arange(n), "split": split}
-    ).to_parquet(sdir / "assignment.parquet")
+    )
     scaler = {name: {"mean": 0.0, "std": 1.0} for name in NAMES[:-1]}
-    (sdir / "scaler.json").write_text(json.dumps(scaler))
+    store.write_split(root / "data" / "split", assignment, scaler)
 
 
-def bench_ours(root: Path, device: str, batch: int, amp: bool, on_device: bool, epochs: int):
+def bench_ours(
+    root: Path, base: TrainConfig, batch: int, amp: bool, on_device: bool, epochs: int
+) -> dict:
     data = load_train_data(root / "data" / "features", root / "data" / "split")
-    cfg = TrainConfig(
+    cfg = replace(
+        base,
         batch_size=batch,
         eval_batch_size=max(256, batch),
         max_epochs=epochs,
         patience=epochs + 1,
         lr_patience=epochs,
-        device=device,
         amp=amp,
         data_on_device=on_device,
-        progress=False,
     )
     out = root / f"out_{batch}_{amp}_{on_device}"
-    paths = TrainPaths(out / "model.pt", out / "checkpoint.pt", str(out / "dvclive"))
+    paths = TrainPaths(out / "model.pt", out / "checkpoint.pt", out / "dvclive")
     t0 = time.perf_counter()
     res = fit(cfg, data, paths)
     total = time.perf_counter() - t0
@@ -98,9 +104,11 @@ def bench_ours(root: Path, device: str, batch: int, amp: bool, on_device: bool, 
     }
 
 
-def bench_plain(root: Path, device: str, batch: int, amp: bool, on_device: bool, epochs: int):
+def bench_plain(
+    root: Path, base: TrainConfig, batch: int, amp: bool, on_device: bool, epochs: int
+) -> dict:
     """The loop a user would write by hand: preloaded tensors, Adam, clip, masked MSE."""
-    dev = torch.device(device)
+    dev = torch.device(base.device)
     fdir = root / "data" / "features"
     assignment = pd.read_parquet(root / "data" / "split" / "assignment.parquet")
     rows = np.sort(assignment.loc[assignment["split"] == "train", "row"].to_numpy())
@@ -110,8 +118,10 @@ def bench_plain(root: Path, device: str, batch: int, amp: bool, on_device: bool,
     if on_device:
         x_all, y_all, m_all = x_all.to(dev), y_all.to(dev), m_all.to(dev)
     torch.manual_seed(0)
-    model = HRLSTM(N_FEATURES, 128, 2, 0.3, False, 150.0, 15.0).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
+    model = HRLSTM(
+        N_FEATURES, base.hidden, base.layers, base.dropout, base.bidirectional, 150.0, 15.0
+    ).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=base.lr)
     ctx = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if amp and dev.type == "cuda"
@@ -169,6 +179,14 @@ def main() -> None:
         if args.device == "cuda"
         else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     )
+    # The model and optimiser as in params.yaml; --threads (0 = torch default) replaces
+    # train.num_threads so the CLI flag, not the stage's single-thread setting, decides.
+    base = replace(
+        load_config(TrainConfig, "train", ROOT / "params.yaml"),
+        device=args.device,
+        num_threads=args.threads,
+        progress=False,
+    )
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         root = Path(tmp)
         t0 = time.perf_counter()
@@ -182,9 +200,9 @@ def main() -> None:
         for label, batch, amp, on_device in configs:
             runs: dict[str, dict] = {}
             for _ in range(args.repeats):  # alternating evens out a shared machine's load
-                cand = {"ours": bench_ours(root, args.device, batch, amp, on_device, epochs)}
+                cand = {"ours": bench_ours(root, base, batch, amp, on_device, epochs)}
                 if not args.skip_plain:
-                    cand["plain"] = bench_plain(root, args.device, batch, amp, on_device, epochs)
+                    cand["plain"] = bench_plain(root, base, batch, amp, on_device, epochs)
                 for name, r in cand.items():
                     if name not in runs or r["train_s"] < runs[name]["train_s"]:
                         runs[name] = r

@@ -4,14 +4,13 @@ The model reads scaled features and predicts heart rate in BPM at every step. In
 head predicts the *standardised* target; `target_mean`/`target_std` are buffers, so a fresh
 model already predicts the train mean HR (the reference spent ~5 epochs learning that bias).
 
-`apply_scaler` is the one place the feature scaler is applied (training, evaluation, export and
-user-file prediction all go through it), so train/serve skew cannot creep in.
+The feature scaler is `hrpred.features.scaler` (one implementation for training, evaluation,
+export and user-file prediction), so train/serve skew cannot creep in.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from hrpred.features.scaler import apply_scaler, scaler_arrays
+from hrpred.store import json_ready
 
 CHECKPOINT_FORMAT = 1  # bump when the keys of models/model.pt change
 CONFIG_KEYS = ("input_size", "hidden", "layers", "dropout", "bidirectional")
@@ -86,35 +88,7 @@ def count_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
-# --- feature scaling -------------------------------------------------------------------------
-
-
-def scaler_arrays(
-    names: Sequence[str], scaler: Mapping[str, Mapping[str, float]]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature (mean, std) float32 vectors in `names` order.
-
-    Features absent from the scaler (binary ones) get mean 0 / std 1, i.e. pass through.
-    A zero or non-finite std (constant feature) is replaced by 1 so scaling never divides by 0.
-    """
-    mean = np.zeros(len(names), dtype=np.float64)
-    std = np.ones(len(names), dtype=np.float64)
-    for i, name in enumerate(names):
-        if name in scaler:
-            m = float(scaler[name]["mean"])
-            s = float(scaler[name]["std"])
-            mean[i] = m if math.isfinite(m) else 0.0
-            std[i] = s if math.isfinite(s) and s > 0 else 1.0
-    return mean.astype(np.float32), std.astype(np.float32)
-
-
-def apply_scaler(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """(x - mean) / std over the last axis; non-finite values become 0 (= the train mean).
-
-    Padding steps may hold NaN; zeroing them keeps the recurrent state finite (they are masked
-    out of the loss anyway).
-    """
-    return torch.nan_to_num((x.float() - mean) / std, nan=0.0, posinf=0.0, neginf=0.0)
+# --- feature scaling (hrpred.features.scaler) ----------------------------------------------
 
 
 def _scaler_tensors(ckpt: Mapping[str, Any], device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -156,19 +130,8 @@ def make_checkpoint(
         "best_epoch": int(best_epoch),
         "val": {str(k): float(v) for k, v in val.items()},
         "n_params": count_parameters(model),
-        "train_params": _plain(dict(train_params)),
+        "train_params": json_ready(dict(train_params)),
     }
-
-
-def _plain(value: Any) -> Any:
-    """Recursively convert to plain Python types (numpy scalars, tuples...)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def save_torch(obj: Any, path: str | Path) -> None:

@@ -2,66 +2,31 @@
 dvclive/train/, metrics/train.json.
 
 Multi-GPU / multi-node: `torchrun --nproc_per_node=2 -m stages.train` (rank 0 writes outputs).
+The work is `hrpred.train.pipeline.run_train`; this script only wires params and paths.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from hrpred.params import ParamError, load_params
-from hrpred.train.data import DataError, load_train_data
-from hrpred.train.loop import TrainConfig, TrainingInterrupted, TrainPaths, fit
-
-FEATURES_DIR = Path("data/features")
-SPLIT_DIR = Path("data/split")
-PATHS = TrainPaths(
-    model=Path("models/model.pt"),
-    checkpoint=Path("models/checkpoint.pt"),
-    live_dir="dvclive/train",
-)
-METRICS_PATH = Path("metrics/train.json")
-# metrics/train.json keys copied from fit()'s summary (history lives in dvclive)
-METRIC_KEYS = (
-    "best_epoch",
-    "best_val_mae",
-    "best_val_rmse",
-    "epochs_run",
-    "stopped_early",
-    "resumed_from_epoch",
-    "final_lr",
-    "n_params",
-    "n_train",
-    "n_val",
-    "target_mean",
-    "target_std",
-    "device",
-    "world_size",
-    "mean_epoch_time_s",
-    "mean_throughput_workouts_per_s",
-    "wall_time_s",
-)
+from hrpred.errors import stage_main
+from hrpred.params import load_config
+from hrpred.store import Layout
+from hrpred.train.config import TrainConfig, TrainPaths
+from hrpred.train.pipeline import run_train
 
 
 def main() -> None:
-    try:
-        cfg = TrainConfig.from_params(load_params("train"))
-    except ParamError as exc:
-        raise SystemExit(str(exc)) from None
-    try:
-        data = load_train_data(FEATURES_DIR, SPLIT_DIR)
-    except DataError as exc:
-        raise SystemExit(f"train: {exc}") from None
-    try:
-        summary = fit(cfg, data, PATHS)
-    except TrainingInterrupted as exc:
-        raise SystemExit(f"train: {exc}") from None
-    except ParamError as exc:
-        raise SystemExit(str(exc)) from None
-    if summary["wrote_outputs"]:
-        metrics = {k: summary[k] for k in METRIC_KEYS}
-        METRICS_PATH.parent.mkdir(parents=True, exist_ok=True)
-        METRICS_PATH.write_text(json.dumps(metrics, indent=2) + "\n")
+    layout = Layout()
+    paths = TrainPaths(model=layout.model, checkpoint=layout.checkpoint, live_dir=layout.live_dir)
+    stage_main(
+        "train",
+        lambda: run_train(
+            load_config(TrainConfig, "train"),
+            layout.features_dir,
+            layout.split_dir,
+            paths,
+            layout.metrics("train"),
+        ),
+    )
 
 
 if __name__ == "__main__":

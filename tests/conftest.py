@@ -34,3 +34,18 @@ def config(params: dict[str, Any]) -> Callable[..., Any]:
         return load_config(cls, section, PARAMS, data=params)
 
     return build
+
+
+@pytest.fixture
+def make_tree(tmp_path: Path) -> Callable[..., dict[str, Any]]:
+    """`make_tree(root=None, n=48, t=120, seed=0)`: a small data/features + data/split tree
+    under `root` (default: tmp_path), written with hrpred.store's writers.
+
+    Returns the arrays written (fake_eval_data.make_arrays' dict plus ids, split, scaler).
+    """
+    from fake_eval_data import write_data
+
+    def make(root: Path | None = None, n: int = 48, t: int = 120, seed: int = 0) -> dict[str, Any]:
+        return write_data(tmp_path if root is None else Path(root), n=n, t=t, seed=seed)
+
+    return make

@@ -1,4 +1,5 @@
-"""Small synthetic data/features + data/split trees for the evaluate tests.
+"""Small synthetic data/features + data/split trees (the `make_tree` fixture of conftest.py,
+and the evaluate tests' `write_tree`), written through hrpred.store like the real stages.
 
 HR follows a first-order response to speed and climb (so every baseline has signal), with
 sensor noise, padding, a few invalid steps and user-disjoint splits.
@@ -6,11 +7,12 @@ sensor noise, padding, a few invalid steps and user-disjoint splits.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from hrpred import store
 
 NAMES = ["speed", "altitude", "gender", "rolling_speed_10"]
 
@@ -54,18 +56,13 @@ def make_arrays(n: int = 48, t: int = 120, seed: int = 0) -> dict:
     }
 
 
-def write_tree(root: Path, n: int = 48, t: int = 120, seed: int = 0) -> dict:
-    """Write data/features, data/split and a simulator-style truth under root."""
+def write_data(root: Path, n: int = 48, t: int = 120, seed: int = 0) -> dict:
+    """Write data/features and data/split under root through hrpred.store (the stages' own
+    writers); returns `make_arrays`' dict plus `ids`, `split` and the `scaler` written."""
     a = make_arrays(n, t, seed)
-    fdir, sdir = root / "data" / "features", root / "data" / "split"
-    fdir.mkdir(parents=True, exist_ok=True)
-    sdir.mkdir(parents=True, exist_ok=True)
-    for key in ("features", "target", "mask", "elapsed"):
-        np.save(fdir / f"{key}.npy", a[key])
     ids = 1000 + np.arange(n)
-    pd.DataFrame(
+    index = pd.DataFrame(
         {
-            "row": np.arange(n, dtype=np.int64),
             "workout_id": ids,
             "user_id": a["users"],
             "start_time": np.arange(n) * 86400,
@@ -73,12 +70,14 @@ def write_tree(root: Path, n: int = 48, t: int = 120, seed: int = 0) -> dict:
             "offset": np.zeros(n, dtype=np.int64),
             "workout_steps": a["lengths"],
         }
-    ).to_parquet(fdir / "index.parquet", index=False)
-    (fdir / "feature_names.json").write_text(json.dumps(NAMES))
+    )
+    writer = store.FeaturesWriter(root / "data" / "features", n, t, NAMES)
+    writer.write({k: a[k] for k in store.ARRAYS}, index)
+    writer.close({"workouts": n, "rows": n, "seq_len": t})
     split = np.array(["train", "train", "val", "test"])[a["users"] % 4]
-    pd.DataFrame(
+    assignment = pd.DataFrame(
         {"row": np.arange(n), "workout_id": ids, "user_id": a["users"], "split": split}
-    ).to_parquet(sdir / "assignment.parquet", index=False)
+    )
     tr = split == "train"
     scaler = {}
     for j, name in enumerate(NAMES):
@@ -86,10 +85,17 @@ def write_tree(root: Path, n: int = 48, t: int = 120, seed: int = 0) -> dict:
             continue  # binary: not scaled
         v = a["features"][tr][..., j][a["mask"][tr]]
         scaler[name] = {"mean": float(v.mean()), "std": float(v.std())}
-    (sdir / "scaler.json").write_text(json.dumps(scaler))
+    store.write_split(root / "data" / "split", assignment, scaler)
+    a.update(ids=ids, split=split, scaler=scaler)
+    return a
+
+
+def write_tree(root: Path, n: int = 48, t: int = 120, seed: int = 0) -> dict:
+    """`write_data` plus a simulator-style truth file (data/raw/simulated_truth.parquet)."""
+    a = write_data(root, n, t, seed)
     truth = pd.DataFrame(
         {
-            "workout_id": ids,
+            "workout_id": a["ids"],
             "archetype": ["steady"] * n,
             "hr_clean": [a["clean"][i, : a["lengths"][i]].tolist() for i in range(n)],
             "hr_physio": [a["physio"][i, : a["lengths"][i]].tolist() for i in range(n)],
@@ -97,8 +103,6 @@ def write_tree(root: Path, n: int = 48, t: int = 120, seed: int = 0) -> dict:
     )
     (root / "data" / "raw").mkdir(parents=True, exist_ok=True)
     truth.to_parquet(root / "data" / "raw" / "simulated_truth.parquet", index=False)
-    a["ids"] = ids
-    a["split"] = split
     return a
 
 

@@ -65,6 +65,15 @@ FAKE_METRICS = {
 
 EARTH_RADIUS_M = 6_371_000.0
 START = 1_600_000_000  # Unix s
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def speed_rules():  # -> hrpred.timeseries.SpeedConfig
+    """The speed rules of the committed params.yaml (clean.speed), as export bundles them."""
+    from hrpred.params import load_config
+    from hrpred.timeseries import SpeedConfig
+
+    return load_config(SpeedConfig, "clean.speed", PARAMS)
 
 
 def make_bundle(
@@ -128,7 +137,7 @@ def make_bundle(
     }
     config = build_config(
         ckpt, metrics if metrics is not None else FAKE_METRICS, sampling, "median", data,
-        BINARY_FEATURES,
+        BINARY_FEATURES, speed=speed_rules(),
     )  # fmt: skip
     write_bundle(Path(out_dir), cpu_state_dict(model), config, onnx=onnx)
     return Path(out_dir)

@@ -11,8 +11,8 @@ from hrpred.evaluate.baselines import (
     fit_physio,
     fit_ridge,
     relax,
-    scale_features,
 )
+from hrpred.features.scaler import apply_scaler, scaler_arrays
 
 
 def test_constant_is_mean_of_valid_steps():
@@ -22,12 +22,15 @@ def test_constant_is_mean_of_valid_steps():
     assert fit_constant(y, v).predict((2, 3)).shape == (2, 3)
 
 
-def test_scale_features_skips_binary_and_constant():
-    x = np.array([[[2.0, 1.0, 5.0]]])
-    out = scale_features(
-        x, ["a", "g", "c"], {"a": {"mean": 1.0, "std": 2.0}, "c": {"mean": 5.0, "std": 0.0}}
+def test_scaler_on_numpy_skips_binary_and_constant():
+    """The baselines' scaling (numpy) is the model's: binary passes, constant is centred."""
+    x = np.array([[[2.0, 1.0, 5.0], [np.nan, 0.0, 7.0]]])
+    mean, std = scaler_arrays(
+        ["a", "g", "c"], {"a": {"mean": 1.0, "std": 2.0}, "c": {"mean": 5.0, "std": 0.0}}
     )
-    np.testing.assert_allclose(out[0, 0], [0.5, 1.0, 0.0])
+    out = apply_scaler(x, mean, std)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0], [[0.5, 1.0, 0.0], [0.0, 0.0, 2.0]])
 
 
 @pytest.fixture
@@ -121,7 +124,7 @@ def test_physio_with_noise_is_close():
 
 
 def test_fit_subsample_is_seeded_ordered_and_capped():
-    from hrpred.evaluate.engine import fit_subsample
+    from hrpred.evaluate.inputs import fit_subsample
 
     rows = np.arange(100, 200)
     assert fit_subsample(rows, 0, 1) is rows

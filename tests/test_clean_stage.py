@@ -15,21 +15,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hrpred.clean.config import CleanConfig, HrFilterConfig, clean_config
+from hrpred.clean.config import CleanConfig
 from hrpred.clean.detection import truth_matches
-from hrpred.clean.pipeline import (
-    REJECTS_SCHEMA,
-    REPORT_SCHEMA,
-    WORKOUTS_SCHEMA,
-    CleanPaths,
-    run_clean,
-)
+from hrpred.clean.outputs import REJECTS_SCHEMA, REPORT_SCHEMA, WORKOUTS_SCHEMA
+from hrpred.clean.pipeline import AccountingError, clean_raw, run_clean
 from hrpred.clean.signal import exp_smooth
 from hrpred.io.raw import RawFormatError, write_fitrec, write_fitrec_line, write_parquet
-from hrpred.params import load_params
+from hrpred.params import ParamError, load_config
+from hrpred.store import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
-CFG = CleanConfig(workers=1, chunk_lines=4)
+
+
+@pytest.fixture(scope="module")
+def cfg(config) -> CleanConfig:
+    """params.yaml's clean settings, in-process, in small chunks, without truth."""
+    return replace(config(CleanConfig, "clean"), workers=1, chunk_lines=4, truth=None)
 
 
 def make_workout(rng, wid: int, user: int = 1, sport: str = "run", n: int = 200, hr_shift=0.0):
@@ -68,12 +69,13 @@ def write_lines(path: Path, lines: list[bytes]) -> None:
     path.write_bytes(b"".join(line + b"\n" for line in lines))
 
 
-def run_on(tmp_path: Path, lines: list[bytes], cfg: CleanConfig = CFG, name: str = "raw.json"):
+def run_on(
+    tmp_path: Path, lines: list[bytes], cfg: CleanConfig, name: str = "raw.json"
+) -> tuple[dict, Layout]:
     raw = tmp_path / name
     write_lines(raw, lines)
-    out = tmp_path / f"out-{name}"
-    paths = CleanPaths(out / "workouts.parquet", out / "rejects.parquet", out / "report.parquet")
-    return run_clean(raw, paths, cfg), paths
+    layout = Layout(tmp_path / f"out-{name}")
+    return clean_raw(cfg, raw, layout), layout
 
 
 def mixed_lines(seed: int = 0) -> tuple[list[bytes], set[int]]:
@@ -96,9 +98,9 @@ def mixed_lines(seed: int = 0) -> tuple[list[bytes], set[int]]:
     return lines, garbage_lines
 
 
-def test_accounting_with_garbage_lines(tmp_path):
+def test_accounting_with_garbage_lines(tmp_path, cfg):
     lines, garbage = mixed_lines()
-    m, paths = run_on(tmp_path, lines)
+    m, paths = run_on(tmp_path, lines, cfg)
     assert m["lines_read"] == len(lines)
     assert m["lines_unparseable"] == len(garbage)
     assert m["workouts_other_sports"] == 1 and m["sports"] == {"bike": 1, "run": 16}
@@ -106,7 +108,7 @@ def test_accounting_with_garbage_lines(tmp_path):
     assert m["workouts_read"] == m["workouts_kept"] + sum(m["rejected"].values())
     assert m["rejected"] == {"length_mismatch": 1, "too_few_points": 1}
     assert m["workouts_kept"] == 14 and m["accounting"]["ok"]
-    rejects = pq.read_table(paths.rejects)
+    rejects = pq.read_table(paths.clean_rejects)
     assert rejects.schema.equals(REJECTS_SCHEMA)
     by_reason = {}
     for line, reason in zip(
@@ -115,10 +117,10 @@ def test_accounting_with_garbage_lines(tmp_path):
         by_reason.setdefault(reason, set()).add(line)
     assert by_reason["unparseable"] == garbage
     assert len(rejects) == m["lines_read"] - m["workouts_kept"]
-    report = pq.read_table(paths.report)
+    report = pq.read_table(paths.clean_report)
     assert report.schema.equals(REPORT_SCHEMA)
     assert report["line"].to_pylist() == list(range(1, len(lines) + 1))
-    workouts = pq.read_table(paths.workouts)
+    workouts = pq.read_table(paths.clean_workouts)
     assert workouts.schema.equals(WORKOUTS_SCHEMA)
     kept_lines = workouts["line"].to_pylist()
     assert kept_lines == sorted(kept_lines) and len(kept_lines) == 14
@@ -129,19 +131,22 @@ def test_accounting_with_garbage_lines(tmp_path):
     assert row["heart_rate"] == row["heart_rate_raw"] and all(row["hr_valid"])
 
 
-def test_workers_and_chunks_do_not_change_outputs(tmp_path):
+def test_workers_and_chunks_do_not_change_outputs(tmp_path, cfg):
     lines, _ = mixed_lines(1)
-    _, one = run_on(tmp_path, lines, CFG, "a.json")
-    _, two = run_on(tmp_path, lines, replace(CFG, workers=2, chunk_lines=3), "b.json")
-    assert pq.read_table(one.workouts).equals(pq.read_table(two.workouts))
-    for a, b in ((one.rejects, two.rejects), (one.report, two.report)):  # NaN-aware
+    _, one = run_on(tmp_path, lines, cfg, "a.json")
+    _, two = run_on(tmp_path, lines, replace(cfg, workers=2, chunk_lines=3), "b.json")
+    assert pq.read_table(one.clean_workouts).equals(pq.read_table(two.clean_workouts))
+    for a, b in (
+        (one.clean_rejects, two.clean_rejects),
+        (one.clean_report, two.clean_report),
+    ):  # NaN-aware
         assert pq.read_table(a).to_pandas().equals(pq.read_table(b).to_pandas())
     # Same settings twice: byte-identical files.
-    _, again = run_on(tmp_path, lines, CFG, "a2.json")
-    assert one.workouts.read_bytes() == again.workouts.read_bytes()
+    _, again = run_on(tmp_path, lines, cfg, "a2.json")
+    assert one.clean_workouts.read_bytes() == again.clean_workouts.read_bytes()
 
 
-def test_gzip_and_parquet_inputs_give_the_same_workouts(tmp_path):
+def test_gzip_and_parquet_inputs_give_the_same_workouts(tmp_path, cfg):
     rng = np.random.default_rng(2)
     workouts = [make_workout(rng, 300 + i, user=i % 2) for i in range(6)]
     outs = []
@@ -152,16 +157,14 @@ def test_gzip_and_parquet_inputs_give_the_same_workouts(tmp_path):
     ):
         raw = tmp_path / name
         writer(workouts, raw)
-        out = tmp_path / f"out-{name}"
-        paths = CleanPaths(out / "w.parquet", out / "r.parquet", out / "p.parquet")
-        m = run_clean(raw, paths, CFG)
+        layout = Layout(tmp_path / f"out-{name}")
+        m = clean_raw(cfg, raw, layout)
         assert m["workouts_kept"] == 6
-        outs.append(pq.read_table(paths.workouts))
+        outs.append(pq.read_table(layout.clean_workouts))
     assert outs[0].equals(outs[1]) and outs[0].equals(outs[2])
 
 
-def test_hr_filters_off_by_default(tmp_path):
-    cfg = clean_config(load_params("clean", ROOT / "params.yaml"))
+def test_hr_filters_off_by_default(tmp_path, cfg):
     assert not cfg.hr_filters.enabled
     assert cfg.smooth.window == 0 and not cfg.smooth.target
     rng = np.random.default_rng(3)
@@ -170,22 +173,23 @@ def test_hr_filters_off_by_default(tmp_path):
         write_fitrec_line(make_workout(rng, 400 + i, user=i, hr_shift=30)).encode()
         for i in range(3)
     ]
-    m, paths = run_on(tmp_path, lines, CFG, "low.json")
-    hr = np.concatenate(pq.read_table(paths.workouts)["heart_rate"].to_numpy(zero_copy_only=False))
+    m, paths = run_on(tmp_path, lines, cfg, "low.json")
+    hr = np.concatenate(
+        pq.read_table(paths.clean_workouts)["heart_rate"].to_numpy(zero_copy_only=False)
+    )
     assert m["workouts_kept"] == 3 and hr.mean() < 120
-    on = replace(CFG, hr_filters=HrFilterConfig(enabled=True))
+    on = replace(cfg, hr_filters=replace(cfg.hr_filters, enabled=True))
     m, _ = run_on(tmp_path, lines, on, "low2.json")
     assert m["workouts_kept"] == 0 and m["rejected"] == {"hr_filter:mean_low": 3}
 
 
-def test_input_smoothing_is_causal(tmp_path):
-    from hrpred.clean.config import SmoothConfig
-
+def test_input_smoothing_is_causal(tmp_path, cfg):
     rng = np.random.default_rng(4)
     w = make_workout(rng, 500)
-    cfg = replace(CFG, smooth=SmoothConfig(window=4))
-    _, paths = run_on(tmp_path, [write_fitrec_line(w).encode()], cfg, "s.json")
-    row = pq.read_table(paths.workouts).to_pylist()[0]
+    assert cfg.smooth.causal and set(cfg.smooth.fields) == {"speed", "altitude"}
+    smooth = replace(cfg, smooth=replace(cfg.smooth, window=4))
+    _, paths = run_on(tmp_path, [write_fitrec_line(w).encode()], smooth, "s.json")
+    row = pq.read_table(paths.clean_workouts).to_pylist()[0]
     speed = np.array(w["speed"])
     want = np.array([speed[max(0, i - 3) : i + 1].mean() for i in range(speed.size)])
     np.testing.assert_allclose(row["speed"], want)
@@ -239,36 +243,36 @@ def damaged_line(draw) -> bytes:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(lines=st.lists(damaged_line(), min_size=1, max_size=8))
-def test_random_input_never_crashes_and_is_accounted(tmp_path_factory, lines):
+def test_random_input_never_crashes_and_is_accounted(tmp_path_factory, lines, cfg):
     tmp = tmp_path_factory.mktemp("prop")
     if lines[0].startswith(b"PAR1"):  # sniffed as Parquet: a one-line format error
         with pytest.raises(RawFormatError, match="not a readable Parquet file"):
-            run_on(tmp, lines)
+            run_on(tmp, lines, cfg)
         return
-    m, paths = run_on(tmp, lines)
+    m, paths = run_on(tmp, lines, cfg)
     assert m["accounting"]["ok"]
-    kept = pq.read_table(paths.workouts).num_rows
-    rejects = pq.read_table(paths.rejects)
+    kept = pq.read_table(paths.clean_workouts).num_rows
+    rejects = pq.read_table(paths.clean_rejects)
     assert kept == m["workouts_kept"] and kept + rejects.num_rows == m["lines_read"]
     assert "error" not in rejects["reason"].to_pylist()  # no workout needed the safety net
-    report_lines = pq.read_table(paths.report)["line"].to_pylist()
+    report_lines = pq.read_table(paths.clean_report)["line"].to_pylist()
     assert report_lines == list(range(1, m["lines_read"] + 1))
     if not lines[0].startswith(b"\x1f\x8b"):  # plain lines (not sniffed as gzip)
         assert m["lines_read"] == len(lines)
 
 
-def test_truth_must_match_the_input(tmp_path):
+def test_truth_must_match_the_input(tmp_path, cfg):
     import pyarrow as pa
 
     lines, _ = mixed_lines(5)
-    _, paths = run_on(tmp_path, lines)
-    report = pq.read_table(paths.report, columns=["line", "workout_id"]).to_pandas()
+    _, paths = run_on(tmp_path, lines, cfg)
+    report = pq.read_table(paths.clean_report, columns=["line", "workout_id"]).to_pandas()
     ids = report["workout_id"].fillna(0).astype("int64")
     truth = tmp_path / "truth.parquet"
     pq.write_table(pa.table({"line": report["line"], "workout_id": ids}), truth)
-    assert truth_matches(truth, paths.report)[0]
+    assert truth_matches(truth, paths.clean_report)[0]
     pq.write_table(pa.table({"line": report["line"], "workout_id": ids + 1}), truth)
-    ok, why = truth_matches(truth, paths.report)
+    ok, why = truth_matches(truth, paths.clean_report)
     assert not ok and "differ" in why
 
 
@@ -293,30 +297,74 @@ def test_stage_exits_with_a_message_when_raw_is_missing(tmp_path):
 
 
 @pytest.mark.slow
-def test_stage_on_a_small_simulation(tmp_path):
+def test_stage_on_a_small_simulation(tmp_path, cfg, config):
     from hrpred.simulate import SimConfig, simulate_dataset
 
     raw, truth = tmp_path / "sim.json", tmp_path / "truth.parquet"
-    simulate_dataset(SimConfig(n_users=20, n_workouts=300, workers=1), raw, truth, progress=False)
-    out = tmp_path / "clean"
-    paths = CleanPaths(out / "w.parquet", out / "r.parquet", out / "p.parquet")
-    m = run_clean(raw, paths, CFG)
+    sim = replace(config(SimConfig, "simulate"), n_users=20, n_workouts=300, workers=1)
+    simulate_dataset(sim, raw, truth, progress=False)
+    layout = Layout(tmp_path / "out")
+    m = run_clean(replace(cfg, truth=str(truth)), raw, layout, progress=False)
     assert m["accounting"]["ok"] and m["lines_read"] == 300
-    assert truth_matches(truth, paths.report)[0]
-    from hrpred.clean.detection import detection_metrics
-
-    d = detection_metrics(truth, paths.report, paths.workouts, CFG.sports)
-    json.dumps(d)  # serialisable
+    assert truth_matches(truth, layout.clean_report)[0]
+    d = m["detection"]
     assert d["per_fault"]["none"]["recall"] > 0.95
+    # metrics/clean.json is the returned dict, as indented JSON.
+    assert layout.metrics("clean").read_text() == json.dumps(m, indent=2) + "\n"
+    # A truth of another input gives no detection metrics.
+    other = replace(cfg, truth=str(tmp_path / "missing.parquet"))
+    assert "detection" not in run_clean(other, raw, layout, progress=False)
 
 
-def test_params_cover_every_knob_and_match_the_defaults():
-    from dataclasses import fields
+def test_stage_reports_broken_accounting(tmp_path, cfg, monkeypatch):
+    import hrpred.clean.pipeline as pipeline
 
-    p = load_params("clean", ROOT / "params.yaml")
-    cfg = clean_config(p)
-    assert cfg == CleanConfig()  # params.yaml and the dataclass defaults agree
-    for section in ("speed", "rules", "detector", "correct", "smooth", "hr_filters"):
-        declared = set(p.section(section).as_dict())
-        knobs = {f.name for f in fields(type(getattr(cfg, section)))}
-        assert declared == knobs, section
+    lines, _ = mixed_lines(6)
+    raw = tmp_path / "raw.json"
+    write_lines(raw, lines)
+    good = clean_raw(cfg, raw, Layout(tmp_path / "ref"))
+    broken = {**good, "accounting": {**good["accounting"], "ok": False}}
+    monkeypatch.setattr(pipeline, "clean_raw", lambda *a, **k: dict(broken))
+    layout = Layout(tmp_path / "out")
+    with pytest.raises(AccountingError, match="accounting does not add up"):
+        run_clean(cfg, raw, layout, progress=False)
+    assert json.loads(layout.metrics("clean").read_text()) == broken  # written first
+
+
+def _clean_section(params, **changes) -> dict:
+    """params.yaml's data with `clean.<sub>.<key>` (dotted keys) changed."""
+    data = json.loads(json.dumps(params))
+    for key, value in changes.items():
+        *path, last = key.split("__")
+        node = data["clean"]
+        for part in path:
+            node = node[part]
+        if value is KeyError:
+            del node[last]
+        else:
+            node[last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"rules__gap_action": "drop"}, "clean.rules.gap_action must be one of"),
+        ({"correct__short_faults": "zero"}, "clean.correct.short_faults must be one of"),
+        ({"smooth__fields": ["speed", "hr"]}, r"clean.smooth.fields\[1\] must be one of"),
+        ({"hr_filters__drop_types": ["steady"]}, r"drop_types\[0\] must be one of"),
+        ({"workers": 0}, "clean.workers and clean.chunk_lines must be >= 1"),
+        ({"rules__hr_low_bpm": 230.0}, "hr_low_bpm <= hr_high_bpm"),
+        ({"correct__max_masked_fraction": 1.5}, "max_masked_fraction must be in"),
+        ({"detector__spike_bpm": KeyError}, "missing key 'clean.detector.spike_bpm'"),
+        ({"detector__spike_bmp": 40.0}, "unknown key 'clean.detector.spike_bmp'"),
+        ({"truth": None}, None),
+    ],
+)
+def test_config_checks_params(params, changes, message):
+    data = _clean_section(params, **changes)
+    if message is None:
+        assert load_config(CleanConfig, "clean", data=data).truth is None
+        return
+    with pytest.raises(ParamError, match=message):
+        load_config(CleanConfig, "clean", data=data)

@@ -15,23 +15,52 @@ ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 
 
+def module_file(name: str) -> Path | None:
+    """The file of module `name` (a .py file or a package's __init__.py), if it exists."""
+    rel = ROOT / name.replace(".", "/")
+    for file in (rel.with_suffix(".py"), rel / "__init__.py"):
+        if file.is_file():
+            return file
+    return None
+
+
+def is_inert(file: Path) -> bool:
+    """A package __init__.py holding only a docstring and constants."""
+    if file.name != "__init__.py":
+        return False
+    body = ast.parse(file.read_text()).body
+    return all(
+        isinstance(n, ast.Expr | ast.Assign) and not isinstance(getattr(n, "value", None), ast.Call)
+        for n in body
+    )
+
+
 def hrpred_imports(path: Path, seen: set[str]) -> set[str]:
-    """Files of the hrpred package imported by `path`, transitively."""
+    """Files of the hrpred package imported by `path`, transitively.
+
+    `from a.b import c` imports a/__init__.py, a/b (module or package) and, when c is a
+    submodule, a/b/c; importing a module also runs every parent package's __init__.py.
+    """
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            names = [node.module]
+            names += [f"{node.module}.{a.name}" for a in node.names]
         else:
             continue
         for name in names:
             if not name.startswith("hrpred"):
                 continue
-            rel = name.replace(".", "/")
-            candidates = [ROOT / f"{rel}.py", *sorted((ROOT / rel).glob("*.py"))]
-            for file in candidates:
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                file = module_file(".".join(parts[:i]))
+                if file is None:
+                    continue  # an attribute (function, class), not a module
                 key = str(file.relative_to(ROOT))
-                if file.is_file() and key not in seen:
+                if is_inert(file):
+                    continue  # a package docstring (and __version__): runs no code
+                if key not in seen:
                     seen.add(key)
                     hrpred_imports(file, seen)
     return seen

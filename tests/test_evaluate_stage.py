@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -14,7 +13,9 @@ import pytest
 import yaml
 from fake_eval_data import NAMES, stand_in_predictor, write_tree
 
-from hrpred.params import load_params
+from hrpred.evaluate.evaluation import EvalConfig, run_evaluate
+from hrpred.params import load_config, load_value
+from hrpred.store import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -47,16 +48,10 @@ def _setup(root: Path, animations: bool = True) -> dict:
 
 
 def _run(root: Path) -> dict:
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        return evaluate.run(
-            load_params("evaluate"),
-            load_params("clean").optional_str("truth"),
-            stand_in_predictor,
-        )
-    finally:
-        os.chdir(cwd)
+    """The stage's library call on the tree under `root` (no chdir: explicit paths)."""
+    cfg = load_config(EvalConfig, "evaluate", root / "params.yaml")
+    truth = load_value("clean.truth", str | None, root / "params.yaml")
+    return run_evaluate(cfg, truth, Layout(root), stand_in_predictor)
 
 
 @pytest.fixture(scope="module")
@@ -229,10 +224,18 @@ def test_missing_inputs_give_one_line_errors(tmp_path, monkeypatch):
     _setup(tmp_path, animations=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models" / "model.pt").unlink()
-    with pytest.raises(SystemExit, match="models/model.pt not found"):
-        evaluate.run(load_params("evaluate"), None, stand_in_predictor)
+    with pytest.raises(
+        SystemExit, match=r"^evaluate: models/model.pt not found: run `dvc repro train`"
+    ):
+        evaluate.main()
     (tmp_path / "data" / "split" / "scaler.json").unlink()
-    with pytest.raises(SystemExit, match="scaler.json not found"):
+    with pytest.raises(SystemExit, match=r"scaler.json not found: run `dvc repro split`") as info:
+        evaluate.main()
+    assert "\n" not in str(info.value)
+    (tmp_path / "params.yaml").write_text(
+        (tmp_path / "params.yaml").read_text().replace("batch_rows: 256", "batch_rows: 0")
+    )
+    with pytest.raises(SystemExit, match="batch_rows >= 1"):
         evaluate.main()
 
 

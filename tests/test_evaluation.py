@@ -1,4 +1,5 @@
-"""hrpred.evaluate.engine: chunked evaluation equals a whole-array numpy computation."""
+"""hrpred.evaluate (inputs, scoring, report): chunked evaluation equals a whole-array numpy
+computation."""
 
 from __future__ import annotations
 
@@ -9,42 +10,69 @@ import pandas as pd
 import pytest
 from fake_eval_data import stand_in_predictor, write_tree
 
-from hrpred.evaluate.engine import (
-    EvalConfig,
-    build_report,
-    evaluate_all,
-    fit_baselines,
-    input_categories,
-    load_eval_data,
-    read_rows,
-    workout_maes,
-)
-from hrpred.evaluate.metrics import per_workout_mae, summarize
+from hrpred.evaluate.evaluation import EvalConfig
+from hrpred.evaluate.inputs import input_categories
+from hrpred.evaluate.report import build_report, workout_maes
+from hrpred.evaluate.scoring import evaluate_all, fit_baselines
+from hrpred.store import open_dataset, read_rows
+
+
+def per_workout_mae(hr_true: np.ndarray, hr_pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Oracle: MAE of each row over its valid steps (NaN without one), on whole arrays."""
+    abs_err = np.where(valid, np.abs(np.asarray(hr_pred, np.float64) - hr_true), 0.0)
+    n = valid.sum(axis=1)
+    out = np.full(len(valid), np.nan)
+    out[n > 0] = abs_err[n > 0].sum(axis=1) / n[n > 0]
+    return out
+
+
+def summarize(y: np.ndarray, p: np.ndarray, v: np.ndarray, el: np.ndarray) -> dict:
+    """Oracle: every reported metric from whole [N, T] arrays (numpy, no chunking)."""
+    err = (np.asarray(p, np.float64) - y)[v]
+    late = (np.asarray(p, np.float64) - y)[v & (el >= 120.0)]
+    w = per_workout_mae(y, p, v)
+    w = w[~np.isnan(w)]
+    return {
+        "mae": np.abs(err).mean(),
+        "rmse": np.sqrt(np.mean(err**2)),
+        "mae_after_2min": np.abs(late).mean(),
+        "workout_mae_mean": w.mean(),
+        "workout_mae_median": np.median(w),
+        "bias": err.mean(),
+        "n_workouts": len(w),
+        "n_steps": int(v.sum()),
+    }
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluation")
     arrays = write_tree(root)
-    data = load_eval_data(root / "data/features", root / "data/split")
+    ds = open_dataset(root / "data/features", root / "data/split")
     truth = pd.read_parquet(root / "data/raw/simulated_truth.parquet")
-    return root, arrays, data, truth
+    return root, arrays, ds, truth
 
 
-def _run(tree, batch_rows: int, name: str):
-    root, _, data, truth = tree
-    cfg = replace(EvalConfig(), batch_rows=batch_rows)
-    predict = stand_in_predictor(root, data.names)
-    baselines = fit_baselines(data, cfg)
+@pytest.fixture(scope="module")
+def eval_cfg(config) -> EvalConfig:
+    return config(EvalConfig, "evaluate")
+
+
+def _run(tree, cfg: EvalConfig, batch_rows: int, name: str):
+    root, _, ds, truth = tree
+    cfg = replace(cfg, batch_rows=batch_rows, n_scatter=100)
+    predict = stand_in_predictor(root, ds.data.names)
+    baselines = fit_baselines(ds, cfg)
     out = root / f"{name}.parquet"
-    results = evaluate_all(data, predict, baselines, cfg, out, truth, n_scatter=100)
-    cats = input_categories(data, data.rows["test"], cfg.rules, batch_rows)
-    report = build_report(data, results, baselines.params(), cats, cfg, truth)
+    results = evaluate_all(ds, predict, baselines, cfg, out, truth)
+    cats = input_categories(ds, ds.rows["test"], cfg.categories, batch_rows)
+    report = build_report(ds, results, baselines.params(), cats, truth)
     return baselines, results, report, pd.read_parquet(out)
 
 
 def test_read_rows_of_a_memmap_equals_fancy_indexing(tree):
-    _, _, data, _ = tree
+    _, _, ds, _ = tree
+    data = ds.data
     assert isinstance(data.features, np.memmap)
     rows = np.array([0, 1, 2, 5, 9, 10, 47])  # runs and gaps
     for arr in (data.features, data.target, data.mask, data.elapsed):
@@ -52,10 +80,11 @@ def test_read_rows_of_a_memmap_equals_fancy_indexing(tree):
     assert read_rows(data.target, np.zeros(0, np.int64)).shape == (0, data.target.shape[1])
 
 
-def test_chunks_of_three_rows_equal_whole_arrays(tree):
-    root, a, data, truth = tree
-    baselines, results, report, preds = _run(tree, 3, "chunked")
-    rows = data.rows["test"]
+def test_chunks_of_three_rows_equal_whole_arrays(tree, eval_cfg):
+    root, a, ds, truth = tree
+    data = ds.data
+    baselines, results, report, preds = _run(tree, eval_cfg, 3, "chunked")
+    rows = ds.rows["test"]
     assert len(rows) > 3  # several chunks
     # whole-array reference: every prediction of the split at once, metrics on flat arrays
     x = np.asarray(data.features[rows])
@@ -97,9 +126,9 @@ def test_chunks_of_three_rows_equal_whole_arrays(tree):
     np.testing.assert_array_equal(test["valid"].to_numpy(), v[inside])
 
 
-def test_result_does_not_depend_on_batch_rows(tree):
-    _, _, small, p_small = _run(tree, 3, "b3")
-    _, _, big, p_big = _run(tree, 1000, "b1000")
+def test_result_does_not_depend_on_batch_rows(tree, eval_cfg):
+    _, _, small, p_small = _run(tree, eval_cfg, 3, "b3")
+    _, _, big, p_big = _run(tree, eval_cfg, 1000, "b1000")
     pd.testing.assert_frame_equal(p_small, p_big)
 
     def close(a, b, path=""):

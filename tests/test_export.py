@@ -19,14 +19,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from hrpred.export.bundle import (
-    BundleError,
-    fmt_metric,
-    load_bundle,
-    metric_rows,
-    render_model_card,
-    sampling_stats,
-)
+from hrpred import store
+from hrpred.export.bundle import BundleError, ExportError, load_bundle, sampling_stats
+from hrpred.export.cards import fmt_metric, metric_rows, render_model_card
 from hrpred.export.hf_dataset import workout_splits
 from hrpred.features.registry import WorkoutInputs, compute_features
 from tests.predict_fixtures import FAKE_METRICS, FEATURES, make_bundle, simulated_workout
@@ -173,7 +168,7 @@ def test_sampling_stats_against_numpy():
     assert s["mean_step_s"] == pytest.approx(steps.mean())
     assert s["mean_active_step_s"] == pytest.approx(steps[steps <= 10].mean())
     assert s["n_steps"] == len(steps)
-    with pytest.raises(ValueError):
+    with pytest.raises(ExportError, match="no positive time steps"):
         sampling_stats(np.zeros((2, 5)), np.array([5, 5]))
 
 
@@ -183,15 +178,31 @@ def test_workout_splits_rejects_a_workout_in_two_splits():
     )
     assert workout_splits(a) == {1: "train", 2: "val"}
     a.loc[1, "split"] = "test"
-    with pytest.raises(ValueError, match="several splits"):
+    with pytest.raises(ExportError, match="several splits"):
         workout_splits(a)
 
 
 # ------------------------------------------------------------------- the stage, end to end
 
 
+def _write_params(root: Path) -> None:
+    """The sections export reads, from the committed params.yaml."""
+    real = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = {
+        "data": {"raw": "data/raw/simulated.json"},
+        "clean": {"speed": real["clean"]["speed"]},
+        "export": real["export"],
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
 def _make_tree(root: Path) -> None:
-    """params.yaml, models/model.pt, metrics/evaluate.json, clean, features and split."""
+    """params.yaml, models/model.pt, metrics/evaluate.json, clean, features and split.
+
+    The features and split are written with hrpred.store's writers (like the shared
+    `make_tree` fixture), but from the clean workouts themselves: the test checks the bundle's
+    sampling step against the clean timestamps and the dataset split against the assignment.
+    """
     from hrpred.model import build_model, make_checkpoint, save_checkpoint
 
     rows = make_clean_rows(n_users=9, seed=1, lengths=(40, 260))
@@ -209,26 +220,22 @@ def _make_tree(root: Path) -> None:
         elapsed[i, :k] = (ts - ts[0])[:k]
         elapsed[i, k:] = elapsed[i, k - 1]
         index.append(
-            {"row": i, "workout_id": r["workout_id"], "user_id": r["user_id"], "length": k}
-        )
-    fdir = root / "data/features"
-    fdir.mkdir(parents=True)
-    np.save(fdir / "features.npy", feats)
-    np.save(fdir / "elapsed.npy", elapsed)
-    idx = pd.DataFrame(index)
-    idx.to_parquet(fdir / "index.parquet", index=False)
+            {"workout_id": r["workout_id"], "user_id": r["user_id"], "start_time": ts[0],
+             "length": k}
+        )  # fmt: skip
+    writer = store.FeaturesWriter(root / "data/features", n, T, FEATURES)
+    arrays = {"features": feats, "elapsed": elapsed, "target": np.zeros((n, T), np.float32)}
+    writer.write({**arrays, "mask": np.zeros((n, T), bool)}, pd.DataFrame(index))
+    idx = writer.close({"rows": n})
     # user-disjoint: users by id modulo 3
     split = np.array(["train", "val", "test"])[(idx["user_id"] // 13) % 3]
-    sdir = root / "data/split"
-    sdir.mkdir(parents=True)
-    idx[["row", "workout_id", "user_id"]].assign(split=split).to_parquet(
-        sdir / "assignment.parquet", index=False
-    )
+    scaler = {f: {"mean": 1.0, "std": 3.0} for f in FEATURES if f != "gender"}
+    assignment = idx[["row", "workout_id", "user_id"]].assign(split=split)
+    store.write_split(root / "data/split", assignment, scaler)
     model = build_model(
         {"input_size": len(FEATURES), "hidden": 8, "layers": 1, "dropout": 0.0,
          "bidirectional": False}, 150.0, 12.0,
     )  # fmt: skip
-    scaler = {f: {"mean": 1.0, "std": 3.0} for f in FEATURES if f != "gender"}
     ckpt = make_checkpoint(
         model, features=FEATURES, scaler=scaler, seq_len=T, best_epoch=2,
         val={"mae": 7.0}, train_params={"lr": 0.001, "hidden": 8},
@@ -236,11 +243,7 @@ def _make_tree(root: Path) -> None:
     save_checkpoint(ckpt, root / "models/model.pt")
     (root / "metrics").mkdir()
     (root / "metrics/evaluate.json").write_text(json.dumps(FAKE_METRICS, indent=2))
-    params = {
-        "data": {"raw": "data/raw/simulated.json"},
-        "export": yaml.safe_load((ROOT / "params.yaml").read_text())["export"],
-    }
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    _write_params(root)
 
 
 def test_export_stage_end_to_end(tmp_path, monkeypatch):
@@ -317,9 +320,33 @@ def test_export_stage_end_to_end(tmp_path, monkeypatch):
 def test_export_stage_missing_input_is_one_line(tmp_path, monkeypatch):
     from stages import export
 
-    (tmp_path / "params.yaml").write_text(
-        yaml.safe_dump({"data": {"raw": "x"}, "export": {"onnx": True}})
-    )
+    _write_params(tmp_path)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match=r"models/model.pt not found: run `dvc repro train`"):
+    with pytest.raises(
+        SystemExit, match=r"^export: models/model.pt not found: run `dvc repro train`"
+    ):
+        export.main()
+    _make_tree(tmp_path)
+    (tmp_path / "data/split/scaler.json").unlink()
+    with pytest.raises(SystemExit, match=r"scaler.json not found: run `dvc repro split`"):
+        export.main()
+
+
+def test_export_params_are_checked(tmp_path, monkeypatch):
+    from stages import export
+
+    _write_params(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    for key, value, message in (
+        ("onnx_opset", 16, "onnx_opset must be >= 17"),
+        ("step_statistic", "mode", "step_statistic must be one of"),
+    ):
+        bad = {**params, "export": {**params["export"], key: value}}
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+        with pytest.raises(SystemExit, match=message):
+            export.main()
+    del params["export"]["license"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(SystemExit, match="missing key 'export.license'"):
         export.main()

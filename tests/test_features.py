@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hrpred.features.config import FeaturizeConfig
 from hrpred.features.registry import (
     BINARY_FEATURES,
     DEFAULT_FEATURES,
@@ -17,7 +18,6 @@ from hrpred.features.registry import (
     expand_names,
     hr_workout_type,
 )
-from hrpred.params import load_params
 
 
 def make_inputs(n: int = 300, seed: int = 0, gender: str = "male") -> WorkoutInputs:
@@ -33,8 +33,8 @@ def col(names: list[str], inputs: WorkoutInputs, name: str) -> np.ndarray:
     return compute_features(names, inputs)[:, names.index(name)]
 
 
-def test_params_default_list_is_the_registry_default() -> None:
-    names = [str(n) for n in load_params("featurize").list("features")]
+def test_params_default_list_is_the_registry_default(config) -> None:
+    names = list(config(FeaturizeConfig, "featurize").features)
     assert tuple(names) == DEFAULT_FEATURES
     assert len(names) == 14
     assert not set(expand_names(names)) & HR_FEATURES

@@ -1,4 +1,4 @@
-"""hrpred.evaluate.metrics against direct numpy/pandas computations."""
+"""hrpred.evaluate.metrics (chunked per-row sums) against direct numpy/pandas computations."""
 
 from __future__ import annotations
 
@@ -6,16 +6,47 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrpred.evaluate.metrics import (
-    RowSums,
-    bias,
-    mae,
-    per_workout_mae,
-    rmse,
-    row_sums,
-    summarize,
-    summarize_sums,
-)
+from hrpred.evaluate.metrics import RowSums, row_sums, summarize_sums
+
+# --- whole-array oracles (no chunking, no per-row sums) ---------------------------------
+
+
+def per_workout_mae(hr_true, hr_pred, valid) -> np.ndarray:
+    abs_err = np.where(valid, np.abs(np.asarray(hr_pred, np.float64) - hr_true), 0.0)
+    n = valid.sum(axis=1)
+    out = np.full(valid.shape[0], np.nan)
+    out[n > 0] = abs_err[n > 0].sum(axis=1) / n[n > 0]
+    return out
+
+
+def summarize(hr_true, hr_pred, valid, elapsed) -> dict:
+    valid = np.asarray(valid, dtype=bool)
+    err = np.asarray(hr_pred, np.float64) - np.asarray(hr_true, np.float64)
+    late = valid & (np.asarray(elapsed, dtype=np.float64) >= 120.0)
+    w = per_workout_mae(hr_true, hr_pred, valid)
+    w = w[~np.isnan(w)]
+
+    def mean(x: np.ndarray) -> float:
+        return float(x.mean()) if x.size else float("nan")
+
+    return {
+        "mae": mean(np.abs(err[valid])),
+        "rmse": float(np.sqrt(mean(err[valid] ** 2))),
+        "mae_after_2min": mean(np.abs(err[late])),
+        "workout_mae_mean": mean(w),
+        "workout_mae_median": float(np.median(w)) if w.size else float("nan"),
+        "bias": mean(err[valid]),
+        "n_workouts": int(w.size),
+        "n_steps": int(valid.sum()),
+    }
+
+
+# --- the package's path: per-row sums of one chunk, then the summary ---------------------
+
+
+def metrics(y, p, valid, elapsed=None) -> dict:
+    elapsed = np.zeros(np.shape(y)) if elapsed is None else elapsed
+    return summarize_sums(row_sums(y, p, valid, elapsed))
 
 
 @pytest.fixture
@@ -33,9 +64,10 @@ def arrays():
 def test_against_numpy(arrays):
     y, p, valid, elapsed = arrays
     e = (p - y)[valid]
-    assert mae(y, p, valid) == pytest.approx(np.mean(np.abs(e)))
-    assert rmse(y, p, valid) == pytest.approx(np.sqrt(np.mean(e**2)))
-    assert bias(y, p, valid) == pytest.approx(np.mean(e))
+    m = metrics(y, p, valid, elapsed)
+    assert m["mae"] == pytest.approx(np.mean(np.abs(e)), rel=1e-12)
+    assert m["rmse"] == pytest.approx(np.sqrt(np.mean(e**2)), rel=1e-12)
+    assert m["bias"] == pytest.approx(np.mean(e), rel=1e-12)
 
 
 def test_summarize_against_pandas(arrays):
@@ -53,7 +85,7 @@ def test_summarize_against_pandas(arrays):
     df = df[df.v]
     df["ae"] = (df.p - df.y).abs()
     per = df.groupby("w").ae.mean()
-    s = summarize(y, p, valid, elapsed)
+    s = metrics(y, p, valid, elapsed)
     assert s["mae"] == pytest.approx(df.ae.mean())
     assert s["rmse"] == pytest.approx(np.sqrt(((df.p - df.y) ** 2).mean()))
     assert s["mae_after_2min"] == pytest.approx(df[df.t >= 120].ae.mean())
@@ -66,8 +98,8 @@ def test_summarize_against_pandas(arrays):
 
 
 def test_per_workout_mae_nan_for_empty_rows(arrays):
-    y, p, valid, _ = arrays
-    w = per_workout_mae(y, p, valid)
+    y, p, valid, elapsed = arrays
+    w = row_sums(y, p, valid, elapsed).workout_mae()
     assert np.isnan(w[3])
     assert w[0] == pytest.approx(np.mean(np.abs(p[0] - y[0])[valid[0]]))
 
@@ -76,7 +108,7 @@ def test_invalid_steps_are_ignored(arrays):
     y, p, valid, elapsed = arrays
     p2 = p.copy()
     p2[~valid] = 1e6  # garbage where the mask is off must not move any metric
-    assert summarize(y, p2, valid, elapsed) == summarize(y, p, valid, elapsed)
+    assert metrics(y, p2, valid, elapsed) == metrics(y, p, valid, elapsed)
 
 
 def test_rmse_is_global_not_mean_of_batch_rmses():
@@ -84,9 +116,13 @@ def test_rmse_is_global_not_mean_of_batch_rmses():
     y = np.zeros((3, 2))
     p = np.array([[1.0, 1.0], [10.0, 0.0], [0.0, 0.0]])
     valid = np.array([[True, True], [True, False], [False, False]])
-    batch_rmses = [rmse(y[:1], p[:1], valid[:1]), rmse(y[1:], p[1:], valid[1:])]
+    batch_rmses = [
+        metrics(y[:1], p[:1], valid[:1])["rmse"],
+        metrics(y[1:], p[1:], valid[1:])["rmse"],
+    ]
     assert batch_rmses == pytest.approx([1.0, 10.0])
-    global_rmse = rmse(y, p, valid)
+    parts = [row_sums(y[:1], p[:1], valid[:1], y[:1]), row_sums(y[1:], p[1:], valid[1:], y[1:])]
+    global_rmse = summarize_sums(RowSums.concat(parts))["rmse"]
     assert global_rmse == pytest.approx(np.sqrt(102 / 3))
     assert abs(global_rmse - np.mean(batch_rmses)) > 0.1
 
@@ -98,16 +134,16 @@ def test_rmse_at_least_mae_random():
         p = rng.normal(size=(4, 9)) * rng.uniform(0.1, 10)
         v = rng.random((4, 9)) > 0.5
         if v.any():
-            assert rmse(y, p, v) >= mae(y, p, v) - 1e-12
+            m = metrics(y, p, v)
+            assert m["rmse"] >= m["mae"] - 1e-12
 
 
 def test_empty_and_shape_errors():
     z = np.zeros((2, 3))
-    assert np.isnan(mae(z, z, np.zeros((2, 3), bool)))
-    s = summarize(z, z, np.zeros((2, 3), bool), z)
-    assert s["n_steps"] == 0 and s["n_workouts"] == 0
+    s = metrics(z, z, np.zeros((2, 3), bool), z)
+    assert s["n_steps"] == 0 and s["n_workouts"] == 0 and np.isnan(s["mae"])
     with pytest.raises(ValueError, match="shape"):
-        mae(z, np.zeros((2, 4)), np.ones((2, 3), bool))
+        row_sums(z, np.zeros((2, 4)), np.ones((2, 3), bool), z)
 
 
 def test_row_sums_in_chunks_equal_whole_array_summarize(arrays):

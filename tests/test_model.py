@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from hrpred.features.scaler import apply_scaler, scaler_arrays
 from hrpred.model import (
     HRLSTM,
-    apply_scaler,
     count_parameters,
     load_checkpoint,
     make_checkpoint,
     predict,
     save_checkpoint,
-    scaler_arrays,
 )
 from hrpred.train.losses import ErrorSums, masked_loss
 
@@ -212,3 +211,19 @@ def test_scaler_arrays_guard_zero_std() -> None:
     x = torch.tensor([[[2.0, 5.0, float("nan")]]])
     out = apply_scaler(x, torch.from_numpy(mean), torch.from_numpy(std))
     assert out.tolist() == [[[1.0, 5.0, 0.0]]]
+
+
+def test_apply_scaler_numpy_equals_torch_bit_for_bit() -> None:
+    """One scaler for the baselines (numpy) and the model (torch): same float32 bits."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(50, 30, (4, 9, 3)).astype(np.float32)
+    x[0, :2] = np.nan
+    x[1, 3, 1] = np.inf
+    mean, std = scaler_arrays(
+        ["a", "b", "c"], {"a": {"mean": 41.3, "std": 7.1}, "c": {"mean": -3, "std": 0.3}}
+    )
+    got = apply_scaler(x, mean, std)
+    want = apply_scaler(torch.from_numpy(x), torch.from_numpy(mean), torch.from_numpy(std))
+    assert got.dtype == np.float32 and np.isfinite(got).all()
+    np.testing.assert_array_equal(got, want.numpy())
+    np.testing.assert_array_equal(apply_scaler(x.astype(np.float64), mean, std), got)

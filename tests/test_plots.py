@@ -5,7 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hrpred.evaluate.plots import PlotSums, choose_examples, median_examples, plot_data
+from hrpred.evaluate.plots import (
+    PlotSums,
+    Trace,
+    choose_examples,
+    median_examples,
+    plot_records,
+)
+
+
+def plot_data(y, p, v, el, workout_mae, examples, seed, n_scatter, min_steps_per_minute=20):
+    """The records of whole [N, T] arrays: one PlotSums chunk and every example's trace."""
+    sums = PlotSums(int(v.sum()), seed, n_scatter)
+    sums.add(y, p, v, el)
+    traces = {e.row: Trace(y[e.row], p[e.row], v[e.row], el[e.row]) for e in examples}
+    return plot_records(
+        sums, workout_mae, examples, traces, min_steps_per_minute=min_steps_per_minute
+    )
 
 
 def _maes(n: int = 200, seed: int = 0):

@@ -12,16 +12,17 @@ from hrpred.features.batch import featurize_batch
 from hrpred.io.userfiles import Activity, ActivityError, read_activity
 from hrpred.serve.predict import (
     DEFAULT_MAX_HR,
+    BundleError,
     load_bundle,
     predict_activity,
     resample_activity,
-    window_mean,
     zone_bounds,
 )
 from tests.predict_fixtures import (
     FEATURES,
     make_bundle,
     simulated_workout,
+    speed_rules,
     write_csv,
     write_gpx,
 )
@@ -88,25 +89,40 @@ def test_inference_matches_a_manual_forward_pass(tmp_path, bundle):
     np.testing.assert_allclose(pred.frame["hr_pred"], pred.hr_grid, atol=1e-9)
 
 
-def test_dense_file_is_averaged_onto_the_grid():
+def test_dense_file_is_sampled_on_the_grid():
+    """A 1 Hz file gives the recording a device logging every step would have made: every
+    channel at the grid times (clean averages nothing; tests/test_skew.py: no skew)."""
     t = 1_000.0 + np.arange(0, 1201, 1.0)  # 1 Hz for 20 min
-    speed = 8.0 + 0.005 * (t - t[0])  # linear ramp: a centred mean equals the centre value
+    rng = np.random.default_rng(0)
+    speed = 8.0 + 0.005 * (t - t[0]) + rng.normal(0, 1.0, t.size)
     act = Activity(timestamp=t, speed=speed, altitude=np.full(t.size, 50.0), source="x")
-    grid = resample_activity(act, STEP)
+    grid = resample_activity(act, STEP, speed_rules())
     assert grid.timestamp[0] == t[0] and np.allclose(np.diff(grid.timestamp), STEP)
     assert len(grid.timestamp) == 1200 // 8 + 1
-    inner = (grid.timestamp - t[0] >= STEP) & (t[-1] - grid.timestamp >= STEP)
-    np.testing.assert_allclose(grid.speed_kmh[inner], 8.0 + 0.005 * (grid.timestamp[inner] - t[0]))
-    # noisy input: the grid value is the mean of the samples within half a step
-    rng = np.random.default_rng(0)
-    noisy = speed + rng.normal(0, 2.0, t.size)
-    g2 = resample_activity(Activity(timestamp=t, speed=noisy, source="x"), STEP)
-    k = 30
-    sel = np.abs(t - g2.timestamp[k]) <= STEP / 2
-    assert g2.speed_kmh[k] == pytest.approx(noisy[sel].mean())
-    assert window_mean(t, noisy, STEP)[sel.argmax() + 4] == pytest.approx(noisy[sel].mean())
+    on = np.searchsorted(t, grid.timestamp)
+    np.testing.assert_array_equal(grid.speed_kmh, speed[on])  # native: not smoothed
+    np.testing.assert_array_equal(grid.altitude_m, 50.0)
+    np.testing.assert_allclose(grid.point_speed_kmh, np.interp(t, grid.timestamp, speed[on]))
+    g2 = resample_activity(Activity(timestamp=t, speed=speed, source="x"), STEP, speed_rules())
     assert any("no altitude" in m for m in g2.warnings)
     np.testing.assert_array_equal(g2.altitude_m, 0.0)
+
+
+def test_gps_speed_on_the_grid_is_the_clean_rules():
+    """GPS speed between grid positions, smoothed by clean's causal moving mean."""
+    w = simulated_workout(n=1201, step_s=1.0, seed=7)
+    t = w.timestamp.astype(float)
+    act = Activity(timestamp=t, latitude=w.latitude, longitude=w.longitude, source="g")
+    rules = speed_rules()
+    grid = resample_activity(act, STEP, rules)
+    assert grid.speed_source == "gps"
+    # reference: the true step average speed (distance covered / step) under a trailing mean
+    on = np.searchsorted(t, grid.timestamp)
+    step_avg = np.diff(w.distance_m[on]) / STEP * 3.6
+    step_avg = np.r_[step_avg[:1], step_avg]
+    k = rules.smooth_window
+    want = pd.Series(step_avg).rolling(k, min_periods=1).mean().to_numpy()
+    np.testing.assert_allclose(grid.speed_kmh, want, atol=0.02)
 
 
 def test_recording_gaps_get_their_average_speed():
@@ -114,14 +130,32 @@ def test_recording_gaps_get_their_average_speed():
     dist = np.concatenate([np.arange(0, 600, 5.0) * 3.0, 1800 + 0 * np.arange(900, 1500, 5.0)])
     dist[120:] = 1800.0 + 600.0 + (t[120:] - 900) * 3.0  # 600 m covered during the 300 s gap
     act = Activity(timestamp=t, distance=dist, source="gap")
-    grid = resample_activity(act, STEP)
+    rules = speed_rules()
+    grid = resample_activity(act, STEP, rules)
     inside = (grid.timestamp > 595) & (grid.timestamp < 900)
-    np.testing.assert_allclose(grid.speed_kmh[inside], (dist[120] - dist[119]) / 305.0 * 3.6)
-    assert grid.paused[inside].all() and not grid.paused[~inside].any()
-    # without distance or positions the gap is a pause (speed 0)
+    assert grid.speed_source == "distance" and grid.paused[inside].all()
+    assert not grid.paused[~inside].any()
+    # the distance interpolated across the gap gives its average speed (after the trailing
+    # smoothing window has passed the gap's start)
+    settled = inside & (grid.timestamp > 595 + rules.smooth_window * STEP)
+    np.testing.assert_allclose(grid.speed_kmh[settled], (dist[120] - dist[119]) / 305.0 * 3.6)
+    # native speed: the gap's average from distance, 0 without distance or positions
+    act1 = Activity(timestamp=t, speed=np.full(t.size, 10.8), distance=dist, source="gap")
+    g1 = resample_activity(act1, STEP, rules)
+    np.testing.assert_allclose(g1.speed_kmh[inside], (dist[120] - dist[119]) / 305.0 * 3.6)
     act2 = Activity(timestamp=t, speed=np.full(t.size, 10.8), source="gap")
-    g2 = resample_activity(act2, STEP)
+    g2 = resample_activity(act2, STEP, rules)
     np.testing.assert_array_equal(g2.speed_kmh[inside], 0.0)
+
+
+def test_bundle_carries_the_clean_speed_rules(tmp_path, bundle):
+    assert bundle.speed == speed_rules()
+    cfg = bundle.config.copy()
+    del cfg["speed"]
+    from hrpred.export.bundle import speed_config
+
+    with pytest.raises(BundleError, match="speed rules"):
+        speed_config(cfg)
 
 
 def test_summary_numbers_against_a_reference(tmp_path, bundle):
@@ -187,6 +221,9 @@ def test_no_movement_and_too_short_are_errors(bundle):
     short = Activity(timestamp=np.arange(0, 30, 1.0), speed=np.full(30, 10.0), source="s.csv")
     with pytest.raises(ActivityError, match="only 29 s recorded"):
         predict_activity(bundle, short)
+    hr_only = Activity(timestamp=t, heart_rate=np.full(t.size, 120.0), source="hr.csv")
+    with pytest.raises(ActivityError, match="no usable speed, distance or GPS"):
+        predict_activity(bundle, hr_only)
 
 
 def test_no_altitude_uses_zeros(tmp_path, bundle):

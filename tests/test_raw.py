@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hrpred.errors import HrpredError
 from hrpred.io.raw import (
     RawItem,
+    RawNotFoundError,
     iter_raw,
     parse_line,
     write_fitrec,
@@ -181,8 +183,10 @@ def test_empty_file_yields_nothing(tmp_path: Path) -> None:
 
 
 def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError) as err:
+    with pytest.raises(RawNotFoundError) as err:
         _read(tmp_path / "nope.json")
+    # One error type for the stage wrapper, still a FileNotFoundError for other callers.
+    assert isinstance(err.value, HrpredError) and isinstance(err.value, FileNotFoundError)
     message = str(err.value)
     assert "nope.json" in message and "stages.simulate" in message and "data.raw" in message
     assert "\n" not in message

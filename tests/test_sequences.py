@@ -1,4 +1,4 @@
-"""Windows, padding, masks and streaming .npy row I/O."""
+"""Windows, padding, masks, and the streaming .npy row I/O featurize writes with."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hrpred.features.rows import NpyRowWriter, Window, iter_row_blocks, pack_rows, windows
+from hrpred.features.rows import Window, pack_rows, windows
+from hrpred.store import RowWriter, iter_row_blocks, npy_shape
 
 
 def test_windows_truncate_and_short() -> None:
@@ -72,21 +73,22 @@ def test_npy_row_writer_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     data = rng.normal(size=(23, 4, 3)).astype(np.float32)
     path = tmp_path / "a.npy"
-    with NpyRowWriter(path, data.shape, np.float32) as w:
+    with RowWriter(path, data.shape, np.float32) as w:
         for s in range(0, 23, 5):
             w.write(data[s : s + 5])
     np.testing.assert_array_equal(np.load(path), data)
+    assert npy_shape(path) == ((23, 4, 3), np.dtype(np.float32))
     blocks = list(iter_row_blocks(path, 7))
     assert [s for s, _ in blocks] == [0, 7, 14, 21]
     np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), data)
     mask = rng.random((9, 4)) > 0.5
-    with NpyRowWriter(tmp_path / "m.npy", mask.shape, np.bool_) as w:
+    with RowWriter(tmp_path / "m.npy", mask.shape, np.bool_) as w:
         w.write(mask)
     np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), mask)
 
 
 def test_npy_row_writer_rejects_wrong_counts(tmp_path: Path) -> None:
-    w = NpyRowWriter(tmp_path / "b.npy", (4, 2), np.float32)
+    w = RowWriter(tmp_path / "b.npy", (4, 2), np.float32)
     w.write(np.zeros((3, 2), np.float32))
     with pytest.raises(ValueError, match="more rows"):
         w.write(np.zeros((2, 2), np.float32))

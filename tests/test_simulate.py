@@ -18,11 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from hrpred.params import ParamError, load_params
+from hrpred.params import ParamError, load_config
 from hrpred.simulate import REALISM_BANDS, SimConfig, simulate_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = SimConfig(seed=7, n_users=12, n_workouts=240, chunk_size=40, workers=1)
 
 # docs/architecture.md, "Simulator truth": exact columns and types.
 TRUTH_CONTRACT = {
@@ -62,10 +61,20 @@ def _run(cfg: SimConfig, where: Path) -> tuple[Path, Path, dict]:
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    # More faults than the defaults so that every type shows up in 240 lines.
-    faults = {k: 0.07 for k in SimConfig().faults} | {"malformed_line": 0.03}
-    return _run(dataclasses.replace(SMALL, faults=faults), tmp_path_factory.mktemp("small"))
+def small_cfg(config) -> SimConfig:
+    """params.yaml's simulator, 240 lines of 12 users in 6 chunks."""
+    cfg = config(SimConfig, "simulate")
+    return dataclasses.replace(cfg, seed=7, n_users=12, n_workouts=240, chunk_size=40, workers=1)
+
+
+@pytest.fixture(scope="module")
+def small(
+    small_cfg: SimConfig, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, dict]:
+    # More faults than params.yaml so that every type shows up in 240 lines.
+    faults = {k: 0.07 for k in small_cfg.faults} | {"malformed_line": 0.03}
+    cfg = dataclasses.replace(small_cfg, faults=faults)
+    return _run(cfg, tmp_path_factory.mktemp("small"))
 
 
 def _parse(line: bytes) -> dict:
@@ -84,26 +93,26 @@ def _haversine_kmh(lat: np.ndarray, lon: np.ndarray, ts: np.ndarray) -> np.ndarr
     return np.concatenate([v[:1], v])
 
 
-def test_same_params_same_bytes_any_worker_count(tmp_path: Path) -> None:
+def test_same_params_same_bytes_any_worker_count(tmp_path: Path, small_cfg: SimConfig) -> None:
     for name in "abc":
         (tmp_path / name).mkdir()
-    a = _run(SMALL, tmp_path / "a")
-    b = _run(dataclasses.replace(SMALL, workers=2), tmp_path / "b")
+    a = _run(small_cfg, tmp_path / "a")
+    b = _run(dataclasses.replace(small_cfg, workers=2), tmp_path / "b")
     assert a[0].read_bytes() == b[0].read_bytes()
     assert a[1].read_bytes() == b[1].read_bytes()
     assert a[2] == b[2]
-    c = _run(dataclasses.replace(SMALL, seed=8), tmp_path / "c")
+    c = _run(dataclasses.replace(small_cfg, seed=8), tmp_path / "c")
     assert c[0].read_bytes() != a[0].read_bytes()
     assert c[1].read_bytes() != a[1].read_bytes()
 
 
-def test_every_line_is_a_python_literal_except_recorded_malformed(small) -> None:
+def test_every_line_is_a_python_literal_except_recorded_malformed(small, small_cfg) -> None:
     out, truth, _ = small
     lines = out.read_bytes().split(b"\n")
     assert lines[-1] == b""
     lines = lines[:-1]
     table = pq.read_table(truth).to_pandas()
-    assert len(lines) == len(table) == SMALL.n_workouts
+    assert len(lines) == len(table) == small_cfg.n_workouts
     malformed = set(table.loc[table.fault == "malformed_line", "line"])
     assert malformed  # the fixture's rates make some
     for number, line in enumerate(lines, start=1):
@@ -118,13 +127,13 @@ def test_every_line_is_a_python_literal_except_recorded_malformed(small) -> None
         assert line.startswith(b"{'longitude': [") and b'"' not in line
 
 
-def test_truth_follows_the_contract(small) -> None:
+def test_truth_follows_the_contract(small, small_cfg) -> None:
     _, truth, metrics = small
     schema = pq.read_schema(truth)
     assert {f.name: f.type for f in schema} == TRUTH_CONTRACT
     assert schema.names == list(TRUTH_CONTRACT)
     t = pq.read_table(truth).to_pandas()
-    n = SMALL.points
+    n = small_cfg.points
     assert t.line.tolist() == list(range(1, len(t) + 1))
     assert t.workout_id.is_unique
     assert set(t.fault) <= FAULT_NAMES
@@ -147,7 +156,7 @@ def test_truth_follows_the_contract(small) -> None:
     assert metrics["faults"] == {k: int((t.fault == k).sum()) for k in metrics["faults"]}
 
 
-def test_faults_are_where_the_truth_says(small) -> None:
+def test_faults_are_where_the_truth_says(small, small_cfg) -> None:
     out, truth, _ = small
     t = pq.read_table(truth).to_pandas()
     lines = out.read_bytes().split(b"\n")
@@ -192,9 +201,9 @@ def test_faults_are_where_the_truth_says(small) -> None:
             assert (np.diff(ts) > 0).all()
         if kind == "length_mismatch":
             lengths = {k: len(w[k]) for k in ("heart_rate", "altitude", "timestamp", "latitude")}
-            assert min(lengths.values()) == s and max(lengths.values()) == e == SMALL.points
+            assert min(lengths.values()) == s and max(lengths.values()) == e == small_cfg.points
         else:
-            assert len(w["heart_rate"]) == len(w["altitude"]) == ts.size == SMALL.points
+            assert len(w["heart_rate"]) == len(w["altitude"]) == ts.size == small_cfg.points
         alt = np.asarray(w["altitude"])
         if kind == "altitude_unrealistic":
             assert (np.abs(alt[inside]) >= 500).all()
@@ -203,9 +212,9 @@ def test_faults_are_where_the_truth_says(small) -> None:
     assert seen == FAULT_NAMES - {"malformed_line"}
 
 
-def test_realism_bands_on_default_params(tmp_path: Path) -> None:
-    """Default size; statistics recomputed from the raw file with numpy."""
-    cfg = SimConfig.from_params(load_params("simulate", ROOT / "params.yaml"))
+def test_realism_bands_on_default_params(tmp_path: Path, config) -> None:
+    """params.yaml's size; statistics recomputed from the raw file with numpy."""
+    cfg = config(SimConfig, "simulate")
     out, truth, metrics = _run(cfg, tmp_path)
     clean_runs = pq.read_table(truth, columns=["line", "sport", "fault"]).to_pandas()
     keep = set(clean_runs.line[(clean_runs.sport == "run") & (clean_runs.fault == "none")])
@@ -251,7 +260,7 @@ def test_realism_bands_on_default_params(tmp_path: Path) -> None:
     assert metrics["workouts_per_user"]["min"] == 1 and metrics["workouts_per_user"]["max"] >= 60
 
 
-def test_sampling_and_sports(small) -> None:
+def test_sampling_and_sports(small, small_cfg) -> None:
     out, truth, metrics = small
     t = pq.read_table(truth, columns=["line", "fault"]).to_pandas()
     ok = set(t.line[t.fault == "none"])
@@ -264,44 +273,50 @@ def test_sampling_and_sports(small) -> None:
     dt = np.concatenate(steps)
     assert 7.0 <= dt.mean() <= 10.0 and dt.std() > 1.0  # irregular, ~8.4 s
     assert "run" in sports and len(sports) >= 3
-    assert metrics["sports"]["run"] > 0.5 * SMALL.n_workouts
+    assert metrics["sports"]["run"] > 0.5 * small_cfg.n_workouts
 
 
-def test_config_rejects_bad_params(tmp_path: Path) -> None:
-    good = {"simulate": {"seed": 1, "n_users": 3, "n_workouts": 10}}
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(good))
-    cfg = SimConfig.from_params(load_params("simulate", path))
-    assert cfg.n_users == 3 and cfg.faults == SimConfig().faults
-    for bad in (
-        {"faults": {"wobble": 0.1}},
-        {"n_users": 20},
-        {"rest_hr": [70, 50]},
-        {"sports": {"run": "many"}},
-        {"faults": {"dropout": 0.9, "spike": 0.2}},
+def test_config_rejects_bad_params(params) -> None:
+    good = dict(params["simulate"])
+    cfg = load_config(SimConfig, "simulate", data={"simulate": good})
+    assert cfg.n_users == good["n_users"] and cfg.faults == good["faults"]
+    assert cfg.rest_hr == tuple(good["rest_hr"])
+    no_faults = load_config(SimConfig, "simulate", data={"simulate": good | {"faults": {}}})
+    assert no_faults.faults == {}  # fault-free data is allowed
+    for bad, message in (
+        ({"faults": {"wobble": 0.1}}, "unknown types"),
+        ({"n_users": 20, "n_workouts": 10}, "n_users <= n_workouts"),
+        ({"rest_hr": [70, 50]}, r"rest_hr must be \[low, high\]"),
+        ({"rest_hr": [50, 60, 70]}, "must have 2 items"),
+        ({"sports": {"run": "many"}}, "sports.run must be a number"),
+        ({"sports": {"run": 0.0}}, "sports weights must sum to > 0"),
+        ({"terrains": {"flat": -0.1, "hilly": 1.0}}, "terrains weights must be >= 0"),
+        ({"archetypes": {"sprint": 1.0}}, "unknown names"),
+        ({"faults": {"dropout": 0.9, "spike": 0.2}}, "sum to < 1"),
+        ({"points": 10}, "points must be >= 50"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"stop_rate_typo": 0.4}, "unknown key 'simulate.stop_rate_typo'"),
     ):
-        path.write_text(yaml.safe_dump({"simulate": good["simulate"] | bad}))
-        with pytest.raises(ParamError):
-            SimConfig.from_params(load_params("simulate", path))
+        with pytest.raises(ParamError, match=message):
+            load_config(SimConfig, "simulate", data={"simulate": good | bad})
+    with pytest.raises(ParamError, match="missing key 'simulate.seed'"):
+        load_config(SimConfig, "simulate", data={"simulate": {"n_users": 3}})
 
 
-def test_stage_writes_declared_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stage_writes_declared_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, params
+) -> None:
     monkeypatch.syspath_prepend(str(ROOT))  # the `stages` package lives at the repository root
     stage = importlib.import_module("stages.simulate")
     monkeypatch.chdir(tmp_path)
-    params = {
-        "simulate": {
-            "seed": 3,
-            "n_users": 5,
-            "n_workouts": 30,
-            "chunk_size": 10,
-            "out": "data/raw/s.json",
-            "truth": "data/raw/t.parquet",
-        }
-    }
+    small = {"seed": 3, "n_users": 5, "n_workouts": 30, "chunk_size": 10}
+    paths = {"out": "data/raw/s.json", "truth": "data/raw/t.parquet"}
+    params = {"simulate": params["simulate"] | small | paths}
     Path("params.yaml").write_text(yaml.safe_dump(params))
     stage.main()
-    metrics = json.loads(Path("metrics/simulate.json").read_text())
+    text = Path("metrics/simulate.json").read_text()
+    metrics = json.loads(text)
+    assert text == json.dumps(metrics, indent=2) + "\n"
     assert metrics["lines"] == 30
     assert len(Path("data/raw/s.json").read_bytes().split(b"\n")) == 31
     assert pq.read_metadata("data/raw/t.parquet").num_rows == 30

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from hrpred.params import ParamError
 from hrpred.split.assign import (
     DROPPED,
     assign,
@@ -15,6 +18,7 @@ from hrpred.split.assign import (
     split_counts,
     user_hash,
 )
+from hrpred.split.config import SplitConfig
 
 
 def make_index(n_users: int = 60, seed: int = 0, windows: bool = False) -> pd.DataFrame:
@@ -42,28 +46,38 @@ def shuffled(idx: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out
 
 
+@pytest.fixture
+def split_cfg(config) -> SplitConfig:
+    """The real split config (tests change one field with `replace`)."""
+    return config(SplitConfig, "split")
+
+
 def by_workout(table: pd.DataFrame) -> dict[int, str]:
     return dict(zip(table["workout_id"], table["split"], strict=True))
 
 
 @pytest.mark.parametrize("stratify", [True, False])
 @pytest.mark.parametrize("windows", [True, False])
-def test_user_split_is_disjoint_and_order_independent(stratify: bool, windows: bool) -> None:
+def test_user_split_is_disjoint_and_order_independent(
+    stratify: bool, windows: bool, split_cfg: SplitConfig
+) -> None:
     idx = make_index(windows=windows)
-    table = assign(idx, "user", seed=42, stratify=stratify)
+    table = assign(idx, replace(split_cfg, method="user", seed=42, stratify=stratify))
     assert table["row"].tolist() == idx["row"].tolist()
     assert set(table["split"]) == {"train", "val", "test"}
     assert table.groupby("user_id")["split"].nunique().max() == 1  # no user in two splits
     assert table.groupby("workout_id")["split"].nunique().max() == 1
     for s in (1, 2):
-        other = assign(shuffled(idx, s), "user", seed=42, stratify=stratify)
+        other = assign(
+            shuffled(idx, s), replace(split_cfg, method="user", seed=42, stratify=stratify)
+        )
         assert by_workout(other) == by_workout(table)
 
 
-def test_user_split_seed_changes_assignment_and_fractions_hold() -> None:
+def test_user_split_seed_changes_assignment_and_fractions_hold(split_cfg: SplitConfig) -> None:
     idx = make_index(n_users=200)
-    a = assign(idx, "user", seed=1, stratify=True)
-    b = assign(idx, "user", seed=2, stratify=True)
+    a = assign(idx, replace(split_cfg, method="user", seed=1, stratify=True))
+    b = assign(idx, replace(split_cfg, method="user", seed=2, stratify=True))
     assert by_workout(a) != by_workout(b)
     users = a.drop_duplicates("user_id")["split"].value_counts()
     assert users["train"] == 140 and users["val"] == 30 and users["test"] == 30  # dealt exactly
@@ -84,9 +98,11 @@ def test_unstratified_user_split_follows_hash() -> None:
         assert s == ("train" if h < 0.7 else "val" if h < 0.85 else "test")
 
 
-def test_chronological_puts_later_workouts_in_val_test() -> None:
+def test_chronological_puts_later_workouts_in_val_test(split_cfg: SplitConfig) -> None:
+    chrono = replace(split_cfg, method="chronological", chrono_fractions=(0.8, 0.1, 0.1),
+                     min_workouts=5, chrono_drop_first=False)  # fmt: skip
     idx = make_index(n_users=40, windows=True)
-    table = assign(idx, "chronological", chrono_fractions=[0.8, 0.1, 0.1], min_workouts=5)
+    table = assign(idx, chrono)
     merged = table.merge(idx[["row", "start_time"]], on="row")
     per_user = idx.drop_duplicates("workout_id").groupby("user_id").size()
     for uid, grp in merged.groupby("user_id"):
@@ -100,7 +116,7 @@ def test_chronological_puts_later_workouts_in_val_test() -> None:
         assert (counts["train"], counts["val"], counts["test"]) == chrono_counts(
             per_user[uid], [0.8, 0.1, 0.1]
         )
-    other = assign(shuffled(idx, 4), "chronological", min_workouts=5)
+    other = assign(shuffled(idx, 4), chrono)
     assert by_workout(other) == by_workout(table)
     counts = split_counts(table, idx)
     w = counts["workouts"]
@@ -116,12 +132,15 @@ def test_chrono_counts() -> None:
         chrono_counts(2, [0.8, 0.1, 0.1])
 
 
-def test_bad_params_rejected() -> None:
-    idx = make_index(n_users=5)
-    with pytest.raises(ValueError, match="fractions"):
-        assign(idx, "user", fractions=[0.5, 0.2])
-    with pytest.raises(ValueError, match="method"):
-        assign(idx, "random")
+def test_bad_params_rejected(split_cfg: SplitConfig) -> None:
+    with pytest.raises(ParamError, match="fractions"):
+        replace(split_cfg, fractions=(0.5, 0.2))
+    with pytest.raises(ParamError, match="chrono_fractions"):
+        replace(split_cfg, chrono_fractions=(0.5, 0.2, 0.2))
+    with pytest.raises(ParamError, match="method"):
+        replace(split_cfg, method="random")
+    with pytest.raises(ParamError, match="min_workouts"):
+        replace(split_cfg, min_workouts=0)
 
 
 def blocks(x: np.ndarray, m: np.ndarray, size: int):
@@ -162,10 +181,14 @@ def test_scaler_degenerate_feature_gets_unit_std() -> None:
     assert degenerate == ["speed"] and scaler["speed"] == {"mean": 1.0, "std": 1.0}
 
 
-def test_chronological_drop_first_drops_each_users_earliest_workout() -> None:
+def test_chronological_drop_first_drops_each_users_earliest_workout(
+    split_cfg: SplitConfig,
+) -> None:
+    chrono = replace(split_cfg, method="chronological", chrono_fractions=(0.8, 0.1, 0.1),
+                     min_workouts=5, chrono_drop_first=False)  # fmt: skip
     idx = make_index()
-    kept = assign(idx, "chronological", min_workouts=5)
-    table = assign(idx, "chronological", min_workouts=5, drop_first=True)
+    kept = assign(idx, chrono)
+    table = assign(idx, replace(chrono, chrono_drop_first=True))
     merged = table.merge(idx[["row", "start_time"]], on="row")
     for uid, grp in merged.groupby("user_id"):
         if (kept.loc[kept["user_id"] == uid, "split"] == "dropped").all():

@@ -1,7 +1,7 @@
 """Training loop: determinism, resume after a kill, masking, the stage, DDP (gloo, 2 procs).
 
-Data is a tiny random dataset written in the exact data/features + data/split layout of
-docs/architecture.md; dvclive runs in tmp dirs outside any Git repo.
+Data is conftest's `make_tree` (written by hrpred.store's writers); configs are the real
+params.yaml changed with `dataclasses.replace`; dvclive runs in tmp dirs outside any Git repo.
 """
 
 from __future__ import annotations
@@ -12,85 +12,47 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
+from fake_eval_data import NAMES
 
 from hrpred.model import load_checkpoint, predict
-from hrpred.params import ParamError, load_params
-from hrpred.train.data import DataError, load_train_data
-from hrpred.train.loop import (
-    DistInfo,
-    TrainConfig,
-    TrainingInterrupted,
-    TrainPaths,
-    fit,
-    shard_positions,
-)
+from hrpred.params import ParamError, load_config
+from hrpred.store import StoreError
+from hrpred.train.config import TrainConfig, TrainPaths
+from hrpred.train.data import load_train_data
+from hrpred.train.loop import TrainingInterrupted, fit
+from hrpred.train.runtime import DistInfo, shard_positions
 
 REPO = Path(__file__).resolve().parents[1]
-NAMES = ["speed", "altitude", "speed_lag_2", "gender"]
+TINY = {  # small and quick; every other value comes from params.yaml
+    "seed": 7,
+    "hidden": 8,
+    "layers": 2,
+    "dropout": 0.2,  # dropout on, so RNG handling is exercised by the resume tests
+    "lr": 5e-3,
+    "batch_size": 8,
+    "eval_batch_size": 16,
+    "patience": 5,
+    "lr_patience": 1,
+    "max_epochs": 4,
+    "device": "cpu",
+    "num_threads": 1,  # tiny tensors: extra threads only add contention
+    "progress": False,
+}
+N, T = 40, 24  # workouts and steps of the default tree
 
 
-def make_dataset(root: Path, n: int = 40, t: int = 24, seed: int = 0) -> None:
-    """data/features + data/split for `n` workouts; HR follows a running mean of speed."""
-    rng = np.random.default_rng(seed)
-    fdir, sdir = root / "data" / "features", root / "data" / "split"
-    fdir.mkdir(parents=True, exist_ok=True)
-    sdir.mkdir(parents=True, exist_ok=True)
-    f = len(NAMES)
-    x = (rng.normal(size=(n, t, f)) * 2 + 10).astype(np.float32)
-    x[:, :, -1] = rng.integers(0, 2, size=(n, 1))  # binary gender, not scaled
-    drive = np.cumsum(x[:, :, 0] - 10, axis=1) / np.arange(1, t + 1)
-    y = (140 + 10 * drive + 6 * x[:, :, -1]).astype(np.float32)
-    lengths = rng.integers(t // 2, t + 1, size=n)
-    mask = np.arange(t)[None, :] < lengths[:, None]
-    mask &= rng.random((n, t)) > 0.05  # a few invalid HR steps inside workouts
-    y[~mask] = np.nan
-    x[~(np.arange(t)[None, :] < lengths[:, None])] = 0.0
-    np.save(fdir / "features.npy", x)
-    np.save(fdir / "target.npy", y)
-    np.save(fdir / "mask.npy", mask)
-    np.save(fdir / "elapsed.npy", np.tile(np.arange(t, dtype=np.float32) * 5, (n, 1)))
-    users = np.arange(n) // 2
-    ids = 1000 + np.arange(n)
-    pd.DataFrame(
-        {"row": np.arange(n), "workout_id": ids, "user_id": users, "length": lengths}
-    ).to_parquet(fdir / "index.parquet")
-    (fdir / "feature_names.json").write_text(json.dumps(NAMES))
-    split = np.where(users % 10 < 7, "train", np.where(users % 10 < 9, "val", "test"))
-    pd.DataFrame(
-        {"row": np.arange(n), "workout_id": ids, "user_id": users, "split": split}
-    ).to_parquet(sdir / "assignment.parquet")
-    train = split == "train"
-    scaler = {}
-    for i, name in enumerate(NAMES[:-1]):
-        vals = x[train][:, :, i][mask[train]]
-        scaler[name] = {"mean": float(vals.mean()), "std": float(vals.std())}
-    (sdir / "scaler.json").write_text(json.dumps(scaler))
-
-
-def tiny_cfg(**overrides) -> TrainConfig:
-    base = TrainConfig(
-        seed=7,
-        hidden=8,
-        layers=2,
-        dropout=0.2,  # dropout on, so RNG handling is exercised by the resume tests
-        lr=5e-3,
-        batch_size=8,
-        eval_batch_size=16,
-        patience=5,
-        lr_patience=1,
-        max_epochs=4,
-        device="cpu",
-        num_threads=1,  # tiny tensors: extra threads only add contention
-        progress=False,
-    )
-    return replace(base, **overrides)
+@pytest.fixture
+def tiny(config) -> TrainConfig:
+    """The real train config with the TINY changes."""
+    return replace(config(TrainConfig, "train"), **TINY)
 
 
 def paths_in(root: Path) -> TrainPaths:
@@ -98,9 +60,9 @@ def paths_in(root: Path) -> TrainPaths:
 
 
 @pytest.fixture
-def dataset(tmp_path_factory) -> Path:
+def dataset(make_tree, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
-    make_dataset(root)
+    make_tree(root, n=N, t=T)
     return root
 
 
@@ -108,22 +70,22 @@ def _data(root: Path):
     return load_train_data(root / "data" / "features", root / "data" / "split")
 
 
-def test_two_runs_give_identical_bytes(dataset, tmp_path) -> None:
+def test_two_runs_give_identical_bytes(dataset, tmp_path, tiny) -> None:
     data = _data(dataset)
     outs = []
     for name in ("a", "b"):
-        res = fit(tiny_cfg(), data, paths_in(tmp_path / name))
+        res = fit(tiny, data, paths_in(tmp_path / name))
         outs.append((tmp_path / name / "models" / "model.pt").read_bytes())
         assert res["epochs_run"] == 4
     assert outs[0] == outs[1]
     ckpt = torch.load(tmp_path / "a" / "models" / "model.pt", weights_only=True)
-    assert ckpt["features"] == NAMES and ckpt["seq_len"] == 24
+    assert ckpt["features"] == NAMES and ckpt["seq_len"] == T
     assert 1 <= ckpt["best_epoch"] <= 4
     assert ckpt["train_params"]["lr"] == 5e-3
     state = torch.load(tmp_path / "a" / "models" / "checkpoint.pt", weights_only=True)
     assert state["finished"] is True
     # a different seed gives a different model (the comparison can fail)
-    fit(tiny_cfg(seed=8), data, paths_in(tmp_path / "c"))
+    fit(replace(tiny, seed=8), data, paths_in(tmp_path / "c"))
     assert (tmp_path / "c" / "models" / "model.pt").read_bytes() != outs[0]
 
 
@@ -131,13 +93,13 @@ class _Kill(Exception):
     pass
 
 
-def test_resume_after_kill_between_epochs_matches_uninterrupted(dataset, tmp_path) -> None:
+def test_resume_after_kill_between_epochs_matches_uninterrupted(dataset, tmp_path, tiny) -> None:
     data = _data(dataset)
-    fit(tiny_cfg(), data, paths_in(tmp_path / "full"))
+    fit(tiny, data, paths_in(tmp_path / "full"))
     want = (tmp_path / "full" / "models" / "model.pt").read_bytes()
 
     root = tmp_path / "killed"
-    live = str(root / "dvclive")
+    live = root / "dvclive"
     paths = TrainPaths(root / "models" / "model.pt", root / "models" / "checkpoint.pt", live)
 
     def kill_after_two(epoch: int, record: dict) -> None:
@@ -145,34 +107,34 @@ def test_resume_after_kill_between_epochs_matches_uninterrupted(dataset, tmp_pat
             raise _Kill
 
     with pytest.raises(_Kill):
-        fit(tiny_cfg(), data, paths, on_epoch_end=kill_after_two)
+        fit(tiny, data, paths, on_epoch_end=kill_after_two)
     assert not paths.model.exists()
     state = torch.load(paths.checkpoint, weights_only=True)
     assert state["next_epoch"] == 2 and not state["finished"]
-    res = fit(tiny_cfg(), data, paths)
+    res = fit(tiny, data, paths)
     assert res["resumed_from_epoch"] == 2
     assert paths.model.read_bytes() == want
-    tsv = pd.read_csv(Path(live) / "plots" / "metrics" / "val" / "mae.tsv", sep="\t")
+    tsv = pd.read_csv(live / "plots" / "metrics" / "val" / "mae.tsv", sep="\t")
     assert tsv["step"].tolist() == [0, 1, 2, 3]
-    assert json.loads((Path(live) / "metrics.json").read_text())["step"] == 3
+    assert json.loads((live / "metrics.json").read_text())["step"] == 3
 
 
-def test_resume_mid_epoch_matches_uninterrupted(dataset, tmp_path) -> None:
+def test_resume_mid_epoch_matches_uninterrupted(dataset, tmp_path, tiny) -> None:
     data = _data(dataset)
-    fit(tiny_cfg(), data, paths_in(tmp_path / "full"))
+    fit(tiny, data, paths_in(tmp_path / "full"))
     want = (tmp_path / "full" / "models" / "model.pt").read_bytes()
     paths = paths_in(tmp_path / "mid")
     with pytest.raises(TrainingInterrupted, match="epoch 2 after batch 2"):
-        fit(tiny_cfg(), data, paths, interrupt=lambda epoch, batch: epoch == 1 and batch == 2)
+        fit(tiny, data, paths, interrupt=lambda epoch, batch: epoch == 1 and batch == 2)
     state = torch.load(paths.checkpoint, weights_only=True)
     assert (state["next_epoch"], state["next_batch"]) == (1, 2)
-    fit(tiny_cfg(), data, paths)
+    fit(tiny, data, paths)
     assert paths.model.read_bytes() == want
 
 
-def test_sigterm_between_batches_saves_and_resumes(dataset, tmp_path) -> None:
+def test_sigterm_between_batches_saves_and_resumes(dataset, tmp_path, tiny) -> None:
     data = _data(dataset)
-    fit(tiny_cfg(), data, paths_in(tmp_path / "full"))
+    fit(tiny, data, paths_in(tmp_path / "full"))
     want = (tmp_path / "full" / "models" / "model.pt").read_bytes()
     paths = paths_in(tmp_path / "sig")
 
@@ -183,35 +145,35 @@ def test_sigterm_between_batches_saves_and_resumes(dataset, tmp_path) -> None:
 
     previous = signal.getsignal(signal.SIGTERM)
     with pytest.raises(TrainingInterrupted):
-        fit(tiny_cfg(), data, paths, interrupt=send_sigterm)
+        fit(tiny, data, paths, interrupt=send_sigterm)
     assert signal.getsignal(signal.SIGTERM) == previous  # handler restored
     state = torch.load(paths.checkpoint, weights_only=True)
     # Python runs the handler at the next bytecode boundary: after batch 1 or 2
     assert state["next_epoch"] == 0 and state["next_batch"] in (1, 2)
-    fit(tiny_cfg(), data, paths)
+    fit(tiny, data, paths)
     assert paths.model.read_bytes() == want
 
 
-def test_finished_or_foreign_checkpoint_is_not_resumed(dataset, tmp_path) -> None:
+def test_finished_or_foreign_checkpoint_is_not_resumed(dataset, tmp_path, tiny) -> None:
     data = _data(dataset)
     paths = paths_in(tmp_path)
-    fit(tiny_cfg(), data, paths)
+    fit(tiny, data, paths)
     first = paths.model.read_bytes()
-    again = fit(tiny_cfg(), data, paths)
+    again = fit(tiny, data, paths)
     assert again["resumed_from_epoch"] is None and again["epochs_run"] == 4
     assert paths.model.read_bytes() == first
 
     with pytest.raises(_Kill):
-        fit(tiny_cfg(), data, paths, on_epoch_end=lambda e, r: (_ for _ in ()).throw(_Kill()))
-    other = fit(tiny_cfg(lr=1e-3), data, paths)  # different params: fingerprint mismatch
+        fit(tiny, data, paths, on_epoch_end=lambda e, r: (_ for _ in ()).throw(_Kill()))
+    other = fit(replace(tiny, lr=1e-3), data, paths)  # different params: fingerprint mismatch
     assert other["resumed_from_epoch"] is None and other["epochs_run"] == 4
 
 
-def test_model_learns_and_beats_constant_mean(dataset, tmp_path) -> None:
+def test_model_learns_and_beats_constant_mean(make_tree, tmp_path, tiny) -> None:
     root = tmp_path / "big"
-    make_dataset(root, n=120, t=30, seed=1)
+    make_tree(root, n=120, t=30, seed=1)
     data = _data(root)
-    cfg = tiny_cfg(hidden=16, dropout=0.0, lr=2e-2, max_epochs=12, patience=12, lr_patience=4)
+    cfg = replace(tiny, hidden=16, dropout=0.0, lr=2e-2, max_epochs=12, patience=12, lr_patience=4)
     res = fit(cfg, data, paths_in(root))
     model, ckpt = load_checkpoint(root / "models" / "model.pt")
     rows = data.val_rows
@@ -224,28 +186,31 @@ def test_model_learns_and_beats_constant_mean(dataset, tmp_path) -> None:
     assert mae < 0.6 * baseline
 
 
-def test_config_from_params_and_validation(tmp_path) -> None:
-    (tmp_path / "params.yaml").write_text(
-        "train:\n  lr: '1e-05'\n  batch_size: 32\n  amp: 'true'\n  loss: huber\n"
-    )
-    cfg = TrainConfig.from_params(load_params("train", tmp_path / "params.yaml"))
+def test_config_from_params_and_validation(tmp_path, params) -> None:
+    train = {**params["train"], "lr": "1e-05", "batch_size": 32, "amp": "true", "loss": "huber"}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"train": train}))
+    cfg = load_config(TrainConfig, "train", path)
     assert cfg.lr == 1e-5 and cfg.batch_size == 32 and cfg.amp is True and cfg.loss == "huber"
-    assert cfg.hidden == 128  # default for an absent key
+    assert cfg.hidden == params["train"]["hidden"]
     with pytest.raises(ParamError, match="lr_patience"):
-        replace(cfg, lr_patience=10, patience=10).validate()
+        replace(cfg, lr_patience=10, patience=10)
     with pytest.raises(ParamError, match="loss"):
-        replace(cfg, loss="l3").validate()
-    cfg = TrainConfig.from_params(load_params("train", REPO / "params.yaml"))
-    assert cfg.lr_patience < cfg.patience
+        replace(cfg, loss="l3")
+    del train["hidden"]  # no defaults in code: a missing key is an error
+    path.write_text(yaml.safe_dump({"train": train}))
+    with pytest.raises(ParamError, match="missing key 'train.hidden'"):
+        load_config(TrainConfig, "train", path)
+    assert all(f.default is MISSING and f.default_factory is MISSING for f in fields(TrainConfig))
 
 
 def test_load_train_data_reports_missing_inputs(tmp_path) -> None:
-    with pytest.raises(DataError, match="dvc repro featurize"):
+    with pytest.raises(StoreError, match="dvc repro featurize"):
         load_train_data(tmp_path / "data" / "features", tmp_path / "data" / "split")
 
 
-def test_shards_cover_every_row_with_equal_sizes() -> None:
-    cfg = tiny_cfg()
+def test_shards_cover_every_row_with_equal_sizes(tiny) -> None:
+    cfg = tiny
     shards = [shard_positions(11, 3, cfg, DistInfo(rank=r, world_size=2)) for r in (0, 1)]
     assert len(shards[0]) == len(shards[1]) == 6
     assert set(torch.cat(shards).tolist()) == set(range(11))
@@ -257,20 +222,14 @@ def test_shards_cover_every_row_with_equal_sizes() -> None:
     )
 
 
-PARAMS = """train:
-  seed: 7
-  hidden: 8
-  layers: 2
-  dropout: 0.2
-  lr: 5.0e-3
-  batch_size: 8
-  patience: 5
-  lr_patience: 1
-  max_epochs: 3
-  device: cpu
-  num_threads: 1
-  progress: false
-"""
+STAGE_TRAIN = {**TINY, "max_epochs": 3, "eval_batch_size": 256}
+
+
+def write_params(root: Path) -> None:
+    """The real params.yaml with a tiny train section (the stage reads root/params.yaml)."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"].update(STAGE_TRAIN)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -287,7 +246,7 @@ def test_stage_main_writes_declared_outputs(dataset, tmp_path, monkeypatch) -> N
     monkeypatch.syspath_prepend(str(REPO))  # `stages` is not an installed package
     stage = importlib.import_module("stages.train")
     shutil.copytree(dataset / "data", tmp_path / "data")
-    (tmp_path / "params.yaml").write_text(PARAMS)
+    write_params(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DVC_ROOT", raising=False)
     stage.main()
@@ -309,18 +268,18 @@ def _free_port() -> int:
 
 
 DDP_SCRIPT = """
-import json, os, sys, hashlib
+import json, os, sys
+from dataclasses import replace
 from pathlib import Path
-import torch
+from hrpred.params import load_config
+from hrpred.train.config import TrainConfig, TrainPaths
 from hrpred.train.data import load_train_data
-from hrpred.train.loop import TrainConfig, TrainPaths, fit
+from hrpred.train.loop import fit
 root = Path(sys.argv[1])
-cfg = TrainConfig(seed=7, hidden=8, layers=2, dropout=0.2, lr=5e-3, batch_size=4,
-                  patience=5, lr_patience=1, max_epochs=2, device="cpu", num_threads=1,
-                  progress=False)
+cfg = replace(load_config(TrainConfig, "train", sys.argv[2]), **json.loads(sys.argv[3]))
 data = load_train_data(root / "data/features", root / "data/split")
 res = fit(cfg, data, TrainPaths(root / "models/model.pt", root / "models/checkpoint.pt",
-                                str(root / "dvclive")))
+                                root / "dvclive"))
 rank = int(os.environ["RANK"])
 (root / f"rank{rank}.json").write_text(json.dumps(
     {"wrote": res["wrote_outputs"], "world": res["world_size"], "state": res["best_state_sha256"]}))
@@ -339,11 +298,13 @@ def _torchrun(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Com
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
 
 
-def test_ddp_two_gloo_processes_rank0_writes(dataset, tmp_path) -> None:
+def test_ddp_two_gloo_processes_rank0_writes(make_tree, tmp_path) -> None:
     root = tmp_path / "ddp"
-    make_dataset(root)
+    make_tree(root, n=N, t=T)
     (root / "ddp.py").write_text(DDP_SCRIPT)
-    proc = _torchrun([str(root / "ddp.py"), str(root)], root, _env(tmp_path))
+    changes = json.dumps({**TINY, "batch_size": 4, "max_epochs": 2})
+    args = [str(root / "ddp.py"), str(root), str(REPO / "params.yaml"), changes]
+    proc = _torchrun(args, root, _env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((root / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["wrote"] for r in ranks] == [True, False]
@@ -359,7 +320,7 @@ def test_ddp_stage_command_from_readme(dataset, tmp_path) -> None:
     import shutil
 
     shutil.copytree(dataset / "data", tmp_path / "data")
-    (tmp_path / "params.yaml").write_text(PARAMS)
+    write_params(tmp_path)
     proc = _torchrun(["-m", "stages.train"], tmp_path, _env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics" / "train.json").read_text())

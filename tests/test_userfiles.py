@@ -6,19 +6,15 @@ written from; bad files must give a one-line ActivityError or a warning and a sa
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hrpred.io.userfiles import (
-    Activity,
-    ActivityError,
-    derive_speed,
-    haversine_m,
-    read_activity,
-)
+from hrpred.io.userfiles import Activity, ActivityError, read_activity
+from hrpred.timeseries import SpeedConfig, SpeedResult, speed_from_recording
 from tests.predict_fixtures import (
     simulated_workout,
     write_csv,
@@ -35,52 +31,65 @@ def workout():
     return simulated_workout(n=240, step_s=5.0, seed=3)
 
 
-def _check_channels(act: Activity, w, speed_tol: float, alt_tol: float = 1e-9) -> None:
+@pytest.fixture(scope="module")
+def rules(config) -> SpeedConfig:
+    """clean.speed without smoothing, so derived speed compares sample by sample."""
+    return dataclasses.replace(config(SpeedConfig, "clean.speed"), smooth_window=0)
+
+
+def speed_of(act: Activity, rules: SpeedConfig) -> SpeedResult:
+    """The speed rules on the file's own points (predict applies them on its grid)."""
+    return speed_from_recording(
+        act.timestamp, act.speed, act.latitude, act.longitude, rules, act.distance
+    )
+
+
+def _check_channels(act: Activity, w, rules, speed_tol: float, alt_tol: float = 1e-9) -> None:
     np.testing.assert_array_equal(act.timestamp, w.timestamp.astype(float))
-    speed, _, _ = derive_speed(act)
+    speed = speed_of(act, rules).speed
     # the first sample of a derived speed has no segment before it: compare from the second
     np.testing.assert_allclose(speed[1:], w.speed_kmh[1:], atol=speed_tol)
     np.testing.assert_allclose(act.altitude, w.altitude_m, atol=alt_tol)
     np.testing.assert_array_equal(act.heart_rate, w.heart_rate)
 
 
-def test_gpx_with_hr_extension_and_gps_speed(tmp_path, workout):
+def test_gpx_with_hr_extension_and_gps_speed(tmp_path, workout, rules):
     act = read_activity(write_gpx(tmp_path / "run.gpx", workout))
     assert act.speed is None and act.sport == "running" and act.warnings == []
-    speed, source, warns = derive_speed(act)
-    assert source == "gps" and any("GPS" in w for w in warns)
+    assert speed_of(act, rules).source == "gps"
     # positions are written with 8 decimals (~1 mm): GPS speed matches the true speed closely
-    _check_channels(act, workout, speed_tol=0.05)
+    _check_channels(act, workout, rules, speed_tol=0.05)
     np.testing.assert_allclose(act.latitude, workout.latitude, atol=1e-8)
 
 
-def test_gpx_speed_extension_is_native(tmp_path, workout):
+def test_gpx_speed_extension_is_native(tmp_path, workout, rules):
     act = read_activity(write_gpx(tmp_path / "run.gpx", workout, speed=True))
-    assert derive_speed(act)[1] == "native"
-    _check_channels(act, workout, speed_tol=1e-9)
+    assert speed_of(act, rules).source == "native"
+    _check_channels(act, workout, rules, speed_tol=1e-9)
 
 
-def test_tcx_reader(tmp_path, workout):
+def test_tcx_reader(tmp_path, workout, rules):
     act = read_activity(write_tcx(tmp_path / "run.tcx", workout))
     assert act.sport == "Running"
-    _check_channels(act, workout, speed_tol=1e-9)
+    _check_channels(act, workout, rules, speed_tol=1e-9)
     np.testing.assert_allclose(act.distance, workout.distance_m)
 
 
-def test_tcx_without_speed_uses_distance(tmp_path, workout):
+def test_tcx_without_speed_uses_distance(tmp_path, workout, rules):
     act = read_activity(write_tcx(tmp_path / "run.tcx", workout, speed=False))
-    speed, source, _ = derive_speed(act)
+    r = speed_of(act, rules)
+    speed, source = r.speed, r.source
     assert source == "distance"
     # reference: the distance written is the cumulative sum of speed * dt
     np.testing.assert_allclose(speed[1:], workout.speed_kmh[1:], atol=1e-6)
 
 
 @pytest.mark.parametrize("gz", [False, True])
-def test_fit_reader(tmp_path, workout, gz):
+def test_fit_reader(tmp_path, workout, rules, gz):
     path = write_fit(tmp_path / ("run.fit.gz" if gz else "run.fit"), workout, gzip_it=gz)
     act = read_activity(path)
     # FIT stores speed in mm/s and altitude in 1/5 m (offset 500 m)
-    _check_channels(act, workout, speed_tol=0.0036 + 1e-9, alt_tol=0.2 + 1e-9)
+    _check_channels(act, workout, rules, speed_tol=0.0036 + 1e-9, alt_tol=0.2 + 1e-9)
     np.testing.assert_allclose(act.distance, workout.distance_m, atol=0.01)
     np.testing.assert_allclose(act.latitude, workout.latitude, atol=1e-6)
 
@@ -95,10 +104,11 @@ def test_fit_reader(tmp_path, workout, gz):
         (("time", "lat", "lon", "altitude", "heart_rate"), "gps"),
     ],
 )
-def test_csv_column_variants(tmp_path, workout, columns, source):
+def test_csv_column_variants(tmp_path, workout, rules, columns, source):
     act = read_activity(write_csv(tmp_path / "run.csv", workout, columns=columns))
-    speed, got_source, _ = derive_speed(act)
-    assert got_source == source
+    r = speed_of(act, rules)
+    speed = r.speed
+    assert r.source == source
     t0 = 0 if columns[0] == "elapsed_s" else int(workout.timestamp[0])
     np.testing.assert_array_equal(act.timestamp, (workout.timestamp - workout.timestamp[0] + t0))
     tol = {"native": 1e-9, "distance": 1e-6, "gps": 0.05}[source]
@@ -114,7 +124,7 @@ def test_csv_speed_without_unit_is_guessed_and_said(tmp_path, workout):
 
 
 @pytest.mark.parametrize("kind", ["gpx", "tcx", "csv"])
-def test_gzipped_text_formats(tmp_path, workout, kind):
+def test_gzipped_text_formats(tmp_path, workout, rules, kind):
     writer = {"gpx": write_gpx, "tcx": write_tcx, "csv": write_csv}[kind]
     plain = writer(tmp_path / f"run.{kind}", workout)
     packed = tmp_path / f"run.{kind}.gz"
@@ -122,7 +132,7 @@ def test_gzipped_text_formats(tmp_path, workout, kind):
     a, b = read_activity(plain), read_activity(packed)
     np.testing.assert_array_equal(a.timestamp, b.timestamp)
     np.testing.assert_array_equal(a.heart_rate, b.heart_rate)
-    np.testing.assert_array_equal(derive_speed(a)[0], derive_speed(b)[0])
+    np.testing.assert_array_equal(speed_of(a, rules).speed, speed_of(b, rules).speed)
 
 
 def test_csv_semicolon_and_epoch_ms(tmp_path, workout):
@@ -134,12 +144,6 @@ def test_csv_semicolon_and_epoch_ms(tmp_path, workout):
     act = read_activity(path)
     np.testing.assert_array_equal(act.timestamp, workout.timestamp.astype(float))
     np.testing.assert_allclose(act.speed, workout.speed_kmh)
-
-
-def test_haversine_against_known_distance():
-    # one degree of latitude on the 6371 km sphere
-    d = haversine_m(np.array([0.0]), np.array([0.0]), np.array([1.0]), np.array([0.0]))
-    assert d[0] == pytest.approx(6_371_000.0 * np.pi / 180.0, rel=1e-12)
 
 
 # ------------------------------------------------------------------------ bad data
@@ -155,12 +159,13 @@ def test_hr_zero_and_255_are_ignored_with_a_warning(tmp_path, workout):
     assert any("heart-rate readings" in m and "4" in m for m in act.warnings)
 
 
-def test_gps_spike_is_removed(tmp_path):
+def test_gps_spike_is_removed(tmp_path, rules):
     w = simulated_workout(n=200, step_s=5.0, seed=2)
     w.latitude[100] += 0.02  # a 2 km jump for one fix and back
     act = read_activity(write_gpx(tmp_path / "spike.gpx", w))
-    speed, _, warns = derive_speed(act)
-    assert any("GPS spike" in m for m in warns)
+    r = speed_of(act, rules)
+    speed = r.speed
+    assert r.source == "gps" and r.n_spikes == 2 and r.raw_max > 1000.0
     assert speed.max() < 25.0
     keep = (np.abs(np.arange(200) - 100) > 1) & (np.arange(200) > 0)
     np.testing.assert_allclose(speed[keep], w.speed_kmh[keep], atol=0.1)
@@ -256,7 +261,7 @@ def test_truncated_gzip_fit(tmp_path, workout):
     assert any("truncated" in m for m in act.warnings)
 
 
-def test_a_speed_channel_stuck_at_zero_gives_way_to_gps(workout):
+def test_a_speed_channel_stuck_at_zero_gives_way_to_gps(workout, rules):
     act = Activity(
         timestamp=workout.timestamp.astype(float),
         speed=np.zeros(len(workout.timestamp)),  # a FIT speed field without a foot pod
@@ -264,15 +269,26 @@ def test_a_speed_channel_stuck_at_zero_gives_way_to_gps(workout):
         longitude=workout.longitude,
         source="x.fit",
     )
-    speed, source, warns = derive_speed(act)
-    assert source == "gps" and "native speed is zero throughout: using gps" in warns[0]
-    np.testing.assert_allclose(speed[1:], workout.speed_kmh[1:], atol=0.05)
+    r = speed_of(act, rules)
+    assert r.source == "gps" and r.still == ["native"]
+    np.testing.assert_allclose(r.speed[1:], workout.speed_kmh[1:], atol=0.05)
 
 
-def test_no_speed_source_is_an_error():
+def test_a_file_without_speed_source_has_none(rules):
     act = Activity(timestamp=np.arange(10.0), heart_rate=np.full(10, 120.0), source="hr.csv")
-    with pytest.raises(ActivityError, match="no speed, distance or GPS"):
-        derive_speed(act)
+    r = speed_of(act, rules)
+    assert r.speed is None and r.reason == "no_gps"
+
+
+def test_speed_is_left_as_recorded(tmp_path, workout, rules):
+    """Spikes are the speed rules' job (the same in clean and predict), not the reader's."""
+    cols = ("timestamp", "speed_kmh", "altitude", "heart_rate")
+    w = simulated_workout(n=120, step_s=5.0, seed=5)
+    w.speed_kmh[40] = 80.0
+    act = read_activity(write_csv(tmp_path / "s.csv", w, columns=cols))
+    assert act.speed[40] == 80.0 and act.warnings == []
+    r = speed_of(act, rules)
+    assert r.n_spikes == 1 and r.speed[40] == pytest.approx((w.speed_kmh[39] + w.speed_kmh[41]) / 2)
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="../shared/samples/real not present")
@@ -285,9 +301,10 @@ def test_no_speed_source_is_an_error():
         ("garmin-run-decoded.csv", "native"),
     ],
 )
-def test_real_sample_files(name, source):
+def test_real_sample_files(name, source, rules):
     act = read_activity(REAL / name)
-    speed, got, _ = derive_speed(act)
+    r = speed_of(act, rules)
+    speed, got = r.speed, r.source
     assert got == source
     assert act.duration_s > 20 * 60
     assert act.heart_rate is not None and 120 < np.nanmean(act.heart_rate) < 200

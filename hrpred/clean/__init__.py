@@ -1,32 +1,17 @@
 """Data quality for the clean stage: deterministic, measured, lossless in its accounting.
 
-Modules:
+Modules (import them directly; this package module imports nothing, so that
+`hrpred.clean.hr_types` can be used by the feature code without loading the engine):
+- `config`: `CleanConfig` and its sub-configs (built by `load_config(CleanConfig, "clean")`).
 - `workout`: raw dict -> typed arrays (or a reject reason).
-- `speed`: native speed when plausible, else haversine GPS speed with spike repair.
 - `rules`: the reference's stage-1 checks (structural rejects and content flags).
 - `signal`, `detector`: expected HR from speed/grade, sample faults, change-point
   segments (partial offset, cadence lock), full offsets against the user's level.
-- `baseline`: per-user leave-one-out level models from pass-1 statistics.
+- `population`: per-user leave-one-out level models from pass-1 statistics.
 - `corrections`: mask / interpolate, plausibility, optional smoothing, opt-in HR filters.
-- `pipeline`: the two-pass streaming engine (`run_clean`) and the output schemas.
-- `evaluation`: detection metrics against the simulator's truth (measurement only).
+- `hr_types`: the reference's HR-only workout-type rules (opt-in filter, leaky feature).
+- `outputs`: the schemas of data/clean/*.parquet and their batch writer.
+- `passes`: pass 1 and pass 2 on one chunk of input lines.
+- `pipeline`: the two-pass streaming engine (`clean_raw`) and the stage (`run_clean`).
+- `detection`: detection metrics against the simulator's truth (measurement only).
 """
-
-from hrpred.clean.config import CleanConfig, clean_config
-from hrpred.clean.pipeline import (
-    REJECTS_SCHEMA,
-    REPORT_SCHEMA,
-    WORKOUTS_SCHEMA,
-    CleanPaths,
-    run_clean,
-)
-
-__all__ = [
-    "REJECTS_SCHEMA",
-    "REPORT_SCHEMA",
-    "WORKOUTS_SCHEMA",
-    "CleanConfig",
-    "CleanPaths",
-    "clean_config",
-    "run_clean",
-]

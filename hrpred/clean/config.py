@@ -1,119 +1,172 @@
-"""All clean-stage settings, built from the `clean:` params section.
+"""All clean-stage settings: frozen dataclasses for the `clean:` params section.
 
-Each sub-config is a frozen dataclass whose defaults mirror params.yaml; a params key
-that is absent keeps the default, and every value is read with the typed getter that
-matches the default's type (so `1e-05` strings work).
+`CleanConfig` nests one dataclass per sub-section: speed (`SpeedConfig`, owned by
+hrpred.timeseries, shared with serving), rules, detector, correct, smooth, hr_filters.
+
+Fields carry types, not defaults: params.yaml is the one home of every value, and
+`load_config(CleanConfig, "clean")` is the one way to build them. Value checks live in
+`__post_init__` (or in `Literal` annotations, which `load_config` checks).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Literal
 
-from hrpred.clean.detector import DetectorConfig
-from hrpred.clean.rules import RuleConfig
-from hrpred.clean.speed import SpeedConfig
-from hrpred.params import ParamError, Params
+from hrpred.params import ParamError
+from hrpred.timeseries import SpeedConfig
 
-T = TypeVar("T")
+HrType = Literal["INTENSIVE", "INTERVALS", "STEADY", "RECOVERY", "UNKNOWN"]
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """Thresholds of the rule checks (values and units: params.yaml clean.rules)."""
+
+    min_points: int
+    min_duration_min: float
+    gap_max_s: float
+    gap_action: Literal["reject", "flag"]  # TS01: reject the workout or only flag it
+    altitude_min_m: float
+    altitude_max_m: float
+    min_mean_speed_kmh: float
+    hr_low_bpm: float
+    hr_high_bpm: float
+    hr_step_spike_bpm: float
+    flatline_run: int
+    low_std_bpm: float
+    low_std_min_points: int
+    sudden_change_bpm: float
+    sudden_window_s: float
+    sudden_rise_skip: int
+    sudden_max_lag: int
+    speed_high_kmh: float
+    speed_high_count: int
+    zero_moving_speed_kmh: float
+    zero_moving_hr_bpm: float
+    zero_moving_count: int
+    speed_step_kmh: float
+    mismatch_corr: float
+    mismatch_min_points: int
+    ts_irregular_std_s: float
+    altitude_step_m: float
+    offset_a_speed_kmh: float
+    offset_a_hr_bpm: float
+    offset_b_max_hr_bpm: float
+    offset_b_duration_min: float
+    offset_b_speed_kmh: float
+    offset_c_corr: float
+    offset_c_hr_bpm: float
+
+    def __post_init__(self) -> None:
+        if self.altitude_min_m > self.altitude_max_m:
+            raise ParamError("params.yaml: clean.rules needs altitude_min_m <= altitude_max_m")
+        if self.hr_low_bpm > self.hr_high_bpm:
+            raise ParamError("params.yaml: clean.rules needs hr_low_bpm <= hr_high_bpm")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Detector knobs (values and units: params.yaml clean.detector)."""
+
+    dropout_max_bpm: float
+    dropout_jump_bpm: float
+    spike_window: int
+    spike_bpm: float
+    spike_max_run: int
+    flatline_run: int
+    tau_fast_s: float
+    tau_slow_s: float
+    tau_start_s: float
+    grade_window_s: float
+    grade_cost_up: float
+    grade_cost_down: float
+    segment_min_len: int
+    segment_grid: int
+    segment_min_shift_bpm: float
+    segment_min_score: float
+    offset_min_len: int
+    offset_abrupt_fraction: float
+    lock_min_bpm: float
+    lock_max_bpm: float
+    lock_noise_ratio: float
+    lock_weak_min_score: float
+    lock_weak_min_shift_bpm: float
+    lock_weak_max_fraction: float
+    lock_weak_noise_ratio: float
+    level_tau_s: float
+    level_warmup_s: float
+    level_min_points: int
+    level_ridge_points: float
+    full_min_offset_bpm: float
+    full_few_workouts: float
+    full_pop_min_offset_bpm: float
+    full_noise_bpm: float
+    speed_fault_min_kmh: float
 
 
 @dataclass(frozen=True)
 class CorrectionConfig:
     """What to do with detected faults (see params.yaml clean.correct)."""
 
-    short_faults: str = "mask"  # mask | interpolate: dropouts, spikes, flatlines, locks
-    max_masked_fraction: float = 0.2  # more bad HR samples than this: reject (fraction)
-    max_interpolate_s: float = 60.0  # interpolate only gaps up to this long (s); else mask
-    offset_hr_min_bpm: float = 30.0  # corrected HR clipped to [min, max] (BPM)
-    offset_hr_max_bpm: float = 220.0
-    plausible_mean_min_bpm: float = 100.0  # corrected workout mean HR must lie in range
-    plausible_mean_max_bpm: float = 200.0
+    short_faults: Literal["mask", "interpolate"]  # dropouts, spikes, flatlines, locks
+    max_masked_fraction: float  # more bad HR samples than this: reject (fraction)
+    max_interpolate_s: float  # interpolate only gaps up to this long (s); else mask
+    offset_hr_min_bpm: float  # corrected HR clipped to [min, max] (BPM)
+    offset_hr_max_bpm: float
+    plausible_mean_min_bpm: float  # corrected workout mean HR must lie in range
+    plausible_mean_max_bpm: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_masked_fraction <= 1.0:
+            raise ParamError("params.yaml: clean.correct.max_masked_fraction must be in [0, 1]")
+        if self.offset_hr_min_bpm > self.offset_hr_max_bpm:
+            raise ParamError("params.yaml: clean.correct needs offset_hr_min_bpm <= max")
+        if self.plausible_mean_min_bpm > self.plausible_mean_max_bpm:
+            raise ParamError("params.yaml: clean.correct needs plausible_mean_min_bpm <= max")
 
 
 @dataclass(frozen=True)
 class SmoothConfig:
     """Optional input smoothing (HR target untouched unless `target` is true)."""
 
-    window: int = 0  # samples; 0 or 1 = off
-    causal: bool = True  # trailing window (no future samples)
-    fields: tuple[str, ...] = ("speed", "altitude")
-    target: bool = False  # also smooth heart_rate (the reference did; off: target is raw)
+    window: int  # samples; 0 or 1 = off
+    causal: bool  # trailing window (no future samples)
+    fields: tuple[Literal["speed", "altitude"], ...]
+    target: bool  # also smooth heart_rate (the reference did; off: target is raw)
+
+    def __post_init__(self) -> None:
+        if self.window < 0:
+            raise ParamError("params.yaml: clean.smooth.window must be >= 0")
 
 
 @dataclass(frozen=True)
 class HrFilterConfig:
-    """The reference's target-conditioned filters; OFF by default (they read HR)."""
+    """The reference's target-conditioned filters; off in params.yaml (they read HR)."""
 
-    enabled: bool = False
-    mean_min_bpm: float = 120.0  # drop if mean HR below (BPM)
-    max_max_bpm: float = 200.0  # drop if max HR above (BPM)
-    std_min_bpm: float = 5.0  # drop if HR std below (BPM)
-    corr_min: float = -0.3  # drop if Pearson(HR, speed) below
-    drop_types: tuple[str, ...] = ()  # HR-derived workout types to drop, e.g. [INTERVALS]
+    enabled: bool
+    mean_min_bpm: float  # drop if mean HR below (BPM)
+    max_max_bpm: float  # drop if max HR above (BPM)
+    std_min_bpm: float  # drop if HR std below (BPM)
+    corr_min: float  # drop if Pearson(HR, speed) below
+    drop_types: tuple[HrType, ...]  # HR-derived workout types to drop, e.g. [INTERVALS]
 
 
 @dataclass(frozen=True)
 class CleanConfig:
-    """Everything the clean stage needs besides paths."""
+    """Everything the clean stage needs besides the input path and the output layout."""
 
-    sports: tuple[str, ...] = ("run",)
-    workers: int = 2
-    chunk_lines: int = 128
-    speed: SpeedConfig = field(default_factory=SpeedConfig)
-    rules: RuleConfig = field(default_factory=RuleConfig)
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    correct: CorrectionConfig = field(default_factory=CorrectionConfig)
-    smooth: SmoothConfig = field(default_factory=SmoothConfig)
-    hr_filters: HrFilterConfig = field(default_factory=HrFilterConfig)
+    sports: tuple[str, ...]  # sports kept; the others are counted as rejected 'sport'
+    truth: str | None  # simulator truth, used for detection metrics when it matches
+    workers: int
+    chunk_lines: int
+    speed: SpeedConfig
+    rules: RuleConfig
+    detector: DetectorConfig
+    correct: CorrectionConfig
+    smooth: SmoothConfig
+    hr_filters: HrFilterConfig
 
-
-def dataclass_from_params(cls: type[T], p: Params) -> T:
-    """Instance of dataclass `cls` whose fields are read from section `p` by type."""
-    default = cls()
-    kw: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        value = getattr(default, f.name)
-        if isinstance(value, bool):
-            kw[f.name] = p.bool(f.name, value)
-        elif isinstance(value, int):
-            kw[f.name] = p.int(f.name, value)
-        elif isinstance(value, float):
-            kw[f.name] = p.float(f.name, value)
-        elif isinstance(value, str):
-            kw[f.name] = p.str(f.name, value)
-        elif isinstance(value, tuple):
-            raw = p.raw(f.name, list(value))
-            if raw is None:
-                raw = []
-            if not isinstance(raw, list):
-                raise ParamError(f"params.yaml: {p._name(f.name)} must be a list, got {raw!r}")
-            kw[f.name] = tuple(str(v) for v in raw)
-        else:  # nested dataclasses are handled by the caller
-            kw[f.name] = value
-    return cls(**kw)
-
-
-def clean_config(p: Params) -> CleanConfig:
-    """CleanConfig from the `clean:` section, with a one-line error for bad values."""
-    cfg = CleanConfig(
-        sports=tuple(str(s) for s in p.list("sports", ["run"])),
-        workers=p.int("workers", 2),
-        chunk_lines=p.int("chunk_lines", 128),
-        speed=dataclass_from_params(SpeedConfig, p.section("speed")),
-        rules=dataclass_from_params(RuleConfig, p.section("rules")),
-        detector=dataclass_from_params(DetectorConfig, p.section("detector")),
-        correct=dataclass_from_params(CorrectionConfig, p.section("correct")),
-        smooth=dataclass_from_params(SmoothConfig, p.section("smooth")),
-        hr_filters=dataclass_from_params(HrFilterConfig, p.section("hr_filters")),
-    )
-    if cfg.correct.short_faults not in ("mask", "interpolate"):
-        raise ParamError("params.yaml: clean.correct.short_faults must be mask or interpolate")
-    if cfg.rules.gap_action not in ("reject", "flag"):
-        raise ParamError("params.yaml: clean.rules.gap_action must be reject or flag")
-    if cfg.workers < 1 or cfg.chunk_lines < 1:
-        raise ParamError("params.yaml: clean.workers and clean.chunk_lines must be >= 1")
-    bad = set(cfg.smooth.fields) - {"speed", "altitude"}
-    if bad:
-        raise ParamError(f"params.yaml: clean.smooth.fields: unknown {sorted(bad)}")
-    return cfg
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.chunk_lines < 1:
+            raise ParamError("params.yaml: clean.workers and clean.chunk_lines must be >= 1")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from hrpred.clean.config import CorrectionConfig, HrFilterConfig, SmoothConfig
+from hrpred.clean.hr_types import hr_workout_type
 from hrpred.clean.rules import pearson
 from hrpred.clean.signal import runs_of
-from hrpred.clean.speed import moving_average
-from hrpred.features.registry import hr_workout_type
+from hrpred.timeseries import moving_average
 
 
 def fill_short_gaps(
@@ -66,34 +66,6 @@ def smooth_inputs(
     return speed, alt, hr
 
 
-def workout_type(hr: np.ndarray) -> str:
-    """The reference's HR-only workout type (INTENSIVE/INTERVALS/STEADY/RECOVERY/UNKNOWN).
-
-    It reads the target, so it is used only by the opt-in HR filters. One implementation of
-    the rules, shared with the labelled leaky feature.
-    """
-    return hr_workout_type(hr).upper()
-    m, s, top = float(hr.mean()), float(hr.std()), float(hr.max())
-    hi = float((hr >= 170).mean())
-    lo = float((hr < 150).mean())
-    sw = float((np.abs(np.diff(hr)) > 15).mean())
-    if m >= 170 and s < 12:
-        return "INTENSIVE"
-    if sw > 0.05 and s > 15 and hi > 0.2 and lo > 0.2:
-        return "INTERVALS"
-    if 145 <= m < 170 and s < 15:
-        return "STEADY"
-    if m < 150 and top < 170:
-        return "RECOVERY"
-    if m >= 165:
-        return "INTENSIVE"
-    if m >= 150:
-        return "STEADY"
-    if m >= 130:
-        return "RECOVERY"
-    return "UNKNOWN"
-
-
 def hr_filter_reason(
     hr: np.ndarray, speed: np.ndarray, valid: np.ndarray, cfg: HrFilterConfig
 ) -> str | None:
@@ -112,6 +84,6 @@ def hr_filter_reason(
     r = pearson(h, v) if h.size > 10 else 0.0
     if np.isfinite(r) and r < cfg.corr_min:
         return "hr_filter:corr_low"
-    if cfg.drop_types and workout_type(h) in cfg.drop_types:
+    if cfg.drop_types and hr_workout_type(h).upper() in cfg.drop_types:
         return "hr_filter:type"
     return None

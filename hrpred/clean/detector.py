@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hrpred.clean.config import DetectorConfig
 from hrpred.clean.signal import (
     best_segments,
     exp_smooth,
@@ -28,7 +29,7 @@ from hrpred.clean.signal import (
     runs_of,
     short_runs,
 )
-from hrpred.clean.speed import interpolate_gaps, rolling_median
+from hrpred.timeseries import interpolate_gaps, rolling_median
 
 # Faults the detector can name, by precedence when a workout shows several.
 FAULT_PRECEDENCE = (
@@ -41,46 +42,6 @@ FAULT_PRECEDENCE = (
     "gps_corruption",
 )
 N_LEVEL_STATS = 9  # n, sd, st, sdd, sdt, stt, sh, sdh, sth
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    """Detector knobs (see params.yaml clean.detector for units)."""
-
-    dropout_max_bpm: float = 0.0
-    dropout_jump_bpm: float = 30.0
-    spike_window: int = 7
-    spike_bpm: float = 40.0
-    spike_max_run: int = 3
-    flatline_run: int = 20
-    tau_fast_s: float = 30.0
-    tau_slow_s: float = 90.0
-    tau_start_s: float = 60.0
-    grade_window_s: float = 30.0
-    grade_cost_up: float = 3.5
-    grade_cost_down: float = 1.5
-    segment_min_len: int = 20
-    segment_grid: int = 8
-    segment_min_shift_bpm: float = 10.0
-    segment_min_score: float = 800.0
-    offset_min_len: int = 30
-    offset_abrupt_fraction: float = 0.5
-    lock_min_bpm: float = 165.0
-    lock_max_bpm: float = 205.0
-    lock_noise_ratio: float = 0.85
-    lock_weak_min_score: float = 150.0
-    lock_weak_min_shift_bpm: float = 5.0
-    lock_weak_max_fraction: float = 0.5
-    lock_weak_noise_ratio: float = 0.7
-    level_tau_s: float = 45.0
-    level_warmup_s: float = 300.0
-    level_min_points: int = 100
-    level_ridge_points: float = 2000.0
-    full_min_offset_bpm: float = 18.0
-    full_few_workouts: float = 1.5
-    full_pop_min_offset_bpm: float = 35.0
-    full_noise_bpm: float = 5.0
-    speed_fault_min_kmh: float = 30.0
 
 
 @dataclass

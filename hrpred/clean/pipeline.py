@@ -1,569 +1,109 @@
-"""The clean stage's streaming engine: two passes over the raw input, bounded memory.
+"""The clean stage: a two-pass streaming engine over the raw input, with bounded memory.
 
-Pass 1 (parallel over chunks of lines): parse, keep the configured sports, coerce,
-structural rules, speed, content rules, per-workout analysis (sample faults, change-point
-segment, level statistics). Rejected lines and candidate workouts of a chunk are pickled
-to a temporary file; only small per-workout level statistics come back.
-Between passes: per-user leave-one-out level models from those statistics.
-Pass 2 (parallel over the same chunks): decisions and corrections; results return in
-chunk order and are written as Parquet batches, so outputs are sorted by line and do
-not depend on the number of workers.
+Pass 1 (parallel over chunks of lines, `passes.pass1_chunk`) keeps only small per-workout
+level statistics in memory. Between passes: per-user leave-one-out level models from those
+statistics. Pass 2 (parallel over the same chunks, `passes.pass2_chunk`) decides and
+corrects; results return in chunk order and are written as Parquet batches, so outputs are
+sorted by line and do not depend on the number of workers.
+
+`clean_raw` is the engine (outputs + counts); `run_clean` is the stage: it adds detection
+metrics when the simulator's truth matches the input, writes metrics/clean.json and checks
+the accounting.
 """
 
 from __future__ import annotations
 
-import pickle
 import shutil
+import sys
 import tempfile
+import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hrpred.clean.config import CleanConfig
-from hrpred.clean.corrections import (
-    fill_short_gaps,
-    hr_filter_reason,
-    offset_plausible,
-    smooth_inputs,
-)
-from hrpred.clean.detector import N_LEVEL_STATS, Analysis, LevelModel, analyse, decide
+from hrpred.clean.detection import detection_metrics, truth_matches
+from hrpred.clean.detector import N_LEVEL_STATS
+from hrpred.clean.outputs import REJECTS_SCHEMA, REPORT_SCHEMA, WORKOUTS_SCHEMA, BatchWriter
 from hrpred.clean.parallel import OrderedPool
+from hrpred.clean.passes import Pass1Result, init_worker, iter_tasks, pass1_chunk, pass2_chunk
 from hrpred.clean.population import level_models
-from hrpred.clean.rules import INFO_FLAGS, rule_flags, structural_reason
-from hrpred.clean.speed import choose_speed
-from hrpred.clean.workout import Workout, coerce_workout
-from hrpred.io.raw import RawItem, item_from_line, iter_raw, sniff_format
-
-_F64 = pa.list_(pa.float64())
-WORKOUTS_SCHEMA = pa.schema(
-    [
-        ("workout_id", pa.int64()),
-        ("user_id", pa.int64()),
-        ("line", pa.int64()),
-        ("sport", pa.string()),
-        ("gender", pa.string()),
-        ("timestamp", pa.list_(pa.int64())),
-        ("speed", _F64),
-        ("speed_source", pa.string()),
-        ("altitude", _F64),
-        ("latitude", _F64),
-        ("longitude", _F64),
-        ("heart_rate", _F64),
-        ("heart_rate_raw", _F64),
-        ("hr_valid", pa.list_(pa.bool_())),
-        ("fault", pa.string()),
-        ("correction", pa.string()),
-        ("offset_bpm", pa.float64()),
-        ("offset_start", pa.int64()),
-        ("offset_end", pa.int64()),
-        ("confidence", pa.float64()),
-    ]
-)
-REJECTS_SCHEMA = pa.schema(
-    [
-        ("line", pa.int64()),
-        ("workout_id", pa.int64()),
-        ("reason", pa.string()),
-        ("detail", pa.string()),
-    ]
-)
-REPORT_SCHEMA = pa.schema(
-    [
-        ("line", pa.int64()),
-        ("workout_id", pa.int64()),
-        ("user_id", pa.int64()),
-        ("sport", pa.string()),
-        ("decision", pa.string()),  # kept | rejected
-        ("reason", pa.string()),  # reject reason ("" when kept)
-        ("fault", pa.string()),  # primary detector class (none | benign | fault), "" if not run
-        ("faults", pa.string()),  # every fault found, comma-separated
-        ("flags", pa.string()),  # rule flags that fired, comma-separated
-        ("correction", pa.string()),
-        ("offset_bpm", pa.float64()),
-        ("offset_start", pa.int64()),
-        ("offset_end", pa.int64()),
-        ("confidence", pa.float64()),
-        ("deficit_bpm", pa.float64()),  # expected minus observed level (BPM)
-        ("level_k", pa.int64()),  # user's other workouts behind the level model
-        ("segment_score", pa.float64()),
-        ("speed_source", pa.string()),
-        ("n_invalid", pa.int64()),  # HR samples masked
-        ("detail", pa.string()),
-    ]
-)
-ROW_GROUP_ROWS = 1024
-
-# Worker-global settings (set once per process by the pool initializer).
-_CFG: CleanConfig | None = None
+from hrpred.errors import HrpredError
+from hrpred.io.raw import require_raw_file
+from hrpred.store import Layout, write_json
 
 
-def _init_worker(cfg: CleanConfig) -> None:
-    global _CFG
-    _CFG = cfg
-
-
-def _cfg() -> CleanConfig:
-    assert _CFG is not None, "worker not initialised"
-    return _CFG
-
-
-# ------------------------------------------------------------------------------ parsing
-
-
-Task = tuple[int, list[tuple[int, bytes]] | list[RawItem], str]
-
-
-def iter_tasks(path: Path, chunk_lines: int, tmpdir: str) -> Iterator[Task]:
-    """Chunks of the input: raw lines (parsed in the workers) for plain line files, else
-    RawItems from `iter_raw` (gzip, Parquet)."""
-    index = 0
-    if sniff_format(path) == "lines":
-        batch: list[tuple[int, bytes]] = []
-        with open(path, "rb", buffering=1 << 20) as f:
-            for number, line in enumerate(f, start=1):
-                batch.append((number, line))
-                if len(batch) >= chunk_lines:
-                    yield index, batch, tmpdir
-                    index += 1
-                    batch = []
-        if batch:
-            yield index, batch, tmpdir
-        return
-    items: list[RawItem] = []
-    for item in iter_raw(path):
-        items.append(item)
-        if len(items) >= chunk_lines:
-            yield index, items, tmpdir
-            index += 1
-            items = []
-    if items:
-        yield index, items, tmpdir
-
-
-# ------------------------------------------------------------------------------ pass 1
-
-
-@dataclass
-class Rejected:
-    """A line or workout rejected in pass 1."""
-
-    line: int
-    workout_id: int | None
-    user_id: int | None
-    sport: str
-    reason: str
-    detail: str
-    flags: str = ""
-    speed_source: str = ""
-
-
-@dataclass
-class Candidate:
-    """A workout that reached the detector."""
-
-    w: Workout
-    speed: np.ndarray
-    speed_source: str
-    gps_fault: bool
-    speed_detail: str
-    flags: dict[str, float]
-    an: Analysis
-
-
-@dataclass
-class Pass1Result:
-    """What pass 1 returns for one chunk (the bulky part stays on disk)."""
-
-    index: int
-    n_lines: int
-    unparseable: int
-    sports: Counter[str]
-    lines: np.ndarray  # candidate lines
-    users: np.ndarray
-    stats: np.ndarray  # [m, N_LEVEL_STATS]
-    eligible: np.ndarray
-
-
-def examine(item: RawItem, cfg: CleanConfig) -> Rejected | Candidate:
-    """Pass 1 on one input item: a rejection or a candidate for the detector."""
-    if item.workout is None:
-        return Rejected(item.line, None, None, "", "unparseable", item.error or "")
-    d = item.workout
-    sport = d.get("sport") if isinstance(d.get("sport"), str) else ""
-    wid = d.get("id") if type(d.get("id")) is int else None
-    uid = d.get("userId") if type(d.get("userId")) is int else None
-    if sport not in cfg.sports:
-        return Rejected(item.line, wid, uid, sport, "sport", sport)
-    w = coerce_workout(item.line, d)
-    if isinstance(w, str):
-        return Rejected(item.line, wid, uid, sport, w.split(":")[0], w)
-    reason = structural_reason(w, cfg.rules)
-    if reason is not None:
-        return Rejected(item.line, wid, uid, sport, reason, "")
-    sp = choose_speed(w.ts, w.speed, w.lat, w.lon, cfg.speed)
-    if sp.speed is None:
-        return Rejected(item.line, wid, uid, sport, "no_speed", sp.reason)
-    mean_speed = float(sp.speed.mean())
-    if mean_speed < cfg.rules.min_mean_speed_kmh:
-        return Rejected(
-            item.line, wid, uid, sport, "speed_too_low", f"{mean_speed:.2f} km/h", "", sp.source
-        )
-    raw_speed = sp.raw if sp.raw is not None else sp.speed
-    flags = rule_flags(w.ts, w.hr, w.alt, raw_speed, sp.speed, cfg.rules)
-    an = analyse(
-        w.ts, w.hr, sp.speed, w.alt, cfg.rules.hr_low_bpm, cfg.rules.hr_high_bpm, cfg.detector
-    )
-    gps_fault = sp.n_spikes > 0 and sp.raw_max > cfg.detector.speed_fault_min_kmh
-    w.speed = None  # the chosen speed travels on; the native copy is not needed again
-    detail = (
-        f"{sp.n_spikes} speed samples repaired (raw max {sp.raw_max:.0f} km/h)" if gps_fault else ""
-    )
-    return Candidate(w, sp.speed, sp.source, gps_fault, detail, flags, an)
-
-
-def pass1_chunk(task: Task) -> Pass1Result:
-    """Examine one chunk; pickle its rejections and candidates for pass 2."""
-    cfg = _cfg()
-    index, payload, tmpdir = task
-    out: list[Rejected | Candidate] = []
-    sports: Counter[str] = Counter()
-    unparseable = 0
-    for entry in payload:
-        item = entry if isinstance(entry, RawItem) else item_from_line(*entry)
-        if item.workout is None:
-            unparseable += 1
-        elif isinstance(item.workout.get("sport"), str):
-            sports[item.workout["sport"]] += 1
-        try:
-            res = examine(item, cfg)
-        except Exception as exc:  # never let one odd workout stop the stage
-            wid = item.workout.get("id") if item.workout else None
-            res = Rejected(
-                item.line,
-                wid if type(wid) is int else None,
-                None,
-                "",
-                "error",
-                f"{type(exc).__name__}: {exc}"[:200],
-            )
-        out.append(res)
-    cands = [r for r in out if isinstance(r, Candidate)]
-    with open(Path(tmpdir) / f"chunk-{index:07d}.pkl", "wb") as f:
-        pickle.dump(out, f, protocol=pickle.HIGHEST_PROTOCOL)
-    return Pass1Result(
-        index=index,
-        n_lines=len(payload),
-        unparseable=unparseable,
-        sports=sports,
-        lines=np.array([c.w.line for c in cands], dtype=np.int64),
-        users=np.array([c.w.user_id for c in cands], dtype=np.int64),
-        stats=np.array([c.an.stats for c in cands]).reshape(-1, N_LEVEL_STATS),
-        eligible=np.array([c.an.eligible for c in cands], dtype=bool),
-    )
-
-
-# ------------------------------------------------------------------------------ pass 2
-
-Pass2Task = tuple[int, str, np.ndarray, np.ndarray]  # index, tmpdir, coef [m,3], k [m]
-
-
-@dataclass
-class Pass2Result:
-    """One chunk's outputs, ready to write, plus its counts."""
-
-    workouts: pa.RecordBatch | None = None
-    rejects: pa.RecordBatch | None = None
-    report: pa.RecordBatch | None = None
-    kept: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    corrected: Counter[str] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    speed_source: Counter[str] = field(default_factory=Counter)
-
-
-def list_column(arrays: list[np.ndarray], typ: pa.DataType) -> pa.Array:
-    """A Parquet list column from per-row numpy arrays, built without Python per-value
-    objects (flat values + offsets)."""
-    value_type = typ.value_type
-    np_type = {pa.int64(): np.int64, pa.float64(): np.float64, pa.bool_(): np.bool_}[value_type]
-    lengths = np.array([a.size for a in arrays], dtype=np.int32)
-    offsets = np.concatenate(([0], np.cumsum(lengths, dtype=np.int64))).astype(np.int32)
-    flat = np.concatenate(arrays).astype(np_type) if arrays else np.empty(0, np_type)
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(flat, value_type))
-
-
-def _report_row(**kw: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "workout_id": None,
-        "user_id": None,
-        "sport": "",
-        "decision": "rejected",
-        "reason": "",
-        "fault": "",
-        "faults": "",
-        "flags": "",
-        "correction": "none",
-        "offset_bpm": 0.0,
-        "offset_start": -1,
-        "offset_end": -1,
-        "confidence": float("nan"),
-        "deficit_bpm": float("nan"),
-        "level_k": -1,
-        "segment_score": float("nan"),
-        "speed_source": "",
-        "n_invalid": 0,
-        "detail": "",
-    }
-    row.update(kw)
-    return row
-
-
-def finalize(
-    c: Candidate, model: LevelModel, cfg: CleanConfig
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Pass 2 on one candidate: (report row, output row or None when rejected)."""
-    w, an = c.w, c.an
-    det = cfg.detector
-    v = decide(an, w.hr, model, c.gps_fault, cfg.rules.hr_low_bpm, cfg.rules.hr_high_bpm, det)
-    faults, hr, invalid, reason = v.faults, v.heart_rate, v.invalid, v.reason
-    kind, offset_bpm, o_start, o_end = v.offset_kind, v.offset_bpm, v.offset_start, v.offset_end
-    confidence, deficit = v.confidence, v.deficit_bpm
-    correction = kind
-    masked = invalid.copy()
-    if masked.any() and cfg.correct.short_faults == "interpolate":
-        hr, masked = fill_short_gaps(hr, masked, w.ts, cfg.correct.max_interpolate_s)
-        if correction == "none" and (invalid & ~masked).any():
-            correction = "interpolated"
-    if correction == "none" and masked.any():
-        correction = "masked"
-    valid = ~masked
-    if faults:
-        fault = faults[0]
-    elif any(f not in INFO_FLAGS for f in c.flags):
-        fault = "benign"  # flagged by the rules, nothing found: kept unchanged
-    else:
-        fault = "none"
-    reject = None
-    if masked.mean() > cfg.correct.max_masked_fraction:
-        reject = "unusable"  # too many bad HR samples to keep (fault says which kind)
-        reason = f"{reason}; {masked.mean():.0%} of HR samples invalid".lstrip("; ")
-    elif kind != "none":
-        hr = np.clip(hr, cfg.correct.offset_hr_min_bpm, cfg.correct.offset_hr_max_bpm)
-        if not offset_plausible(hr, valid, cfg.correct):
-            reject = "offset_implausible"
-    speed, alt, hr_out = smooth_inputs(c.speed, w.alt, hr, cfg.smooth)
-    if reject is None:
-        reject = hr_filter_reason(hr_out, speed, valid, cfg.hr_filters)
-    detail = "; ".join(s for s in (reason, c.speed_detail) if s)
-    report = _report_row(
-        line=w.line,
-        workout_id=w.workout_id,
-        user_id=w.user_id,
-        sport=w.sport,
-        decision="kept" if reject is None else "rejected",
-        reason=reject or "",
-        fault=fault,
-        faults=",".join(faults),
-        flags=",".join(c.flags),
-        correction=correction,
-        offset_bpm=float(offset_bpm),
-        offset_start=int(o_start),
-        offset_end=int(o_end),
-        confidence=float(confidence),
-        deficit_bpm=float(deficit),
-        level_k=int(model.k),
-        segment_score=float(an.score),
-        speed_source=c.speed_source,
-        n_invalid=int(masked.sum()),
-        detail=detail,
-    )
-    if reject is not None:
-        return report, None
-    empty = np.empty(0)
-    out = {
-        "workout_id": w.workout_id,
-        "user_id": w.user_id,
-        "line": w.line,
-        "sport": w.sport,
-        "gender": w.gender,
-        "timestamp": w.ts,
-        "speed": speed,
-        "speed_source": c.speed_source,
-        "altitude": alt,
-        "latitude": w.lat if w.lat is not None else empty,
-        "longitude": w.lon if w.lon is not None else empty,
-        "heart_rate": hr_out,
-        "heart_rate_raw": w.hr,
-        "hr_valid": valid,
-        "fault": fault,
-        "correction": correction,
-        "offset_bpm": float(offset_bpm),
-        "offset_start": int(o_start),
-        "offset_end": int(o_end),
-        "confidence": float(confidence),
-    }
-    return report, out
-
-
-def pass2_chunk(task: Pass2Task) -> Pass2Result:
-    """Decide every candidate of a chunk and build its output batches (sorted by line)."""
-    cfg = _cfg()
-    index, tmpdir, coef, k = task
-    path = Path(tmpdir) / f"chunk-{index:07d}.pkl"
-    with open(path, "rb") as f:
-        items: list[Rejected | Candidate] = pickle.load(f)
-    path.unlink()
-    res = Pass2Result()
-    reports: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    j = 0
-    for item in items:
-        if isinstance(item, Rejected):
-            reports.append(
-                _report_row(
-                    line=item.line,
-                    workout_id=item.workout_id,
-                    user_id=item.user_id,
-                    sport=item.sport,
-                    reason=item.reason,
-                    flags=item.flags,
-                    speed_source=item.speed_source,
-                    detail=item.detail,
-                )
-            )
-            rejects.append(
-                {
-                    "line": item.line,
-                    "workout_id": item.workout_id,
-                    "reason": item.reason,
-                    "detail": item.detail,
-                }
-            )
-            res.rejected[item.reason] += 1
-            continue
-        model = LevelModel(coef[j], int(k[j]))
-        j += 1
-        try:
-            report, out = finalize(item, model, cfg)
-        except Exception as exc:  # never let one odd workout stop the stage
-            detail = f"{type(exc).__name__}: {exc}"[:200]
-            w = item.w
-            report = _report_row(
-                line=w.line,
-                workout_id=w.workout_id,
-                user_id=w.user_id,
-                sport=w.sport,
-                reason="error",
-                detail=detail,
-            )
-            out = None
-        reports.append(report)
-        if report["fault"]:
-            res.faults[report["fault"]] += 1
-        if out is None:
-            rejects.append(
-                {
-                    "line": report["line"],
-                    "workout_id": report["workout_id"],
-                    "reason": report["reason"],
-                    "detail": report["detail"],
-                }
-            )
-            res.rejected[report["reason"]] += 1
-        else:
-            rows.append(out)
-            res.kept += 1
-            res.corrected[out["correction"]] += 1
-            res.speed_source[out["speed_source"]] += 1
-    res.report = pa.RecordBatch.from_pylist(reports, schema=REPORT_SCHEMA)
-    res.rejects = pa.RecordBatch.from_pylist(rejects, schema=REJECTS_SCHEMA)
-    if rows:
-        cols: dict[str, Any] = {}
-        for f in WORKOUTS_SCHEMA:
-            values = [r[f.name] for r in rows]
-            cols[f.name] = (
-                list_column(values, f.type)
-                if pa.types.is_list(f.type)
-                else pa.array(values, f.type)
-            )
-        res.workouts = pa.RecordBatch.from_pydict(cols, schema=WORKOUTS_SCHEMA)
-    return res
-
-
-# ------------------------------------------------------------------------------ driver
-
-
-@dataclass
-class CleanPaths:
-    """Output files of the clean stage."""
-
-    workouts: Path
-    rejects: Path
-    report: Path
-
-
-class _BatchWriter:
-    """ParquetWriter that groups small batches into row groups of ~ROW_GROUP_ROWS rows."""
-
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
-        self.schema = schema
-        self.pending: list[pa.RecordBatch] = []
-        self.rows = 0
-
-    def add(self, batch: pa.RecordBatch | None) -> None:
-        if batch is None or batch.num_rows == 0:
-            return
-        self.pending.append(batch)
-        self.rows += batch.num_rows
-        if self.rows >= ROW_GROUP_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.pending:
-            self.writer.write_table(pa.Table.from_batches(self.pending, schema=self.schema))
-            self.pending, self.rows = [], 0
-
-    def close(self) -> None:
-        self.flush()
-        self.writer.close()
+class AccountingError(HrpredError):
+    """The clean stage's counts do not add up (a bug: every line must be accounted for)."""
 
 
 def run_clean(
-    raw_path: str | Path,
-    paths: CleanPaths,
-    cfg: CleanConfig,
-    progress: bool = False,
+    cfg: CleanConfig, raw_path: str | Path, layout: Layout, progress: bool = True
 ) -> dict[str, Any]:
-    """Clean `raw_path` into `paths`; returns the counts for metrics/clean.json.
+    """The clean stage: clean `raw_path` into `layout`'s data/clean, write metrics/clean.json.
 
-    Raises FileNotFoundError / RawFormatError (from the reader) for unusable input files.
+    Detection quality goes into the metrics when `cfg.truth` exists and matches the input.
+    Raises RawNotFoundError / RawFormatError for unusable inputs and AccountingError (after
+    writing the metrics) when the counts do not add up.
+    """
+    raw_path = Path(raw_path)
+    began = time.perf_counter()
+    metrics = clean_raw(cfg, raw_path, layout, progress=progress)
+    seconds = time.perf_counter() - began
+    truth = layout.resolve(cfg.truth) if cfg.truth else None
+    if truth is not None and truth.is_file():
+        ok, why = truth_matches(truth, layout.clean_report)
+        if ok:
+            metrics["detection"] = detection_metrics(
+                truth, layout.clean_report, layout.clean_workouts, cfg.sports
+            )
+        else:
+            print(
+                f"clean: truth {truth} does not match the input ({why}); no detection metrics",
+                file=sys.stderr,
+            )
+    else:
+        print(f"clean: no truth file ({truth}); no detection metrics (real data)", file=sys.stderr)
+    path = layout.metrics("clean")
+    write_json(path, metrics)
+    # Timing only on stderr: the metrics file must not change between identical runs.
+    mb = raw_path.stat().st_size / 1e6
+    print(
+        f"clean: {metrics['workouts_kept']}/{metrics['workouts_read']} workouts kept, "
+        f"{metrics['lines_unparseable']} unparseable lines; {mb:.1f} MB in {seconds:.1f} s "
+        f"({mb / max(seconds, 1e-9):.1f} MB/s)",
+        file=sys.stderr,
+    )
+    if not metrics["accounting"]["ok"]:
+        raise AccountingError(f"accounting does not add up (see {path})")
+    return metrics
+
+
+def clean_raw(
+    cfg: CleanConfig, raw_path: str | Path, layout: Layout, progress: bool = False
+) -> dict[str, Any]:
+    """Clean `raw_path` into `layout.clean_{workouts,rejects,report}`; return the counts
+    for metrics/clean.json.
+
+    Raises RawNotFoundError / RawFormatError (from the reader) for unusable input files.
     """
     from tqdm import tqdm
 
-    raw_path = Path(raw_path)
-    if not raw_path.is_file():
-        iter_raw(raw_path).__next__()  # raises the reader's one-line FileNotFoundError
-    for p in (paths.workouts, paths.rejects, paths.report):
-        p.parent.mkdir(parents=True, exist_ok=True)
+    raw_path = require_raw_file(raw_path)
+    layout.clean_dir.mkdir(parents=True, exist_ok=True)
     tmpdir = tempfile.mkdtemp(prefix="hrpred-clean-")
     try:
-        with OrderedPool(cfg.workers, _init_worker, (cfg,)) as pool:
-            return _run(raw_path, paths, cfg, tmpdir, pool, progress, tqdm)
+        with OrderedPool(cfg.workers, init_worker, (cfg,)) as pool:
+            return _run(raw_path, layout, cfg, tmpdir, pool, progress, tqdm)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def _run(
     raw_path: Path,
-    paths: CleanPaths,
+    layout: Layout,
     cfg: CleanConfig,
     tmpdir: str,
     pool: OrderedPool,
@@ -601,9 +141,9 @@ def _run(
     faults: Counter[str] = Counter()
     speed_source: Counter[str] = Counter()
     writers = {
-        "workouts": _BatchWriter(paths.workouts, WORKOUTS_SCHEMA),
-        "rejects": _BatchWriter(paths.rejects, REJECTS_SCHEMA),
-        "report": _BatchWriter(paths.report, REPORT_SCHEMA),
+        "workouts": BatchWriter(layout.clean_workouts, WORKOUTS_SCHEMA),
+        "rejects": BatchWriter(layout.clean_rejects, REJECTS_SCHEMA),
+        "report": BatchWriter(layout.clean_report, REPORT_SCHEMA),
     }
     try:
         with tqdm(total=len(p1), unit=" chunks", desc="clean pass 2", disable=not progress) as bar:

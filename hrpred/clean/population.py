@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hrpred.clean.detector import DetectorConfig, full_threshold, normal_equations
+from hrpred.clean.config import DetectorConfig
+from hrpred.clean.detector import full_threshold, normal_equations
 
 
 def _solve(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:

@@ -10,54 +10,13 @@ Two kinds of rule:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from hrpred.clean.config import RuleConfig
 from hrpred.clean.workout import Workout
 
 # Informational checks (the reference computed them but never acted on them).
 INFO_FLAGS = frozenset({"hr_speed_mismatch", "timestamp_duplicate", "timestamp_irregular"})
-
-
-@dataclass(frozen=True)
-class RuleConfig:
-    """Thresholds of the rule checks (see params.yaml clean.rules for units)."""
-
-    min_points: int = 50
-    min_duration_min: float = 5.0
-    gap_max_s: float = 300.0
-    gap_action: str = "reject"  # reject | flag
-    altitude_min_m: float = -500.0
-    altitude_max_m: float = 6000.0
-    min_mean_speed_kmh: float = 2.0
-    hr_low_bpm: float = 30.0
-    hr_high_bpm: float = 220.0
-    hr_step_spike_bpm: float = 40.0
-    flatline_run: int = 20
-    low_std_bpm: float = 5.0
-    low_std_min_points: int = 50
-    sudden_change_bpm: float = 50.0
-    sudden_window_s: float = 60.0
-    sudden_rise_skip: int = 10
-    sudden_max_lag: int = 64
-    speed_high_kmh: float = 25.0
-    speed_high_count: int = 5
-    zero_moving_speed_kmh: float = 1.0
-    zero_moving_hr_bpm: float = 140.0
-    zero_moving_count: int = 10
-    speed_step_kmh: float = 15.0
-    mismatch_corr: float = 0.05
-    mismatch_min_points: int = 30
-    ts_irregular_std_s: float = 30.0
-    altitude_step_m: float = 50.0
-    offset_a_speed_kmh: float = 10.0
-    offset_a_hr_bpm: float = 145.0
-    offset_b_max_hr_bpm: float = 160.0
-    offset_b_duration_min: float = 20.0
-    offset_b_speed_kmh: float = 8.0
-    offset_c_corr: float = 0.3
-    offset_c_hr_bpm: float = 140.0
 
 
 def structural_reason(w: Workout, cfg: RuleConfig) -> str | None:

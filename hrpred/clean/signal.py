@@ -177,9 +177,3 @@ def best_segments(y: np.ndarray, X: np.ndarray, min_len: int, step: int) -> list
         j = int(np.argmax(drop))
         out.append((int(a[j]), int(b[j]), float(delta[j]), float(drop[j])))
     return out
-
-
-def best_segment(y: np.ndarray, X: np.ndarray, min_len: int, step: int) -> Segment:
-    """The single best segment of either sign (see `best_segments`)."""
-    low, high = best_segments(y, X, min_len, step)
-    return low if low[3] >= high[3] else high

@@ -69,14 +69,6 @@ def normalise_gender(value: Any) -> str:
     return "unknown"
 
 
-def sport_of(workout: Any) -> str | None:
-    """The sport string of a workout dict, or None when missing / not a string."""
-    if not isinstance(workout, dict):
-        return None
-    sport = workout.get("sport")
-    return sport if isinstance(sport, str) else None
-
-
 def coerce_workout(line: int, d: dict[str, Any]) -> Workout | str:
     """Typed Workout, or a reject reason (`missing_key:<k>`, `bad_values:<field>`, ...)."""
     for key in REQUIRED_KEYS:

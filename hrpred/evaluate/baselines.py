@@ -1,7 +1,8 @@
 """Reference predictors the LSTM must beat, fitted on the train split only.
 
 - constant: the train-mean HR at every step;
-- ridge: per-step linear regression on the same (scaled) features, closed form;
+- ridge: per-step linear regression on the same features, scaled by the train scaler
+  (`hrpred.features.scaler`), closed form;
 - physio: first-order relaxation of HR toward a + b*speed + c*climb_rate with a time
   constant tau on the irregular elapsed grid, starting from a fitted initial HR.
 
@@ -16,21 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 CHUNK_ROWS = 256  # workouts per chunk when accumulating normal equations (bounded memory)
-
-
-def scale_features(
-    features: np.ndarray, names: Sequence[str], scaler: dict[str, dict[str, float]]
-) -> np.ndarray:
-    """Apply the train scaler `{name: {mean, std}}`; features absent from it (binary) pass through."""
-    out = np.array(features, dtype=np.float32, copy=True)
-    for j, name in enumerate(names):
-        if name in scaler:
-            mean = float(scaler[name]["mean"])
-            std = float(scaler[name]["std"])
-            mean = mean if np.isfinite(mean) else 0.0
-            std = std if np.isfinite(std) and std > 0 else 1.0  # constant feature: centre only
-            out[..., j] = (out[..., j] - mean) / std
-    return out
 
 
 @dataclass

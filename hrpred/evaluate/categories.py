@@ -1,6 +1,6 @@
 """Workout categories for reporting, assigned from the INPUTS only (speed, altitude, time).
 
-`categorize` never sees heart rate, so a category can be known before the workout is
+`describe` and `assign` never see heart rate, so a category can be known before the workout is
 predicted (unlike the reference, which labelled workouts from the recorded HR). Steps slower
 than `stop_speed_kmh` (stops at traffic lights) are left out of the speed descriptors. Rules
 are applied in order, the first that matches wins:
@@ -24,30 +24,37 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
+from hrpred.params import ParamError
+
 CATEGORIES = ("easy", "steady", "progressive", "intervals", "hilly")
-EASY_REFERENCES = ("user", "absolute")
+EasyReference = Literal["user", "absolute"]
+EASY_REFERENCES: tuple[str, ...] = get_args(EasyReference)
 
 
 @dataclass(frozen=True)
 class CategoryRules:
-    """Thresholds of the input-only category rules (units in the names)."""
+    """Thresholds of the input-only category rules (params.yaml `evaluate.categories`)."""
 
-    smooth_steps: int = 9  # moving-average window on speed/altitude (steps)
-    stop_speed_kmh: float = 3.0  # slower steps are stops, left out of the speed descriptors
-    intervals_rel_band: float = 0.15  # hysteresis band around the median speed (fraction)
-    intervals_min_switches: int = 7  # fast<->slow switches (7 = about four repetitions)
-    hilly_climb_m_per_km: float = 30.0  # climb per km of distance to call a route hilly
-    progressive_rel_increase: float = 0.10  # (last third - first third) / mean speed
-    easy_reference: str = "user"  # user | absolute
-    easy_max_rel_speed: float = 0.98  # easy: mean speed <= this x the user's median speed
-    easy_max_speed_kmh: float = 9.5  # easy (absolute rule): mean moving speed (km/h)
+    smooth_steps: int  # moving-average window on speed/altitude (steps)
+    stop_speed_kmh: float  # slower steps are stops, left out of the speed descriptors
+    intervals_rel_band: float  # hysteresis band around the median speed (fraction)
+    intervals_min_switches: int  # fast<->slow switches (7 = about four repetitions)
+    progressive_rel_increase: float  # (last third - first third) / mean speed
+    hilly_climb_m_per_km: float  # climb per km of distance to call a route hilly
+    easy_reference: EasyReference  # user | absolute
+    easy_max_rel_speed: float  # easy: mean speed <= this x the user's median speed
+    easy_max_speed_kmh: float  # easy (absolute rule): mean moving speed (km/h)
 
     def __post_init__(self) -> None:
         if self.easy_reference not in EASY_REFERENCES:
-            raise ValueError(f"easy_reference must be one of {EASY_REFERENCES}")
+            raise ParamError(
+                f"evaluate.categories.easy_reference must be one of {EASY_REFERENCES}, "
+                f"got {self.easy_reference!r}"
+            )
 
 
 def _smooth(x: np.ndarray, window: int) -> np.ndarray:
@@ -119,17 +126,6 @@ def assign(d: dict[str, float], rules: CategoryRules, ref_speed_kmh: float | Non
     return "easy" if easy else "steady"
 
 
-def categorize(
-    speed_kmh: np.ndarray,
-    altitude_m: np.ndarray,
-    elapsed_s: np.ndarray,
-    rules: CategoryRules,
-    ref_speed_kmh: float | None = None,
-) -> str:
-    """Category of one workout from its inputs; `ref_speed_kmh`: the user's median speed."""
-    return assign(describe(speed_kmh, altitude_m, elapsed_s, rules), rules, ref_speed_kmh)
-
-
 def describe_rows(
     speed_kmh: np.ndarray,
     altitude_m: np.ndarray,
@@ -169,23 +165,6 @@ def assign_all(
             for i in sel:
                 refs[i] = ref
     return [assign(d, rules, r) for d, r in zip(desc, refs, strict=True)]
-
-
-def categorize_all(
-    speed_kmh: np.ndarray,
-    altitude_m: np.ndarray,
-    elapsed_s: np.ndarray,
-    lengths: Sequence[int],
-    rules: CategoryRules,
-    user_ids: Sequence[int] | None = None,
-) -> list[str]:
-    """Categories of padded [N, T] inputs; `lengths` = real steps per row (from the index).
-
-    With `user_ids`, the easy rule compares each workout with the median mean speed of the
-    same user's workouts among these rows (inputs only).
-    """
-    desc = describe_rows(speed_kmh, altitude_m, elapsed_s, lengths, rules)
-    return assign_all(desc, rules, user_ids)
 
 
 def report_only_hr_band(

@@ -15,84 +15,12 @@ import numpy as np
 AFTER_S = 120.0  # `mae_after_2min` ignores the first two minutes (HR still rising)
 
 
-def _errors(hr_true: np.ndarray, hr_pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Prediction minus truth on valid steps, float64, flattened."""
-    hr_true = np.asarray(hr_true, dtype=np.float64)
-    hr_pred = np.asarray(hr_pred, dtype=np.float64)
-    valid = np.asarray(valid, dtype=bool)
-    if hr_true.shape != hr_pred.shape or hr_true.shape != valid.shape:
-        raise ValueError(
-            f"shape mismatch: hr_true {hr_true.shape}, hr_pred {hr_pred.shape}, valid {valid.shape}"
-        )
-    return (hr_pred - hr_true)[valid]
-
-
-def mae(hr_true: np.ndarray, hr_pred: np.ndarray, valid: np.ndarray) -> float:
-    """Mean absolute error over all valid steps (NaN when there are none)."""
-    err = _errors(hr_true, hr_pred, valid)
-    return float(np.abs(err).mean()) if err.size else float("nan")
-
-
-def rmse(hr_true: np.ndarray, hr_pred: np.ndarray, valid: np.ndarray) -> float:
-    """Global RMSE: sqrt of the mean squared error over all valid steps."""
-    err = _errors(hr_true, hr_pred, valid)
-    return float(np.sqrt(np.mean(err**2))) if err.size else float("nan")
-
-
-def bias(hr_true: np.ndarray, hr_pred: np.ndarray, valid: np.ndarray) -> float:
-    """Mean signed error (prediction - truth); positive means over-prediction."""
-    err = _errors(hr_true, hr_pred, valid)
-    return float(err.mean()) if err.size else float("nan")
-
-
-def per_workout_mae(hr_true: np.ndarray, hr_pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """MAE of each workout (row) over its valid steps; NaN for rows with no valid step."""
-    hr_true = np.asarray(hr_true, dtype=np.float64)
-    hr_pred = np.asarray(hr_pred, dtype=np.float64)
-    valid = np.asarray(valid, dtype=bool)
-    abs_err = np.where(valid, np.abs(hr_pred - hr_true), 0.0)
-    n = valid.sum(axis=1)
-    out = np.full(valid.shape[0], np.nan)
-    has = n > 0
-    out[has] = abs_err[has].sum(axis=1) / n[has]
-    return out
-
-
-def summarize(
-    hr_true: np.ndarray,
-    hr_pred: np.ndarray,
-    valid: np.ndarray,
-    elapsed: np.ndarray,
-    after_s: float = AFTER_S,
-) -> dict[str, float | int]:
-    """Every reported metric for one set of workouts.
-
-    Keys: mae, rmse, mae_after_2min (steps with elapsed >= after_s), workout_mae_mean,
-    workout_mae_median (over workouts with at least one valid step), bias (pred - true),
-    n_workouts (workouts with a valid step), n_steps (valid steps).
-    """
-    valid = np.asarray(valid, dtype=bool)
-    late = valid & (np.asarray(elapsed, dtype=np.float64) >= after_s)
-    wmae = per_workout_mae(hr_true, hr_pred, valid)
-    wmae = wmae[~np.isnan(wmae)]
-    return {
-        "mae": mae(hr_true, hr_pred, valid),
-        "rmse": rmse(hr_true, hr_pred, valid),
-        "mae_after_2min": mae(hr_true, hr_pred, late),
-        "workout_mae_mean": float(wmae.mean()) if wmae.size else float("nan"),
-        "workout_mae_median": float(np.median(wmae)) if wmae.size else float("nan"),
-        "bias": bias(hr_true, hr_pred, valid),
-        "n_workouts": int(wmae.size),
-        "n_steps": int(valid.sum()),
-    }
-
-
 @dataclass
 class RowSums:
-    """Per-workout error sums, from which `summarize` of any set of rows follows.
+    """Per-workout error sums, from which every reported metric of any set of rows follows.
 
     Sums add across chunks of rows, so a split can be scored chunk by chunk in bounded memory;
-    each row's sums are computed exactly as `per_workout_mae` does (same per-workout values).
+    each row's sums are one reduction per row (the same per-workout values as a whole array).
     """
 
     n: np.ndarray  # valid steps per row (int64)
@@ -117,7 +45,7 @@ class RowSums:
         return RowSums(*(getattr(self, f.name)[sel] for f in fields(RowSums)))
 
     def workout_mae(self) -> np.ndarray:
-        """Per-row MAE (NaN where a row has no valid step), equal to `per_workout_mae`."""
+        """Per-row MAE (NaN where a row has no valid step)."""
         out = np.full(len(self.n), np.nan)
         has = self.n > 0
         out[has] = self.abs_sum[has] / self.n[has]
@@ -157,7 +85,13 @@ def _ratio(num: float, den: int) -> float:
 
 
 def summarize_sums(s: RowSums) -> dict[str, float | int]:
-    """`summarize` from per-row sums (equal up to float summation order)."""
+    """Every reported metric of a set of rows, from their sums.
+
+    Keys: mae, rmse (global: sqrt of the mean squared error over all valid steps),
+    mae_after_2min (steps with elapsed >= AFTER_S), workout_mae_mean, workout_mae_median (over
+    workouts with at least one valid step), bias (pred - true), n_workouts (workouts with a
+    valid step), n_steps (valid steps).
+    """
     n = int(s.n.sum())
     wmae = s.workout_mae()
     wmae = wmae[~np.isnan(wmae)]

@@ -33,6 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hrpred.clean.hr_types import hr_workout_type
+from hrpred.timeseries import trailing_mean
+
 GENDER_CODES: dict[str, float] = {"male": 1.0, "female": 0.0}
 GENDER_UNKNOWN = 0.5  # unknown/other/missing gender: halfway between the two codes
 
@@ -105,15 +108,6 @@ def derivative(x: np.ndarray) -> np.ndarray:
     return np.diff(x, prepend=x[:1]) if len(x) else x.copy()
 
 
-def rolling_mean(x: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over the last <= window samples (min_periods=1)."""
-    n = len(x)
-    c = np.concatenate(([0.0], np.cumsum(x, dtype=np.float64)))
-    idx = np.arange(1, n + 1)
-    lo = np.maximum(idx - window, 0)
-    return (c[idx] - c[lo]) / (idx - lo)
-
-
 def cumulative_gain(x: np.ndarray) -> np.ndarray:
     """Running sum of positive steps of x, 0 at t=0."""
     return np.cumsum(np.maximum(derivative(x), 0.0))
@@ -176,36 +170,6 @@ def gender_code(gender: str | None) -> float:
 HR_TYPES = ("recovery", "steady", "intensive")
 
 
-def hr_workout_type(hr: np.ndarray) -> str:
-    """The reference's HR-only workout-type rules (target leakage by construction).
-
-    Returns recovery | steady | intensive | intervals | unknown; NaN samples are ignored.
-    """
-    h = np.asarray(hr, dtype=np.float64)
-    h = h[np.isfinite(h)]
-    if len(h) < 50:
-        return "unknown"
-    m, s, mx = float(h.mean()), float(h.std()), float(h.max())
-    hi = float(np.mean(h >= 170))
-    lo = float(np.mean(h < 150))
-    sw = float(np.mean(np.abs(np.diff(h)) > 15)) if len(h) > 1 else 0.0
-    if m >= 170 and s < 12:
-        return "intensive"
-    if sw > 0.05 and s > 15 and hi > 0.2 and lo > 0.2:
-        return "intervals"
-    if 145 <= m < 170 and s < 15:
-        return "steady"
-    if m < 150 and mx < 170:
-        return "recovery"
-    if m >= 165:
-        return "intensive"
-    if m >= 150:
-        return "steady"
-    if m >= 130:
-        return "recovery"
-    return "unknown"
-
-
 def _leaky_onehot(kind: str) -> Callable[[WorkoutInputs, np.ndarray], np.ndarray]:
     def fn(inputs: WorkoutInputs, hr: np.ndarray) -> np.ndarray:
         return np.full(len(inputs), float(hr_workout_type(hr) == kind))
@@ -253,12 +217,12 @@ for _k in (1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120):
 for _w in (3, 5, 10, 20, 30, 60, 120):
     _add(
         f"rolling_speed_{_w}",
-        lambda w, n=_w: rolling_mean(w.speed_kmh, n),
+        lambda w, n=_w: trailing_mean(w.speed_kmh, n),
         f"trailing mean speed over <= {_w} steps",
     )
     _add(
         f"rolling_altitude_{_w}",
-        lambda w, n=_w: rolling_mean(w.altitude_m, n),
+        lambda w, n=_w: trailing_mean(w.altitude_m, n),
         f"trailing mean altitude over <= {_w} steps",
     )
 for _tau in (30, 60, 120):

@@ -1,4 +1,4 @@
-"""Fixed-length sequences from variable-length workouts, and streaming .npy row I/O.
+"""Fixed-length sequences from variable-length workouts.
 
 A workout of n steps becomes one or more rows of `seq_len` steps:
 - `truncate`: one row, the first `seq_len` steps.
@@ -15,9 +15,7 @@ mask = not padding, not context, clean's `hr_valid`, target finite and all featu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -96,69 +94,3 @@ def pack_rows(
         e_out[i, :k] = clean_e[w.start : w.end]
         e_out[i, k:] = clean_e[w.end - 1]
     return wins, f_out, y_out, m_out, e_out
-
-
-class NpyRowWriter:
-    """Write a [N, ...] .npy file row block by row block, without mapping it into memory.
-
-    The file (header + full size) is created by `np.lib.format.open_memmap`, then blocks are
-    written with plain file writes, so resident memory stays at one block, not the array.
-    """
-
-    def __init__(self, path: str | Path, shape: tuple[int, ...], dtype: np.dtype | type) -> None:
-        self.path = Path(path)
-        self.shape = shape
-        self.dtype = np.dtype(dtype)
-        mm = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=shape)
-        self._offset = int(mm.offset)
-        del mm
-        self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        self._file = self.path.open("r+b")
-        self.rows_written = 0
-
-    def write(self, block: np.ndarray) -> None:
-        """Append rows [rows_written, rows_written + len(block))."""
-        if block.shape[1:] != self.shape[1:]:
-            raise ValueError(f"block shape {block.shape} does not fit {self.shape}")
-        if self.rows_written + len(block) > self.shape[0]:
-            raise ValueError(f"{self.path}: more rows than the declared {self.shape[0]}")
-        self._file.seek(self._offset + self.rows_written * self._row_bytes)
-        self._file.write(np.ascontiguousarray(block, dtype=self.dtype).tobytes())
-        self.rows_written += len(block)
-
-    def close(self) -> None:
-        if self.rows_written != self.shape[0]:
-            self._file.close()
-            raise ValueError(f"{self.path}: wrote {self.rows_written} of {self.shape[0]} rows")
-        self._file.close()
-
-    def __enter__(self) -> NpyRowWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            self.close()
-        else:
-            self._file.close()
-
-
-def npy_shape(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of a .npy file, read from its header only."""
-    mm = np.load(path, mmap_mode="r")
-    shape, dtype = mm.shape, mm.dtype
-    del mm
-    return shape, dtype
-
-
-def iter_row_blocks(path: str | Path, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (first_row, rows) blocks of a .npy file with plain reads (bounded memory)."""
-    mm = np.load(path, mmap_mode="r")
-    shape, dtype, offset = mm.shape, mm.dtype, int(mm.offset)
-    del mm
-    row_items = int(np.prod(shape[1:], dtype=np.int64))
-    with Path(path).open("rb") as f:
-        for start in range(0, shape[0], block_rows):
-            stop = min(start + block_rows, shape[0])
-            f.seek(offset + start * row_items * dtype.itemsize)
-            data = np.fromfile(f, dtype=dtype, count=(stop - start) * row_items)
-            yield start, data.reshape((stop - start, *shape[1:]))

@@ -28,6 +28,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from hrpred.errors import HrpredError
+
 # Keys every workout must have, with the type check that applies to each.
 REQUIRED_KEYS: tuple[str, ...] = (
     "id",
@@ -45,18 +47,6 @@ STR_KEYS: tuple[str, ...] = ("sport", "gender")
 
 # Parquet column -> workout key (the Hugging Face export schema).
 PARQUET_RENAME: dict[str, str] = {"workout_id": "id", "user_id": "userId"}
-PARQUET_COLUMNS: tuple[str, ...] = (
-    "workout_id",
-    "user_id",
-    "sport",
-    "gender",
-    "heart_rate",
-    "speed",
-    "altitude",
-    "timestamp",
-    "latitude",
-    "longitude",
-)
 # Key order of a line in the real file; the writer follows it.
 FITREC_KEY_ORDER: tuple[str, ...] = (
     "longitude",
@@ -92,8 +82,20 @@ class RawItem:
     error: str | None
 
 
-class RawFormatError(ValueError):
+class RawFormatError(HrpredError, ValueError):
     """The file cannot be read as any supported raw format (one-line message)."""
+
+
+class RawNotFoundError(HrpredError, FileNotFoundError):
+    """The raw file does not exist (the message says how to create or choose one)."""
+
+
+def require_raw_file(path: str | Path) -> Path:
+    """`path` as a Path, or RawNotFoundError (one line, with what to do) when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise RawNotFoundError(f"raw file {path} not found: {_MISSING_HINT}")
+    return path
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -221,12 +223,10 @@ def _iter_parquet(path: Path) -> Iterator[RawItem]:
 def iter_raw(path: str | Path) -> Iterator[RawItem]:
     """Stream the workouts of a raw file, one `RawItem` per line/row, in file order.
 
-    Raises FileNotFoundError (one line, with what to do) when the file is missing and
+    Raises RawNotFoundError (one line, with what to do) when the file is missing and
     RawFormatError when a Parquet file cannot be opened. Bad lines never raise.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"raw file {path} not found: {_MISSING_HINT}")
+    path = require_raw_file(path)
     fmt = sniff_format(path)
     if fmt == "parquet":
         yield from _iter_parquet(path)

@@ -6,8 +6,8 @@ file has no such channel. Readers repair what can be repaired (unsorted or dupli
 timestamps, 0/255 heart-rate readings, (0, 0) GPS fixes) and say so in `warnings`;
 files that cannot give a usable activity raise `ActivityError` with a one-line reason.
 
-`derive_speed(activity)` picks the best speed source (native speed, then distance,
-then GPS positions) and removes GPS spikes.
+Speed channels are left as recorded (NaN where a point has none): `hrpred predict` derives
+speed from them with the training data's rules (`hrpred.timeseries.speed_from_recording`).
 """
 
 from __future__ import annotations
@@ -26,14 +26,11 @@ import numpy as np
 
 SUPPORTED = (".gpx", ".tcx", ".fit", ".csv")  # each also gzip-compressed (.gz), as Strava exports
 
-# Plausibility limits (why: sensors write 0 or 255 for "no reading"; GPS jumps create
-# impossible speeds; a running file should never exceed these).
+# Plausibility limits (why: sensors write 0 or 255 for "no reading"). Speed has none here:
+# its spikes and cap are the speed rules of params.yaml clean.speed, applied by predict.
 HR_MIN_BPM = 25.0  # below: a sensor's "no reading" value, not a heartbeat
 HR_MAX_BPM = 250.0  # above: 255 = "invalid" in ANT+/FIT
-SPEED_MAX_KMH = 45.0  # faster than any runner: a GPS or sensor spike
-MOVING_KMH = 1.0  # a speed source whose maximum stays below this never moves
 ALTITUDE_RANGE_M = (-500.0, 9000.0)
-EARTH_RADIUS_M = 6_371_000.0
 SEMICIRCLE_DEG = 180.0 / 2**31  # FIT stores positions in semicircles
 
 
@@ -235,14 +232,7 @@ def _finish(columns: dict[str, list[float]], warns: list[str], source: str) -> A
 
     spd = chans.get("speed")
     if spd is not None and np.isfinite(spd).any():
-        bad = np.isfinite(spd) & ((spd < 0) | (spd > SPEED_MAX_KMH))
-        if bad.any():
-            warns.append(
-                f"{int(bad.sum())} speed values outside 0-{SPEED_MAX_KMH:.0f} km/h (spikes) ignored"
-            )
-            spd = np.where(bad, np.nan, spd)
-        if np.isfinite(spd).any():
-            act.speed = _interp_nans(t, spd)
+        act.speed = spd  # as recorded: spikes are the speed rules' job (hrpred.timeseries)
 
     dist = chans.get("distance")
     if dist is not None and np.isfinite(dist).any():
@@ -564,115 +554,3 @@ def _speed_factor(col: str, unit: str, values: np.ndarray, warns: list[str]) -> 
         return 3.6
     warns.append(f"speed column '{col}' has no unit: median {median:.1f} read as km/h")
     return 1.0
-
-
-# --------------------------------------------------------------------------- speed
-
-
-def haversine_m(
-    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
-) -> np.ndarray:
-    """Great-circle distance in metres between arrays of points (degrees)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dphi = p2 - p1
-    dlmb = np.radians(lon2 - lon1)
-    a = np.sin(dphi / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlmb / 2) ** 2
-    return 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-
-
-def _speed_from_distance(t: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, int]:
-    """Per-sample speed (km/h) from cumulative distance (m); also the spike count."""
-    ok = np.isfinite(d)
-    tt, dd = t[ok], d[ok]
-    seg = np.diff(dd) / np.maximum(np.diff(tt), 1e-3) * 3.6  # km/h between valid samples
-    bad = (seg < 0) | (seg > SPEED_MAX_KMH)  # counter resets or jumps
-    seg = np.where(bad, np.nan, seg)
-    # Each sample gets the speed of the segment ending at it (the first: of the first one).
-    per = np.concatenate([[seg[0] if seg.size else np.nan], seg])
-    per = _interp_nans(tt, per)
-    if not np.isfinite(per).any():
-        per = np.zeros_like(tt)
-    return np.interp(t, tt, per), int(bad.sum())
-
-
-def _gps_distance(t: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, int]:
-    """Cumulative distance (m) at every sample from positions, and how many spikes were dropped.
-
-    A spike is a fix far from both neighbours (implied speed > SPEED_MAX_KMH in and out): it is
-    dropped and the check repeated (a few passes); samples without a fix are interpolated.
-    """
-    ok = np.isfinite(lat) & np.isfinite(lon)
-    idx = np.flatnonzero(ok)
-    spikes = 0
-    for _ in range(5):
-        if idx.size < 3:
-            break
-        seg = haversine_m(lat[idx[:-1]], lon[idx[:-1]], lat[idx[1:]], lon[idx[1:]])
-        spd = seg / np.maximum(np.diff(t[idx]), 1e-3) * 3.6
-        fast = spd > SPEED_MAX_KMH
-        both = np.zeros(idx.size, dtype=bool)
-        both[1:-1] = fast[:-1] & fast[1:]
-        both[-1] = fast[-1]  # a jump at the very end
-        if fast[0] and not (fast.size > 1 and fast[1]):
-            both[0] = True  # a jump at the very start
-        if not both.any():
-            break
-        spikes += int(both.sum())
-        idx = idx[~both]
-    if idx.size < 2:
-        return np.zeros_like(t), spikes
-    dist = np.concatenate(
-        [[0.0], np.cumsum(haversine_m(lat[idx[:-1]], lon[idx[:-1]], lat[idx[1:]], lon[idx[1:]]))]
-    )
-    return np.interp(t, t[idx], dist), spikes
-
-
-def _speed_from_gps(t: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, int]:
-    """Per-sample speed (km/h) from positions, dropping fixes that imply impossible speeds."""
-    cum, spikes = _gps_distance(t, lat, lon)
-    speed, jumps = _speed_from_distance(t, cum)
-    return speed, spikes + jumps
-
-
-def cumulative_distance(activity: Activity) -> np.ndarray | None:
-    """Distance covered (m) at every sample, from the distance channel or GPS; None if neither."""
-    t = activity.timestamp
-    if activity.distance is not None and np.isfinite(activity.distance).sum() >= 2:
-        return _interp_nans(t, activity.distance)
-    if activity.latitude is not None and activity.longitude is not None:
-        return _gps_distance(t, activity.latitude, activity.longitude)[0]
-    return None
-
-
-def derive_speed(activity: Activity) -> tuple[np.ndarray, str, list[str]]:
-    """Speed in km/h for every sample, its source (native|distance|gps) and warnings.
-
-    Sources in order of preference: the file's speed, its distance, its positions. A source
-    that never moves (e.g. a speed field left at 0 without a foot pod) gives way to the next
-    one that does. Raises ActivityError when the file has no way to know speed.
-    """
-    t = activity.timestamp
-    candidates: list[tuple[np.ndarray, str, list[str]]] = []
-    if activity.speed is not None:
-        candidates.append((activity.speed, "native", []))
-    if activity.distance is not None and np.isfinite(activity.distance).sum() >= 2:
-        speed, bad = _speed_from_distance(t, activity.distance)
-        warns = [f"{bad} distance jumps or resets ignored"] if bad else []
-        candidates.append((speed, "distance", warns))
-    if activity.latitude is not None and activity.longitude is not None:
-        speed, bad = _speed_from_gps(t, activity.latitude, activity.longitude)
-        warns = ["speed derived from GPS positions"]
-        if bad:
-            warns.insert(0, f"{bad} GPS spikes (implied speed > {SPEED_MAX_KMH:.0f} km/h) removed")
-        candidates.append((speed, "gps", warns))
-    if not candidates:
-        raise ActivityError(
-            f"{activity.source}: no speed, distance or GPS positions: cannot predict HR without speed"
-        )
-    for i, (speed, source, warns) in enumerate(candidates):
-        if np.nanmax(speed, initial=0.0) >= MOVING_KMH:
-            if i:
-                skipped = ", ".join(c[1] for c in candidates[:i])
-                warns = [f"{skipped} speed is zero throughout: using {source}", *warns]
-            return speed, source, warns
-    return candidates[0]

@@ -1,16 +1,28 @@
 """Predict the heart-rate curve of a runner's own activity file with an exported bundle.
 
-Steps (the same inputs the model trained on, no train/serve skew):
-1. speed from the file (native, else distance, else GPS; `hrpred.io.userfiles.derive_speed`);
-2. resample speed and altitude onto a uniform grid at the bundle's sampling step (the
-   training data's typical step), averaging denser samples over each step; inside recording
-   gaps (pauses) the speed is the gap's average (distance covered / time, 0 if unknown);
+Steps (the inputs the model trained on; tests/test_skew.py measures the remaining skew):
+1. the file's channels on a uniform grid at the bundle's sampling step (the training data's
+   typical step), i.e. the recording a device logging every step would have made: every
+   channel (native speed, positions, distance, altitude) at the grid times by linear
+   interpolation, like the training data's point samples (no averaging: clean averages
+   nothing either; GPS- and distance-derived speed are a step's average by construction);
+   inside recording gaps (pauses) native speed is the gap's average (distance covered /
+   time, 0 if unknown), which positions or distance interpolated across the gap give too;
+2. speed on that grid with the clean stage's rules, which the bundle carries (params.yaml
+   clean.speed; `hrpred.timeseries.speed_from_recording`: native, distance, GPS; spikes,
+   cap, causal smoothing);
 3. features with `hrpred.features.compute_features` and the bundle's feature list (the
    featurize stage calls the same function);
 4. one full-length forward pass (the LSTM takes any length) and linear interpolation of the
    predicted HR back to the file's own timestamps;
 5. a summary: average/max predicted HR, time in 5 HR zones, drift between halves and, when
    the file has HR, the error against it.
+
+What still differs from training, and why: the clean path run on the grid's points gives
+the same features (tests/test_skew.py), except inside recording gaps, where a training
+recording has one long step and the grid has points with the gap's average speed (the LSTM
+counts steps, so the gap needs them); and the grid is uniform where the training data's
+steps vary around their mean.
 
 HR zones: Z1 < 60 %, Z2 60-70 %, Z3 70-80 %, Z4 80-90 %, Z5 >= 90 % of the maximum HR, or of
 the heart-rate reserve above `rest_hr` (Karvonen) when a resting HR is given. The maximum HR
@@ -25,14 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hrpred.export.bundle import Bundle, BundleError, load_bundle
-from hrpred.io.userfiles import (
-    MOVING_KMH,
-    SPEED_MAX_KMH,
-    Activity,
-    ActivityError,
-    cumulative_distance,
-    derive_speed,
-)
+from hrpred.io.userfiles import Activity, ActivityError
+from hrpred.timeseries import SpeedConfig, haversine_km, speed_from_recording
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,6 +52,7 @@ __all__ = [
     "predict_activity",
     "resample_activity",
     "grid_features",
+    "on_grid",
 ]
 
 DEFAULT_MAX_HR = 190.0  # BPM, used for zones when neither max_hr nor age is given
@@ -54,7 +61,7 @@ ZONES = ("Z1", "Z2", "Z3", "Z4", "Z5")
 PAUSE_MIN_S = 60.0  # a recording gap longer than this (and 3 steps) is a pause: speed 0
 MIN_DURATION_S = 60.0  # shorter files cannot give a meaningful HR curve
 SHORT_WARN_S = 600.0  # HR needs minutes to settle: warn below 10 min
-MIN_DISTANCE_M = 50.0  # "no movement": the whole file covers less than this (or MOVING_KMH)
+MIN_DISTANCE_M = 50.0  # "no movement": the whole file covers less than this
 MIN_HR_POINTS = 10  # recorded-HR samples needed to report an error against it
 
 
@@ -67,8 +74,8 @@ class Grid:
     altitude_m: np.ndarray
     step_s: float
     paused: np.ndarray  # bool, grid steps inside a recording gap (speed = gap average)
-    speed_source: str
-    point_speed_kmh: np.ndarray  # speed at the file's own points (after smoothing)
+    speed_source: str  # native | distance | gps
+    point_speed_kmh: np.ndarray  # grid speed at the file's own points (linear)
     point_altitude_m: np.ndarray | None  # altitude at the file's points, None if absent
     warnings: list[str] = field(default_factory=list)
 
@@ -88,20 +95,44 @@ class Prediction:
 # --------------------------------------------------------------------------- resampling
 
 
-def window_mean(t: np.ndarray, x: np.ndarray, width_s: float) -> np.ndarray:
-    """Centred time-window mean: mean of x over samples with |t_j - t_i| <= width_s / 2."""
-    c = np.concatenate([[0.0], np.cumsum(x)])
-    lo = np.searchsorted(t, t - width_s / 2, side="left")
-    hi = np.searchsorted(t, t + width_s / 2, side="right")
-    return (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
+NO_SPEED = {  # speed_from_recording reasons, for the one-line error
+    "no_gps": "no usable speed, distance or GPS positions",
+    "gps_stuck": "no movement (the GPS position never changes)",
+    "gps_spikes": "too many GPS jumps to derive speed",
+    "gps_length": "GPS positions do not cover every point",
+    "gps_nonfinite": "GPS positions missing",
+    "gps_range": "GPS positions out of range",
+}
 
 
-def resample_activity(activity: Activity, step_s: float) -> Grid:
-    """Speed and altitude of an activity on a uniform grid of `step_s` seconds from its start.
+def on_grid(t: np.ndarray, x: np.ndarray | None, grid_t: np.ndarray) -> np.ndarray | None:
+    """x at the grid times by linear interpolation over its finite samples (None if < 2)."""
+    if x is None:
+        return None
+    ok = np.isfinite(x)
+    if ok.sum() < 2:
+        return None
+    return np.interp(grid_t, t[ok], x[ok])
 
-    A file already on that grid comes back unchanged. Denser files are averaged over each
-    step first (so 1 Hz noise does not alias); long recording gaps get their average speed.
-    """
+
+def _gap_speed(activity: Activity, t0: float, t1: float, max_kmh: float) -> float:
+    """Average speed (km/h) over a recording gap from distance or positions; 0 if unknown."""
+    t = activity.timestamp
+    ends = np.array([t0, t1])
+    dist = on_grid(t, activity.distance, ends)
+    if dist is not None:
+        covered_km = max(float(dist[1] - dist[0]), 0.0) / 1000.0
+    else:
+        lat, lon = on_grid(t, activity.latitude, ends), on_grid(t, activity.longitude, ends)
+        if lat is None or lon is None:
+            return 0.0
+        covered_km = float(haversine_km(lat[0], lon[0], lat[1], lon[1]))
+    return min(covered_km / (t1 - t0) * 3600.0, max_kmh)
+
+
+def resample_activity(activity: Activity, step_s: float, speed: SpeedConfig) -> Grid:
+    """The activity on a uniform grid of `step_s` seconds from its start, speed by `speed`'s
+    rules (see the module doc); a file already on that grid keeps its own points."""
     if step_s <= 0:
         raise ValueError(f"sampling step must be positive, got {step_s}")
     t = np.asarray(activity.timestamp, dtype=np.float64)
@@ -112,44 +143,54 @@ def resample_activity(activity: Activity, step_s: float) -> Grid:
             f"{activity.source}: only {duration:.0f} s recorded: need at least "
             f"{MIN_DURATION_S:.0f} s to predict a heart-rate curve"
         )
-    speed, source, speed_warns = derive_speed(activity)
-    warns += speed_warns
-    altitude = activity.altitude
-    if altitude is None:
-        warns.append("no altitude in the file: assuming flat ground (altitude 0 m)")
-
-    dense = float(np.median(np.diff(t))) < 0.75 * step_s
-    if dense:  # average over one step so the grid value is the step's mean, not a sample
-        speed = window_mean(t, speed, step_s)
-        if altitude is not None:
-            altitude = window_mean(t, altitude, step_s)
-
     n_grid = int(np.floor(duration / step_s + 1e-9)) + 1
     grid_t = t[0] + step_s * np.arange(n_grid, dtype=np.float64)
-    grid_speed = np.interp(grid_t, t, speed)
-    grid_alt = np.interp(grid_t, t, altitude) if altitude is not None else np.zeros(n_grid)
 
     # Recording gaps: auto-pause (the runner stood) or sparse "smart" recording (they ran on).
-    # Inside a gap the speed is the distance covered over the gap time (0 when unknown).
     pause_s = max(PAUSE_MIN_S, 3.0 * step_s)
     gaps = np.flatnonzero(np.diff(t) > pause_s)
     paused = np.zeros(n_grid, dtype=bool)
+    native = on_grid(t, activity.speed, grid_t)
+    for g in gaps:
+        inside = (grid_t > t[g]) & (grid_t < t[g + 1])
+        paused |= inside
+        if native is not None:
+            native[inside] = _gap_speed(activity, t[g], t[g + 1], speed.max_kmh)
     if gaps.size:
-        cum = cumulative_distance(activity)
-        for g in gaps:
-            inside = (grid_t > t[g]) & (grid_t < t[g + 1])
-            covered = 0.0 if cum is None else max(float(cum[g + 1] - cum[g]), 0.0)
-            grid_speed[inside] = min(covered / (t[g + 1] - t[g]) * 3.6, SPEED_MAX_KMH)
-            paused |= inside
-        total = float(np.sum(np.diff(t)[gaps]))
+        known = activity.distance is not None or activity.latitude is not None
         warns.append(
             f"{gaps.size} recording gap(s) longer than {pause_s:.0f} s "
-            f"({total / 60:.1f} min in all): speed there = distance covered / gap time"
-            + ("" if cum is not None else " (unknown: 0)")
+            f"({float(np.sum(np.diff(t)[gaps])) / 60:.1f} min in all): speed there = "
+            "distance covered / gap time" + ("" if known else " (unknown: 0)")
         )
 
+    lat = on_grid(t, activity.latitude, grid_t)
+    lon = on_grid(t, activity.longitude, grid_t)
+    dist = on_grid(t, activity.distance, grid_t)
+    sp = speed_from_recording(grid_t, native, lat, lon, speed, dist)
+    if sp.speed is None:
+        why = NO_SPEED.get(sp.reason, sp.reason)
+        raise ActivityError(f"{activity.source}: {why}: cannot predict HR without speed")
+    if sp.still:
+        warns.append(f"{', '.join(sp.still)} speed is zero throughout: using {sp.source}")
+    if sp.source != "native":
+        warns.append(
+            f"speed derived from the {'GPS positions' if sp.source == 'gps' else 'distance channel'}"
+        )
+    if sp.n_spikes:
+        warns.append(
+            f"{sp.n_spikes} speed spikes (above {speed.max_kmh:.0f} km/h or far above their "
+            "neighbours) replaced by interpolation"
+        )
+    grid_speed = sp.speed
+    altitude = activity.altitude
+    grid_alt = on_grid(t, altitude, grid_t)
+    if grid_alt is None:
+        warns.append("no altitude in the file: assuming flat ground (altitude 0 m)")
+        grid_alt = np.zeros(n_grid)
+
     distance_m = float(np.sum(grid_speed[1:] / 3.6 * step_s))
-    if float(np.max(grid_speed)) < MOVING_KMH or distance_m < MIN_DISTANCE_M:
+    if float(np.max(grid_speed)) < speed.min_moving_kmh or distance_m < MIN_DISTANCE_M:
         raise ActivityError(
             f"{activity.source}: no movement (max speed {float(np.max(grid_speed)):.1f} km/h, "
             f"{distance_m:.0f} m): nothing to predict"
@@ -165,8 +206,8 @@ def resample_activity(activity: Activity, step_s: float) -> Grid:
         altitude_m=grid_alt,
         step_s=float(step_s),
         paused=paused,
-        speed_source=source,
-        point_speed_kmh=np.asarray(speed, dtype=np.float64),
+        speed_source=sp.source,
+        point_speed_kmh=np.interp(t, grid_t, grid_speed),
         point_altitude_m=None if altitude is None else np.asarray(altitude, dtype=np.float64),
         warnings=warns,
     )
@@ -281,7 +322,7 @@ def predict_activity(
     bounds, basis, top = zone_bounds(max_hr, rest_hr, age)
 
     warns = list(activity.warnings)
-    grid = resample_activity(activity, bundle.step_s)
+    grid = resample_activity(activity, bundle.step_s, bundle.speed)
     warns += grid.warnings
     if gender is None and "gender" in bundle.features:
         warns.append("gender not given: the model uses 'unknown' (pass --gender)")

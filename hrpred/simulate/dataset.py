@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
+import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +22,7 @@ from hrpred.simulate.config import FAULTS, HR_FAULTS, SimConfig
 from hrpred.simulate.generate import STAT_COLUMNS, ChunkResult, n_chunks, simulate_chunk
 from hrpred.simulate.plan import Plan, make_plan
 from hrpred.simulate.writer import TruthWriter
+from hrpred.store import Layout, write_json
 
 # Bands of the real data's statistics (reference spec §2.8) for fault-free runs.
 REALISM_BANDS: dict[str, tuple[float, float]] = {
@@ -32,6 +35,27 @@ REALISM_BANDS: dict[str, tuple[float, float]] = {
 }
 
 _WORKER: tuple[SimConfig, Plan] | None = None
+
+
+def run_simulate(cfg: SimConfig, layout: Layout) -> dict[str, Any]:
+    """The simulate stage: write `cfg.out`, `cfg.truth` (under `layout.root`) and
+    metrics/simulate.json; timing and realism warnings go to stderr only."""
+    out, truth = layout.resolve(cfg.out), layout.resolve(cfg.truth)
+    began = time.perf_counter()
+    metrics = simulate_dataset(cfg, out, truth)
+    seconds = time.perf_counter() - began
+    write_json(layout.metrics("simulate"), metrics)
+    # Timing goes to stderr only: the metrics file must be identical across runs.
+    mb = metrics["bytes"] / 1e6
+    print(
+        f"simulate: {metrics['lines']} lines, {mb:.1f} MB in {seconds:.1f} s "
+        f"({mb / max(seconds, 1e-9):.1f} MB/s) -> {out}, {truth}",
+        file=sys.stderr,
+    )
+    bad = [k for k, ok in metrics["realism"].get("within_bands", {}).items() if not ok]
+    if bad:
+        print(f"simulate: warning: outside realism bands: {bad}", file=sys.stderr)
+    return metrics
 
 
 def _init_worker(cfg: SimConfig, plan: Plan) -> None:

@@ -17,21 +17,30 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from hrpred.errors import HrpredError
+
+if TYPE_CHECKING:
+    from hrpred.split.config import SplitConfig
+
 SPLITS = ("train", "val", "test")
 DROPPED = "dropped"
-METHODS = ("user", "chronological")
 MIN_STD = 1e-8  # a scaled feature with a smaller std (constant) gets std 1.0
+
+
+class SplitError(HrpredError, ValueError):
+    """The params cannot split these workouts (message says which value to change)."""
 
 
 def check_fractions(fractions: Sequence[float]) -> list[float]:
     """Three non-negative fractions summing to 1 (within 1e-6), train > 0."""
     fr = [float(f) for f in fractions]
     if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6 or fr[0] <= 0:
-        raise ValueError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
+        raise SplitError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
     return fr
 
 
@@ -76,7 +85,7 @@ def chrono_counts(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
     n_test = max(1, int(np.floor(n * fr[2] + 0.5))) if fr[2] > 0 else 0
     n_train = n - n_val - n_test
     if n_train < 1:
-        raise ValueError(f"{n} workouts cannot be split {fractions} with a non-empty train part")
+        raise SplitError(f"{n} workouts cannot be split {fractions} with a non-empty train part")
     return n_train, n_val, n_test
 
 
@@ -86,48 +95,34 @@ def _workouts(index: pd.DataFrame) -> pd.DataFrame:
     return index[cols].drop_duplicates("workout_id").reset_index(drop=True)
 
 
-def assign(
-    index: pd.DataFrame,
-    method: str,
-    *,
-    seed: int = 42,
-    fractions: Sequence[float] = (0.7, 0.15, 0.15),
-    stratify: bool = True,
-    chrono_fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    min_workouts: int = 10,
-    drop_first: bool = False,
-) -> pd.DataFrame:
+def assign(index: pd.DataFrame, cfg: SplitConfig) -> pd.DataFrame:
     """Assignment table (row, workout_id, user_id, split), sorted by row.
 
-    `index` needs row, workout_id, user_id and (chronological) start_time. `drop_first`
-    (chronological only) drops each user's first workout as FitRec did: its models used the
-    previous workout as context, which the first one lacks.
+    `index` needs row, workout_id, user_id and (chronological) start_time.
+    `cfg.chrono_drop_first` (chronological only) drops each user's first workout as FitRec did:
+    its models used the previous workout as context, which the first one lacks.
     """
-    if method not in METHODS:
-        raise ValueError(f"split.method must be one of {METHODS}, got {method!r}")
     work = _workouts(index)
-    if method == "user":
+    if cfg.method == "user":
         per_user = work.groupby("user_id").size()
         users = assign_users(
-            {int(k): int(v) for k, v in per_user.items()}, fractions, seed, stratify
+            {int(k): int(v) for k, v in per_user.items()}, cfg.fractions, cfg.seed, cfg.stratify
         )
         by_workout = dict(zip(work["workout_id"], work["user_id"].map(users), strict=True))
     else:
-        if min_workouts < 1:
-            raise ValueError(f"split.min_workouts must be >= 1, got {min_workouts}")
         by_workout = {}
         ordered = work.sort_values(["user_id", "start_time", "workout_id"], kind="mergesort")
         for _, grp in ordered.groupby("user_id", sort=True):
             ids = grp["workout_id"].tolist()
-            if len(ids) < min_workouts:
+            if len(ids) < cfg.min_workouts:
                 by_workout.update(dict.fromkeys(ids, DROPPED))
                 continue
-            if drop_first:
+            if cfg.chrono_drop_first:
                 by_workout[ids[0]] = DROPPED
                 ids = ids[1:]
                 if not ids:
                     continue
-            n_train, n_val, _ = chrono_counts(len(ids), chrono_fractions)
+            n_train, n_val, _ = chrono_counts(len(ids), cfg.chrono_fractions)
             for k, wid in enumerate(ids):
                 by_workout[wid] = (
                     "train" if k < n_train else "val" if k < n_train + n_val else "test"

@@ -8,112 +8,90 @@ CUDA tensors never cross a fork (the reference's GPU path crashed on that).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
-from hrpred.model import apply_scaler
+from hrpred import store
+from hrpred.errors import HrpredError
+from hrpred.features.scaler import apply_scaler
 
-FEATURE_FILES = ("features.npy", "target.npy", "mask.npy", "feature_names.json")
-SPLIT_FILES = ("assignment.parquet", "scaler.json")
 CHUNK_ROWS = 512  # rows per chunk when streaming over the memmap (~14 MB at 500 x 14 float32)
 
 
-class DataError(ValueError):
-    """The features/split inputs are missing or inconsistent (message says what to do)."""
+class DataError(HrpredError, ValueError):
+    """The inputs cannot be trained on (message says what to change)."""
 
 
 @dataclass
 class TrainData:
-    features: np.ndarray  # [N, T, F] float32, unscaled (usually a read-only memmap)
-    target: np.ndarray  # [N, T] float32, BPM
-    mask: np.ndarray  # [N, T] bool, valid steps
-    feature_names: list[str]
-    scaler: dict[str, dict[str, float]]
-    train_rows: np.ndarray  # int64, ascending
-    val_rows: np.ndarray  # int64, ascending
-    fingerprint: str  # sha256 of every input file: identifies the data a checkpoint belongs to
+    """The training view of data/features + data/split (`store.Dataset`)."""
+
+    dataset: store.Dataset
+    fingerprint: str  # sha256 of the input files: identifies the data a checkpoint belongs to
+
+    @property
+    def features(self) -> np.ndarray:  # [N, T, F] float32, unscaled (a read-only memmap)
+        return self.dataset.data.features
+
+    @property
+    def target(self) -> np.ndarray:  # [N, T] float32, BPM
+        return self.dataset.data.target
+
+    @property
+    def mask(self) -> np.ndarray:  # [N, T] bool, valid steps
+        return self.dataset.data.mask
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.dataset.data.names
+
+    @property
+    def scaler(self) -> dict[str, dict[str, float]]:
+        return self.dataset.split.scaler
+
+    @property
+    def train_rows(self) -> np.ndarray:  # int64, ascending
+        return self.dataset.rows["train"]
+
+    @property
+    def val_rows(self) -> np.ndarray:  # int64, ascending
+        return self.dataset.rows["val"]
 
     @property
     def seq_len(self) -> int:
         return int(self.features.shape[1])
 
 
-def _file_sha256(path: Path, h: hashlib._Hash) -> None:
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
+def fingerprint_files(features_dir: Path, split_dir: Path) -> list[Path]:
+    """The files a trained model depends on, in the order hashed into its fingerprint.
 
-
-def data_fingerprint(paths: list[Path]) -> str:
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(path.name.encode() + b"\0")
-        _file_sha256(path, h)
-    return h.hexdigest()
+    Fixed (not `store.feature_files`): changing the list or its order changes every fingerprint,
+    so an unfinished models/checkpoint.pt would no longer be resumed.
+    """
+    return [
+        features_dir / "features.npy",
+        features_dir / "target.npy",
+        features_dir / "mask.npy",
+        features_dir / "feature_names.json",
+        split_dir / "assignment.parquet",
+        split_dir / "scaler.json",
+    ]
 
 
 def load_train_data(features_dir: str | Path, split_dir: str | Path) -> TrainData:
-    """Open data/features (memmapped) and data/split; validate shapes and the assignment."""
+    """Open data/features (memmapped) and data/split, validated; train and val rows needed."""
     features_dir, split_dir = Path(features_dir), Path(split_dir)
-    for folder, names, stage in (
-        (features_dir, FEATURE_FILES, "featurize"),
-        (split_dir, SPLIT_FILES, "split"),
-    ):
-        for name in names:
-            if not (folder / name).is_file():
-                raise DataError(f"{folder / name} not found: run `dvc repro {stage}` first")
-    try:
-        features = np.load(features_dir / "features.npy", mmap_mode="r")
-        target = np.load(features_dir / "target.npy", mmap_mode="r")
-        mask = np.load(features_dir / "mask.npy", mmap_mode="r")
-        names = json.loads((features_dir / "feature_names.json").read_text())
-        scaler = json.loads((split_dir / "scaler.json").read_text())
-        assignment = pd.read_parquet(split_dir / "assignment.parquet")
-    except (ValueError, OSError) as exc:
-        raise DataError(f"cannot read training inputs ({exc}); rerun featurize and split") from exc
-    if features.ndim != 3 or target.shape != features.shape[:2] or mask.shape != target.shape:
+    dataset = store.open_dataset(features_dir, split_dir)
+    n_train, n_val = len(dataset.rows["train"]), len(dataset.rows["val"])
+    if n_train == 0 or n_val == 0:
         raise DataError(
-            f"inconsistent shapes: features {features.shape}, target {target.shape}, "
-            f"mask {mask.shape}; rerun `dvc repro featurize`"
+            f"need train and val rows, got {n_train} train / {n_val} val; check the split params"
         )
-    if not isinstance(names, list) or len(names) != features.shape[2]:
-        raise DataError(
-            f"feature_names.json lists {len(names) if isinstance(names, list) else '?'} names "
-            f"but features.npy has {features.shape[2]} columns; rerun `dvc repro featurize`"
-        )
-    if not isinstance(scaler, dict):
-        raise DataError("scaler.json must map feature -> {mean, std}; rerun `dvc repro split`")
-    for col in ("row", "split"):
-        if col not in assignment.columns:
-            raise DataError(f"assignment.parquet lacks column '{col}'; rerun `dvc repro split`")
-    rows = assignment["row"].to_numpy(dtype=np.int64)
-    if len(rows) and (rows.min() < 0 or rows.max() >= features.shape[0]):
-        raise DataError("assignment.parquet rows fall outside features.npy; rerun split")
-    split = assignment["split"].astype(str).to_numpy()
-    train_rows = np.sort(rows[split == "train"])
-    val_rows = np.sort(rows[split == "val"])
-    if len(train_rows) == 0 or len(val_rows) == 0:
-        raise DataError(
-            f"need train and val rows, got {len(train_rows)} train / {len(val_rows)} val; "
-            "check the split params"
-        )
-    inputs = [features_dir / n for n in FEATURE_FILES] + [split_dir / n for n in SPLIT_FILES]
-    return TrainData(
-        features=features,
-        target=target,
-        mask=mask,
-        feature_names=[str(n) for n in names],
-        scaler=scaler,
-        train_rows=train_rows,
-        val_rows=val_rows,
-        fingerprint=data_fingerprint(inputs),
-    )
+    fingerprint = store.fingerprint(fingerprint_files(features_dir, split_dir))
+    return TrainData(dataset=dataset, fingerprint=fingerprint)
 
 
 def target_stats(data: TrainData, rows: np.ndarray) -> tuple[float, float]:

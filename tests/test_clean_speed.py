@@ -1,23 +1,35 @@
-"""Speed from GPS and native speed: checked against independent numpy computations."""
+"""hrpred.timeseries: distance, windows and the speed rules, against independent numpy code."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from hrpred.clean.speed import (
+from hrpred.timeseries import (
     EARTH_RADIUS_KM,
     SpeedConfig,
-    choose_speed,
-    gps_speed_kmh,
+    derived_speed_kmh,
     haversine_km,
     moving_average,
     rolling_median,
+    speed_from_recording,
     spike_mask,
     step_distances_km,
-    trailing_time_mean,
+    trailing_mean,
 )
+
+
+@pytest.fixture
+def cfg(config) -> SpeedConfig:
+    """The committed params.yaml clean.speed."""
+    return config(SpeedConfig, "clean.speed")
+
+
+def gps_speed_kmh(ts, lat, lon, cfg):
+    return derived_speed_kmh(ts, step_distances_km(lat, lon), cfg)
 
 
 def chord_distance_km(lat1, lon1, lat2, lon2):
@@ -64,13 +76,12 @@ def straight_track(speed_kmh: np.ndarray, dt: np.ndarray, lat0: float = 45.0):
     return ts, lat, lon
 
 
-def test_gps_speed_recovers_constant_speed_and_repairs_a_spike():
+def test_gps_speed_recovers_constant_speed_and_repairs_a_spike(cfg):
     rng = np.random.default_rng(1)
     n = 300
     dt = rng.integers(5, 12, n).astype(float)
     dt[0] = 0.0
     ts, lat, lon = straight_track(np.full(n, 12.0), dt)
-    cfg = SpeedConfig()
     speed, bad, raw_max, raw = gps_speed_kmh(ts, lat, lon, cfg)
     np.testing.assert_allclose(speed[1:], 12.0, rtol=1e-6)
     assert not bad.any()
@@ -86,13 +97,13 @@ def test_gps_speed_recovers_constant_speed_and_repairs_a_spike():
     np.testing.assert_allclose(speed2, speed, rtol=1e-6)
 
 
-def test_duplicate_timestamps_are_filled_not_infinite():
+def test_duplicate_timestamps_are_filled_not_infinite(cfg):
     n = 100
     dt = np.full(n, 10.0)
     dt[0] = 0.0
     ts, lat, lon = straight_track(np.full(n, 10.0), dt)
     ts[50] = ts[49]  # duplicate time: no speed for that step
-    speed, bad, _, _ = gps_speed_kmh(ts, lat, lon, SpeedConfig())
+    speed, bad, _, _ = gps_speed_kmh(ts, lat, lon, cfg)
     assert np.isfinite(speed).all() and bad[50]
 
 
@@ -101,9 +112,11 @@ def test_moving_average_against_pandas():
     for w in (2, 3, 6):
         causal = pd.Series(x).rolling(w, min_periods=1).mean().to_numpy()
         np.testing.assert_allclose(moving_average(x, w, causal=True), causal)
+        np.testing.assert_allclose(trailing_mean(x, w), causal)
     centred = pd.Series(x).rolling(7, min_periods=1, center=True).mean().to_numpy()
     np.testing.assert_allclose(moving_average(x, 7, causal=False), centred)
-    np.testing.assert_array_equal(moving_average(x, 0), x)
+    np.testing.assert_array_equal(moving_average(x, 0, causal=True), x)
+    np.testing.assert_array_equal(trailing_mean(x, 1), x)
 
 
 def test_rolling_median_against_pandas():
@@ -113,42 +126,71 @@ def test_rolling_median_against_pandas():
     np.testing.assert_allclose(rolling_median(x, 7), expected)
 
 
-def test_trailing_time_mean_against_loop():
-    rng = np.random.default_rng(4)
-    t = np.cumsum(rng.integers(1, 20, 80)).astype(float)
-    x = rng.normal(size=80)
-    got = trailing_time_mean(x, t, 45.0)
-    want = [x[(t > ti - 45.0) & (t <= ti)].mean() for ti in t]
-    np.testing.assert_allclose(got, want)
-
-
-def test_spike_mask_keeps_real_pace_changes():
+def test_spike_mask_keeps_real_pace_changes(cfg):
+    cfg = dataclasses.replace(cfg, max_kmh=30.0, spike_window=7, spike_factor=2.0)
+    cfg = dataclasses.replace(cfg, spike_margin_kmh=5.0)
     speed = np.r_[np.full(20, 0.0), np.full(20, 14.0), np.full(20, 8.0)]
-    assert not spike_mask(speed, 30.0, 7, 2.0, 5.0).any()
+    assert not spike_mask(speed, cfg).any()
     speed[30] = 29.0  # isolated: > 2 * 14 + 5? no -> 29 < 33
-    assert not spike_mask(speed, 30.0, 7, 2.0, 5.0).any()
+    assert not spike_mask(speed, cfg).any()
     speed[30] = 40.0
-    assert set(np.flatnonzero(spike_mask(speed, 30.0, 7, 2.0, 5.0))) == {30}
+    assert set(np.flatnonzero(spike_mask(speed, cfg))) == {30}
 
 
-def test_choose_speed_sources():
+def test_speed_sources(cfg):
     n = 120
     dt = np.full(n, 8.0)
     dt[0] = 0.0
     ts, lat, lon = straight_track(np.full(n, 11.0), dt)
-    cfg = SpeedConfig()
     native = np.full(n, 10.5)
-    r = choose_speed(ts, native, lat, lon, cfg)
+    r = speed_from_recording(ts, native, lat, lon, cfg)
     assert r.source == "native" and np.allclose(r.speed, 10.5)
     # Implausible native speed (mostly negative): GPS instead.
-    r = choose_speed(ts, -native, lat, lon, cfg)
+    r = speed_from_recording(ts, -native, lat, lon, cfg)
     assert r.source == "gps" and np.allclose(r.speed[3:], 11.0, rtol=1e-6)
     # Native with two spikes: kept, spikes interpolated.
     spiky = native.copy()
     spiky[[40, 80]] = 120.0
-    r = choose_speed(ts, spiky, None, None, cfg)
+    r = speed_from_recording(ts, spiky, None, None, cfg)
     assert r.source == "native" and r.n_spikes == 2 and np.allclose(r.speed, 10.5)
     # Nothing usable.
-    assert choose_speed(ts, None, None, None, cfg).reason == "no_gps"
-    stuck = choose_speed(ts, None, np.full(n, 45.0), np.full(n, 7.0), cfg)
+    assert speed_from_recording(ts, None, None, None, cfg).reason == "no_gps"
+    stuck = speed_from_recording(ts, None, np.full(n, 45.0), np.full(n, 7.0), cfg)
     assert stuck.speed is None and stuck.reason == "gps_stuck"
+    # Distance channel (user files): after native, before GPS; a counter reset is a spike.
+    dist_m = np.cumsum(np.r_[0.0, np.full(n - 1, 12.0 / 3.6 * 8.0)])
+    r = speed_from_recording(ts, None, lat, lon, cfg, dist_m)
+    assert r.source == "distance" and np.allclose(r.speed[3:], 12.0)
+    reset = dist_m.copy()
+    reset[60:] -= reset[60]
+    r = speed_from_recording(ts, None, lat, lon, cfg, reset)
+    assert r.source == "distance" and r.n_spikes == 1 and np.allclose(r.speed[3:], 12.0)
+    off = dataclasses.replace(cfg, use_distance=False)
+    assert speed_from_recording(ts, None, lat, lon, off, dist_m).source == "gps"
+    # A native channel that never moves gives way to GPS; with no other source it is kept.
+    r = speed_from_recording(ts, np.zeros(n), lat, lon, cfg)
+    assert r.source == "gps" and r.still == ["native"]
+    r = speed_from_recording(ts, np.zeros(n), None, None, cfg)
+    assert r.source == "native" and r.speed.max() == 0.0
+
+
+def test_derived_speed_is_smoothed_causally(cfg):
+    """Smoothing of GPS speed never reads the future: a pace change shows only after it."""
+    n = 60
+    speed = np.r_[np.full(30, 9.0), np.full(30, 15.0)]
+    dt = np.full(n, 8.0)
+    dt[0] = 0.0
+    ts, lat, lon = straight_track(speed, dt)
+    r = speed_from_recording(ts, None, lat, lon, cfg)
+    np.testing.assert_allclose(r.speed[:30], 9.0, rtol=1e-6)
+    w = cfg.smooth_window
+    np.testing.assert_allclose(r.speed[30], (9.0 * (w - 1) + 15.0) / w, rtol=1e-6)
+
+
+def test_bad_settings_are_param_errors(cfg):
+    from hrpred.params import ParamError
+
+    with pytest.raises(ParamError, match="max_spike_fraction"):
+        dataclasses.replace(cfg, max_spike_fraction=1.5)
+    with pytest.raises(ParamError, match="max_kmh"):
+        dataclasses.replace(cfg, max_kmh=0.0)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from hrpred.clean.config import CleanConfig, DetectorConfig
 from hrpred.clean.detector import (
-    DetectorConfig,
     LevelModel,
     analyse,
     decide,
@@ -15,9 +17,19 @@ from hrpred.clean.detector import (
     sample_faults,
 )
 from hrpred.clean.population import level_models
-from hrpred.clean.signal import best_segment, exp_smooth, identical_runs, short_runs
+from hrpred.clean.signal import Segment, best_segments, exp_smooth, identical_runs, short_runs
 
-CFG = DetectorConfig()
+
+@pytest.fixture(scope="module")
+def det(config) -> DetectorConfig:
+    """The detector settings of params.yaml."""
+    return config(CleanConfig, "clean").detector
+
+
+def best_segment(y: np.ndarray, X: np.ndarray, min_len: int, step: int) -> Segment:
+    """The single best segment of either sign (the better of `best_segments`' two)."""
+    low, high = best_segments(y, X, min_len, step)
+    return low if low[3] >= high[3] else high
 
 
 def loop_smooth(x, t, tau, y0):
@@ -94,21 +106,21 @@ def synth(rng, n=450, level=0.0, intervals=False, slope=6.0):
     return ts, np.round(hr), speed, alt
 
 
-def run(ts, hr, speed, alt, model=None):
-    an = analyse(ts, hr, speed, alt, 30.0, 220.0, CFG)
+def run(cfg, ts, hr, speed, alt, model=None):
+    an = analyse(ts, hr, speed, alt, 30.0, 220.0, cfg)
     if model is None:
         model = LevelModel(np.array([0.0, 0.0, 0.0]), 0)
         model.coef[0] = np.nan  # no level check
-    return an, decide(an, hr, model, False, 30.0, 220.0, CFG)
+    return an, decide(an, hr, model, False, 30.0, 220.0, cfg)
 
 
-def test_sample_faults():
+def test_sample_faults(det):
     rng = np.random.default_rng(2)
     ts, hr, speed, alt = synth(rng)
     hr[100:110] = 0.0  # dropout: abrupt fall to 0
     hr[200] += 80.0  # spike
     hr[300:340] = hr[300]  # flatline
-    dropout, low, spike, flat = sample_faults(hr, 30.0, 220.0, CFG)
+    dropout, low, spike, flat = sample_faults(hr, 30.0, 220.0, det)
     assert set(np.flatnonzero(dropout)) == set(range(100, 110))
     assert set(np.flatnonzero(spike)) == {200}
     assert set(np.flatnonzero(flat)) == set(range(300, 340))
@@ -116,26 +128,26 @@ def test_sample_faults():
     # Low values reached gradually (a large offset at a slow start) are not dropouts.
     ramp = hr.copy()
     ramp[:10] = np.linspace(0, 60, 10)
-    dropout, low, _, _ = sample_faults(ramp, 30.0, 220.0, CFG)
+    dropout, low, _, _ = sample_faults(ramp, 30.0, 220.0, det)
     assert not dropout[:10].any() and low[:5].all()
 
 
 @pytest.mark.parametrize("intervals", [False, True])
-def test_clean_workouts_have_no_fault(intervals):
+def test_clean_workouts_have_no_fault(intervals, det):
     rng = np.random.default_rng(3 + intervals)
     for _ in range(5):
-        an, v = run(*synth(rng, intervals=intervals))
+        an, v = run(det, *synth(rng, intervals=intervals))
         assert an.segments == [] and v.faults == [] and v.offset_kind == "none"
         assert not v.invalid.any()
 
 
 @pytest.mark.parametrize("end", [450, 380])
-def test_partial_offset_found_and_corrected(end):
+def test_partial_offset_found_and_corrected(end, det):
     rng = np.random.default_rng(5)
     ts, hr, speed, alt = synth(rng, intervals=True)
     truth = hr.copy()
     hr[250:end] -= 35.0
-    an, v = run(ts, hr, speed, alt)
+    an, v = run(det, ts, hr, speed, alt)
     assert v.faults == ["offset_partial"] and v.offset_kind == "offset_partial"
     assert abs(v.offset_start - 250) <= 1 and abs(v.offset_end - end) <= 1
     assert v.offset_bpm == pytest.approx(35.0, abs=2.0)
@@ -143,16 +155,16 @@ def test_partial_offset_found_and_corrected(end):
     assert 0.5 < v.confidence <= 1.0
 
 
-def test_cadence_lock_is_masked():
+def test_cadence_lock_is_masked(det):
     rng = np.random.default_rng(6)
     ts, hr, speed, alt = synth(rng)
     hr[150:230] = np.round(181.0 + rng.normal(0, 1.5, 80))
-    an, v = run(ts, hr, speed, alt)
+    an, v = run(det, ts, hr, speed, alt)
     assert v.faults == ["cadence_lock"] and v.offset_kind == "none"
     assert set(np.flatnonzero(v.invalid)) == set(range(150, 230))
 
 
-def _user_model(rng, n_workouts: int, cfg: DetectorConfig = CFG):
+def _user_model(cfg: DetectorConfig, rng, n_workouts: int):
     """Level statistics of a user's clean workouts, and the LOO model of the last one."""
     stats, users, works = [], [], []
     for _ in range(n_workouts):
@@ -164,29 +176,29 @@ def _user_model(rng, n_workouts: int, cfg: DetectorConfig = CFG):
     return np.array(users), np.array(stats), works
 
 
-def test_full_offset_against_the_users_other_workouts():
+def test_full_offset_against_the_users_other_workouts(det):
     rng = np.random.default_rng(7)
-    users, stats, works = _user_model(rng, 6)
+    users, stats, works = _user_model(det, rng, 6)
     ts, hr, speed, alt = works[-1]
     low = hr - 30.0
-    an = analyse(ts, low, speed, alt, 30.0, 220.0, CFG)
+    an = analyse(ts, low, speed, alt, 30.0, 220.0, det)
     stats[-1] = an.stats
-    coef, k, _ = level_models(users, stats, np.ones(len(stats), bool), CFG)
+    coef, k, _ = level_models(users, stats, np.ones(len(stats), bool), det)
     model = LevelModel(coef[-1], int(k[-1]))
     assert model.k == 5
-    v = decide(an, low, model, False, 30, 220, CFG)
+    v = decide(an, low, model, False, 30, 220, det)
     assert v.faults == ["offset_full"] and v.offset_kind == "offset_full"
     assert v.offset_bpm == pytest.approx(30.0, abs=5.0) and v.deficit_bpm == v.offset_bpm
     assert (v.offset_start, v.offset_end) == (0, low.size)
     # The same workout without the offset is left alone.
-    an = analyse(ts, hr, speed, alt, 30.0, 220.0, CFG)
-    v = decide(an, hr, LevelModel(coef[-1], int(k[-1])), False, 30, 220, CFG)
+    an = analyse(ts, hr, speed, alt, 30.0, 220.0, det)
+    v = decide(an, hr, LevelModel(coef[-1], int(k[-1])), False, 30, 220, det)
     assert "offset_full" not in v.faults
 
 
-def test_level_models_are_leave_one_out_least_squares():
+def test_level_models_are_leave_one_out_least_squares(det):
     rng = np.random.default_rng(8)
-    cfg = DetectorConfig(level_ridge_points=0.0)
+    cfg = replace(det, level_ridge_points=0.0)
     users = np.array([1, 1, 1, 2, 2, 3])
     data = []
     for _ in users:
@@ -208,8 +220,8 @@ def test_level_models_are_leave_one_out_least_squares():
     np.testing.assert_allclose(coef[5], pop)
 
 
-def test_full_threshold_widens_with_fewer_workouts():
-    values = [full_threshold(k, CFG) for k in (1, 2, 3, 10, 100)]
+def test_full_threshold_widens_with_fewer_workouts(det):
+    values = [full_threshold(k, det) for k in (1, 2, 3, 10, 100)]
     assert values == sorted(values, reverse=True)
-    assert values[-1] == pytest.approx(CFG.full_min_offset_bpm, rel=0.01)
-    assert full_threshold(0, CFG) == CFG.full_pop_min_offset_bpm
+    assert values[-1] == pytest.approx(det.full_min_offset_bpm, rel=0.01)
+    assert full_threshold(0, det) == det.full_pop_min_offset_bpm

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
+import pytest
 
-from hrpred.clean.config import CorrectionConfig, HrFilterConfig, SmoothConfig
+from hrpred.clean.config import CleanConfig
 from hrpred.clean.corrections import (
     fill_short_gaps,
     hr_filter_reason,
     offset_plausible,
     smooth_inputs,
-    workout_type,
 )
+from hrpred.clean.hr_types import hr_workout_type
+
+
+@pytest.fixture(scope="module")
+def clean_cfg(config) -> CleanConfig:
+    return config(CleanConfig, "clean")
 
 
 def test_fill_short_gaps_interpolates_in_time_only_short_inner_runs():
@@ -33,8 +41,9 @@ def test_fill_short_gaps_interpolates_in_time_only_short_inner_runs():
     assert still2[0] and out2[0] == hr[0]
 
 
-def test_offset_plausibility():
-    cfg = CorrectionConfig()
+def test_offset_plausibility(clean_cfg):
+    cfg = clean_cfg.correct
+    assert (cfg.plausible_mean_min_bpm, cfg.plausible_mean_max_bpm) == (100.0, 200.0)
     valid = np.ones(5, dtype=bool)
     assert offset_plausible(np.full(5, 150.0), valid, cfg)
     assert not offset_plausible(np.full(5, 95.0), valid, cfg)
@@ -42,28 +51,30 @@ def test_offset_plausibility():
     assert not offset_plausible(np.full(5, 150.0), ~valid, cfg)
 
 
-def test_smoothing_fields_and_target():
+def test_smoothing_fields_and_target(clean_cfg):
     rng = np.random.default_rng(0)
     speed, alt, hr = rng.normal(size=(3, 30))
-    same = smooth_inputs(speed, alt, hr, SmoothConfig())  # window 0: off
+    off = clean_cfg.smooth
+    assert off.window == 0 and not off.target
+    same = smooth_inputs(speed, alt, hr, off)  # window 0: off
     assert all(a is b for a, b in zip(same, (speed, alt, hr), strict=True))
-    s, a, h = smooth_inputs(speed, alt, hr, SmoothConfig(window=3, fields=("altitude",)))
+    s, a, h = smooth_inputs(speed, alt, hr, replace(off, window=3, fields=("altitude",)))
     np.testing.assert_array_equal(s, speed)
     np.testing.assert_array_equal(h, hr)
     want = pd.Series(alt).rolling(3, min_periods=1).mean().to_numpy()
     np.testing.assert_allclose(a, want)
-    _, _, h = smooth_inputs(speed, alt, hr, SmoothConfig(window=3, target=True))
+    _, _, h = smooth_inputs(speed, alt, hr, replace(off, window=3, target=True))
     np.testing.assert_allclose(h, pd.Series(hr).rolling(3, min_periods=1).mean().to_numpy())
 
 
-def test_hr_filters_reference_thresholds():
+def test_hr_filters_reference_thresholds(clean_cfg):
     n = 100
     speed = np.linspace(8, 12, n)
     valid = np.ones(n, dtype=bool)
     base = 150 + 6 * np.sin(np.arange(n)) + (speed - 10) * 3  # std about 5.2
-    off = HrFilterConfig()
-    on = HrFilterConfig(enabled=True)
-    assert hr_filter_reason(base - 40, speed, valid, off) is None  # off by default
+    off = clean_cfg.hr_filters
+    on = replace(off, enabled=True)
+    assert hr_filter_reason(base - 40, speed, valid, off) is None  # off in params.yaml
     assert hr_filter_reason(base, speed, valid, on) is None
     assert hr_filter_reason(base - 40, speed, valid, on) == "hr_filter:mean_low"
     spiky = base.copy()
@@ -71,14 +82,17 @@ def test_hr_filters_reference_thresholds():
     assert hr_filter_reason(spiky, speed, valid, on) == "hr_filter:max_high"
     assert hr_filter_reason(np.full(n, 150.0), speed, valid, on) == "hr_filter:std_low"
     assert hr_filter_reason(300 - base, speed, valid, on) == "hr_filter:corr_low"
-    typed = HrFilterConfig(enabled=True, drop_types=("STEADY",))
+    typed = replace(on, drop_types=("STEADY",))
     assert hr_filter_reason(base, speed, valid, typed) == "hr_filter:type"
+    assert hr_filter_reason(base, speed, valid, replace(on, drop_types=("INTERVALS",))) is None
 
 
 def test_workout_type_rules():
-    assert workout_type(np.full(40, 150.0)) == "UNKNOWN"
-    assert workout_type(175 + np.sin(np.arange(60))) == "INTENSIVE"
-    assert workout_type(155 + np.sin(np.arange(60))) == "STEADY"
-    assert workout_type(135 + np.sin(np.arange(60))) == "RECOVERY"
+    assert hr_workout_type(np.full(40, 150.0)) == "unknown"  # fewer than 50 samples
+    assert hr_workout_type(175 + np.sin(np.arange(60))) == "intensive"
+    assert hr_workout_type(155 + np.sin(np.arange(60))) == "steady"
+    assert hr_workout_type(135 + np.sin(np.arange(60))) == "recovery"
     alternating = np.where((np.arange(60) // 5) % 2 == 0, 178.0, 135.0)
-    assert workout_type(alternating) == "INTERVALS"
+    assert hr_workout_type(alternating) == "intervals"
+    with_gaps = np.where(np.arange(60) % 7 == 0, np.nan, 175.0)  # NaN samples are ignored
+    assert hr_workout_type(with_gaps) == "intensive"

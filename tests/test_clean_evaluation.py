@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hrpred.clean.detection import detection_metrics, predicted_label
-from hrpred.clean.pipeline import REPORT_SCHEMA, WORKOUTS_SCHEMA
+from hrpred.clean.outputs import REPORT_SCHEMA, WORKOUTS_SCHEMA
 
 
 def _report_rows():

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from hrpred.clean.rules import RuleConfig, longest_run, rule_flags, structural_reason
+from hrpred.clean.config import CleanConfig, RuleConfig
+from hrpred.clean.rules import longest_run, rule_flags, structural_reason
 from hrpred.clean.workout import Workout, coerce_workout
 
-CFG = RuleConfig()
 N = 100
+Flags = Callable[..., dict[str, float]]
+
+
+@pytest.fixture(scope="module")
+def rules(config) -> RuleConfig:
+    """The rule thresholds of params.yaml (the cases below sit just around them)."""
+    return config(CleanConfig, "clean").rules
+
+
+@pytest.fixture(scope="module")
+def flags_of(rules: RuleConfig) -> Flags:
+    def flags(w: dict[str, np.ndarray], cfg: RuleConfig | None = None) -> dict[str, float]:
+        return rule_flags(w["ts"], w["hr"], w["alt"], w["speed"], w["speed"], cfg or rules)
+
+    return flags
 
 
 def base() -> dict[str, np.ndarray]:
@@ -24,11 +42,7 @@ def base() -> dict[str, np.ndarray]:
     }
 
 
-def flags_of(w: dict[str, np.ndarray], cfg: RuleConfig = CFG) -> dict[str, float]:
-    return rule_flags(w["ts"], w["hr"], w["alt"], w["speed"], w["speed"], cfg)
-
-
-def test_base_workout_is_clean():
+def test_base_workout_is_clean(flags_of):
     assert flags_of(base()) == {}
 
 
@@ -61,12 +75,12 @@ HR_CASES = [
 
 
 @pytest.mark.parametrize("flag, below, above", HR_CASES, ids=[c[0] for c in HR_CASES])
-def test_hr_value_rules(flag, below, above):
+def test_hr_value_rules(flag, below, above, flags_of):
     assert flag not in flags_of(_with(hr=below, speed=base()["speed"]))
     assert flag in flags_of(_with(hr=above, speed=base()["speed"]))
 
 
-def test_hr_spike_step_threshold():
+def test_hr_spike_step_threshold(flags_of):
     hr = np.full(N, 150.0) + np.sin(np.arange(N))  # small steps
     hr[50] = hr[49] + 40.0  # step of exactly 40: no flag
     w = _with(hr=hr)
@@ -75,7 +89,7 @@ def test_hr_spike_step_threshold():
     assert "hr_spike" in flags_of(_with(hr=hr))
 
 
-def test_low_variance():
+def test_low_variance(flags_of):
     hr = 150.0 + np.where(np.arange(N) % 2 == 0, 5.05, -5.05)  # std 5.05
     assert "hr_low_variance" not in flags_of(_with(hr=hr))
     hr = 150.0 + np.where(np.arange(N) % 2 == 0, 4.95, -4.95)
@@ -94,7 +108,7 @@ def _drop(size: float, span: int) -> np.ndarray:
     return hr
 
 
-def test_sudden_drop_within_60_s():
+def test_sudden_drop_within_60_s(flags_of):
     # 50.5 BPM in 50 s: flag; 49.9 in 50 s: no; 51 in 70 s: no (at most 36 within 60 s).
     assert "hr_sudden_drop" in flags_of(_with(hr=_drop(50.5, 5)))
     assert "hr_sudden_drop" not in flags_of(_with(hr=_drop(49.9, 5)))
@@ -103,7 +117,7 @@ def test_sudden_drop_within_60_s():
     assert flags_of(_with(hr=_drop(55.0, 1)))["hr_sudden_drop"] == 35.0
 
 
-def test_sudden_rise_skips_the_start():
+def test_sudden_rise_skips_the_start(flags_of):
     rise = 320.0 - _drop(50.5, 5)  # mirror: a rise from sample 39
     assert "hr_sudden_rise" in flags_of(_with(hr=rise))
     early = np.roll(rise, -35)  # the rise now starts at sample 4 (< sudden_rise_skip)
@@ -124,12 +138,12 @@ SPEED_CASES = [
 
 
 @pytest.mark.parametrize("flag, below, above", SPEED_CASES, ids=[c[0] for c in SPEED_CASES])
-def test_speed_value_rules(flag, below, above):
+def test_speed_value_rules(flag, below, above, flags_of):
     assert flag not in flags_of(_with(speed=below))
     assert flag in flags_of(_with(speed=above))
 
 
-def test_speed_spike_step():
+def test_speed_spike_step(flags_of):
     s = np.full(N, 10.0)
     s[50:] = 25.0  # step of exactly 15
     assert "speed_spike" not in flags_of(_with(speed=s))
@@ -137,7 +151,7 @@ def test_speed_spike_step():
     assert "speed_spike" in flags_of(_with(speed=s))
 
 
-def test_zero_speed_with_high_hr():
+def test_zero_speed_with_high_hr(flags_of):
     hr = np.full(N, 145.0) + np.sin(np.arange(N)) * 6
     s = np.full(N, 9.0) + 0.1 * (hr - 145)
     s[20:30] = 0.5  # 10 samples still and HR > 140 (sin can dip: force HR)
@@ -147,7 +161,7 @@ def test_zero_speed_with_high_hr():
     assert flags_of(_with(hr=hr, speed=s))["speed_zero_moving"] == 11
 
 
-def test_hr_speed_mismatch():
+def test_hr_speed_mismatch(flags_of):
     rng = np.random.default_rng(0)
     hr = base()["hr"]
     s = 9.0 + rng.normal(0, 1, N)
@@ -156,7 +170,7 @@ def test_hr_speed_mismatch():
     assert "hr_speed_mismatch" not in flags_of(base())
 
 
-def test_timestamp_rules():
+def test_timestamp_rules(flags_of, rules):
     ts = base()["ts"].copy()  # regular 10-s steps: no timestamp flag (base test)
     ts2 = ts.copy()
     ts2[50] = ts2[49]  # duplicate time
@@ -170,12 +184,12 @@ def test_timestamp_rules():
     # TS01 as a flag only when gap_action is 'flag'.
     gap = ts.copy()
     gap[60:] += 300
-    flag_cfg = RuleConfig(gap_action="flag")
+    flag_cfg = replace(rules, gap_action="flag")
     assert "timestamp_gap" in flags_of(_with(ts=gap), flag_cfg)
     assert "timestamp_gap" not in flags_of(_with(ts=gap))
 
 
-def test_altitude_spike():
+def test_altitude_spike(flags_of):
     alt = np.full(N, 100.0)
     alt[50:] = 150.0  # step of exactly 50 m
     assert "altitude_spike" not in flags_of(_with(alt=alt))
@@ -183,7 +197,7 @@ def test_altitude_spike():
     assert "altitude_spike" in flags_of(_with(alt=alt))
 
 
-def test_offset_suspects():
+def test_offset_suspects(flags_of):
     w = base()
     # (a) mean speed > 10 and mean HR < 145.
     fast_low = _with(hr=w["hr"] - 10.0, speed=w["speed"] + 1.5)
@@ -212,39 +226,39 @@ def _workout(**kw) -> Workout:
     return Workout(line=1, workout_id=1, user_id=1, sport="run", gender="male", **arrays)
 
 
-def test_structural_rules_in_order():
-    assert structural_reason(_workout(), CFG) is None
-    assert structural_reason(_workout(hr=np.empty(0)), CFG) == "missing_hr"
-    assert structural_reason(_workout(ts=np.empty(0, np.int64)), CFG) == "missing_timestamp"
-    assert structural_reason(_workout(alt=np.empty(0)), CFG) == "missing_altitude"
-    assert structural_reason(_workout(speed=np.ones(N - 1)), CFG) == "length_mismatch"
+def test_structural_rules_in_order(rules):
+    assert structural_reason(_workout(), rules) is None
+    assert structural_reason(_workout(hr=np.empty(0)), rules) == "missing_hr"
+    assert structural_reason(_workout(ts=np.empty(0, np.int64)), rules) == "missing_timestamp"
+    assert structural_reason(_workout(alt=np.empty(0)), rules) == "missing_altitude"
+    assert structural_reason(_workout(speed=np.ones(N - 1)), rules) == "length_mismatch"
     lat = np.full(N - 3, 45.0)
-    assert structural_reason(_workout(lat=lat, lon=lat), CFG) == "length_mismatch"
+    assert structural_reason(_workout(lat=lat, lon=lat), rules) == "length_mismatch"
     short = {k: v[:49] for k, v in base().items()}
     long_ts = 1_400_000_000 + 10 * np.arange(49) * 4
-    assert structural_reason(_workout(**{**short, "ts": long_ts}), CFG) == "too_few_points"
+    assert structural_reason(_workout(**{**short, "ts": long_ts}), rules) == "too_few_points"
     fifty = {k: v[:50] for k, v in base().items()}
     fifty["ts"] = 1_400_000_000 + 10 * np.arange(50) * 4
-    assert structural_reason(_workout(**fifty), CFG) is None
+    assert structural_reason(_workout(**fifty), rules) is None
     back = base()["ts"].copy()
     back[30] = back[28]
-    assert structural_reason(_workout(ts=back), CFG) == "timestamp_nonmonotonic"
+    assert structural_reason(_workout(ts=back), rules) == "timestamp_nonmonotonic"
     # Duration: 5.0 min passes, 4.98 min does not (3 s steps: 99 * 3 = 297 s).
-    assert structural_reason(_workout(ts=1_400_000_000 + 3 * np.arange(N)), CFG) == "too_short"
+    assert structural_reason(_workout(ts=1_400_000_000 + 3 * np.arange(N)), rules) == "too_short"
     five = 1_400_000_000 + np.round(np.linspace(0, 300, N)).astype(np.int64)
-    assert structural_reason(_workout(ts=five), CFG) is None
+    assert structural_reason(_workout(ts=five), rules) is None
     gap = base()["ts"].copy()
     gap[60:] += 290  # step 300 s: allowed
-    assert structural_reason(_workout(ts=gap), CFG) is None
+    assert structural_reason(_workout(ts=gap), rules) is None
     gap[60:] += 1
-    assert structural_reason(_workout(ts=gap), CFG) == "timestamp_gap"
-    assert structural_reason(_workout(ts=gap), RuleConfig(gap_action="flag")) is None
+    assert structural_reason(_workout(ts=gap), rules) == "timestamp_gap"
+    assert structural_reason(_workout(ts=gap), replace(rules, gap_action="flag")) is None
     for bad, ok in ((-500.1, -500.0), (6000.1, 6000.0)):
         alt = base()["alt"].copy()
         alt[10] = ok
-        assert structural_reason(_workout(alt=alt), CFG) is None
+        assert structural_reason(_workout(alt=alt), rules) is None
         alt[10] = bad
-        assert structural_reason(_workout(alt=alt), CFG) == "altitude_unrealistic"
+        assert structural_reason(_workout(alt=alt), rules) == "altitude_unrealistic"
 
 
 def test_coerce_workout_reasons():

@@ -1,0 +1,154 @@
+"""The evaluate stage as one library call: `run_evaluate(cfg, truth_path, layout)`.
+
+Reads models/model.pt, data/features and data/split (through `hrpred.store`); writes
+data/eval/predictions.parquet (every real step of val and test rows), metrics/evaluate.json
+(test, val, baselines, comparison, categories, noise_floor, diagnostics, counts), DVC plot data
+plots/*.json, PNG figures plots/figures/ and GIFs plots/animations/. The simulator truth
+(`clean.truth`) is read for measurement only (noise floor, archetype agreement of the
+input-only categories).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hrpred.evaluate.categories import CategoryRules
+from hrpred.evaluate.figures import animations, figures
+from hrpred.evaluate.inputs import EvalInputError, input_categories, optional_truth
+from hrpred.evaluate.plots import choose_examples, plot_records, write_plot_data
+from hrpred.evaluate.report import build_report, split_traces, workout_maes
+from hrpred.evaluate.scoring import Predictor, SplitResult, evaluate_all, fit_baselines
+from hrpred.params import ParamError
+from hrpred.store import Dataset, Layout, StoreError, open_dataset, write_json
+
+PredictorFactory = Callable[[Path, list[str]], Predictor]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """params.yaml `evaluate:` (units and meaning in the file's comments)."""
+
+    animations: bool
+    seed: int
+    batch_rows: int
+    ridge_alpha: float
+    physio_taus_s: tuple[float, ...]
+    physio_climb_clip: float
+    baseline_fit_rows: int
+    categories: CategoryRules
+    hr_band_edges: tuple[float, ...]
+    example_quantiles: tuple[float, ...]
+    example_window: float
+    example_min_steps: int
+    n_scatter: int
+    figure_dpi: int
+    animation_frames: int
+    animation_fps: int
+    animation_dpi: int
+
+    def __post_init__(self) -> None:
+        if self.batch_rows < 1 or self.ridge_alpha < 0 or not self.physio_taus_s:
+            raise ParamError("evaluate: batch_rows >= 1, ridge_alpha >= 0, physio_taus_s non-empty")
+        if any(t <= 0 for t in self.physio_taus_s):
+            raise ParamError("evaluate.physio_taus_s must all be > 0 (seconds)")
+        if any(not 0 <= q <= 1 for q in self.example_quantiles) or self.example_window < 0:
+            raise ParamError("evaluate.example_quantiles must be in [0, 1], example_window >= 0")
+        if min(self.figure_dpi, self.animation_frames, self.animation_fps, self.animation_dpi) < 1:
+            raise ParamError("evaluate: figure_dpi and the animation_* values must be >= 1")
+        if self.n_scatter < 0:
+            raise ParamError("evaluate.n_scatter must be >= 0")
+
+
+def load_predictor(path: Path, names: list[str]) -> Predictor:
+    """The trained LSTM as `features_unscaled[n, T, F] -> hr[n, T]`."""
+    from hrpred.model import load_checkpoint, predict  # torch import only when needed
+
+    try:
+        model, ckpt = load_checkpoint(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint gets the same message
+        raise EvalInputError(f"cannot load {path} ({e}); rerun `dvc repro train`") from None
+    if list(ckpt.get("features", [])) != list(names):
+        raise EvalInputError(
+            f"{path} was trained on features {ckpt.get('features')} but data/features "
+            f"has {names}; rerun `dvc repro train`"
+        )
+    return lambda x: predict(model, ckpt, x)
+
+
+def run_evaluate(
+    cfg: EvalConfig,
+    truth_path: str | None,
+    layout: Layout,
+    predictor_factory: PredictorFactory = load_predictor,
+) -> dict[str, Any]:
+    """Everything the stage does; returns the metrics dict (also in metrics/evaluate.json)."""
+    ds = open_dataset(layout.features_dir, layout.split_dir)
+    if not layout.model.exists():
+        raise StoreError(f"{layout.model} not found: run `dvc repro train` first")
+    test_rows = ds.rows["test"]
+    if len(test_rows) == 0:
+        raise EvalInputError("the test split is empty; check split.fractions")
+    test_ids = ds.data.index["workout_id"].to_numpy()[test_rows]
+    layout.eval_dir.mkdir(parents=True, exist_ok=True)
+    baselines = fit_baselines(ds, cfg)  # first: its peak memory does not add to the truth's
+    truth = optional_truth(layout.resolve(truth_path) if truth_path else None, test_ids)
+    categories = input_categories(ds, test_rows, cfg.categories, cfg.batch_rows)
+    predict = predictor_factory(layout.model, ds.data.names)  # torch after the fit's peak
+    results = evaluate_all(ds, predict, baselines, cfg, layout.predictions, truth)
+    report = build_report(ds, results, baselines.params(), categories, truth)
+    write_json(layout.metrics("evaluate"), report, digits=6)
+    write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir)
+    return report
+
+
+def write_plots(
+    ds: Dataset,
+    test: SplitResult,
+    categories: Sequence[str],
+    report: dict[str, Any],
+    cfg: EvalConfig,
+    out_dir: Path,
+) -> None:
+    """plots/: DVC plot data, PNG figures and (optionally) GIFs, all rewritten."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # whole output rewritten: no stale figures from older runs
+    wmae = workout_maes(test)
+    examples = choose_examples(
+        wmae,
+        categories,
+        ds.data.index["workout_id"].to_numpy()[test.rows],
+        ds.data.lengths(test.rows),  # input length, not the HR mask: no quality filter
+        cfg.example_quantiles,
+        cfg.seed,
+        window=cfg.example_window,
+        min_steps=cfg.example_min_steps,
+    )
+    # examples index positions in the test split, not rows of data/features
+    traces = split_traces(ds, test, examples)
+    records = plot_records(test.plot, wmae, examples, traces)
+    write_plot_data(records, out_dir)
+    maes = {"LSTM": report["test"]["mae"]}
+    maes.update({name: b["test"]["mae"] for name, b in report["baselines"].items()})
+    figures(
+        test.plot, traces, wmae, examples, records["scatter"], maes, out_dir / "figures",
+        cfg.figure_dpi,
+    )  # fmt: skip
+    if cfg.animations:
+        animations(
+            traces, examples, out_dir / "animations",
+            cfg.animation_frames, cfg.animation_fps, cfg.animation_dpi,
+        )  # fmt: skip
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """One line for stderr: test MAE/RMSE of the model and each baseline's MAE."""
+    t, b = report["test"], report["baselines"]
+    return (
+        f"evaluate: test MAE {t['mae']:.2f} RMSE {t['rmse']:.2f} BPM "
+        f"(constant {b['constant']['test']['mae']:.2f}, ridge {b['ridge']['test']['mae']:.2f}, "
+        f"physio {b['physio']['test']['mae']:.2f}) on {t['n_workouts']} workouts"
+    )

@@ -1,0 +1,395 @@
+"""Scoring of a predictor on the val/test splits: baselines, per-row error sums, the
+predictions table and the noise floor.
+
+The predictor is any function `features_unscaled[n, T, F] -> hr[n, T]` (the stage passes the
+trained LSTM), so the whole report can be built and tested without a checkpoint. Val and test
+are processed `batch_rows` workouts at a time: metrics come from per-workout error sums, plot
+data from running counts and the predictions table is written chunk by chunk, so memory stays
+bounded at full scale (only the test split's model predictions are kept, for example traces).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hrpred.evaluate.baselines import (
+    ConstantBaseline,
+    PhysioBaseline,
+    RidgeBaseline,
+    fit_constant,
+    fit_physio,
+    fit_ridge,
+)
+from hrpred.evaluate.categories import report_only_hr_band
+from hrpred.evaluate.inputs import (
+    EvalInputError,
+    chunks,
+    count_valid,
+    feature_column,
+    feature_index,
+    fit_subsample,
+)
+from hrpred.evaluate.metrics import RowSums, row_sums
+from hrpred.evaluate.plots import PlotSums
+from hrpred.features.scaler import apply_scaler, scaler_arrays
+from hrpred.store import Dataset, read_rows
+
+if TYPE_CHECKING:
+    from hrpred.evaluate.evaluation import EvalConfig
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Baselines:
+    """The fitted reference predictors and their reported parameters."""
+
+    constant: ConstantBaseline
+    ridge: RidgeBaseline
+    physio: PhysioBaseline
+    scale: Callable[[np.ndarray], np.ndarray]
+
+    def params(self) -> dict[str, dict[str, float]]:
+        p = self.physio
+        return {
+            "constant": {"hr_bpm": self.constant.value},
+            "ridge": {"alpha": self.ridge.alpha, "intercept": self.ridge.intercept},
+            "physio": {
+                "tau_s": p.tau_s,
+                "h0": p.h0,
+                "a": p.a,
+                "b_per_kmh": p.b,
+                "c_per_m_per_min": p.c,
+            },
+        }
+
+    def predict(
+        self, features: np.ndarray, elapsed: np.ndarray, speed_col: int, altitude_col: int
+    ) -> dict[str, np.ndarray]:
+        """Predictions [n, T] (float64) of every baseline for one chunk of rows."""
+        el = np.asarray(elapsed, dtype=np.float64)
+        return {
+            "constant": self.constant.predict(el.shape),
+            "ridge": self.ridge.predict(self.scale(features)),
+            "physio": self.physio.predict(
+                np.asarray(features[:, :, speed_col], dtype=np.float64),
+                np.asarray(features[:, :, altitude_col], dtype=np.float64),
+                el,
+            ),
+        }
+
+
+def fit_baselines(ds: Dataset, cfg: EvalConfig) -> Baselines:
+    """Fit the baselines on (a seeded subsample of) the train rows."""
+    train = ds.rows["train"]
+    if len(train) == 0:
+        raise EvalInputError("no train rows in assignment.parquet: rerun split")
+    train = fit_subsample(train, cfg.baseline_fit_rows, cfg.seed)
+    # float32 as stored: the fits convert to float64 themselves (same values, half the memory)
+    y_tr = read_rows(ds.data.target, train)
+    m_tr = np.asarray(read_rows(ds.data.mask, train), dtype=bool)
+    if not m_tr.any():
+        raise EvalInputError("no valid train steps: check featurize/clean outputs")
+    el_tr = read_rows(ds.data.elapsed, train)
+
+    mean, std = scaler_arrays(ds.data.names, ds.split.scaler)
+
+    def scaled(x: np.ndarray) -> np.ndarray:
+        return apply_scaler(x, mean, std)
+
+    const = fit_constant(y_tr, m_tr)
+    ridge = fit_ridge(_ScaledView(ds.data.features, train, scaled), y_tr, m_tr, cfg.ridge_alpha)
+    physio = fit_physio(
+        feature_column(ds, "speed", train),
+        feature_column(ds, "altitude", train),
+        el_tr,
+        y_tr,
+        m_tr,
+        cfg.physio_taus_s,
+        cfg.physio_climb_clip,
+    )
+    return Baselines(const, ridge, physio, scaled)
+
+
+class _ScaledView:
+    """Row-chunk view of the features that scales on access (fit_ridge slices it by rows)."""
+
+    def __init__(
+        self, features: np.ndarray, rows: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]
+    ) -> None:
+        self._f, self._rows, self._fn = features, rows, fn
+        self.shape = (len(rows), *features.shape[1:])
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        return self._fn(read_rows(self._f, self._rows[sl]))
+
+
+class NoiseFloorSums:
+    """Sums for `noise_floor`, accumulated chunk by chunk from the simulator truth.
+
+    Only rows whose workout id is in the truth with the same number of steps are used (clean
+    keeps steps 1:1 for those).
+    """
+
+    NEED = frozenset({"workout_id", "hr_clean", "hr_physio"})
+    KEYS = ("clean_physio", "target_clean", "target_physio", "model_physio", "model_target")
+
+    def __init__(self, truth: pd.DataFrame) -> None:
+        self.by_id = truth.drop_duplicates("workout_id").set_index("workout_id")
+        self.matched = 0
+        self.unmatched = 0
+        self.n_steps = 0
+        self.abs = dict.fromkeys(self.KEYS, 0.0)
+        self.sq_target_physio = 0.0
+
+    def add(
+        self,
+        index: pd.DataFrame,
+        lengths: np.ndarray,
+        target: np.ndarray,
+        model: np.ndarray,
+        valid: np.ndarray,
+    ) -> None:
+        """One chunk: `index` = its rows of index.parquet, arrays [n, T]."""
+        n, t = valid.shape
+        clean = np.full((n, t), np.nan)
+        physio = np.full((n, t), np.nan)
+        matched = np.zeros(n, dtype=bool)
+        for i, (wid, length, offset, steps) in enumerate(
+            zip(
+                index["workout_id"].to_numpy(),
+                lengths,
+                index["offset"].to_numpy() if "offset" in index else np.zeros(n, dtype=int),
+                index["workout_steps"].to_numpy() if "workout_steps" in index else np.full(n, -1),
+                strict=True,
+            )
+        ):
+            if wid not in self.by_id.index:
+                continue
+            hc = np.asarray(self.by_id.at[wid, "hr_clean"], dtype=np.float64)
+            hp = np.asarray(self.by_id.at[wid, "hr_physio"], dtype=np.float64)
+            if len(hc) != len(hp) or (steps >= 0 and len(hc) != steps) or offset + length > len(hc):
+                continue
+            clean[i, :length] = hc[offset : offset + length]
+            physio[i, :length] = hp[offset : offset + length]
+            matched[i] = True
+        self.matched += int(matched.sum())
+        self.unmatched += int((~matched).sum())
+        v = valid & matched[:, None] & np.isfinite(clean) & np.isfinite(physio)
+        y = np.asarray(target, dtype=np.float64)[v]
+        c, p = clean[v], physio[v]
+        m = np.asarray(model, dtype=np.float64)[v]
+        self.n_steps += int(v.sum())
+        for key, (a, b) in zip(self.KEYS, ((p, c), (c, y), (p, y), (m, p), (m, y)), strict=True):
+            self.abs[key] += float(np.abs(a - b).sum())
+        self.sq_target_physio += float(((p - y) ** 2).sum())
+
+    def result(self) -> dict[str, float | int] | None:
+        """The noise-floor entry of the report; None when no row matched (e.g. real data)."""
+        if not self.matched:
+            return None
+        n = self.n_steps
+
+        def mean(x: float) -> float:
+            return x / n if n else float("nan")
+
+        return {
+            "n_workouts": self.matched,
+            "n_unmatched": self.unmatched,
+            "n_steps": n,
+            "clean_vs_physio_mae": mean(self.abs["clean_physio"]),
+            "target_vs_clean_mae": mean(self.abs["target_clean"]),
+            "target_vs_physio_mae": mean(self.abs["target_physio"]),
+            "target_vs_physio_rmse": float(np.sqrt(self.sq_target_physio / n))
+            if n
+            else float("nan"),
+            "model_vs_physio_mae": mean(self.abs["model_physio"]),
+            "model_mae_same_steps": mean(self.abs["model_target"]),
+        }
+
+
+@dataclass
+class SplitResult:
+    """What the report and plots need of one evaluated split (no [N, T] arrays but `model`).
+
+    `sums`: per-row error sums of "model" and each baseline; `model`: the model's predictions
+    [len(rows), T] in the predictor's dtype (float32 for the LSTM), kept for the test split only
+    (example traces); `bands`: report-only HR band of each row.
+    """
+
+    rows: np.ndarray
+    sums: dict[str, RowSums]
+    bands: list[str]
+    resid_abs_sum: float  # offset diagnostics: sum |err - workout mean error| ...
+    resid_n: int  # ... over this many valid steps
+    plot: PlotSums | None = None
+    noise: NoiseFloorSums | None = None
+    model: np.ndarray | None = None
+
+
+def evaluate_split(
+    ds: Dataset,
+    predict: Predictor,
+    baselines: Baselines,
+    split: str,
+    cfg: EvalConfig,
+    writer: PredictionsWriter | None = None,
+    plot: PlotSums | None = None,
+    noise: NoiseFloorSums | None = None,
+    keep_model: bool = False,
+) -> SplitResult:
+    """Predict one split chunk by chunk (`cfg.batch_rows` rows) and accumulate its metrics.
+
+    Memory is bounded by one chunk (plus `keep_model`'s [n, T] predictions when asked).
+    """
+    data = ds.data
+    rows = ds.rows[split]
+    t = data.seq_len
+    speed_col = feature_index(ds, "speed")
+    alt_col = feature_index(ds, "altitude")
+    lengths = data.lengths(rows)
+    ids = data.index["workout_id"].to_numpy()
+    parts: dict[str, list[RowSums]] = {"model": [], "constant": [], "ridge": [], "physio": []}
+    bands: list[str] = []
+    resid_abs, resid_n = 0.0, 0
+    kept: np.ndarray | None = None
+    for start, chunk in chunks(rows, cfg.batch_rows, f"evaluate {split}"):
+        x = read_rows(data.features, chunk)
+        y = read_rows(data.target, chunk)
+        v = np.asarray(read_rows(data.mask, chunk), dtype=bool)
+        el = read_rows(data.elapsed, chunk)
+        raw = np.asarray(predict(x))
+        if keep_model:
+            if kept is None:
+                kept = np.empty((len(rows), t), dtype=raw.dtype)
+            kept[start : start + len(chunk)] = raw
+        model = np.asarray(raw, dtype=np.float64)
+        preds = {"model": model, **baselines.predict(x, el, speed_col, alt_col)}
+        for name, pred in preds.items():
+            parts[name].append(row_sums(y, pred, v, el))
+        bands += report_only_hr_band(y, v, cfg.hr_band_edges)
+        # offset diagnostics: error left after removing each workout's mean error
+        s = parts["model"][-1]
+        has = s.n > 0
+        if has.any():
+            err = np.where(v, model - np.asarray(y, dtype=np.float64), 0.0)[has]
+            bias_w = s.err_sum[has] / s.n[has]
+            resid = np.abs(err - bias_w[:, None])[v[has]]
+            resid_abs += float(resid.sum())
+            resid_n += int(resid.size)
+        if plot is not None:
+            plot.add(y, model, v, el)
+        if noise is not None:
+            idx = data.index.iloc[chunk]
+            noise.add(idx, lengths[start : start + len(chunk)], y, model, v)
+        if writer is not None:
+            writer.write(
+                split, chunk, ids[chunk], lengths[start : start + len(chunk)], el, y, raw, v
+            )
+    return SplitResult(
+        rows=rows,
+        sums={k: RowSums.concat(p) for k, p in parts.items()},
+        bands=bands,
+        resid_abs_sum=resid_abs,
+        resid_n=resid_n,
+        plot=plot,
+        noise=noise,
+        model=kept,
+    )
+
+
+PREDICTION_COLUMNS = {
+    "row": np.int64,
+    "workout_id": np.int64,
+    "split": object,
+    "step": np.int32,
+    "t": np.float32,
+    "hr_true": np.float32,
+    "hr_pred": np.float32,
+    "valid": bool,
+}
+
+
+class PredictionsWriter:
+    """data/eval/predictions.parquet written chunk by chunk: every real (non-padding) step."""
+
+    def __init__(self, path: Path) -> None:
+        # schema (with pandas metadata) of a one-row frame: an empty object column has no type
+        one = pd.DataFrame({k: np.zeros(1, dtype=d) for k, d in PREDICTION_COLUMNS.items()})
+        one["split"] = "test"
+        self.schema = pa.Schema.from_pandas(one, preserve_index=False)
+        self._writer = pq.ParquetWriter(path, self.schema)
+
+    def write(
+        self,
+        split: str,
+        rows: np.ndarray,
+        workout_ids: np.ndarray,
+        lengths: np.ndarray,
+        elapsed: np.ndarray,
+        target: np.ndarray,
+        model: np.ndarray,
+        valid: np.ndarray,
+    ) -> None:
+        """One chunk of rows of a split (arrays [n, T])."""
+        t = target.shape[1]
+        inside = np.arange(t)[None, :] < lengths[:, None]
+        ri, step = np.nonzero(inside)
+        if len(ri) == 0:
+            return
+        frame = pd.DataFrame(
+            {
+                "row": rows[ri].astype(np.int64),
+                "workout_id": workout_ids[ri].astype(np.int64),
+                "split": split,
+                "step": step.astype(np.int32),
+                "t": elapsed[ri, step].astype(np.float32),
+                "hr_true": target[ri, step].astype(np.float32),
+                "hr_pred": model[ri, step].astype(np.float32),
+                "valid": valid[ri, step],
+            }
+        )
+        self._writer.write_table(
+            pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
+        )
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def evaluate_all(
+    ds: Dataset,
+    predict: Predictor,
+    baselines: Baselines,
+    cfg: EvalConfig,
+    predictions: Path | None = None,
+    truth: pd.DataFrame | None = None,
+) -> dict[str, SplitResult]:
+    """Val and test, chunk by chunk; writes `predictions` (parquet) when given.
+
+    The test split also gets the plot sums (seeded by `cfg.seed`), the noise floor (when
+    `truth` has the simulator's HR) and its model predictions (example traces).
+    """
+    test = ds.rows["test"]
+    plot = PlotSums(count_valid(ds, test, cfg.batch_rows), cfg.seed, cfg.n_scatter)
+    noise = None
+    if truth is not None and NoiseFloorSums.NEED <= set(truth.columns):
+        noise = NoiseFloorSums(truth)
+    writer = PredictionsWriter(predictions) if predictions is not None else None
+    try:
+        results = {"val": evaluate_split(ds, predict, baselines, "val", cfg, writer)}
+        results["test"] = evaluate_split(
+            ds, predict, baselines, "test", cfg, writer, plot, noise, keep_model=True
+        )
+    finally:
+        if writer is not None:
+            writer.close()
+    return results

@@ -1,0 +1,194 @@
+"""Model and dataset cards (README.md files) filled from text templates.
+
+The prose lives in `hrpred/export/templates/*.md` (`string.Template`, `${name}` fields); the
+functions here only compute the fields. An optional block is a string that is empty when absent
+and ends with a newline when present, so the template keeps the surrounding blank lines.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from importlib.resources import files
+from string import Template
+from typing import Any
+
+# Metric keys shown in the model card tables, in this order, when present.
+CARD_METRICS = (
+    "mae",
+    "rmse",
+    "mae_after_2min",
+    "workout_mae_mean",
+    "workout_mae_median",
+    "bias",
+    "n_workouts",
+    "n_steps",
+)
+
+
+def fill(template: str, **fields: Any) -> str:
+    """templates/<template> with every `${field}` replaced (a missing field is an error)."""
+    text = files("hrpred.export").joinpath("templates", template).read_text(encoding="utf-8")
+    return Template(text).substitute({k: str(v) for k, v in fields.items()})
+
+
+def block(lines: Sequence[str]) -> str:
+    """Lines as an optional template block: '' when there are none, else newline-terminated."""
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def fmt_metric(value: Any) -> str:
+    """How the card prints a metric: ints as is, floats with 2 decimals, missing as n/a."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
+
+
+def metric_rows(tree: Any, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every dict with an `mae` entry in a (nested) metrics dict, as (path, dict)."""
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if not isinstance(tree, Mapping):
+        return rows
+    if "mae" in tree:
+        rows.append((prefix, dict(tree)))
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            rows.extend(metric_rows(value, f"{prefix}.{key}" if prefix else str(key)))
+    return rows
+
+
+def metrics_table(rows: Sequence[tuple[str, Mapping[str, Any]]], label: str) -> list[str]:
+    """A markdown table: one row per metrics dict, columns = CARD_METRICS present."""
+    cols = [c for c in CARD_METRICS if any(c in r for _, r in rows)]
+    if not rows or not cols:
+        return ["(no metrics available)"]
+    lines = [
+        f"| {label} | " + " | ".join(cols) + " |",
+        "|---|" + "---:|" * len(cols),
+    ]
+    for name, row in rows:
+        lines.append(f"| {name} | " + " | ".join(fmt_metric(row.get(c)) for c in cols) + " |")
+    return lines
+
+
+def _model_index(config: Mapping[str, Any]) -> list[str]:
+    """The card header's model-index entry (test MAE/RMSE), when evaluate reported them."""
+    test = config.get("metrics", {}).get("test", {})
+    if not (isinstance(test, Mapping) and "mae" in test):
+        return []
+    unseen = str(config.get("data", {}).get("protocol", "")).startswith("user-disjoint")
+    test_name = "hrpred test split" + (" (unseen users)" if unseen else "")
+    lines = [
+        "model-index:",
+        "- name: hrpred-lstm",
+        "  results:",
+        "  - task: {type: time-series-forecasting, name: heart-rate curve from speed and altitude}",
+        f"    dataset: {{type: hrpred, name: {test_name}}}",
+        "    metrics:",
+    ]
+    for key in ("mae", "rmse"):
+        if key in test and test[key] is not None:
+            lines.append(
+                f"    - {{type: {key}, value: {fmt_metric(test[key])}, name: test {key} (BPM)}}"
+            )
+    return lines
+
+
+def _extra_sections(metrics: Mapping[str, Any]) -> list[str]:
+    """Test metrics per input-only category and the simulator's noise floor, when present."""
+    lines: list[str] = []
+    cats = metrics.get("categories", {})
+    rows = metric_rows(cats.get("input_only", {})) if isinstance(cats, Mapping) else []
+    if rows:
+        lines += [
+            "### Test metrics by workout type (categories from speed and altitude only)",
+            "",
+            *metrics_table(rows, "category"),
+            "",
+        ]
+    floor = metrics.get("noise_floor", {})
+    if isinstance(floor, Mapping) and floor.get("available"):
+        lines += [
+            "### Noise floor (simulated data)",
+            "",
+            "On the same test steps, the simulator's noise-free physiology scores MAE "
+            f"{fmt_metric(floor.get('target_vs_physio_mae'))} BPM against the recorded target "
+            "(sensor noise and faults); the model scores "
+            f"{fmt_metric(floor.get('model_mae_same_steps'))} BPM, and "
+            f"{fmt_metric(floor.get('model_vs_physio_mae'))} BPM against the noise-free "
+            "physiology. No predictor from speed and altitude alone can go below the floor.",
+            "",
+        ]
+    return lines
+
+
+def _split_table(counts: Mapping[str, Any]) -> list[str]:
+    if not counts:
+        return []
+    lines = ["", "| split | workouts | users |", "|---|---:|---:|"]
+    for split in ("train", "val", "test"):
+        if split in counts:
+            c = counts[split]
+            lines.append(f"| {split} | {c.get('workouts', 'n/a')} | {c.get('users', 'n/a')} |")
+    return lines
+
+
+def render_model_card(config: Mapping[str, Any]) -> str:
+    """README.md of the bundle; every number comes from config.json (its metrics = evaluate)."""
+    metrics = config.get("metrics", {})
+    data = config.get("data", {})
+    model_cfg = config["model"]["config"]
+    sampling = config["sampling"]
+    training = config.get("training", {})
+    params = training.get("params", {})
+    scalar_params = [f"{k}={params[k]}" for k in sorted(params) if not isinstance(params[k], dict)]
+    main_rows = [
+        (name, metrics[name]) for name in ("test", "val") if isinstance(metrics.get(name), Mapping)
+    ]
+    onnx = config.get("onnx")
+    onnx_line = (
+        [
+            f"- `model.onnx` (opset {onnx['opset']}): input `{onnx['input']}` float32 "
+            f"[batch, time, {len(config['features'])}] of UNSCALED features (the scaler is "
+            f"inside the graph), output `{onnx['output']}` [batch, time] in BPM."
+        ]
+        if onnx
+        else []
+    )
+    training_params = [f"- Training parameters: {', '.join(scalar_params)}."] if params else []
+    return fill(
+        "model_card.md",
+        model_index=block(_model_index(config)),
+        source=data.get("source", "unknown"),
+        split_table=block(_split_table(data.get("splits", {}))),
+        n_features=len(config["features"]),
+        feature_list="`, `".join(config["features"]),
+        median_step=f"{sampling['median_step_s']:.2f}",
+        mean_step=f"{sampling['mean_step_s']:.2f}",
+        step_s=f"{sampling['step_s']:.2f}",
+        step_statistic=sampling.get("step_statistic", "median").replace("_", " "),
+        seq_len=config["seq_len"],
+        seq_minutes=f"{config['seq_len'] * sampling['step_s'] / 60:.0f}",
+        protocol=data.get("protocol", "unknown"),
+        model_table="\n".join(metrics_table(main_rows, "split")),
+        baseline_table="\n".join(
+            metrics_table(metric_rows(metrics.get("baselines", {})), "baseline")
+        ),
+        extra_sections=block(_extra_sections(metrics)),
+        layers=model_cfg.get("layers"),
+        hidden=model_cfg.get("hidden"),
+        dropout=model_cfg.get("dropout"),
+        bidirectional=model_cfg.get("bidirectional"),
+        n_params=config["model"].get("n_params", "n/a"),
+        target_mean=f"{config['target']['mean']:.2f}",
+        target_std=f"{config['target']['std']:.2f}",
+        best_epoch=training.get("best_epoch", "n/a"),
+        training_params=block(training_params),
+        onnx_line=block(onnx_line),
+    )

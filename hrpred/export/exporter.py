@@ -1,0 +1,121 @@
+"""The export stage as one library call: `run_export(cfg, raw_source, speed, layout)`.
+
+models/model.pt + metrics/evaluate.json + data/features + data/split -> the model bundle
+(safetensors weights, config.json, model.onnx, model card: all `hrpred predict` and the app
+need); data/clean/workouts.parquet + data/split -> the Hugging Face-style dataset, split
+exactly as data/split assigned it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from hrpred.export.bundle import (
+    ExportError,
+    StepStatistic,
+    build_config,
+    sampling_stats,
+    write_bundle,
+)
+from hrpred.export.hf_dataset import export_hf, render_dataset_card, split_facts, workout_splits
+from hrpred.features.registry import BINARY_FEATURES
+from hrpred.params import ParamError
+from hrpred.store import Layout, StoreError, open_dataset, read_json, read_rows
+from hrpred.timeseries import SpeedConfig
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """params.yaml `export:` (units and meaning in the file's comments)."""
+
+    onnx: bool
+    onnx_opset: int
+    parity_workouts: int
+    parity_tolerance_bpm: float
+    step_statistic: StepStatistic
+    pause_s: float
+    bundle_dir: str
+    hf_dir: str
+    license: str
+    batch_rows: int
+
+    def __post_init__(self) -> None:
+        if self.onnx_opset < 17:
+            raise ParamError("export.onnx_opset must be >= 17")
+        if self.parity_workouts < 0 or not self.parity_tolerance_bpm >= 0:
+            raise ParamError("export: parity_workouts and parity_tolerance_bpm must be >= 0")
+        if not self.pause_s > 0 or self.batch_rows < 1:
+            raise ParamError("export: pause_s must be > 0 and batch_rows >= 1")
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """models/model.pt (weights only), checked for the keys the bundle needs."""
+    import torch
+
+    if not path.exists():
+        raise StoreError(f"{path} not found: run `dvc repro train` first")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt["state_dict"], ckpt["config"], ckpt["features"]  # noqa: B018 - format check
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint gets the same message
+        raise ExportError(f"cannot read {path} ({e}); rerun `dvc repro train`") from None
+    return ckpt
+
+
+def run_export(
+    cfg: ExportConfig, raw_source: str, speed: SpeedConfig, layout: Layout
+) -> dict[str, Any]:
+    """Write the bundle and the dataset; returns the bundle config and the dataset counts."""
+    ckpt = _read_checkpoint(layout.model)
+    metrics = read_json(layout.metrics("evaluate"), "evaluate")
+    if not layout.clean_workouts.exists():
+        raise StoreError(f"{layout.clean_workouts} not found: run `dvc repro clean` first")
+    ds = open_dataset(layout.features_dir, layout.split_dir)
+    train_rows = ds.rows["train"]
+    if not len(train_rows):
+        raise ExportError("the train split is empty: cannot infer the sampling step")
+    sampling = sampling_stats(
+        read_rows(ds.data.elapsed, train_rows), ds.data.lengths(train_rows), cfg.pause_s
+    )
+    assignment = ds.split.assignment
+    splits = workout_splits(assignment)
+    check = None
+    if cfg.onnx and cfg.parity_workouts > 0:
+        test_rows = ds.rows["test"][: cfg.parity_workouts]
+        if len(test_rows):
+            check = read_rows(ds.data.features, test_rows)
+    config = build_config(
+        ckpt, metrics, sampling, cfg.step_statistic, split_facts(assignment, raw_source),
+        sorted(BINARY_FEATURES), speed=speed,
+    )  # fmt: skip
+    bundle_dir, hf_dir = layout.resolve(cfg.bundle_dir), layout.resolve(cfg.hf_dir)
+    if bundle_dir.exists():
+        shutil.rmtree(bundle_dir)
+    write_bundle(
+        bundle_dir, ckpt["state_dict"], config, onnx=cfg.onnx, opset=cfg.onnx_opset,
+        check_features=check, tolerance_bpm=cfg.parity_tolerance_bpm,
+    )  # fmt: skip
+    if hf_dir.exists():
+        shutil.rmtree(hf_dir)
+    batches = pq.ParquetFile(layout.clean_workouts).iter_batches(batch_size=cfg.batch_rows)
+    summary = export_hf(batches, splits, hf_dir)
+    (hf_dir / "README.md").write_text(render_dataset_card(summary, raw_source, cfg.license))
+    return {"config": config, "dataset": summary, "bundle_dir": bundle_dir, "hf_dir": hf_dir}
+
+
+def summary_line(result: dict[str, Any], cfg: ExportConfig) -> str:
+    """One line for stderr: the bundle's step and ONNX parity, the dataset's split sizes."""
+    config, counts = result["config"], result["dataset"]["splits"]
+    parity = config.get("onnx", {}).get("parity", {})
+    step = config["sampling"][f"{cfg.step_statistic}_step_s"]
+    return (
+        f"export: bundle -> {cfg.bundle_dir} (step {step:.2f} s"
+        + (f", ONNX parity {parity['max_abs_diff_bpm']:.1e} BPM" if parity else "")
+        + f"); dataset -> {cfg.hf_dir} (train {counts['train']['workouts']}, "
+        f"val {counts['val']['workouts']}, test {counts['test']['workouts']} workouts)"
+    )

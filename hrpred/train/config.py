@@ -1,0 +1,96 @@
+"""The `train` section of params.yaml as a typed config, the output paths, and derived seeds.
+
+Every field is required: params.yaml is the only home of the values (`load_config(TrainConfig,
+"train")`). The field ORDER is part of the output: `result_dict()` is stored in models/model.pt
+(`train_params`) and hashed into the resume fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from hrpred.params import ParamError
+from hrpred.train.losses import LOSSES
+
+# Keys that do not change the trained weights: left out of the resume fingerprint.
+NON_RESULT_KEYS = ("progress",)
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int  # init, shuffling and dropout (re-derived per epoch and rank)
+    hidden: int  # LSTM hidden units
+    layers: int  # stacked LSTM layers
+    dropout: float  # between LSTM layers (fraction)
+    bidirectional: bool  # reads the whole workout (not causal)
+    lr: float  # AdamW learning rate
+    weight_decay: float  # AdamW decoupled weight decay
+    batch_size: int  # workouts per step (per process under torchrun)
+    eval_batch_size: int  # workouts per validation batch (no effect on results)
+    clip: float  # gradient-norm clip (0 = off)
+    loss: Literal["mse", "mae", "huber"]  # masked, on the standardised target
+    huber_delta: float  # BPM; huber loss only
+    patience: int  # early stopping on val MAE (epochs)
+    lr_patience: int  # ReduceLROnPlateau patience (epochs, < patience)
+    lr_factor: float  # LR multiplier on a plateau
+    min_lr: float  # LR floor
+    min_delta: float  # BPM; smaller val MAE gains do not reset early stopping
+    max_epochs: int  # epochs
+    max_batches: int  # cap on train batches per epoch (0 = all)
+    device: Literal["auto", "cpu", "cuda"]
+    amp: bool  # bf16 autocast on CUDA
+    data_on_device: bool  # copy train/val arrays to the GPU once
+    num_threads: int  # torch CPU threads (0 = torch default)
+    deterministic: bool  # deterministic kernels on CPU, cuDNN deterministic on GPU
+    progress: bool  # tqdm bar on stderr
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> ParamError:
+            return ParamError(f"params.yaml: train.{msg}")
+
+        if self.loss not in LOSSES:
+            raise bad(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.device not in DEVICES:
+            raise bad(f"device must be auto, cpu or cuda, got {self.device!r}")
+        for name in ("hidden", "layers", "batch_size", "eval_batch_size", "max_epochs", "patience"):
+            if getattr(self, name) < 1:
+                raise bad(f"{name} must be >= 1")
+        if not 0 <= self.lr_patience < self.patience:
+            raise bad(
+                f"lr_patience ({self.lr_patience}) must be < patience ({self.patience}), "
+                "otherwise early stopping fires before the LR can drop"
+            )
+        if not 0.0 < self.lr_factor < 1.0:
+            raise bad("lr_factor must be in (0, 1)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad("dropout must be in [0, 1)")
+        if self.lr <= 0 or self.weight_decay < 0 or self.clip < 0 or self.huber_delta <= 0:
+            raise bad("lr and huber_delta must be > 0; weight_decay and clip >= 0")
+        if self.num_threads < 0:
+            raise bad("num_threads must be >= 0 (0 = torch default)")
+        if self.max_batches < 0:
+            raise bad("max_batches must be >= 0 (0 = the whole train set each epoch)")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def result_dict(self) -> dict[str, Any]:
+        """The fields that change the trained weights (stored in model.pt, fingerprinted)."""
+        return {k: v for k, v in asdict(self).items() if k not in NON_RESULT_KEYS}
+
+
+@dataclass(frozen=True)
+class TrainPaths:
+    model: Path  # models/model.pt: best weights + everything inference needs
+    checkpoint: Path  # models/checkpoint.pt: resume state (persisted by DVC)
+    live_dir: Path | None  # dvclive folder; None = no logging
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 63-bit seed from the base seed and a tag (e.g. 'shuffle', epoch, rank)."""
+    text = ":".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") & (2**63 - 1)

@@ -1,0 +1,109 @@
+"""Every stage runs with exactly the config built from the committed params.yaml.
+
+Defaults live in params.yaml only: no stage config dataclass (nor any nested one) has a
+default, so code, tests and benchmarks cannot drift from the file (as `train.num_threads` once
+did: 0 in code, 1 in params.yaml). Stage scripts stay thin.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hrpred.clean.config import CleanConfig
+from hrpred.evaluate.evaluation import EvalConfig
+from hrpred.export.exporter import ExportConfig
+from hrpred.features.config import FeaturizeConfig
+from hrpred.simulate.config import SimConfig
+from hrpred.split.config import SplitConfig
+from hrpred.timeseries import SpeedConfig
+from hrpred.train.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# stage -> the configs (class, params section) its library function must receive
+STAGE_CONFIGS: dict[str, list[tuple[type, str]]] = {
+    "simulate": [(SimConfig, "simulate")],
+    "clean": [(CleanConfig, "clean")],
+    "featurize": [(FeaturizeConfig, "featurize")],
+    "split": [(SplitConfig, "split")],
+    "train": [(TrainConfig, "train")],
+    "evaluate": [(EvalConfig, "evaluate")],
+    "export": [(ExportConfig, "export"), (SpeedConfig, "clean.speed")],
+}
+
+
+def nested_dataclasses(cls: type, seen: set[type] | None = None) -> set[type]:
+    """`cls` and every dataclass type reachable through its field annotations."""
+    seen = set() if seen is None else seen
+    if cls in seen:
+        return seen
+    seen.add(cls)
+    for kind in typing.get_type_hints(cls).values():
+        for t in (kind, *typing.get_args(kind)):
+            if dataclasses.is_dataclass(t) and isinstance(t, type):
+                nested_dataclasses(t, seen)
+    return seen
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+def test_stage_runs_with_the_params_yaml_config(stage, config, monkeypatch) -> None:
+    module = importlib.import_module(f"stages.{stage}")
+    calls: list[tuple[Any, ...]] = []
+
+    def record(*args: Any, **kwargs: Any) -> dict:
+        calls.append(args + tuple(kwargs.values()))
+        return {}
+
+    runners = [n for n in vars(module) if n.startswith("run_")]
+    assert runners, f"stages/{stage}.py calls no run_<stage> library function"
+    for name in runners:
+        monkeypatch.setattr(module, name, record)
+    if hasattr(module, "summary_line"):
+        monkeypatch.setattr(module, "summary_line", lambda *a, **k: "")
+    monkeypatch.chdir(ROOT)
+    module.main()
+
+    assert len(calls) == 1, f"stages/{stage}.py must call one library function, got {calls}"
+    passed = [a for a in calls[0] if dataclasses.is_dataclass(a)]
+    expected = [config(cls, section) for cls, section in STAGE_CONFIGS[stage]]
+    assert [type(a) for a in passed if type(a) in {type(e) for e in expected}] == [
+        type(e) for e in expected
+    ]
+    for e in expected:
+        assert e in passed, f"stage {stage} ran with a config other than params.yaml's"
+
+
+@pytest.mark.parametrize("cls", sorted({c for cs in STAGE_CONFIGS.values() for c, _ in cs},
+                                       key=lambda c: c.__name__))  # fmt: skip
+def test_configs_have_no_defaults_in_code(cls) -> None:
+    for dc in nested_dataclasses(cls):
+        with_default = [
+            f.name
+            for f in dataclasses.fields(dc)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        ]
+        assert not with_default, (
+            f"{dc.__name__} has defaults {with_default}: put them in params.yaml"
+        )
+
+
+def test_every_params_yaml_section_is_read_by_a_stage(params) -> None:
+    sections = {s.split(".")[0] for cs in STAGE_CONFIGS.values() for _, s in cs} | {"data"}
+    assert set(params) == sections
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+def test_stage_scripts_are_thin(stage) -> None:
+    path = ROOT / "stages" / f"{stage}.py"
+    text = path.read_text()
+    assert len(text.splitlines()) <= 80
+    loops = (ast.For, ast.While, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp)
+    assert not [n for n in ast.walk(ast.parse(text)) if isinstance(n, loops)]
+    assert "SystemExit" not in text, "stages raise HrpredError via hrpred.errors.stage_main"
