@@ -8,7 +8,9 @@ Layout (relative to the repository root; `Layout(root)` gives every path):
                      (row, workout_id, user_id, start_time, length, ...), feature_names.json,
                      summary.json                                          (featurize)
     data/split/      assignment.parquet (row, workout_id, user_id, split), scaler.json
-                     (feature -> {mean, std}, train rows only)             (split)
+                     (feature -> {mean, std}, train rows only), history.parquet (workout_id,
+                     hist_workout_id, rank, days_before: each workout's earlier workouts of
+                     the same user, from user_id + start_time only)        (split)
     models/          model.pt, checkpoint.pt                               (train)
     data/eval/       predictions.parquet                                   (evaluate)
     metrics/<stage>.json, plots/, dvclive/train/
@@ -43,6 +45,7 @@ ARRAY_DTYPES = {
 }
 INDEX_COLUMNS = ("row", "workout_id", "user_id", "start_time", "length")
 ASSIGNMENT_COLUMNS = ("row", "workout_id", "split")
+HISTORY_COLUMNS = ("workout_id", "hist_workout_id", "rank", "days_before")
 
 
 class StoreError(HrpredError):
@@ -78,6 +81,10 @@ class Layout:
     @property
     def split_dir(self) -> Path:
         return self.root / "data" / "split"
+
+    @property
+    def history(self) -> Path:
+        return self.split_dir / "history.parquet"
 
     @property
     def model(self) -> Path:
@@ -199,14 +206,6 @@ class RowWriter:
             self.close()
         else:
             self._file.close()
-
-
-def npy_shape(path: str | Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of a .npy file, read from its header only."""
-    mm = np.load(path, mmap_mode="r")
-    shape, dtype = mm.shape, mm.dtype
-    del mm
-    return shape, dtype
 
 
 def iter_row_blocks(path: str | Path, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -415,6 +414,29 @@ def open_split(folder: str | Path, n_rows: int | None = None) -> Split:
     split = assignment["split"].astype(str).to_numpy()
     rows = {s: np.sort(all_rows[split == s]) for s in SPLITS}
     return Split(assignment=assignment, scaler=scaler, rows=rows)
+
+
+def write_history(folder: Path, history: pd.DataFrame) -> None:
+    """Rewrite data/split/history.parquet."""
+    folder.mkdir(parents=True, exist_ok=True)
+    history.to_parquet(folder / "history.parquet", index=False)
+
+
+def open_history(folder: str | Path) -> pd.DataFrame:
+    """data/split/history.parquet, validated (columns, ranks from 1, days_before > 0)."""
+    path = Path(folder) / "history.parquet"
+    if not path.is_file():
+        raise StoreError(f"{path} not found: run `dvc repro split` first")
+    try:
+        history = pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"cannot read {path} ({exc}); rerun `dvc repro split`") from None
+    missing = [c for c in HISTORY_COLUMNS if c not in history.columns]
+    if missing:
+        raise StoreError(f"{path} lacks {missing}; rerun `dvc repro split`")
+    if len(history) and (history["rank"].min() < 1 or not (history["days_before"] > 0).all()):
+        raise StoreError(f"{path}: ranks must start at 1 and days_before be > 0; rerun split")
+    return history
 
 
 # --- both --------------------------------------------------------------------------------

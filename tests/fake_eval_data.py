@@ -106,7 +106,7 @@ def write_tree(root: Path, n: int = 48, t: int = 120, seed: int = 0) -> dict:
     return a
 
 
-def stand_in_predictor(path: Path, names: list[str]):  # noqa: ANN201 - test double
+def stand_in_predictor(path: Path, names: list[str]):
     """A tiny deterministic 'model': a smoothed linear function of speed."""
 
     def predict(x: np.ndarray) -> np.ndarray:

@@ -15,12 +15,16 @@ import yaml
 from synthetic_clean import SCHEMA, make_clean_rows, write_clean
 
 from hrpred.features.batch import featurize_batch
-from hrpred.features.registry import DEFAULT_FEATURES, WorkoutInputs, compute_features
+from hrpred.features.registry import WorkoutInputs, compute_features
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the `stages` package lives at the repository root
 
+# the committed feature list (params.yaml is its only home)
+DEFAULT_FEATURES = tuple(
+    yaml.safe_load((ROOT / "params.yaml").read_text())["featurize"]["features"]
+)
 FEATURE_FILES = ("features.npy", "target.npy", "mask.npy", "elapsed.npy", "index.parquet",
                  "feature_names.json")  # fmt: skip
 

@@ -59,7 +59,6 @@ class Analysis:
     segments: list[tuple[int, int, float, float]]  # change-point candidates passing the
     # thresholds, best first: (start, end exclusive, HR shift vs the rest in BPM, score)
     score: float  # best candidate's RSS drop / noise variance (0 when none)
-    noise_bpm: float  # robust white-noise level of the residual
     stats: np.ndarray  # level sufficient statistics (N_LEVEL_STATS)
     eligible: bool  # may serve as a baseline for the user's other workouts
 
@@ -239,7 +238,6 @@ def analyse(
         level_mask=level_mask,
         segments=segments,
         score=float(best),
-        noise_bpm=float(noise),
         stats=stats,
         eligible=eligible,
     )

@@ -184,7 +184,7 @@ def pass1_chunk(task: Task) -> Pass1Result:
             sports[item.workout["sport"]] += 1
         try:
             res = examine(item, cfg)
-        except Exception as exc:  # never let one odd workout stop the stage
+        except Exception as exc:  # noqa: BLE001 - never let one odd workout stop the stage
             wid = item.workout.get("id") if item.workout else None
             res = Rejected(
                 item.line,
@@ -357,7 +357,7 @@ def pass2_chunk(task: Pass2Task) -> Pass2Result:
         j += 1
         try:
             report, out = finalize(item, model, cfg)
-        except Exception as exc:  # never let one odd workout stop the stage
+        except Exception as exc:  # noqa: BLE001 - never let one odd workout stop the stage
             detail = f"{type(exc).__name__}: {exc}"[:200]
             w = item.w
             report = report_row(

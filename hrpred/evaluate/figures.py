@@ -13,11 +13,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: stages and tests run without a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
-from hrpred.evaluate.plots import (  # noqa: E402
+from hrpred.evaluate.plots import (
     CDF_BIN_BPM,
     Example,
     PlotSums,

@@ -61,7 +61,7 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
         raise StoreError(f"{path} not found: run `dvc repro train` first")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        ckpt["state_dict"], ckpt["config"], ckpt["features"]  # noqa: B018 - format check
+        ckpt["state_dict"], ckpt["config"], ckpt["features"]
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint gets the same message
         raise ExportError(f"cannot read {path} ({e}); rerun `dvc repro train`") from None
     return ckpt

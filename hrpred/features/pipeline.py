@@ -38,7 +38,7 @@ def open_clean(path: Path) -> pq.ParquetFile:
         raise store.StoreError(f"{path} not found: run `dvc repro clean` first")
     try:
         pf = pq.ParquetFile(path)
-    except Exception as exc:  # any unreadable file gets the same one-line message
+    except Exception as exc:  # noqa: BLE001 - any unreadable file: one message
         raise store.StoreError(f"cannot read {path} as parquet ({exc}); rerun clean") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in set(pf.schema_arrow.names)]
     if missing:

@@ -243,12 +243,6 @@ for _kind in HR_TYPES:
 BINARY_FEATURES: frozenset[str] = frozenset(n for n, f in REGISTRY.items() if f.binary)
 HR_FEATURES: frozenset[str] = frozenset(n for n, f in REGISTRY.items() if f.needs_hr)
 
-DEFAULT_FEATURES: tuple[str, ...] = (
-    "speed", "altitude", "gender", "speed_lag_2", "speed_lag_5", "altitude_lag_30",
-    "speed_derivative", "altitude_derivative", "rolling_speed_10", "rolling_speed_30",
-    "cumulative_elevation_gain", "speed_lag_10", "rolling_speed_5", "altitude_lag_60",
-)  # fmt: skip
-
 
 def expand_names(names: Sequence[str]) -> list[str]:
     """Resolve params names to registry column names (the leaky group -> its three columns).

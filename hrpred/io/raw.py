@@ -206,7 +206,7 @@ def _iter_parquet(path: Path) -> Iterator[RawItem]:
 
     try:
         pf = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises several types for corrupt files
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
         raise RawFormatError(f"{path}: not a readable Parquet file ({exc})") from None
     number = 0
     for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS):

@@ -256,7 +256,7 @@ def predict_file(
         message = _one_line(exc)
         # readers usually name the file already; the page must say which file failed once
         return PredictionView(error=message if message.startswith(name) else f"{name}: {message}")
-    except Exception as exc:  # noqa: BLE001 - the page must show a line, not a traceback
+    except Exception as exc:
         log.exception("prediction failed for %s", path)
         return PredictionView(
             error=f"{name}: could not predict ({type(exc).__name__}: {_one_line(exc)})"

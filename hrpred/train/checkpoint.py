@@ -126,7 +126,7 @@ def load_resumable(path: Path, fingerprint: str) -> dict[str, Any] | None:
         return None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a torn or foreign file must not block training
+    except Exception as exc:  # noqa: BLE001 - a torn file must not block training
         print(f"train: ignoring unreadable {path} ({exc})", file=sys.stderr)
         return None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION:

@@ -75,9 +75,6 @@ class TrainConfig:
         if self.max_batches < 0:
             raise bad("max_batches must be >= 0 (0 = the whole train set each epoch)")
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def result_dict(self) -> dict[str, Any]:
         """The fields that change the trained weights (stored in model.pt, fingerprinted)."""
         return {k: v for k, v in asdict(self).items() if k not in NON_RESULT_KEYS}

@@ -77,15 +77,3 @@ class ErrorSums:
             "loss": loss_sum / count,
             "steps": int(count),
         }
-
-
-def masked_mae(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
-    sums = ErrorSums(pred.device)
-    sums.update(pred, target, mask)
-    return sums.result()["mae"]
-
-
-def masked_rmse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
-    sums = ErrorSums(pred.device)
-    sums.update(pred, target, mask)
-    return sums.result()["rmse"]
