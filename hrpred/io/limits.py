@@ -1,0 +1,110 @@
+"""Plausibility and resource limits for every input we read, checked before any allocation.
+
+Memory and time must be bounded by an input's size, never by values inside it (a corrupted
+timestamp spanning years, a point count field, a gzip ratio). Readers check these limits and
+raise a one-line error naming the file and the limit.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+from hrpred.errors import HrpredError
+
+MAX_DURATION_S = 24 * 3600.0  # longest recording accepted (s)
+MIN_TIMESTAMP_S = 946_684_800.0  # 2000-01-01T00:00:00Z: earlier timestamps are corrupt
+FUTURE_SLACK_S = 2 * 86400.0  # timestamps later than now + this are corrupt
+MAX_POINTS = 200_000  # samples in one recording (a day at 1 Hz is 86,400)
+MAX_DECOMPRESSED_BYTES = 512 * 1024 * 1024  # a user file or raw line stream after gunzip
+MAX_GZIP_RATIO = 200.0  # decompressed / compressed bytes (text GPS tracks reach ~10-30)
+GZIP_RATIO_FLOOR_BYTES = 64 * 1024 * 1024  # the ratio is only enforced past this many bytes
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class InputLimitError(HrpredError):
+    """An input exceeds a resource or plausibility limit (the message names both)."""
+
+
+class BoundedGzipReader(io.RawIOBase):
+    """A gzip stream that stops with InputLimitError past `max_bytes` decompressed bytes, or
+    past `max_ratio` x the compressed bytes read so far (once `ratio_floor` bytes are out)."""
+
+    def __init__(
+        self,
+        raw: BinaryIO,
+        name: str,
+        max_bytes: int = MAX_DECOMPRESSED_BYTES,
+        max_ratio: float = MAX_GZIP_RATIO,
+        ratio_floor: int = GZIP_RATIO_FLOOR_BYTES,
+    ) -> None:
+        self._raw = raw
+        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self.name = name
+        self.max_bytes = max_bytes
+        self.max_ratio = max_ratio
+        self.ratio_floor = ratio_floor
+        self.out_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        want = min(len(buffer), 1 << 20)
+        try:
+            data = self._gz.read(want)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputLimitError(f"{self.name}: corrupt gzip data ({exc})") from None
+        n = len(data)
+        buffer[:n] = data
+        self.out_bytes += n
+        if self.out_bytes > self.max_bytes:
+            raise InputLimitError(
+                f"{self.name}: more than {self.max_bytes // (1024 * 1024)} MB once decompressed "
+                "(limit of hrpred.io.limits.MAX_DECOMPRESSED_BYTES)"
+            )
+        compressed = max(self._raw.tell(), 1)
+        if self.out_bytes > self.ratio_floor and self.out_bytes / compressed > self.max_ratio:
+            raise InputLimitError(
+                f"{self.name}: decompresses more than {self.max_ratio:.0f}x (a gzip bomb?)"
+            )
+        return n
+
+    def close(self) -> None:
+        try:
+            self._gz.close()
+        finally:
+            self._raw.close()
+            super().close()
+
+
+def is_gzip(path: str | Path) -> bool:
+    """True when the file starts with gzip's magic bytes (whatever its name says)."""
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def open_input(path: str | Path, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> BinaryIO:
+    """A binary stream of `path`, transparently and boundedly decompressed when gzip'ed."""
+    path = Path(path)
+    raw = open(path, "rb")
+    if raw.read(2) == GZIP_MAGIC:
+        raw.seek(0)
+        return io.BufferedReader(BoundedGzipReader(raw, path.name, max_bytes=max_bytes))
+    raw.seek(0)
+    return raw
+
+
+def read_input(path: str | Path, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> bytes:
+    """All bytes of `path` (gunzipped when gzip'ed), at most `max_bytes`."""
+    with open_input(path, max_bytes) as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise InputLimitError(
+            f"{Path(path).name}: more than {max_bytes // (1024 * 1024)} MB "
+            "(limit of hrpred.io.limits.MAX_DECOMPRESSED_BYTES)"
+        )
+    return data
