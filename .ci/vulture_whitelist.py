@@ -15,3 +15,4 @@ _.train_mse_by_tau  # fitted physio baseline's diagnostic, asserted by tests/tes
 CATEGORIES  # the category names of evaluate/categories.py (public constant)
 _.duration_s  # Activity.duration_s, public property of a user's recording
 convert_raw  # io/raw.py: writes the raw data in another reader format (used by pipeline tests)
+_.readable  # io.RawIOBase protocol (io/limits.py BoundedGzipReader)

@@ -126,7 +126,13 @@ _numbers = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.text(max_size=8), st.one_of(_text, _numbers, st.integers()), max_size=6))
+@given(
+    st.dictionaries(
+        st.text(max_size=8),
+        st.one_of(_text, _numbers, st.integers(-(2**63), 2**64 - 1)),
+        max_size=6,
+    )
+)
 def test_writer_and_parser_agree_with_python(d: dict) -> None:
     line = write_fitrec_line(d)
     assert ast.literal_eval(line) == d
@@ -232,3 +238,89 @@ def test_extension_does_not_decide_the_format(tmp_path: Path, files: dict[str, P
         renamed = tmp_path / f"{name}.data"
         renamed.write_bytes(files[name].read_bytes())
         assert _good(_read(renamed)) == WORKOUTS
+
+
+# ---------------------------------------------------------------------- hardening (issue 16)
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"\x1f\x8b\x08\x00corrupt line that starts like gzip",
+        b"\x1f\x8b",
+        b"PAR1 corrupt line that starts like Parquet",
+    ],
+)
+def test_a_corrupt_first_line_with_magic_bytes_is_one_bad_line(tmp_path: Path, first) -> None:
+    # The format is read from the file, not from line 1: the other lines are all read.
+    path = tmp_path / "w.json"
+    good = tmp_path / "good.json"
+    write_fitrec(WORKOUTS * 3, good)
+    path.write_bytes(first + b"\n" + good.read_bytes())
+    items = _read(path)
+    assert len(items) == 1 + len(WORKOUTS) * 3
+    assert items[0].workout is None and items[0].error.startswith("line 1: ")
+    assert [it.workout for it in items[1:]] == WORKOUTS * 3
+    assert [it.line for it in items] == list(range(1, len(items) + 1))
+
+
+def test_concatenated_gzip_members_are_one_gzip_file(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.json.gz", tmp_path / "b.json.gz"
+    write_fitrec(WORKOUTS[:3], a)
+    write_fitrec(WORKOUTS[3:], b)
+    both = tmp_path / "both.json.gz"
+    both.write_bytes(a.read_bytes() + b.read_bytes())
+    assert _good(_read(both)) == WORKOUTS
+
+
+def test_the_literal_fallback_refuses_long_lines(tmp_path: Path) -> None:
+    # `True` is not JSON, so this line needs ast.literal_eval; 2 MB is past its limit.
+    from hrpred.io.limits import MAX_LITERAL_LINE_BYTES
+
+    w = {**WORKOUTS[0], "heart_rate": [100] * (MAX_LITERAL_LINE_BYTES // 5 + 10), "x": True}
+    path = tmp_path / "w.json"
+    path.write_text(repr(w) + "\n" + write_fitrec_line(WORKOUTS[0]) + "\n")
+    items = _read(path)
+    assert items[0].workout is None
+    assert "too long for the literal parser" in items[0].error
+    assert items[1].workout == WORKOUTS[0]
+    small = {**WORKOUTS[0], "x": True}  # below the limit the fallback still reads it
+    assert parse_line(repr(small).encode()) == small
+
+
+def test_a_line_past_the_line_limit_is_skipped_unparsed(tmp_path: Path, monkeypatch) -> None:
+    import hrpred.io.raw as raw
+
+    monkeypatch.setattr(raw, "MAX_RAW_LINE_BYTES", 1000)
+    lines = [write_fitrec_line(w).encode() for w in WORKOUTS[:2]]
+    long_line = b"{'id': [" + b"1, " * 2000 + b"]}"
+    for name, opener in (("w.json", open), ("w.json.gz", gzip.open)):
+        path = tmp_path / name
+        with opener(path, "wb") as f:
+            f.write(lines[0] + b"\n" + long_line + b"\n" + lines[1] + b"\n" + long_line)
+        items = _read(path)
+        assert [it.line for it in items] == [1, 2, 3, 4]
+        assert [it.workout for it in items[::2]] == WORKOUTS[:2]
+        for it in items[1::2]:
+            assert it.workout is None and f"{len(long_line)} bytes, longer than" in it.error
+
+
+def test_a_gzip_bomb_is_refused_with_one_line(tmp_path: Path, monkeypatch) -> None:
+    import hrpred.io.raw as raw
+    from hrpred.io.limits import InputLimitError
+
+    monkeypatch.setattr(raw, "MAX_RAW_DECOMPRESSED_BYTES", 1 << 20)
+    path = tmp_path / "bomb.json.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b" " * (4 << 20))  # 4 MB of spaces, a few KB compressed
+    with pytest.raises(InputLimitError, match="MB once decompressed") as err:
+        _read(path)
+    assert "\n" not in str(err.value)
+
+
+def test_errors_never_contain_a_memory_address() -> None:
+    # ast's message names the node object with its address, which changes between runs.
+    from hrpred.io.raw import item_from_line
+
+    error = item_from_line(1, b"{'id': foo}").error
+    assert "malformed" in error and "0x" not in error

@@ -37,7 +37,14 @@ from hrpred.clean.outputs import (
 )
 from hrpred.clean.rules import INFO_FLAGS, rule_flags, structural_reason
 from hrpred.clean.workout import Workout, coerce_workout
-from hrpred.io.raw import RawItem, item_from_line, iter_raw, sniff_format
+from hrpred.io.raw import (
+    RawItem,
+    item_from_line,
+    iter_raw,
+    iter_raw_lines,
+    sniff_format,
+    without_addresses,
+)
 from hrpred.timeseries import speed_from_recording
 
 # Worker-global settings (set once per process by the pool initializer).
@@ -58,34 +65,25 @@ def _cfg() -> CleanConfig:
 # ------------------------------------------------------------------------------ parsing
 
 
-Task = tuple[int, list[tuple[int, bytes]] | list[RawItem], str]
+Task = tuple[int, list[tuple[int, bytes] | RawItem], str]
 
 
 def iter_tasks(path: Path, chunk_lines: int, tmpdir: str) -> Iterator[Task]:
-    """Chunks of the input: raw lines (parsed in the workers) for plain line files, else
-    RawItems from `iter_raw` (gzip, Parquet)."""
+    """Chunks of the input: raw lines (parsed in the workers) for line files, plain or
+    gzip'ed, with over-long lines and a broken gzip stream as error RawItems; RawItems from
+    `iter_raw` for Parquet."""
+    fmt = sniff_format(path)
+    entries = iter_raw(path) if fmt == "parquet" else iter_raw_lines(path, fmt)
     index = 0
-    if sniff_format(path) == "lines":
-        batch: list[tuple[int, bytes]] = []
-        with open(path, "rb", buffering=1 << 20) as f:
-            for number, line in enumerate(f, start=1):
-                batch.append((number, line))
-                if len(batch) >= chunk_lines:
-                    yield index, batch, tmpdir
-                    index += 1
-                    batch = []
-        if batch:
+    batch: list[tuple[int, bytes] | RawItem] = []
+    for entry in entries:
+        batch.append(entry)
+        if len(batch) >= chunk_lines:
             yield index, batch, tmpdir
-        return
-    items: list[RawItem] = []
-    for item in iter_raw(path):
-        items.append(item)
-        if len(items) >= chunk_lines:
-            yield index, items, tmpdir
             index += 1
-            items = []
-    if items:
-        yield index, items, tmpdir
+            batch = []
+    if batch:
+        yield index, batch, tmpdir
 
 
 # ------------------------------------------------------------------------------ pass 1
@@ -192,7 +190,7 @@ def pass1_chunk(task: Task) -> Pass1Result:
                 None,
                 "",
                 "error",
-                f"{type(exc).__name__}: {exc}"[:200],
+                without_addresses(f"{type(exc).__name__}: {exc}")[:200],
             )
         out.append(res)
     cands = [r for r in out if isinstance(r, Candidate)]
@@ -358,7 +356,7 @@ def pass2_chunk(task: Pass2Task) -> Pass2Result:
         try:
             report, out = finalize(item, model, cfg)
         except Exception as exc:  # noqa: BLE001 - never let one odd workout stop the stage
-            detail = f"{type(exc).__name__}: {exc}"[:200]
+            detail = without_addresses(f"{type(exc).__name__}: {exc}")[:200]
             w = item.w
             report = report_row(
                 line=w.line,

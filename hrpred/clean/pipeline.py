@@ -13,6 +13,7 @@ the accounting.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -27,12 +28,14 @@ from hrpred.clean.config import CleanConfig
 from hrpred.clean.detection import detection_metrics, truth_matches
 from hrpred.clean.detector import N_LEVEL_STATS
 from hrpred.clean.outputs import REJECTS_SCHEMA, REPORT_SCHEMA, WORKOUTS_SCHEMA, BatchWriter
-from hrpred.clean.parallel import OrderedPool
+from hrpred.clean.parallel import OrderedPool, stop_on_signals
 from hrpred.clean.passes import Pass1Result, init_worker, iter_tasks, pass1_chunk, pass2_chunk
 from hrpred.clean.population import level_models
 from hrpred.errors import HrpredError
 from hrpred.io.raw import require_raw_file
 from hrpred.store import Layout, write_json
+
+_TMP_PREFIX = "hrpred-clean-"
 
 
 class AccountingError(HrpredError):
@@ -93,12 +96,36 @@ def clean_raw(
 
     raw_path = require_raw_file(raw_path)
     layout.clean_dir.mkdir(parents=True, exist_ok=True)
-    tmpdir = tempfile.mkdtemp(prefix="hrpred-clean-")
+    remove_stale_tmpdirs()
+    with stop_on_signals():
+        tmpdir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-")
+        try:
+            with OrderedPool(cfg.workers, init_worker, (cfg,)) as pool:
+                return _run(raw_path, layout, cfg, tmpdir, pool, progress, tqdm)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def remove_stale_tmpdirs(root: str | Path | None = None) -> list[Path]:
+    """Remove the temporary dirs of clean runs whose process is gone (killed by SIGKILL,
+    which no handler sees); return them. Names carry the owner's pid: hrpred-clean-<pid>-*."""
+    removed = []
+    for path in sorted(Path(root or tempfile.gettempdir()).glob(f"{_TMP_PREFIX}*-*")):
+        pid = path.name[len(_TMP_PREFIX) :].split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
     try:
-        with OrderedPool(cfg.workers, init_worker, (cfg,)) as pool:
-            return _run(raw_path, layout, cfg, tmpdir, pool, progress, tqdm)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _run(

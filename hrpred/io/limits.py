@@ -24,6 +24,12 @@ MAX_GZIP_RATIO = 200.0  # decompressed / compressed bytes (text GPS tracks reach
 GZIP_RATIO_FLOOR_BYTES = 64 * 1024 * 1024  # the ratio is only enforced past this many bytes
 GZIP_MAGIC = b"\x1f\x8b"
 
+# Raw workout files (the clean stage, hrpred.io.raw): limits per line, so one bad line costs
+# bounded memory and time and is counted as unparseable with the reason.
+MAX_RAW_DECOMPRESSED_BYTES = 64 * 1024**3  # a gzip'ed raw file after gunzip (real: ~5 GB)
+MAX_RAW_LINE_BYTES = 16 * 1024 * 1024  # one raw line (a real FitRec line is < 100 KB)
+MAX_LITERAL_LINE_BYTES = 1024 * 1024  # a line given to ast.literal_eval (the slow fallback)
+
 
 class InputLimitError(HrpredError):
     """An input exceeds a resource or plausibility limit (the message names both)."""
@@ -55,7 +61,7 @@ class BoundedGzipReader(io.RawIOBase):
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         want = min(len(buffer), 1 << 20)
         try:
-            data = self._gz.read(want)
+            data = self._gz.read1(want)  # what is decoded so far: a later break keeps it
         except (OSError, EOFError, zlib.error) as exc:
             raise InputLimitError(f"{self.name}: corrupt gzip data ({exc})") from None
         n = len(data)
@@ -108,3 +114,12 @@ def read_input(path: str | Path, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> byt
             "(limit of hrpred.io.limits.MAX_DECOMPRESSED_BYTES)"
         )
     return data
+
+
+# User activity files (hrpred predict, the app): checked by hrpred.io.activity before any
+# array is sized from their values.
+MAX_ACTIVITY_BYTES = 64 * 1024 * 1024  # one activity file once decompressed (24 h GPX ~ 30 MB)
+MAX_BACKWARD_FRACTION = 0.05  # steps back in time above this share: rejected, below: sorted
+SPEED_RANGE_KMH = (0.0, 200.0)  # recorded speeds outside: masked (a sensor glitch)
+ALTITUDE_RANGE_M = (-500.0, 9000.0)  # recorded altitudes outside: masked
+DISTANCE_RANGE_M = (0.0, 5_000_000.0)  # cumulative distance outside: masked

@@ -5,9 +5,17 @@ per input line or Parquet row, in file order, with exactly one of `workout` / `e
 Readers check structure and types only (keys present, lists of numbers, integer ids);
 judging content (lengths, ranges) is the clean stage's job.
 
-Formats, detected from the file's first bytes (the extension is only a hint):
-FitRec Python-literal lines (the real file), JSON lines, either gzip-compressed, and
-Parquet with one row per workout and list columns.
+Formats, detected from the file's content (the extension is only a hint): FitRec
+Python-literal lines (the real file), JSON lines, either gzip-compressed, and Parquet with one
+row per workout and list columns. A file is gzip only when its start decompresses as a gzip
+stream and Parquet only when it starts and ends with `PAR1`, so a corrupt first line that
+happens to start with those bytes is one unparseable line like any other.
+
+Limits (hrpred.io.limits): a gzip'ed file is decompressed in a stream with a cap on its size
+and ratio (past it the file is refused with a one-line error); a line longer than
+MAX_RAW_LINE_BYTES is skipped unparsed and one that needs the slow literal parser above
+MAX_LITERAL_LINE_BYTES is refused, each counted as unparseable with the reason. Nesting depth
+is bounded by the parsers (orjson: 1024 levels, Python's tokenizer: 200).
 
 Speed: a FitRec line is a Python dict literal with single-quoted strings. When a line has
 no double quote and no backslash, every single quote is a string delimiter, so swapping
@@ -20,6 +28,8 @@ from __future__ import annotations
 
 import ast
 import gzip
+import io
+import re
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +39,14 @@ from typing import Any, BinaryIO
 import orjson
 
 from hrpred.errors import HrpredError
+from hrpred.io.limits import (
+    GZIP_MAGIC,
+    MAX_LITERAL_LINE_BYTES,
+    MAX_RAW_DECOMPRESSED_BYTES,
+    MAX_RAW_LINE_BYTES,
+    BoundedGzipReader,
+    InputLimitError,
+)
 
 # Keys every workout must have, with the type check that applies to each.
 REQUIRED_KEYS: tuple[str, ...] = (
@@ -64,8 +82,9 @@ FITREC_KEY_ORDER: tuple[str, ...] = (
 
 _NUMBER_TYPES = frozenset((int, float))
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-_GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
+_GZIP_PROBE_BYTES = 1 << 16  # compressed bytes decoded to recognise a gzip file
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _PARQUET_BATCH_ROWS = 256
 _MISSING_HINT = (
     "run `python -m stages.simulate` to create the default data, or set `data.raw` in "
@@ -121,12 +140,26 @@ def parse_line(line: bytes) -> dict[str, Any] | list[Any] | Any:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 text (binary data?) at byte {exc.start}") from None
+    if len(line) > MAX_LITERAL_LINE_BYTES:
+        # ast costs ~200 bytes of memory per byte of input: refuse before parsing.
+        raise ValueError(
+            f"not JSON and {len(line)} bytes, too long for the literal parser "
+            f"(limit {MAX_LITERAL_LINE_BYTES} bytes)"
+        )
     try:
         return ast.literal_eval(text.strip())
     except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as exc:
         reason = exc.msg if isinstance(exc, SyntaxError) else str(exc)
         reason = reason.splitlines()[0] if reason else type(exc).__name__
-        raise ValueError(f"malformed or truncated line ({reason[:80]})") from None
+        raise ValueError(
+            f"malformed or truncated line ({without_addresses(reason)[:80]})"
+        ) from None
+
+
+def without_addresses(text: str) -> str:
+    """`text` without memory addresses (`<ast.Name object at 0x7f..>` -> `<ast.Name object>`),
+    so that messages written to outputs are the same in every run."""
+    return _ADDRESS.sub("", text)
 
 
 def validate_workout(value: Any) -> str | None:
@@ -179,26 +212,85 @@ def item_from_line(number: int, line: bytes) -> RawItem:
 
 
 def sniff_format(path: str | Path) -> str:
-    """Return 'parquet', 'gzip' or 'lines' from the first bytes of the file."""
+    """Return 'parquet', 'gzip' or 'lines' from the file's content.
+
+    Parquet: `PAR1` at both ends. Gzip: the first bytes decode as a gzip stream (header and
+    deflate data), and whatever follows a first member is another member. Else lines.
+    """
+    path = Path(path)
     with open(path, "rb") as f:
-        head = f.read(4)
-    if head == _PARQUET_MAGIC:
+        head = f.read(_GZIP_PROBE_BYTES)
+        size = f.seek(0, io.SEEK_END)
+        tail = b""
+        if size >= 8:
+            f.seek(size - 4)
+            tail = f.read(4)
+    if head[:4] == _PARQUET_MAGIC and tail == _PARQUET_MAGIC:
         return "parquet"
-    if head[:2] == _GZIP_MAGIC:
+    if head[:2] == GZIP_MAGIC and _decodes_as_gzip(head):
         return "gzip"
     return "lines"
 
 
-def _iter_lines(f: BinaryIO, what: str) -> Iterator[RawItem]:
-    number = 0
+def _decodes_as_gzip(head: bytes) -> bool:
+    d = zlib.decompressobj(wbits=31)
     try:
-        for number, line in enumerate(f, start=1):
-            yield item_from_line(number, line)
-    except (EOFError, OSError, zlib.error) as exc:
-        # A truncated/corrupt gzip stream: keep what was read, report where it broke.
+        d.decompress(head, 1 << 20)  # at most 1 MB out: enough to find an error
+    except zlib.error:
+        return False
+    return not (d.eof and d.unused_data and not d.unused_data.startswith(GZIP_MAGIC))
+
+
+def iter_line_entries(f: BinaryIO) -> Iterator[tuple[int, bytes] | RawItem]:
+    """The numbered lines of a line stream, unparsed: `(number, line)`, or an error RawItem
+    for a line longer than MAX_RAW_LINE_BYTES (skipped in 1 MB reads, never held whole)."""
+    number = 0
+    readline = f.readline
+    while True:
+        line = readline(MAX_RAW_LINE_BYTES + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) <= MAX_RAW_LINE_BYTES or line.endswith(b"\n"):
+            yield number, line
+            continue
+        size = len(line)
+        while line and not line.endswith(b"\n"):
+            line = readline(1 << 20)
+            size += len(line)
+        size -= line.endswith(b"\n")
         yield RawItem(
-            number + 1, None, f"line {number + 1}: {what} is truncated or corrupt ({exc})"
+            number,
+            None,
+            f"line {number}: {size} bytes, longer than the limit of {MAX_RAW_LINE_BYTES} bytes "
+            "(hrpred.io.limits.MAX_RAW_LINE_BYTES); not parsed",
         )
+
+
+def iter_raw_lines(path: Path, fmt: str) -> Iterator[tuple[int, bytes] | RawItem]:
+    """The unparsed entries (see `iter_line_entries`) of a 'lines' or 'gzip' file.
+
+    A gzip file is decompressed in a stream capped at MAX_RAW_DECOMPRESSED_BYTES and at
+    hrpred.io.limits.MAX_GZIP_RATIO (InputLimitError, one line, past either); a truncated
+    or corrupt gzip stream ends with one error RawItem after the lines read before it.
+    """
+    if fmt == "lines":
+        with open(path, "rb", buffering=1 << 20) as f:
+            yield from iter_line_entries(f)
+        return
+    raw = open(path, "rb")  # closed with the reader below
+    gz = BoundedGzipReader(raw, path.name, max_bytes=MAX_RAW_DECOMPRESSED_BYTES)
+    number = 0
+    with io.BufferedReader(gz, buffer_size=1 << 20) as f:
+        try:
+            for entry in iter_line_entries(f):
+                number = entry.line if isinstance(entry, RawItem) else entry[0]
+                yield entry
+        except InputLimitError as exc:
+            if "corrupt gzip data" not in str(exc):  # a size or ratio limit: refuse the file
+                raise
+            n = number + 1
+            yield RawItem(n, None, f"line {n}: gzip stream is truncated or corrupt ({exc})")
 
 
 def _iter_parquet(path: Path) -> Iterator[RawItem]:
@@ -208,6 +300,13 @@ def _iter_parquet(path: Path) -> Iterator[RawItem]:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types
         raise RawFormatError(f"{path}: not a readable Parquet file ({exc})") from None
+    meta = pf.metadata
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if size > MAX_RAW_DECOMPRESSED_BYTES:
+        raise InputLimitError(
+            f"{path}: {size} bytes once decompressed, more than the limit of "
+            f"{MAX_RAW_DECOMPRESSED_BYTES} (hrpred.io.limits.MAX_RAW_DECOMPRESSED_BYTES)"
+        )
     number = 0
     for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
         for row in batch.to_pylist():
@@ -223,19 +322,17 @@ def _iter_parquet(path: Path) -> Iterator[RawItem]:
 def iter_raw(path: str | Path) -> Iterator[RawItem]:
     """Stream the workouts of a raw file, one `RawItem` per line/row, in file order.
 
-    Raises RawNotFoundError (one line, with what to do) when the file is missing and
-    RawFormatError when a Parquet file cannot be opened. Bad lines never raise.
+    Raises RawNotFoundError (one line, with what to do) when the file is missing,
+    RawFormatError when a Parquet file cannot be opened and InputLimitError when a
+    compressed file is past the decompression limits. Bad lines never raise.
     """
     path = require_raw_file(path)
     fmt = sniff_format(path)
     if fmt == "parquet":
         yield from _iter_parquet(path)
-    elif fmt == "gzip":
-        with gzip.open(path, "rb") as f:
-            yield from _iter_lines(f, "gzip stream")
-    else:
-        with open(path, "rb", buffering=1 << 20) as f:
-            yield from _iter_lines(f, "file")
+        return
+    for entry in iter_raw_lines(path, fmt):
+        yield entry if isinstance(entry, RawItem) else item_from_line(*entry)
 
 
 # ---------------------------------------------------------------------------- writers
