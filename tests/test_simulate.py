@@ -44,6 +44,7 @@ TRUTH_CONTRACT = {
     "drift_bpm_per_h": pa.float64(),
     "gender": pa.string(),
     "n_user_workouts": pa.int64(),
+    "level_bpm": pa.float64(),
     "hr_physio": pa.list_(pa.float64()),
     "hr_clean": pa.list_(pa.float64()),
 }
@@ -325,3 +326,64 @@ def test_stage_writes_declared_outputs(
     Path("params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(SystemExit, match="n_users"):
         stage.main()
+
+
+def test_level_drift_is_slow_seeded_and_shifts_hr(config) -> None:
+    """Each runner's level moves over months (trend, wander, breaks, device), is reproducible
+    from the seed, leaves the other plan choices alone, and moves the simulated HR."""
+    import dataclasses
+
+    import numpy as np
+
+    from hrpred.simulate.plan import make_plan
+
+    cfg = dataclasses.replace(config(SimConfig, "simulate"), n_workouts=600, n_users=20)
+    a, b = make_plan(cfg), make_plan(cfg)
+    np.testing.assert_array_equal(a.level_bpm, b.level_bpm)
+    flat = dataclasses.replace(
+        cfg,
+        level=dataclasses.replace(
+            cfg.level, trend_bpm=(0.0, 0.0), wander_bpm=0.0, detrain_rate=0.0,
+            device_change_rate=0.0,
+        ),
+    )  # fmt: skip
+    c = make_plan(flat)
+    assert (c.level_bpm == 0).all() and (c.noise_scale == 1).all()
+    for name in ("user", "start_time", "sport", "archetype", "fault", "native_speed"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(c, name))
+    # slow: within a user, consecutive workouts (days apart) differ far less than the spread
+    order = np.lexsort((a.start_time, a.user))
+    u, lv = a.user[order], a.level_bpm[order]
+    same = u[1:] == u[:-1]
+    steps = np.abs(np.diff(lv))[same]
+    assert np.median(steps) < 0.5 * np.std(lv)
+
+
+def test_recent_history_beats_all_of_it_on_the_default_simulation(config) -> None:
+    """The realism check the personalisation relies on: on the default simulation, recent
+    workouts predict a runner's level better than all their workouts (as on real data); and
+    without the level drift they do not."""
+    import numpy as np
+
+    from hrpred.simulate.dataset import realism
+    from hrpred.simulate.generate import n_chunks, simulate_chunk
+    from hrpred.simulate.plan import make_plan
+
+    def recency(cfg: SimConfig) -> dict:
+        plan = make_plan(cfg)
+        stats = np.concatenate([simulate_chunk(cfg, plan, i).stats for i in range(n_chunks(cfg))])
+        return realism(stats)
+
+    cfg = config(SimConfig, "simulate")
+    r = recency(cfg)
+    assert r["recency"]["workouts"] > 500
+    assert r["recency"]["mae_last_10"] < r["recency"]["mae_all"]
+    assert all(r["within_bands"].values()), r["within_bands"]
+    flat = dataclasses.replace(
+        cfg,
+        level=dataclasses.replace(
+            cfg.level, trend_bpm=(0.0, 0.0), wander_bpm=0.0, detrain_rate=0.0,
+            device_change_rate=0.0,
+        ),
+    )  # fmt: skip
+    assert not recency(flat)["within_bands"]["recent_history_beats_all"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hrpred.params import ParamError
+from hrpred.simulate.level import LevelConfig
 
 FAULTS: tuple[str, ...] = (
     "offset_full",
@@ -73,6 +74,7 @@ class SimConfig:
     native_speed_rate: float
     stop_rate: float
     offset_bpm: tuple[float, float]
+    level: LevelConfig  # slow change of each runner's HR level (simulate/level.py)
     sports: dict[str, float]
     archetypes: dict[str, float]
     terrains: dict[str, float]

@@ -100,7 +100,41 @@ def realism(stats: np.ndarray) -> dict[str, Any]:
     out.update({k: round(float(v), 4) for k, v in values.items()})
     out["within_bands"] = {k: bool(lo <= values[k] <= hi) for k, (lo, hi) in REALISM_BANDS.items()}
     out["bands"] = {k: list(v) for k, v in REALISM_BANDS.items()}
+    recency = recency_check(col)
+    out["recency"] = recency
+    out["within_bands"]["recent_history_beats_all"] = bool(
+        recency["workouts"] > 0 and recency["mae_last_10"] < recency["mae_all"]
+    )
     return out
+
+
+def recency_check(col: dict[str, np.ndarray], k: int = 10) -> dict[str, Any]:
+    """Does a runner's recent history predict their level better than all of it (as on real
+    data)? Each fault-free run's level = mean HR minus a pooled linear fit on mean speed;
+    it is predicted by the mean level of the user's k most recent earlier runs, or of all of
+    them, on runs with at least k earlier runs."""
+    n = np.maximum(col["n"], 1)
+    hr, v = col["hr_sum"] / n, col["speed_sum"] / n
+    if hr.size < 3:
+        return {"workouts": 0, "mae_last_10": None, "mae_all": None}
+    coef = np.polyfit(v, hr, 1)
+    level = hr - np.polyval(coef, v)
+    order = np.lexsort((col["start"], col["user"]))
+    user, level = col["user"][order], level[order]
+    err_k: list[float] = []
+    err_all: list[float] = []
+    for u in np.unique(user):
+        lv = level[user == u]
+        for i in range(k, lv.size):
+            err_k.append(abs(lv[i] - lv[i - k : i].mean()))
+            err_all.append(abs(lv[i] - lv[:i].mean()))
+    if not err_k:
+        return {"workouts": 0, "mae_last_10": None, "mae_all": None}
+    return {
+        "workouts": len(err_k),
+        "mae_last_10": round(float(np.mean(err_k)), 4),
+        "mae_all": round(float(np.mean(err_all)), 4),
+    }
 
 
 def _counts(values: np.ndarray) -> dict[str, int]:
@@ -176,5 +210,7 @@ def simulate_dataset(
     os.replace(tmp_truth, truth)
     metrics = plan_counts(plan)
     metrics["bytes"] = written
-    metrics["realism"] = realism(np.concatenate(stats) if stats else np.zeros((0, 7)))
+    metrics["realism"] = realism(
+        np.concatenate(stats) if stats else np.zeros((0, len(STAT_COLUMNS)))
+    )
     return metrics

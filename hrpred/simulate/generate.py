@@ -33,7 +33,9 @@ from hrpred.simulate.workouts import (
 from hrpred.simulate.writer import fitrec_line_bytes
 
 # Per-workout realism statistics columns (fault-free runs), summed over chunks later.
-STAT_COLUMNS = ("n", "hr_sum", "hr_sumsq", "speed_sum", "speed_sumsq", "duration_min", "corr")
+STAT_COLUMNS = (
+    "n", "hr_sum", "hr_sumsq", "speed_sum", "speed_sumsq", "duration_min", "corr", "user", "start"
+)  # fmt: skip
 
 
 @dataclass
@@ -95,13 +97,15 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
     hrr_thr = us.hrr_at_threshold[u]
     hrr = effort_fraction(v, grade, thr * ref_factor, hrr_thr, cfg, grade_mult) * hr_factor[:, None]
     day_form = rng.normal(0, cfg.day_to_day_bpm, b)  # heat, sleep, caffeine: same pace, other HR
-    target = (rest + day_form)[:, None] + (max_hr - rest)[:, None] * hrr
+    level = plan.level_bpm[rows]  # slow drift of the runner's level (fitness, breaks, device)
+    target = (rest + day_form + level)[:, None] + (max_hr - rest)[:, None] * hrr
     hr0 = rest + rng.uniform(15, 40, b)
     kin = first_order_kinetics(target, dt, hr0, us.tau_up_s[u], us.tau_down_s[u])
     drift = cardiac_drift(dt, hrr / hrr_thr[:, None], us.drift_bpm_per_h[u])
     physio = np.clip(kin + drift, (rest - 5)[:, None], (max_hr + 3)[:, None])
     sd = cfg.sensor_noise_bpm
-    clean = physio + rng.normal(0, sd, (b, n)) + smooth_noise(rng, (b, n), 0.6 * sd, 5)
+    scale = plan.noise_scale[rows][:, None]
+    clean = physio + scale * (rng.normal(0, sd, (b, n)) + smooth_noise(rng, (b, n), 0.6 * sd, 5))
 
     # Sensors: GPS track, barometric/GPS altitude, native speed.
     start_lat = us.home_lat[u] + rng.normal(0, 0.03, b)
@@ -150,7 +154,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
             line = corrupt_line(rng, line)
         lines.append(line)
         if fault == "none" and plan.sport[row] == "run":
-            stats.append(_workout_stats(hr_rec, rec, native))
+            stats.append([*_workout_stats(hr_rec, rec, native), u[i], plan.start_time[row]])
 
     truth = {
         "line": rows + 1,
@@ -172,6 +176,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
         "drift_bpm_per_h": us.drift_bpm_per_h[u],
         "gender": us.gender[u],
         "n_user_workouts": plan.n_user_workouts[u],
+        "level_bpm": level,
         "hr_physio": np.round(physio, 3),
         "hr_clean": np.round(clean, 3),
     }

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrpred.simulate.config import SimConfig
+from hrpred.simulate.level import workout_levels
 from hrpred.simulate.physiology import Users, make_users
 
 EPOCH_FIRST = 1_306_886_400  # 2011-06-01 UTC
@@ -31,6 +32,8 @@ class Plan:
     terrain: np.ndarray  # str
     fault: np.ndarray  # str
     native_speed: np.ndarray  # bool
+    level_bpm: np.ndarray  # the user's HR level shift on that day (BPM; simulate/level.py)
+    noise_scale: np.ndarray  # sensor-noise scale on that day (device changes)
 
 
 def _choice(rng: np.random.Generator, mix: dict[str, float], size: int) -> np.ndarray:
@@ -68,6 +71,9 @@ def make_plan(cfg: SimConfig) -> Plan:
     faults = {"none": max(1.0 - sum(cfg.faults.values()), 0.0), **cfg.faults}
     fault = _choice(rng, faults, n)
     native = rng.random(n) < cfg.native_speed_rate
+    # Level drift from its own stream: the choices above stay as they were without it.
+    level_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2]))
+    level, noise_scale = workout_levels(level_rng, cfg.level, user, day, span_days)
     return Plan(
         users=users,
         user=user,
@@ -79,4 +85,6 @@ def make_plan(cfg: SimConfig) -> Plan:
         terrain=terrain,
         fault=fault,
         native_speed=native,
+        level_bpm=level,
+        noise_scale=noise_scale,
     )

@@ -33,6 +33,7 @@ TRUTH_SCHEMA = pa.schema(
         ("drift_bpm_per_h", pa.float64()),
         ("gender", pa.string()),
         ("n_user_workouts", pa.int64()),
+        ("level_bpm", pa.float64()),
         ("hr_physio", pa.list_(pa.float64())),
         ("hr_clean", pa.list_(pa.float64())),
     ]
