@@ -273,8 +273,11 @@ def write_csv(
     return path
 
 
-def write_fit(path: Path, w: Workout, *, gzip_it: bool = False) -> Path:
-    """An activity FIT file (file_id + timer events + one record per sample) via fit_tool."""
+def write_fit(path: Path, w: Workout, *, gzip_it: bool = False, phone: bool = False) -> Path:
+    """An activity FIT file (file_id + timer events + one record per sample) via fit_tool.
+
+    `phone`: as a phone app writes it: plain speed/altitude fields instead of the enhanced
+    ones, no heart rate, and a manufacturer other than a watch's."""
     import gzip
 
     from fit_tool.fit_file_builder import FitFileBuilder
@@ -287,7 +290,7 @@ def write_fit(path: Path, w: Workout, *, gzip_it: bool = False) -> Path:
     start_ms = int(w.timestamp[0]) * 1000
     msg = FileIdMessage()
     msg.type = FileType.ACTIVITY
-    msg.manufacturer = Manufacturer.DEVELOPMENT.value
+    msg.manufacturer = (Manufacturer.STRAVA if phone else Manufacturer.DEVELOPMENT).value
     msg.product = 0
     msg.time_created = start_ms
     msg.serial_number = 0x12345678
@@ -304,9 +307,13 @@ def write_fit(path: Path, w: Workout, *, gzip_it: bool = False) -> Path:
         r.position_lat = float(w.latitude[i])
         r.position_long = float(w.longitude[i])
         r.distance = float(w.distance_m[i])
-        r.enhanced_speed = float(w.speed_kmh[i] / 3.6)
-        r.enhanced_altitude = float(w.altitude_m[i])
-        r.heart_rate = int(w.heart_rate[i])
+        if phone:
+            r.speed = float(w.speed_kmh[i] / 3.6)
+            r.altitude = float(w.altitude_m[i])
+        else:
+            r.enhanced_speed = float(w.speed_kmh[i] / 3.6)
+            r.enhanced_altitude = float(w.altitude_m[i])
+            r.heart_rate = int(w.heart_rate[i])
         records.append(r)
     builder.add_all(records)
     ev = EventMessage()

@@ -55,7 +55,11 @@ def test_build_app_has_every_element_and_wiring(bundle_dir: Path) -> None:
         (ids[target], event): ([ids[i] for i in dep["inputs"]], [ids[o] for o in dep["outputs"]])
         for dep in config["dependencies"]
         for target, event in dep["targets"]
+        if event != "then"
     }
+    # each prediction is followed by the clean-up of its CSV (after Gradio copied it)
+    then = [dep for dep in config["dependencies"] if dep["targets"][0][1] == "then"]
+    assert len(then) == 2 and all(len(dep["inputs"]) == 1 for dep in then)
     ins, outs = wiring[(app.IDS["file"], "change")]
     assert ins[0] == app.IDS["file"]
     assert {app.IDS["gender"], app.IDS["max_hr"], app.IDS["age"], app.IDS["rest_hr"]} <= set(ins)
@@ -217,3 +221,50 @@ def test_out_of_range_input_is_a_one_line_error(bundle, gpx: Path, tmp_path: Pat
     view = app.predict_file(bundle, str(gpx), max_hr=300, workdir=tmp_path)
     assert view.error is not None and view.error.startswith("morning run.gpx: ")
     assert "300" in view.error and "\n" not in view.error and view.csv_path is None
+
+
+# --------------------------------------------------------------------------- issue 16: limits
+
+
+def test_limits_are_set() -> None:
+    from hrpred.io.limits import MAX_ACTIVITY_BYTES
+
+    assert app.MAX_UPLOAD == f"{MAX_ACTIVITY_BYTES // (1024 * 1024)}mb"
+    assert app.MAX_FILES == 1 and app.CONCURRENCY == 2 and app.QUEUE_MAX == 16
+    assert app.DEFAULT_HOST == "127.0.0.1"
+
+
+def test_hostile_uploads_are_one_line_errors_and_leave_nothing(bundle, gpx, tmp_path) -> None:
+    import gzip
+
+    bomb = tmp_path / "bomb.gpx.gz"
+    with gzip.open(bomb, "wb") as f:
+        for _ in range(70):
+            f.write(b" " * (1 << 20))
+    typo = tmp_path / "typo.gpx"
+    text = gpx.read_text()
+    last = text.rindex("<time>") + len("<time>")
+    typo.write_text(text[:last] + "2010" + text[last + 4 :])
+    work = tmp_path / "work"
+    work.mkdir()
+    for path, expect in ((bomb, "more than 64 MB once decompressed"), (typo, "spans")):
+        view = app.predict_file(bundle, str(path), workdir=work)
+        assert view.error.startswith(path.name) and expect in view.error, view.error
+        assert "\n" not in view.error and view.csv_path is None
+    assert list(work.iterdir()) == []
+
+
+def test_served_csv_is_deleted_and_nothing_outside_the_workdir(bundle, gpx, tmp_path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    view = app.predict_file(bundle, str(gpx), workdir=work)
+    csv_path = Path(view.csv_path)
+    assert csv_path.is_file() and work in csv_path.parents
+    assert app.discard_output(view.csv_path, work) is True
+    assert not csv_path.exists() and list(work.iterdir()) == []
+    outside = tmp_path / "keep" / "x.csv"
+    outside.parent.mkdir()
+    outside.write_text("x")
+    assert app.discard_output(str(outside), work) is False and outside.exists()
+    assert app.discard_output(str(work / "x.csv"), work) is False and work.exists()
+    assert app.discard_output(None, work) is False

@@ -122,3 +122,68 @@ def test_usage_and_bundle_errors_are_one_line(files, tmp_path):
         assert res.returncode == 2, (args, res.stderr)
         _no_traceback(res)
         assert len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
+
+
+# --------------------------------------------------------------------------- issue 16: batches
+
+
+def test_out_equal_to_an_input_is_refused(files, tmp_path):
+    d, good, _ = files
+    target = tmp_path / "run.csv"
+    target.write_bytes(good["csv"].read_bytes())
+    before = target.read_bytes()
+    res = hrpred("predict", str(target), "--bundle", str(d / "bundle"), "--out", str(target), cwd=d)
+    assert res.returncode == 2 and "refusing to overwrite" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert target.read_bytes() == before  # was: the recording overwritten, exit 0
+
+
+def test_failed_write_leaves_the_previous_out_intact(files, tmp_path, monkeypatch, capsys):
+    from hrpred.serve import cli
+
+    d, good, _ = files
+    out = tmp_path / "pred.csv"
+    out.write_text("previous predictions\n")
+
+    def full_disk(self, target, *args, **kwargs):
+        half = "t_s,timestamp\n1,"  # half a file, then the disk is full
+        if isinstance(target, str | Path):
+            Path(target).write_text(half)
+        else:
+            target.write(half)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full_disk)
+    argv = ["predict", str(good["csv"]), "--bundle", str(d / "bundle"), "--out", str(out)]
+    assert cli.main(argv) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert out.read_text() == "previous predictions\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["pred.csv"]  # no temp file left
+
+
+def test_batch_with_a_corrupt_file_writes_the_good_ones(files, tmp_path, monkeypatch, capsys):
+    """An unexpected exception on one file used to abort the batch without its name."""
+    import hrpred.io.userfiles as userfiles
+    from hrpred.serve import cli
+
+    d, good, _ = files
+    real = userfiles.read_activity
+    broken = tmp_path / "broken.fit"
+    broken.write_bytes(good["fit"].read_bytes()[:200])
+
+    def read(path):
+        if Path(path).name == "weird.fit":
+            raise KeyError(111)  # as fitdecode did on an unknown base type
+        return real(path)
+
+    monkeypatch.setattr(userfiles, "read_activity", read)
+    weird = tmp_path / "weird.fit"
+    weird.write_bytes(b"x")
+    out = tmp_path / "pred.csv"
+    argv = [str(good["gpx"]), str(weird), str(broken), str(good["csv"])]
+    assert cli.main(["predict", *argv, "--bundle", str(d / "bundle"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "hrpred: weird.fit: unexpected error (KeyError: 111)"
+    assert err[1].startswith("hrpred: broken.fit: ") and len(err) == 2
+    table = pd.read_csv(out)
+    assert sorted(set(table["file"])) == ["run.csv", "run.gpx"]

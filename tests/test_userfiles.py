@@ -219,7 +219,7 @@ def _write(path: Path, data: bytes | str) -> Path:
         ("bad.tcx", "<TrainingCenterDatabase><Activities>", "TCX"),
         ("other.tcx", "<root/>", "not a TCX file"),
         ("text.fit", "this is not a FIT file at all, just text" * 3, "FIT"),
-        ("notgz.gpx.gz", "plain text, not gzip", "cannot read GPX file"),
+        ("notgz.gpx.gz", "plain text, not gzip", "not a valid GPX file"),
         ("empty.csv", "\n", "CSV"),
         ("header.csv", "timestamp,speed\n", "CSV"),
         ("notime.csv", "speed,altitude\n10,100\n11,101\n", "no time column"),
@@ -310,3 +310,160 @@ def test_real_sample_files(name, source, rules):
     assert act.heart_rate is not None and 120 < np.nanmean(act.heart_rate) < 200
     moving = speed[speed > 3]
     assert 7 < np.median(moving) < 20  # running speeds in km/h
+
+
+# --------------------------------------------------------------------------- issue 16: limits
+
+
+def _gpx_with_last_time(tmp_path: Path, workout, year: str) -> Path:
+    path = write_gpx(tmp_path / f"year{year}.gpx", workout)
+    text = path.read_text()
+    last = text.rindex("<time>") + len("<time>")
+    path.write_text(text[:last] + year + text[last + 4 :])
+    return path
+
+
+def test_year_typo_in_the_last_gpx_time_is_dropped_or_a_one_line_error(tmp_path, workout):
+    """One typo in the last <time> used to size a 10^8-step grid (15.7 GB on a real file)."""
+    future = read_activity(_gpx_with_last_time(tmp_path, workout, "2202"))
+    assert len(future) == len(workout.timestamp) - 1
+    assert any("in the future dropped" in w for w in future.warnings)
+    assert future.duration_s < 2 * 3600
+    with pytest.raises(ActivityError, match=r"year2010.gpx: recording spans .* days"):
+        read_activity(_gpx_with_last_time(tmp_path, workout, "2010"))
+    with pytest.raises(ActivityError, match="more than the 24 h limit"):
+        read_activity(_gpx_with_last_time(tmp_path, workout, "2019"))
+
+
+def test_thirty_day_gap_csv_is_rejected(tmp_path, workout):
+    """A 30-day gap used to 'succeed' after seconds and 1.4 GB with a 43,230-minute summary."""
+    t = workout.timestamp.astype(float).copy()
+    t[len(t) // 2 :] += 30 * 86400
+    lines = ["timestamp,speed_kmh"] + [
+        f"{x:.0f},{s!r}" for x, s in zip(t, workout.speed_kmh, strict=True)
+    ]
+    path = tmp_path / "gap.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ActivityError, match=r"gap.csv: recording spans 30.0 days.*largest gap 720"):
+        read_activity(path)
+
+
+def test_too_many_points_and_times_going_backwards(tmp_path, monkeypatch, workout):
+    import hrpred.io.activity as activity_mod
+
+    path = write_csv(tmp_path / "run.csv", workout)
+    monkeypatch.setattr(activity_mod, "MAX_POINTS", 100)
+    with pytest.raises(ActivityError, match="run.csv: more than 100 points"):
+        read_activity(path)
+    monkeypatch.undo()
+    rows = path.read_text().splitlines()
+    shuffled = [rows[0]] + rows[1:][::-1]  # every step goes back: not one recording
+    path.write_text("\n".join(shuffled) + "\n")
+    with pytest.raises(ActivityError, match="time goes backwards at 239 of 240 points"):
+        read_activity(path)
+
+
+def test_physically_impossible_values_are_masked_and_counted(tmp_path, workout):
+    path = write_csv(tmp_path / "run.csv", workout, columns=("timestamp", "speed_kmh", "altitude"))
+    rows = path.read_text().splitlines()
+    rows[5] = rows[5].split(",")[0] + ",-3.0,99999"
+    rows[6] = rows[6].split(",")[0] + ",inf,250"
+    rows[7] = rows[7].split(",")[0] + ",900,250"
+    path.write_text("\n".join(rows) + "\n")
+    act = read_activity(path)
+    assert np.isnan(act.speed[[4, 5, 6]]).all() and np.isfinite(act.altitude).all()
+    assert any("3 speed values (km/h) outside 0..200" in w for w in act.warnings)
+    assert any("1 altitude values (m) outside -500..9000" in w for w in act.warnings)
+
+
+@pytest.mark.parametrize("name", ["bomb.gpx.gz", "bomb.csv.gz", "bomb.fit.gz"])
+def test_gzip_bombs_stop_at_the_decompressed_limit(tmp_path, name):
+    """A 1 MB .gpx.gz took 36 s and 3.3 GB; a .csv.gz passed 6 GB."""
+    import time
+
+    path = tmp_path / name
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(b"timestamp,speed\n" if "csv" in name else b"<gpx>")
+        block = b" " * (1 << 20)
+        for _ in range(80):  # 80 MB of spaces, ~80 KB compressed
+            f.write(block)
+    assert path.stat().st_size < 1 << 20
+    t0 = time.perf_counter()
+    with pytest.raises(ActivityError, match=f"{name}: more than 64 MB once decompressed"):
+        read_activity(path)
+    assert time.perf_counter() - t0 < 10
+
+
+def test_trailing_comma_and_extra_fields_never_shift_columns(tmp_path, workout):
+    path = write_csv(tmp_path / "trail.csv", workout, columns=("timestamp", "speed_kmh", "hr"))
+    rows = path.read_text().splitlines()
+    path.write_text("\n".join([rows[0]] + [r + "," for r in rows[1:]]) + "\n")
+    act = read_activity(path)  # was: timestamp read as the index, speed as time, hr as speed
+    np.testing.assert_array_equal(act.timestamp, workout.timestamp.astype(float))
+    np.testing.assert_array_equal(act.speed, workout.speed_kmh)
+    np.testing.assert_array_equal(act.heart_rate, workout.heart_rate)
+    rows[10] += ",7,8"  # one row with extra values: skipped, said so
+    path.write_text("\n".join(rows) + "\n")
+    act = read_activity(path)
+    assert len(act) == len(workout.timestamp) - 1
+    assert any("1 CSV rows with more values than the header's 3 skipped" in w for w in act.warnings)
+    np.testing.assert_array_equal(act.speed, np.delete(workout.speed_kmh, 9))
+
+
+def test_decimal_commas(tmp_path, workout):
+    path = write_csv(tmp_path / "semi.csv", workout, columns=("timestamp", "speed_kmh", "hr"))
+    rows = path.read_text().splitlines()
+    semi = [r.replace(",", ";").replace(".", ",") for r in rows]
+    path.write_text("\n".join(semi) + "\n")
+    act = read_activity(path)
+    np.testing.assert_allclose(act.speed, workout.speed_kmh, rtol=1e-12)
+    comma = tmp_path / "comma.csv"  # ',' delimiter and decimal commas: ambiguous
+    comma.write_text("\n".join([rows[0]] + [r.replace(".", ",") for r in rows[1:]]) + "\n")
+    with pytest.raises(
+        ActivityError, match="comma.csv: .*decimal commas with ',' as the delimiter"
+    ):
+        read_activity(comma)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-8-sig"])
+def test_utf16_and_bom_files_are_read(tmp_path, workout, encoding):
+    """UTF-16 used to give 'no speed, distance or GPS positions' with a speed column there."""
+    gpx = write_gpx(tmp_path / "run.gpx", workout)
+    csv_path = write_csv(tmp_path / "run.csv", workout)
+    for path in (gpx, csv_path):
+        text = path.read_text()
+        if path.suffix == ".gpx":
+            text = text.replace('encoding="UTF-8"', f'encoding="{encoding.upper()}"')
+        path.write_bytes(text.encode(encoding))
+        act = read_activity(path)
+        np.testing.assert_array_equal(act.timestamp, workout.timestamp.astype(float))
+        assert act.heart_rate is not None and len(act) == len(workout.timestamp)
+
+
+def test_hostile_files_stay_within_time_and_memory(tmp_path, workout):
+    """The defects above in one subprocess: peak RSS (torch included) under 1 GB."""
+    import subprocess
+    import sys
+
+    bad = [
+        _gpx_with_last_time(tmp_path, workout, "2010"),
+        _gpx_with_last_time(tmp_path, workout, "2202"),
+    ]
+    code = (
+        "import resource, sys\n"
+        "from hrpred.io.userfiles import read_activity\n"
+        "for p in sys.argv[1:]:\n"
+        "    try: read_activity(p)\n"
+        "    except Exception as e: print(type(e).__name__)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, *map(str, bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    lines = res.stdout.split()
+    assert res.returncode == 0 and lines[:-1] == ["ActivityError"], res.stderr
+    assert int(lines[-1]) < 1024

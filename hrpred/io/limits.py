@@ -87,12 +87,6 @@ class BoundedGzipReader(io.RawIOBase):
             super().close()
 
 
-def is_gzip(path: str | Path) -> bool:
-    """True when the file starts with gzip's magic bytes (whatever its name says)."""
-    with open(path, "rb") as f:
-        return f.read(2) == GZIP_MAGIC
-
-
 def open_input(path: str | Path, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> BinaryIO:
     """A binary stream of `path`, transparently and boundedly decompressed when gzip'ed."""
     path = Path(path)
@@ -102,24 +96,3 @@ def open_input(path: str | Path, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> Bin
         return io.BufferedReader(BoundedGzipReader(raw, path.name, max_bytes=max_bytes))
     raw.seek(0)
     return raw
-
-
-def read_input(path: str | Path, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> bytes:
-    """All bytes of `path` (gunzipped when gzip'ed), at most `max_bytes`."""
-    with open_input(path, max_bytes) as f:
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise InputLimitError(
-            f"{Path(path).name}: more than {max_bytes // (1024 * 1024)} MB "
-            "(limit of hrpred.io.limits.MAX_DECOMPRESSED_BYTES)"
-        )
-    return data
-
-
-# User activity files (hrpred predict, the app): checked by hrpred.io.activity before any
-# array is sized from their values.
-MAX_ACTIVITY_BYTES = 64 * 1024 * 1024  # one activity file once decompressed (24 h GPX ~ 30 MB)
-MAX_BACKWARD_FRACTION = 0.05  # steps back in time above this share: rejected, below: sorted
-SPEED_RANGE_KMH = (0.0, 200.0)  # recorded speeds outside: masked (a sensor glitch)
-ALTITUDE_RANGE_M = (-500.0, 9000.0)  # recorded altitudes outside: masked
-DISTANCE_RANGE_M = (0.0, 5_000_000.0)  # cumulative distance outside: masked

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
+from hrpred.errors import HrpredError
 from hrpred.serve.demo_samples import sample_names, write_sample_gpx
+from hrpred.serve.figure import make_figure
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -38,7 +39,13 @@ DEFAULT_BUNDLE = "models/bundle"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
 CACHE_MAX_AGE = (3600, 3600)  # s: every hour, drop uploads/downloads Gradio cached > 1 h ago
-MAX_UPLOAD = "100mb"  # larger than any real workout file; rejects accidental huge uploads
+# Limits (README "Limits and bad files"): an upload is one file (the file input takes one) of at
+# most MAX_UPLOAD; read_activity decompresses at most hrpred.io.limits.MAX_ACTIVITY_BYTES;
+# QUEUE_MAX requests wait while CONCURRENCY run; a prediction's CSV is deleted once served.
+MAX_UPLOAD = "64mb"  # = MAX_ACTIVITY_BYTES: a larger file is refused uncompressed anyway
+MAX_FILES = 1  # files per request (gr.File(file_count="single"))
+CONCURRENCY = 2  # predictions at a time
+QUEUE_MAX = 16  # requests waiting; more are turned away with "queue full"
 GENDERS = ("unknown", "female", "male")
 ZONES = ("Z1", "Z2", "Z3", "Z4", "Z5")
 ZONES_LABEL = "Time in HR zones"
@@ -141,81 +148,6 @@ def zones_table(zones: dict[str, float] | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def make_figure(
-    frame: pd.DataFrame,
-    title: str,
-    latitude: np.ndarray | None = None,
-    longitude: np.ndarray | None = None,
-) -> Figure:
-    """Predicted (and recorded) HR over time above speed and altitude, sharing the time axis,
-    and, when the file has positions, the route coloured by predicted HR."""
-    from matplotlib.figure import Figure  # no pyplot: no global state across requests
-
-    route = _route_xy(latitude, longitude, len(frame))
-    fig = Figure(figsize=(13 if route else 10, 6.5), dpi=90, layout="constrained")
-    grid = fig.add_gridspec(
-        3,
-        2 if route else 1,
-        height_ratios=[2.2, 1, 1],
-        **({"width_ratios": [2.4, 1]} if route else {}),
-    )
-    ax_hr = fig.add_subplot(grid[0, 0])
-    ax_speed = fig.add_subplot(grid[1, 0], sharex=ax_hr)
-    ax_alt = fig.add_subplot(grid[2, 0], sharex=ax_hr)
-    minutes = frame["t_s"].to_numpy(dtype=float) / 60.0
-    if "hr_true" in frame and frame["hr_true"].notna().any():
-        ax_hr.plot(minutes, frame["hr_true"], color="0.55", lw=1.0, label="recorded HR")
-    ax_hr.plot(minutes, frame["hr_pred"], color="tab:red", lw=1.6, label="predicted HR")
-    ax_hr.set_ylabel("HR (bpm)")
-    ax_hr.legend(loc="lower right")
-    ax_hr.set_title(title)
-    ax_hr.grid(alpha=0.3)
-    ax_hr.tick_params(labelbottom=False)
-    ax_speed.tick_params(labelbottom=False)
-    for ax, column, label, color in (
-        (ax_speed, "speed_kmh", "speed (km/h)", "tab:blue"),
-        (ax_alt, "altitude_m", "altitude (m)", "tab:green"),
-    ):
-        values = frame[column] if column in frame else None
-        if values is not None and values.notna().any():
-            ax.plot(minutes, values, color=color, lw=1.0)
-        else:
-            ax.text(0.5, 0.5, "not in file", transform=ax.transAxes, ha="center", va="center")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    ax_alt.set_xlabel("time (min)")
-    if route:
-        x, y = route
-        ax_route = fig.add_subplot(grid[:, 1])
-        points = ax_route.scatter(x, y, c=frame["hr_pred"], s=4, cmap="inferno", lw=0)
-        ax_route.plot(x[:1], y[:1], "o", color="tab:green", ms=7, label="start")
-        ax_route.set_aspect("equal", adjustable="datalim")
-        ax_route.set_title("route, coloured by predicted HR")
-        ax_route.set_xlabel("east (km)")
-        ax_route.set_ylabel("north (km)")
-        ax_route.legend(loc="best")
-        fig.colorbar(points, ax=ax_route, label="predicted HR (bpm)", shrink=0.6)
-    return fig
-
-
-def _route_xy(
-    latitude: np.ndarray | None, longitude: np.ndarray | None, n: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Positions as km east/north of the start (equirectangular: fine at a run's scale)."""
-    if latitude is None or longitude is None or len(latitude) != n or len(longitude) != n:
-        return None
-    lat = np.asarray(latitude, dtype=np.float64)
-    lon = np.asarray(longitude, dtype=np.float64)
-    ok = np.isfinite(lat) & np.isfinite(lon)
-    if ok.sum() < 2:
-        return None
-    lat0, lon0 = lat[ok][0], lon[ok][0]
-    km_per_deg = 6371.0 * math.pi / 180.0
-    x = (lon - lon0) * km_per_deg * math.cos(math.radians(lat0))
-    y = (lat - lat0) * km_per_deg
-    return x, y
-
-
 def predict_file(
     bundle: Any,
     path: str | None,
@@ -252,7 +184,7 @@ def predict_file(
             age=_number(age),
         )
         return _view(prediction, activity, name, workdir)
-    except (ValueError, OSError) as exc:  # ActivityError and BundleError are ValueErrors
+    except (HrpredError, ValueError, OSError) as exc:  # ActivityError, BundleError, ...
         message = _one_line(exc)
         # readers usually name the file already; the page must say which file failed once
         return PredictionView(error=message if message.startswith(name) else f"{name}: {message}")
@@ -289,6 +221,19 @@ def _view(prediction: Any, activity: Any, name: str, workdir: str | Path | None)
         warnings=warnings,
         csv_path=str(csv_path),
     )
+
+
+def discard_output(csv_path: str | None, workdir: str | Path) -> bool:
+    """Delete a prediction's CSV directory once Gradio has served (copied) it; only a
+    directory inside the app's temp `workdir` is ever deleted. True if one was."""
+    if not csv_path:
+        return False
+    out_dir = Path(csv_path).resolve().parent
+    root = Path(workdir).resolve()
+    if out_dir == root or root not in out_dir.parents:
+        return False
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return True
 
 
 def format_number(value: float | None) -> str:
@@ -339,7 +284,11 @@ def build_app(bundle_dir: str | Path) -> gr.Blocks:
         view = predict_file(
             bundle, path, gender=gender, max_hr=max_hr, age=age, rest_hr=rest_hr, workdir=workdir
         )
-        return view_outputs(view)
+        return (*view_outputs(view), view.csv_path)
+
+    def on_served(csv_path: str | None) -> None:
+        # runs after the outputs were post-processed: Gradio serves its own copy of the CSV
+        discard_output(csv_path, workdir)
 
     def on_sample(name: str | None) -> Any:
         if not name:
@@ -371,6 +320,7 @@ def build_app(bundle_dir: str | Path) -> gr.Blocks:
                 file_in = gr.File(
                     label="Workout file (.gpx .tcx .fit .fit.gz .csv)",
                     type="filepath",
+                    file_count="single" if MAX_FILES == 1 else "multiple",
                     elem_id=IDS["file"],
                 )
                 sample_in = gr.Dropdown(
@@ -433,8 +383,14 @@ def build_app(bundle_dir: str | Path) -> gr.Blocks:
             csv_out,
         ]
         # `change` fires for uploads, clears and the sample picker writing the file input
-        file_in.change(on_predict, inputs=inputs, outputs=outputs)
-        button.click(on_predict, inputs=inputs, outputs=outputs)
+        served = gr.State(None)
+        outputs_and_path = [*outputs, served]
+        file_in.change(on_predict, inputs=inputs, outputs=outputs_and_path).then(
+            on_served, inputs=[served]
+        )
+        button.click(on_predict, inputs=inputs, outputs=outputs_and_path).then(
+            on_served, inputs=[served]
+        )
         sample_in.change(on_sample, inputs=[sample_in], outputs=[file_in])
         # a new upload replaces the sample: clear the picker so the page does not contradict it
         file_in.upload(lambda: None, outputs=[sample_in])
@@ -474,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM (service managers, test harnesses) stops like Ctrl-C: Gradio closes its server
     # and the atexit clean-up of the app's temporary files runs.
     signal.signal(signal.SIGTERM, _interrupt)
-    demo.queue(default_concurrency_limit=2).launch(
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_MAX).launch(
         server_name=args.host,
         server_port=args.port,
         share=False,

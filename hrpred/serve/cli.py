@@ -107,13 +107,59 @@ def _one_line(exc: BaseException) -> str:
     return first or type(exc).__name__
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def write_atomic(table: Any, out: Path) -> None:
+    """Write `table` as CSV to `out` via a temporary file in the same directory and a rename,
+    so a failed write leaves any previous `out` untouched."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            table.to_csv(handle, index=False, float_format="%.3f")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fail(name: str, exc: BaseException, unexpected: bool = False) -> None:
+    msg = _one_line(exc)
+    if unexpected:
+        msg = f"unexpected error ({type(exc).__name__}: {msg})"
+    base = Path(name).name
+    print(f"hrpred: {msg if msg.startswith(base) else f'{base}: {msg}'}", file=sys.stderr)
+
+
 def _predict(args: argparse.Namespace) -> int:
     import torch
 
+    from hrpred.errors import HrpredError
     from hrpred.export.bundle import BundleError
-    from hrpred.io.userfiles import ActivityError, read_activity
+    from hrpred.io.userfiles import read_activity
     from hrpred.serve.predict import load_bundle, predict_activity
 
+    out = None if args.out in (None, "-") else Path(args.out)
+    if out is not None:
+        clash = next((f for f in args.files if _same_file(Path(f), out)), None)
+        if clash is not None:
+            print(
+                f"hrpred: --out {args.out} is the input file {clash}: refusing to overwrite it",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        if out.is_dir():
+            print(f"hrpred: --out {args.out} is a directory", file=sys.stderr)
+            return EXIT_ERROR
     # One sequence at a time is latency-bound: extra intra-op threads only add contention.
     torch.set_num_threads(1)
     try:
@@ -134,15 +180,17 @@ def _predict(args: argparse.Namespace) -> int:
                 rest_hr=args.rest_hr,
                 age=args.age,
             )
-        except (ActivityError, ValueError, OSError) as exc:
-            msg = _one_line(exc)
-            base = Path(name).name
-            print(f"hrpred: {msg if msg.startswith(base) else f'{base}: {msg}'}", file=sys.stderr)
+        except (HrpredError, ValueError, OSError) as exc:
+            _fail(name, exc)
+            failed += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad file must not lose the batch's others
+            _fail(name, exc, unexpected=True)
             failed += 1
             continue
         if not args.quiet:
-            out = sys.stderr if args.out == "-" else sys.stdout
-            print(format_summary(Path(name).name, pred.summary, pred.warnings), file=out)
+            stream = sys.stderr if args.out == "-" else sys.stdout
+            print(format_summary(Path(name).name, pred.summary, pred.warnings), file=stream)
         frame = pred.frame
         if len(args.files) > 1:
             frame = frame.assign(file=Path(name).name)
@@ -152,14 +200,14 @@ def _predict(args: argparse.Namespace) -> int:
 
         table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         try:
-            if args.out == "-":
+            if out is None:
                 table.to_csv(sys.stdout, index=False, float_format="%.3f")
             else:
-                table.to_csv(args.out, index=False, float_format="%.3f")
+                write_atomic(table, out)
         except OSError as exc:
             print(f"hrpred: cannot write {args.out}: {_one_line(exc)}", file=sys.stderr)
             return EXIT_ERROR
-        if args.out != "-" and not args.quiet:
+        if out is not None and not args.quiet:
             print(f"wrote {len(table)} rows to {args.out}")
     return EXIT_ERROR if failed else 0
 

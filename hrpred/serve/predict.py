@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hrpred.export.bundle import Bundle, BundleError, load_bundle
+from hrpred.io.limits import MAX_DURATION_S, MAX_POINTS
 from hrpred.io.userfiles import Activity, ActivityError
 from hrpred.timeseries import SpeedConfig, haversine_km, speed_from_recording
 
@@ -143,6 +144,12 @@ def resample_activity(activity: Activity, step_s: float, speed: SpeedConfig) -> 
             f"{activity.source}: only {duration:.0f} s recorded: need at least "
             f"{MIN_DURATION_S:.0f} s to predict a heart-rate curve"
         )
+    if not duration <= MAX_DURATION_S or len(t) > MAX_POINTS:  # read_activity checks both
+        raise ActivityError(
+            f"{activity.source}: {duration / 3600:.1f} h and {len(t)} points: more than the "
+            f"limits ({MAX_DURATION_S / 3600:.0f} h, {MAX_POINTS:,} points; hrpred.io.limits)"
+        )
+    # sized from the checked duration only: at most MAX_DURATION_S / step_s + 1 steps
     n_grid = int(np.floor(duration / step_s + 1e-9)) + 1
     grid_t = t[0] + step_s * np.arange(n_grid, dtype=np.float64)
 

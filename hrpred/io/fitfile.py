@@ -1,0 +1,102 @@
+"""FIT reader (fitdecode): per-point columns for `hrpred.io.activity.finish`.
+
+A FIT file damaged part-way (truncated upload, a corrupt record) keeps the records decoded
+before the damage, with a warning naming the byte, as the watches' own tools do; whatever
+fitdecode raises on the damage is caught here, because a corrupt file can make it fail in
+many ways (FitParseError, KeyError on an unknown base type, TypeError, struct.error...).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings as _warnings
+from datetime import datetime
+from typing import Any
+
+from hrpred.io.activity import (
+    SEMICIRCLE_DEG,
+    ActivityError,
+    Columns,
+    check_points,
+    empty_columns,
+    one_line,
+    to_float,
+    unix,
+)
+
+
+def _value(frame: Any, *names: str) -> Any:
+    for name in names:
+        if frame.has_field(name):
+            value = frame.get_value(name, fallback=None)
+            if value is not None:
+                return value
+    return None
+
+
+def _append_record(cols: dict[str, list[float]], frame: Any) -> None:
+    ts = _value(frame, "timestamp")
+    row = {
+        "timestamp": unix(ts) if isinstance(ts, datetime) else math.nan,
+        "latitude": to_float(_value(frame, "position_lat")) * SEMICIRCLE_DEG,
+        "longitude": to_float(_value(frame, "position_long")) * SEMICIRCLE_DEG,
+        "altitude": to_float(_value(frame, "enhanced_altitude", "altitude")),
+        "heart_rate": to_float(_value(frame, "heart_rate")),
+        "speed": to_float(_value(frame, "enhanced_speed", "speed")) * 3.6,  # m/s -> km/h
+        "distance": to_float(_value(frame, "distance")),
+    }
+    for k, v in row.items():  # all or nothing: the channels stay aligned
+        cols[k].append(v)
+
+
+def read_fit(data: bytes, warns: list[str]) -> Columns:
+    import fitdecode
+
+    cols = empty_columns()
+    sport = None
+    reader = None
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")  # fitdecode warns on odd definitions
+            reader = fitdecode.FitReader(
+                io.BytesIO(data),
+                check_crc=fitdecode.CrcCheck.WARN,
+                error_handling=fitdecode.ErrorHandling.WARN,
+            )
+            # no `with reader`: closing it resets the offset the warning names
+            for frame in reader:
+                if not isinstance(frame, fitdecode.FitDataMessage):
+                    continue
+                if frame.name == "sport" and sport is None:
+                    value = _value(frame, "sport")
+                    sport = str(value) if value is not None else None
+                if frame.name == "record":
+                    check_points(len(cols["timestamp"]) + 1)
+                    _append_record(cols, frame)
+    except ActivityError:
+        raise
+    except fitdecode.FitHeaderError as exc:
+        if not cols["timestamp"]:
+            raise ActivityError(f"not a FIT file ({one_line(exc)})") from None
+        _damaged(cols, reader, exc, warns)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on a damaged file
+        _damaged(cols, reader, exc, warns)
+    finally:
+        if reader is not None:
+            reader.close()
+    if not cols["timestamp"]:
+        raise ActivityError("FIT file has no record messages (is it an activity file?)")
+    return Columns(cols, sport)
+
+
+def _damaged(cols: dict[str, list[float]], reader: Any, exc: Exception, warns: list[str]) -> None:
+    """Keep the records before the damage (ActivityError if fewer than 2), with a warning."""
+    where = getattr(reader, "_chunk_offset", None)
+    at = f" at byte {where}" if isinstance(where, int) else ""
+    text = one_line(exc)
+    why = type(exc).__name__ + ("" if text == type(exc).__name__ else f": {text}")
+    n = len(cols["timestamp"])
+    if n < 2:
+        raise ActivityError(f"corrupt or truncated FIT record{at} ({why})") from None
+    warns.append(f"FIT file truncated or corrupt{at} after {n} records ({why}): using those")

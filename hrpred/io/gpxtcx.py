@@ -1,0 +1,109 @@
+"""GPX and TCX readers (XML): per-point columns for `hrpred.io.activity.finish`."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from hrpred.io.activity import (
+    ActivityError,
+    Columns,
+    check_points,
+    decode_text,
+    empty_columns,
+    local,
+    one_line,
+    parse_iso,
+    to_float,
+    unix,
+)
+
+_XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
+
+
+def _xml_text(data: bytes) -> str:
+    """The document as text without its declaration (the bytes are decoded already)."""
+    text, _ = decode_text(data)
+    return _XML_DECL.sub("", text, count=1)
+
+
+def read_gpx(data: bytes, warns: list[str]) -> Columns:
+    import gpxpy
+    import gpxpy.gpx
+
+    try:
+        gpx = gpxpy.parse(_xml_text(data))
+    except (gpxpy.gpx.GPXException, ValueError) as exc:
+        raise ActivityError(f"not a valid GPX file ({one_line(exc)})") from None
+    cols = empty_columns()
+    n = sum(len(s.points) for track in gpx.tracks for s in track.segments)
+    check_points(n)
+    sport = None
+    for track in gpx.tracks:
+        sport = sport or (track.type or None)
+        for segment in track.segments:
+            for p in segment.points:
+                cols["timestamp"].append(unix(p.time))
+                cols["latitude"].append(to_float(p.latitude))
+                cols["longitude"].append(to_float(p.longitude))
+                cols["altitude"].append(to_float(p.elevation))
+                hr = spd = math.nan
+                for ext in p.extensions:
+                    for el in ext.iter():
+                        name = local(el.tag).lower()
+                        if name in ("hr", "heartrate", "heart_rate"):
+                            hr = to_float(el.text)
+                        elif name == "speed":  # TrackPointExtension v2: m/s
+                            spd = to_float(el.text) * 3.6
+                if math.isnan(spd) and p.speed is not None:  # GPX 1.0 <speed> (m/s)
+                    spd = to_float(p.speed) * 3.6
+                cols["heart_rate"].append(hr)
+                cols["speed"].append(spd)
+                cols["distance"].append(math.nan)
+    if not cols["timestamp"]:
+        if gpx.routes or gpx.waypoints:
+            raise ActivityError("GPX has a route or waypoints but no recorded track (no times)")
+        raise ActivityError("GPX has no track points")
+    return Columns(cols, sport)
+
+
+def read_tcx(data: bytes, warns: list[str]) -> Columns:
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(_xml_text(data))
+    except ET.ParseError as exc:
+        raise ActivityError(f"not a valid TCX file (XML error: {one_line(exc)})") from None
+    if local(root.tag) != "TrainingCenterDatabase":
+        raise ActivityError(f"not a TCX file (root element <{local(root.tag)}>)")
+    cols = empty_columns()
+    sport = None
+    for el in root.iter():
+        tag = local(el.tag)
+        if tag == "Activity" and sport is None:
+            sport = el.get("Sport")
+        if tag != "Trackpoint":
+            continue
+        check_points(len(cols["timestamp"]) + 1)
+        vals = dict.fromkeys(cols, math.nan)
+        for child in el.iter():
+            name = local(child.tag)
+            if name == "Time":
+                vals["timestamp"] = parse_iso(child.text)
+            elif name == "LatitudeDegrees":
+                vals["latitude"] = to_float(child.text)
+            elif name == "LongitudeDegrees":
+                vals["longitude"] = to_float(child.text)
+            elif name == "AltitudeMeters":
+                vals["altitude"] = to_float(child.text)
+            elif name == "DistanceMeters":
+                vals["distance"] = to_float(child.text)
+            elif name == "HeartRateBpm":
+                vals["heart_rate"] = to_float(next((c.text for c in child), child.text))
+            elif name == "Speed":  # ActivityExtension TPX: m/s
+                vals["speed"] = to_float(child.text) * 3.6
+        for k, v in vals.items():
+            cols[k].append(v)
+    if not cols["timestamp"]:
+        raise ActivityError("TCX has no track points")
+    return Columns(cols, sport)
