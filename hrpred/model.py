@@ -6,6 +6,14 @@ model already predicts the train mean HR (the reference spent ~5 epochs learning
 
 The feature scaler is `hrpred.features.scaler` (one implementation for training, evaluation,
 export and user-file prediction), so train/serve skew cannot creep in.
+
+`HistoryHRModel` is the same sequence model conditioned on the runner's history: an encoder
+pools the K most recent earlier workouts' summaries (`hrpred.personal.context`, raw units,
+scaled here by `scale_context` with the checkpoint's `history.scaler`) into a vector that
+either conditions the LSTM (`design: condition`: concatenated at every step and the initial
+state) or sets personal parameters (`design: physio`: a level shift and an effort gain on the
+population output). No history (cold start) is an all-False mask. Its checkpoint declares
+`ckpt["history"]`; a checkpoint without that key is the population model, bytes unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from hrpred.store import json_ready
 
 CHECKPOINT_FORMAT = 1  # bump when the keys of models/model.pt change
 CONFIG_KEYS = ("input_size", "hidden", "layers", "dropout", "bidirectional")
+HISTORY_KEYS = ("design", "k_max", "context_size", "enc_hidden", "embed")
+DESIGNS = ("condition", "physio")
 
 
 class HRLSTM(nn.Module):
@@ -84,6 +94,110 @@ def build_model(
     )
 
 
+class HistoryEncoder(nn.Module):
+    """[B, K, C] scaled history + [B, K] mask -> [B, embed]: an MLP per earlier workout,
+    attention pooling over the valid ones, and the history fill (n / K) as an input."""
+
+    def __init__(self, context_size: int, hidden: int, embed: int) -> None:
+        super().__init__()
+        self.entry = nn.Sequential(
+            nn.Linear(context_size, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU()
+        )
+        self.score = nn.Linear(hidden, 1)
+        self.out = nn.Sequential(nn.Linear(hidden + 1, hidden), nn.GELU(), nn.Linear(hidden, embed))
+
+    def forward(self, ctx: torch.Tensor, cmask: torch.Tensor) -> torch.Tensor:
+        m = cmask.unsqueeze(-1).to(ctx.dtype)
+        h = self.entry(ctx * m) * m
+        scores = self.score(h).masked_fill(~cmask.unsqueeze(-1), -1e4)
+        pooled = (torch.softmax(scores, dim=1) * h).sum(dim=1)
+        fill = m.sum(dim=1) / max(ctx.shape[1], 1)
+        return self.out(torch.cat([pooled, fill], dim=-1))
+
+
+class HistoryHRModel(nn.Module):
+    """The LSTM of `HRLSTM`, conditioned on a history context; output in BPM, shape [B, T]."""
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        history: Mapping[str, Any],
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.config = {k: config[k] for k in CONFIG_KEYS}
+        self.history_config = {k: history[k] for k in HISTORY_KEYS}
+        design = str(history["design"])
+        if design not in DESIGNS:
+            raise ValueError(f"history design must be one of {DESIGNS}, got {design!r}")
+        self.design = design
+        hidden, layers, embed = int(config["hidden"]), int(config["layers"]), int(history["embed"])
+        bidir = bool(config["bidirectional"])
+        self.encoder = HistoryEncoder(
+            int(history["context_size"]), int(history["enc_hidden"]), embed
+        )
+        extra = embed if design == "condition" else 0
+        self.lstm = nn.LSTM(
+            input_size=int(config["input_size"]) + extra,
+            hidden_size=hidden,
+            num_layers=layers,
+            dropout=float(config["dropout"]) if layers > 1 else 0.0,
+            batch_first=True,
+            bidirectional=bidir,
+        )
+        self.head = nn.Linear(hidden * (2 if bidir else 1), 1)
+        nn.init.zeros_(self.head.bias)
+        n_states = layers * (2 if bidir else 1)
+        self.state_shape = (n_states, hidden)
+        if design == "condition":
+            self.init_state = nn.Linear(embed, 2 * n_states * hidden)
+        else:
+            self.personal = nn.Linear(embed, 2)  # level shift, log effort gain
+            nn.init.zeros_(self.personal.weight)
+            nn.init.zeros_(self.personal.bias)
+        self.register_buffer("target_mean", torch.tensor(float(target_mean)))
+        self.register_buffer("target_std", torch.tensor(float(target_std)))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        ctx: torch.Tensor | None = None,
+        cmask: torch.Tensor | None = None,
+        standardized: bool = False,
+    ) -> torch.Tensor:
+        """x: scaled features [B, T, F]; ctx [B, K, C] scaled (`scale_context`), cmask [B, K]
+        bool; None = cold start -> HR [B, T]."""
+        b = x.shape[0]
+        if ctx is None or cmask is None:
+            k, c = int(self.history_config["k_max"]), int(self.history_config["context_size"])
+            ctx = x.new_zeros((b, max(k, 1), c))
+            cmask = torch.zeros((b, max(k, 1)), dtype=torch.bool, device=x.device)
+        e = self.encoder(ctx.to(x.dtype), cmask.bool())
+        if self.design == "condition":
+            n, h = self.state_shape
+            h0, c0 = torch.tanh(self.init_state(e)).view(b, 2, n, h).permute(1, 2, 0, 3)
+            xe = torch.cat([x, e.unsqueeze(1).expand(-1, x.shape[1], -1)], dim=-1)
+            out, _ = self.lstm(xe, (h0.contiguous(), c0.contiguous()))
+            z = self.head(out).squeeze(-1)
+        else:
+            out, _ = self.lstm(x)
+            shift, log_gain = self.personal(e).unbind(-1)
+            z = shift.unsqueeze(1) + self.head(out).squeeze(-1) * torch.exp(log_gain).unsqueeze(1)
+        if standardized:
+            return z
+        return z * self.target_std + self.target_mean
+
+
+def scale_context(values: np.ndarray, mask: np.ndarray, history: Mapping[str, Any]) -> np.ndarray:
+    """Raw context [N, K, C] -> the model's input scale (checkpoint `history.scaler`), 0 where
+    `mask` is False (so padding never carries a value)."""
+    mean = np.asarray(history["scaler"]["mean"], dtype=np.float32)
+    std = np.asarray(history["scaler"]["std"], dtype=np.float32)
+    scaled = (np.asarray(values, dtype=np.float32) - mean) / std
+    return np.where(np.asarray(mask, bool)[..., None], scaled, 0.0).astype(np.float32)
+
+
 def count_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
@@ -105,7 +219,7 @@ def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def make_checkpoint(
-    model: HRLSTM,
+    model: HRLSTM | HistoryHRModel,
     *,
     state_dict: Mapping[str, torch.Tensor] | None = None,
     features: Sequence[str],
@@ -114,9 +228,14 @@ def make_checkpoint(
     best_epoch: int,
     val: Mapping[str, float],
     train_params: Mapping[str, Any],
+    history: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The `models/model.pt` dict: only tensors and plain Python types (weights_only-safe)."""
-    return {
+    """The `models/model.pt` dict: only tensors and plain Python types (weights_only-safe).
+
+    A `HistoryHRModel` adds `history`: its architecture (HISTORY_KEYS), `context_features`,
+    `summary_features`, the context `scaler` ({mean, std} lists) and `personal_params`.
+    """
+    ckpt = {
         "format": CHECKPOINT_FORMAT,
         "state_dict": dict(state_dict) if state_dict is not None else cpu_state_dict(model),
         "config": dict(model.config),
@@ -132,6 +251,11 @@ def make_checkpoint(
         "n_params": count_parameters(model),
         "train_params": json_ready(dict(train_params)),
     }
+    if isinstance(model, HistoryHRModel):
+        if history is None:
+            raise ValueError("a history model's checkpoint needs its `history` metadata")
+        ckpt["history"] = json_ready({**dict(history), **model.history_config})
+    return ckpt
 
 
 def save_torch(obj: Any, path: str | Path) -> None:
@@ -158,7 +282,7 @@ def save_checkpoint(ckpt: Mapping[str, Any], path: str | Path) -> None:
 
 def load_checkpoint(
     path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[HRLSTM, dict[str, Any]]:
+) -> tuple[HRLSTM | HistoryHRModel, dict[str, Any]]:
     """Load `models/model.pt` (weights_only) and rebuild the model in eval mode on `device`."""
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
@@ -167,9 +291,14 @@ def load_checkpoint(
     return model, ckpt
 
 
-def model_from_checkpoint(ckpt: Mapping[str, Any]) -> HRLSTM:
+def model_from_checkpoint(ckpt: Mapping[str, Any]) -> HRLSTM | HistoryHRModel:
     """Rebuild the eval-mode model from an in-memory checkpoint dict."""
-    model = build_model(ckpt["config"], ckpt.get("target_mean", 0.0), ckpt.get("target_std", 1.0))
+    mean, std = ckpt.get("target_mean", 0.0), ckpt.get("target_std", 1.0)
+    model: HRLSTM | HistoryHRModel
+    if "history" in ckpt:
+        model = HistoryHRModel(ckpt["config"], ckpt["history"], mean, std)
+    else:
+        model = build_model(ckpt["config"], mean, std)
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model
@@ -178,16 +307,24 @@ def model_from_checkpoint(ckpt: Mapping[str, Any]) -> HRLSTM:
 # --- inference -------------------------------------------------------------------------------
 
 
+def supports_history(ckpt: Mapping[str, Any]) -> bool:
+    """True when the checkpoint's model reads a history context (`ckpt["history"]`)."""
+    return "history" in ckpt
+
+
 def predict(
-    model: HRLSTM,
+    model: HRLSTM | HistoryHRModel,
     ckpt: Mapping[str, Any],
     features_unscaled: np.ndarray,
     batch_size: int = 256,
+    context: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """HR in BPM, float32 [N, T], for unscaled features [N, T, F] (or [T, F] -> [T]).
 
     Applies the checkpoint's scaler; runs on the model's device, in batches, so a memmapped
-    array is read a batch at a time.
+    array is read a batch at a time. `context` = (values [N, K, C] raw
+    `hrpred.personal.context.CONTEXT_FEATURES`, mask [N, K]) or, for a single workout,
+    ([K, C], [K]); None = cold start. A checkpoint without history support ignores it.
     """
     arr = features_unscaled
     single = arr.ndim == 2
@@ -200,6 +337,18 @@ def predict(
         raise ValueError(f"features have {arr.shape[-1]} columns, the model expects {n_feat}")
     device = next(model.parameters()).device
     mean, std = _scaler_tensors(ckpt, device)
+    ctx = cmask = None
+    if context is not None and supports_history(ckpt):
+        ctx, cmask = (np.asarray(c) for c in context)
+        if single:
+            ctx, cmask = ctx[None], cmask[None]
+        meta = ckpt["history"]
+        if ctx.shape[0] != arr.shape[0] or ctx.shape[-1] != len(meta["context_features"]):
+            raise ValueError(
+                f"context has shape {ctx.shape}; expected [{arr.shape[0]}, K, "
+                f"{len(meta['context_features'])}]"
+            )
+        ctx = scale_context(ctx, cmask, meta)
     out = np.empty(arr.shape[:2], dtype=np.float32)
     was_training = model.training
     model.eval()
@@ -207,6 +356,12 @@ def predict(
         for start in range(0, arr.shape[0], max(1, int(batch_size))):
             chunk = np.ascontiguousarray(arr[start : start + batch_size], dtype=np.float32)
             x = apply_scaler(torch.from_numpy(chunk).to(device), mean, std)
-            out[start : start + len(chunk)] = model(x).float().cpu().numpy()
+            if ctx is None or cmask is None:
+                y = model(x)
+            else:
+                c = torch.from_numpy(ctx[start : start + batch_size]).to(device)
+                cm = torch.from_numpy(np.asarray(cmask[start : start + batch_size], bool))
+                y = model(x, c, cm.to(device))
+            out[start : start + len(chunk)] = y.float().cpu().numpy()
     model.train(was_training)
     return out[0] if single else out

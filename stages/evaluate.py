@@ -1,4 +1,4 @@
-"""evaluate: models/model.pt + data/features + data/split -> predictions, metrics, plots.
+"""evaluate: models/model.pt + data/features + data/split (with history) -> predictions, metrics, plots.
 
 Writes data/eval/predictions.parquet, metrics/evaluate.json, plots/*.json, plots/figures/ and
 plots/animations/ (see `hrpred.evaluate.evaluation`). The simulator truth (`clean.truth`) is
@@ -13,13 +13,15 @@ from typing import Any
 from hrpred.errors import stage_main
 from hrpred.evaluate.evaluation import EvalConfig, run_evaluate, summary_line
 from hrpred.params import load_config, load_value
+from hrpred.personal.config import OffsetConfig
 from hrpred.store import Layout
 
 
 def run() -> dict[str, Any]:
     cfg = load_config(EvalConfig, "evaluate")
+    offset_cfg = load_config(OffsetConfig, "personal.offset")
     truth = load_value("clean.truth", str | None)
-    return run_evaluate(cfg, truth, Layout())
+    return run_evaluate(cfg, offset_cfg, truth, Layout())
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Stage `train`: data/features + data/split -> models/model.pt, models/checkpoint.pt,
+"""Stage `train`: data/features + data/split (incl. history.parquet) -> models/model.pt, models/checkpoint.pt,
 dvclive/train/, metrics/train.json.
 
 Multi-GPU / multi-node: `torchrun --nproc_per_node=2 -m stages.train` (rank 0 writes outputs).
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from hrpred.errors import stage_main
 from hrpred.params import load_config
+from hrpred.personal.config import LearnedConfig
 from hrpred.store import Layout
 from hrpred.train.config import TrainConfig, TrainPaths
 from hrpred.train.pipeline import run_train
@@ -25,6 +26,7 @@ def main() -> None:
             layout.split_dir,
             paths,
             layout.metrics("train"),
+            load_config(LearnedConfig, "personal.learned"),
         ),
     )
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pandas as pd
 import pytest
 
 from hrpred.params import load_config, read_params
@@ -46,6 +47,21 @@ def make_tree(tmp_path: Path) -> Callable[..., dict[str, Any]]:
     from fake_eval_data import write_data
 
     def make(root: Path | None = None, n: int = 48, t: int = 120, seed: int = 0) -> dict[str, Any]:
-        return write_data(tmp_path if root is None else Path(root), n=n, t=t, seed=seed)
+        root = tmp_path if root is None else Path(root)
+        arrays = write_data(root, n=n, t=t, seed=seed)
+        write_history_table(root)
+        return arrays
 
     return make
+
+
+def write_history_table(root: Path, max_history: int = 50) -> pd.DataFrame:
+    """data/split/history.parquet of a tree (hrpred.split.history from user_id + start_time)."""
+    from hrpred import store
+    from hrpred.split.history import build_history
+
+    assignment = pd.read_parquet(root / "data" / "split" / "assignment.parquet")
+    index = pd.read_parquet(root / "data" / "features" / "index.parquet")
+    history = build_history(assignment, index, max_history)
+    store.write_history(root / "data" / "split", history)
+    return history

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from hrpred import store
+from hrpred.split.history import build_history
 
 NAMES = ["speed", "altitude", "gender", "rolling_speed_10"]
 
@@ -86,6 +87,8 @@ def write_data(root: Path, n: int = 48, t: int = 120, seed: int = 0) -> dict:
         v = a["features"][tr][..., j][a["mask"][tr]]
         scaler[name] = {"mean": float(v.mean()), "std": float(v.std())}
     store.write_split(root / "data" / "split", assignment, scaler)
+    rows = index.assign(row=np.arange(n))
+    store.write_history(root / "data" / "split", build_history(assignment, rows, 50))
     a.update(ids=ids, split=split, scaler=scaler)
     return a
 

@@ -20,6 +20,7 @@ from hrpred.clean.config import CleanConfig
 from hrpred.evaluate.evaluation import EvalConfig
 from hrpred.export.exporter import ExportConfig
 from hrpred.features.config import FeaturizeConfig
+from hrpred.personal.config import LearnedConfig, OffsetConfig
 from hrpred.simulate.config import SimConfig
 from hrpred.split.config import SplitConfig
 from hrpred.timeseries import SpeedConfig
@@ -33,8 +34,8 @@ STAGE_CONFIGS: dict[str, list[tuple[type, str]]] = {
     "clean": [(CleanConfig, "clean")],
     "featurize": [(FeaturizeConfig, "featurize")],
     "split": [(SplitConfig, "split")],
-    "train": [(TrainConfig, "train")],
-    "evaluate": [(EvalConfig, "evaluate")],
+    "train": [(TrainConfig, "train"), (LearnedConfig, "personal.learned")],
+    "evaluate": [(EvalConfig, "evaluate"), (OffsetConfig, "personal.offset")],
     "export": [(ExportConfig, "export"), (SpeedConfig, "clean.speed")],
 }
 

@@ -12,9 +12,11 @@ from fake_eval_data import stand_in_predictor, write_tree
 
 from hrpred.evaluate.evaluation import EvalConfig
 from hrpred.evaluate.inputs import input_categories
+from hrpred.evaluate.personal import personalise
 from hrpred.evaluate.report import build_report, workout_maes
 from hrpred.evaluate.scoring import evaluate_all, fit_baselines
-from hrpred.store import open_dataset, read_rows
+from hrpred.personal.config import OffsetConfig
+from hrpred.store import open_dataset, open_history, read_rows
 
 
 def per_workout_mae(hr_true: np.ndarray, hr_pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -53,8 +55,12 @@ def tree(tmp_path_factory):
     return root, arrays, ds, truth
 
 
+OFFSET: list[OffsetConfig] = []  # the real personal.offset config, set by `eval_cfg`
+
+
 @pytest.fixture(scope="module")
 def eval_cfg(config) -> EvalConfig:
+    OFFSET[:] = [config(OffsetConfig, "personal.offset")]
     return config(EvalConfig, "evaluate")
 
 
@@ -66,7 +72,10 @@ def _run(tree, cfg: EvalConfig, batch_rows: int, name: str):
     out = root / f"{name}.parquet"
     results = evaluate_all(ds, predict, baselines, cfg, out, truth)
     cats = input_categories(ds, ds.rows["test"], cfg.categories, batch_rows)
-    report = build_report(ds, results, baselines.params(), cats, truth)
+    history = open_history(root / "data/split")
+    ocfg = OFFSET[0]
+    personal = personalise(ds, results, history, predict, baselines, cfg, ocfg)
+    report = build_report(ds, results, baselines.params(), cats, truth, personal)
     return baselines, results, report, pd.read_parquet(out)
 
 
@@ -97,6 +106,7 @@ def test_chunks_of_three_rows_equal_whole_arrays(tree, eval_cfg):
     for name, pred in whole.items():
         ref = summarize(y, pred, v, el)
         got = report["test"] if name == "model" else report["baselines"][name]["test"]
+        got = got["cold"]  # history ignored: the plain predictor
         for key, value in ref.items():
             assert got[key] == pytest.approx(value, rel=1e-12), (name, key)
     np.testing.assert_array_equal(workout_maes(results["test"]), per_workout_mae(y, model, v))

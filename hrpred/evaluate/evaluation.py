@@ -12,20 +12,32 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from hrpred.evaluate.categories import CategoryRules
 from hrpred.evaluate.figures import animations, figures
 from hrpred.evaluate.inputs import EvalInputError, input_categories, optional_truth
+from hrpred.evaluate.personal import (
+    PersonalPredictor,
+    PersonalResult,
+    mae_by_history,
+    personal_traces,
+    personalise,
+)
 from hrpred.evaluate.plots import choose_examples, plot_records, write_plot_data
 from hrpred.evaluate.report import build_report, split_traces, workout_maes
 from hrpred.evaluate.scoring import Predictor, SplitResult, evaluate_all, fit_baselines
 from hrpred.params import ParamError
-from hrpred.store import Dataset, Layout, StoreError, open_dataset, write_json
+from hrpred.personal.config import OffsetConfig
+from hrpred.store import Dataset, Layout, StoreError, open_dataset, open_history, write_json
 
 PredictorFactory = Callable[[Path, list[str]], Predictor]
+# (model path, dataset, history table) -> the learned history-conditioned model, or None
+PersonalFactory = Callable[[Path, Dataset, pd.DataFrame], PersonalPredictor | None]
 
 
 @dataclass(frozen=True)
@@ -79,14 +91,23 @@ def load_predictor(path: Path, names: list[str]) -> Predictor:
     return lambda x: predict(model, ckpt, x)
 
 
+def no_learned_personal(path: Path, ds: Dataset, history: pd.DataFrame) -> PersonalPredictor | None:
+    """Default: no learned history-conditioned model (the model is personalised by the offset)."""
+    del path, ds, history
+    return None
+
+
 def run_evaluate(
     cfg: EvalConfig,
+    offset_cfg: OffsetConfig,
     truth_path: str | None,
     layout: Layout,
     predictor_factory: PredictorFactory = load_predictor,
+    personal_factory: PersonalFactory = no_learned_personal,
 ) -> dict[str, Any]:
     """Everything the stage does; returns the metrics dict (also in metrics/evaluate.json)."""
     ds = open_dataset(layout.features_dir, layout.split_dir)
+    history = open_history(layout.split_dir)
     if not layout.model.exists():
         raise StoreError(f"{layout.model} not found: run `dvc repro train` first")
     test_rows = ds.rows["test"]
@@ -99,9 +120,13 @@ def run_evaluate(
     categories = input_categories(ds, test_rows, cfg.categories, cfg.batch_rows)
     predict = predictor_factory(layout.model, ds.data.names)  # torch after the fit's peak
     results = evaluate_all(ds, predict, baselines, cfg, layout.predictions, truth)
-    report = build_report(ds, results, baselines.params(), categories, truth)
+    learned = personal_factory(layout.model, ds, history)
+    personal = personalise(ds, results, history, predict, baselines, cfg, offset_cfg, learned)
+    fitted = baselines.params()
+    fitted["offset"] = asdict(offset_cfg)
+    report = build_report(ds, results, fitted, categories, truth, personal)
     write_json(layout.metrics("evaluate"), report, digits=6)
-    write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir)
+    write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir, personal)
     return report
 
 
@@ -112,6 +137,7 @@ def write_plots(
     report: dict[str, Any],
     cfg: EvalConfig,
     out_dir: Path,
+    personal: PersonalResult,
 ) -> None:
     """plots/: DVC plot data, PNG figures and (optionally) GIFs, all rewritten."""
     if out_dir.exists():
@@ -130,6 +156,10 @@ def write_plots(
     # examples index positions in the test split, not rows of data/features
     traces = split_traces(ds, test, examples)
     records = plot_records(test.plot, wmae, examples, traces)
+    records["mae_by_history"] = mae_by_history(personal)
+    records["personal_traces"] = personal_traces(
+        ds, test, personal, cfg.example_quantiles, cfg.example_min_steps
+    )
     write_plot_data(records, out_dir)
     maes = {"LSTM": report["test"]["mae"]}
     maes.update({name: b["test"]["mae"] for name, b in report["baselines"].items()})
@@ -148,7 +178,11 @@ def summary_line(report: dict[str, Any]) -> str:
     """One line for stderr: test MAE/RMSE of the model and each baseline's MAE."""
     t, b = report["test"], report["baselines"]
     return (
-        f"evaluate: test MAE {t['mae']:.2f} RMSE {t['rmse']:.2f} BPM "
-        f"(constant {b['constant']['test']['mae']:.2f}, ridge {b['ridge']['test']['mae']:.2f}, "
-        f"physio {b['physio']['test']['mae']:.2f}) on {t['n_workouts']} workouts"
+        f"evaluate: test MAE personal {t['mae']:.2f} (cold {t['cold']['mae']:.2f}) RMSE "
+        f"{t['rmse']:.2f} BPM (personal/cold: "
+        + ", ".join(
+            f"{n} {b[n]['test']['mae']:.2f}/{b[n]['test']['cold']['mae']:.2f}"
+            for n in ("constant", "ridge", "physio", "offset")
+        )
+        + f") on {t['n_workouts']} workouts"
     )

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hrpred.evaluate.metrics import summarize_sums
+from hrpred.evaluate.personal import PersonalResult, personal_entry
 from hrpred.evaluate.plots import Example, Trace
 from hrpred.evaluate.scoring import SplitResult
 from hrpred.store import SPLITS, Dataset, read_rows
@@ -81,24 +82,43 @@ def build_report(
     fitted: dict[str, dict[str, float]],
     categories: Sequence[str],
     truth: pd.DataFrame | None,
+    personal: PersonalResult,
 ) -> dict[str, Any]:
     """metrics/evaluate.json as a nested dict.
 
     Keys: test, val, baselines, comparison, categories, noise_floor, diagnostics, counts.
+    `test` of the model and of each baseline is the personalised score (headline mae/rmse...)
+    with `cold` (history ignored), `personal` and `by_history` (buckets 0, 1-2, 3-9, 10+);
+    baseline `offset` is the model + the offset personaliser. Val, categories and diagnostics
+    are cold.
     """
-    report: dict[str, Any] = {}
-    for split in ("test", "val"):
-        report[split] = summarize_sums(results[split].sums["model"])
+    report: dict[str, Any] = {
+        "test": personal_entry(personal, "model"),
+        "val": summarize_sums(results["val"].sums["model"]),
+    }
+    report["test"]["learned_personal_model"] = int(personal.learned)
     report["baselines"] = {}
     for name, params in fitted.items():
-        entry = {split: summarize_sums(results[split].sums[name]) for split in ("test", "val")}
+        entry = {"test": personal_entry(personal, name)}
+        entry["val"] = summarize_sums(results["val"].sums["model" if name == "offset" else name])
         entry.update(params)
         report["baselines"][name] = entry
-    lstm = report["test"]["mae"]
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else float("nan")
+
+    t = report["test"]
     report["comparison"] = {
-        f"test_mae_ratio_to_{name}": lstm / b["test"]["mae"] if b["test"]["mae"] else float("nan")
+        f"test_mae_ratio_to_{name}": ratio(t["mae"], b["test"]["mae"])
         for name, b in report["baselines"].items()
     }
+    report["comparison"].update(
+        {
+            f"test_cold_mae_ratio_to_{name}": ratio(t["cold"]["mae"], b["test"]["cold"]["mae"])
+            for name, b in report["baselines"].items()
+            if name != "offset"
+        }
+    )
     test = results["test"]
     cats = {"input_only": _group_metrics(categories, test)}
     cats["report_only_hr_band"] = _group_metrics(test.bands, test)

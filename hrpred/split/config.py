@@ -21,6 +21,7 @@ class SplitConfig:
     min_workouts: int  # chronological: users with fewer workouts are dropped
     chrono_drop_first: bool  # chronological: also drop each user's first workout (FitRec)
     scaler_block_rows: int  # rows per read when fitting the scaler (memory only)
+    max_history: int  # earlier workouts kept per workout in data/split/history.parquet
 
     def __post_init__(self) -> None:
         if self.method not in ("user", "chronological"):
@@ -39,3 +40,5 @@ class SplitConfig:
             )
         if self.scaler_block_rows < 1:
             raise ParamError("params.yaml: split.scaler_block_rows must be >= 1")
+        if self.max_history < 0:
+            raise ParamError(f"params.yaml: split.max_history must be >= 0, got {self.max_history}")

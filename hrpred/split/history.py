@@ -74,6 +74,21 @@ def build_history(assignment: pd.DataFrame, index: pd.DataFrame, max_history: in
     )
 
 
+BUCKETS = ("0", "1-2", "3-9", "10+")  # history-size buckets of the reports
+_BUCKET_EDGES = (1, 3, 10)
+
+
+def history_buckets(sizes: np.ndarray) -> np.ndarray:
+    """The `BUCKETS` label of each history size."""
+    return np.asarray(BUCKETS, dtype=object)[np.searchsorted(_BUCKET_EDGES, sizes, side="right")]
+
+
+def bucket_counts(sizes: np.ndarray) -> dict[str, int]:
+    """Workouts per history-size bucket (every bucket listed, 0 when empty)."""
+    labels = history_buckets(np.asarray(sizes, dtype=np.int64))
+    return {b: int((labels == b).sum()) for b in BUCKETS}
+
+
 def history_sizes(history: pd.DataFrame, workout_ids: np.ndarray) -> np.ndarray:
     """Number of earlier workouts (capped at max_history) of each of `workout_ids`."""
     counts = history.groupby("workout_id").size()

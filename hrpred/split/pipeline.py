@@ -1,7 +1,8 @@
-"""The split stage: data/features/ -> data/split/ (assignment + scaler), metrics/split.json.
+"""The split stage: data/features/ -> data/split/ (assignment, scaler, history), metrics/split.json.
 
 Assigns every feature row to train/val/test (or `dropped`, chronological only) and fits the
-feature scaler on train rows' valid steps, reading features.npy block by block.
+feature scaler on train rows' valid steps, reading features.npy block by block. Writes each workout's history (its user's earlier
+workouts, `hrpred.split.history`, from user_id + start_time only) to history.parquet.
 """
 
 from __future__ import annotations
@@ -10,10 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from hrpred import store
 from hrpred.features.registry import BINARY_FEATURES
 from hrpred.split.assign import SPLITS, assign, fit_scaler, split_counts
 from hrpred.split.config import SplitConfig
+from hrpred.split.history import bucket_counts, build_history, history_sizes
 
 
 def run_split(
@@ -33,6 +38,8 @@ def run_split(
     )
     scaler, degenerate = fit_scaler(blocks, is_train, data.names, BINARY_FEATURES)
     store.write_split(split_dir, table, scaler)
+    history = build_history(table, data.index, cfg.max_history)
+    store.write_history(split_dir, history)
     counts = split_counts(table, data.index)
     total_w = max(counts["workouts"]["total"], 1)
     metrics = {
@@ -46,6 +53,7 @@ def run_split(
             "unscaled_features": [n for n in data.names if n not in scaler],
             "degenerate": degenerate,
         },
+        "history": history_stats(table, history, cfg.max_history),
     }
     store.write_json(metrics_path, metrics)
     w = counts["workouts"]
@@ -55,3 +63,17 @@ def run_split(
         file=sys.stderr,
     )
     return metrics
+
+
+def history_stats(table: pd.DataFrame, history: pd.DataFrame, max_history: int) -> dict[str, Any]:
+    """metrics/split.json `history`: per split, workouts per history-size bucket."""
+    out: dict[str, Any] = {"max_history": max_history, "pairs": len(history)}
+    w = table.drop_duplicates("workout_id")
+    for s in SPLITS:
+        ids = w.loc[w["split"] == s, "workout_id"].to_numpy(dtype=np.int64)
+        sizes = history_sizes(history, ids)
+        out[s] = {
+            "workouts": bucket_counts(sizes),
+            "mean_size": float(sizes.mean()) if len(sizes) else 0.0,
+        }
+    return out

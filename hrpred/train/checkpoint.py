@@ -21,18 +21,28 @@ from typing import Any
 
 import torch
 
-from hrpred.model import HRLSTM, cpu_state_dict, save_torch
+from hrpred.model import cpu_state_dict, save_torch
 from hrpred.train.config import TrainConfig
 
 CHECKPOINT_VERSION = 1
 
 
-def run_fingerprint(cfg: TrainConfig, data_fingerprint: str, world_size: int) -> str:
-    """Identifies what a checkpoint's weights depend on (params, data, world size)."""
-    blob = json.dumps(
-        {"train": cfg.result_dict(), "data": data_fingerprint, "world_size": world_size},
-        sort_keys=True,
-    )
+def run_fingerprint(
+    cfg: TrainConfig,
+    data_fingerprint: str,
+    world_size: int,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """Identifies what a checkpoint's weights depend on (params, data, world size, and
+    `extra`: the history model's params and history table, absent for the population model)."""
+    parts: dict[str, Any] = {
+        "train": cfg.result_dict(),
+        "data": data_fingerprint,
+        "world_size": world_size,
+    }
+    if extra is not None:
+        parts["personal"] = extra
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -56,7 +66,9 @@ class EarlyStop:
     bad_epochs: int = 0
     best_state: dict[str, torch.Tensor] | None = None
 
-    def update(self, val: dict[str, float], epoch: int, model: HRLSTM, cfg: TrainConfig) -> bool:
+    def update(
+        self, val: dict[str, float], epoch: int, model: torch.nn.Module, cfg: TrainConfig
+    ) -> bool:
         """Record epoch `epoch` (1-based); True when patience is exhausted."""
         if val["mae"] < self.best_mae - cfg.min_delta:
             self.best_mae, self.best_rmse, self.best_loss = val["mae"], val["rmse"], val["loss"]

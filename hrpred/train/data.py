@@ -131,8 +131,16 @@ class RowSource:
         std: np.ndarray,
         device: torch.device,
         on_device: bool = False,
+        context: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.data = data
+        # scaled history context [n, K, C] + mask [n, K], aligned with `rows` (or None)
+        self.context = None
+        if context is not None:
+            self.context = (
+                torch.from_numpy(np.ascontiguousarray(context[0], dtype=np.float32)).to(device),
+                torch.from_numpy(np.ascontiguousarray(context[1], dtype=bool)).to(device),
+            )
         self.rows = np.asarray(rows, dtype=np.int64)
         self.device = device
         self.mean = torch.from_numpy(mean).to(device)
@@ -170,9 +178,26 @@ class RowSource:
             self.y[start : start + len(x)] = y
             self.m[start : start + len(x)] = m
 
-    def batch(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """positions: int64 CPU tensor of indices into `rows`."""
+    def batch(
+        self, positions: torch.Tensor, sizes: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """positions: int64 CPU tensor of indices into `rows` -> (x, y, mask), plus (context,
+        context mask) with a context; `sizes` keeps only that many most recent history entries
+        per row (training draws them), None keeps all."""
         if self.x is not None:
             idx = positions.to(self.device, non_blocking=True)
-            return self.x[idx], self.y[idx], self.m[idx]
-        return self._host_rows(self.rows[positions.numpy()])
+            out: tuple[torch.Tensor, ...] = (self.x[idx], self.y[idx], self.m[idx])
+        else:
+            out = self._host_rows(self.rows[positions.numpy()])
+        if self.context is None:
+            return out
+        idx = positions.to(self.device)
+        ctx, cmask = self.context[0][idx], self.context[1][idx]
+        if sizes is not None:
+            keep = (
+                torch.arange(cmask.shape[1], device=self.device)[None, :]
+                < torch.from_numpy(np.asarray(sizes, dtype=np.int64)).to(self.device)[:, None]
+            )
+            cmask = cmask & keep
+            ctx = ctx * cmask.unsqueeze(-1)
+        return (*out, ctx, cmask)

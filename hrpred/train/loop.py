@@ -25,7 +25,13 @@ from tqdm import tqdm
 
 from hrpred.errors import HrpredError
 from hrpred.features.scaler import scaler_arrays
-from hrpred.model import HRLSTM, count_parameters, make_checkpoint, save_checkpoint
+from hrpred.model import (
+    HRLSTM,
+    HistoryHRModel,
+    count_parameters,
+    make_checkpoint,
+    save_checkpoint,
+)
 from hrpred.train.checkpoint import (
     EarlyStop,
     load_resumable,
@@ -36,6 +42,7 @@ from hrpred.train.checkpoint import (
 )
 from hrpred.train.config import TrainConfig, TrainPaths, derive_seed
 from hrpred.train.data import RowSource, TrainData, target_stats
+from hrpred.train.history_data import HistoryData
 from hrpred.train.losses import ErrorSums, masked_loss
 from hrpred.train.runtime import (
     StopFlag,
@@ -48,7 +55,7 @@ from hrpred.train.runtime import (
     shard_positions,
 )
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, ...]  # x, y, mask (+ context, context mask)
 
 
 class TrainingInterrupted(HrpredError):
@@ -56,8 +63,15 @@ class TrainingInterrupted(HrpredError):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, data: TrainData, paths: TrainPaths) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        data: TrainData,
+        paths: TrainPaths,
+        history: HistoryData | None = None,
+    ) -> None:
         self.cfg, self.data, self.paths = cfg, data, paths
+        self.history_data = history  # None: the population model (no context)
 
     # setup ---------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -67,18 +81,43 @@ class Trainer:
         self.target_mean, self.target_std = target_stats(data, data.train_rows)
         mean, std = scaler_arrays(data.feature_names, data.scaler)
         on_device = cfg.data_on_device
-        self.train_src = RowSource(data, data.train_rows, mean, std, self.device, on_device)
-        self.val_src = RowSource(data, data.val_rows, mean, std, self.device, on_device)
+        hd = self.history_data
+        tctx = (hd.train.values, hd.train.mask) if hd is not None else None
+        vctx = (hd.val.values, hd.val.mask) if hd is not None else None
+        self.train_src = RowSource(data, data.train_rows, mean, std, self.device, on_device, tctx)
+        self.val_src = RowSource(data, data.val_rows, mean, std, self.device, on_device, vctx)
         torch.manual_seed(cfg.seed)
-        self.model = HRLSTM(
-            len(data.feature_names),
-            cfg.hidden,
-            cfg.layers,
-            cfg.dropout,
-            cfg.bidirectional,
-            self.target_mean,
-            self.target_std,
-        ).to(self.device)
+        self.model: HRLSTM | HistoryHRModel
+        if hd is None:
+            self.model = HRLSTM(
+                len(data.feature_names),
+                cfg.hidden,
+                cfg.layers,
+                cfg.dropout,
+                cfg.bidirectional,
+                self.target_mean,
+                self.target_std,
+            ).to(self.device)
+        else:
+            p = hd.meta["personal_params"]
+            self.model = HistoryHRModel(
+                {
+                    "input_size": len(data.feature_names),
+                    "hidden": cfg.hidden,
+                    "layers": cfg.layers,
+                    "dropout": cfg.dropout,
+                    "bidirectional": cfg.bidirectional,
+                },
+                {
+                    "design": p["design"],
+                    "k_max": p["k_max"],
+                    "context_size": len(hd.meta["context_features"]),
+                    "enc_hidden": p["enc_hidden"],
+                    "embed": p["embed"],
+                },
+                self.target_mean,
+                self.target_std,
+            ).to(self.device)
         self.params = list(self.model.parameters())
         fused = self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(
@@ -92,7 +131,10 @@ class Trainer:
             min_lr=cfg.min_lr,
         )
         self.early = EarlyStop()
-        self.fingerprint = run_fingerprint(cfg, data.fingerprint, self.info.world_size)
+        extra = (
+            None if hd is None else {"params": hd.meta["personal_params"], "data": hd.fingerprint}
+        )
+        self.fingerprint = run_fingerprint(cfg, data.fingerprint, self.info.world_size, extra)
         self.start_epoch, self.start_batch = 0, 0
         self.partial_sums: torch.Tensor | None = None
         self.rng_state: dict[str, torch.Tensor] | None = None
@@ -164,10 +206,10 @@ class Trainer:
         """Forward one batch and add its errors to `sums`; a training step also updates the
         weights. The loss is on the standardised target (huber_delta, in BPM, is scaled too)."""
         cfg, tm, ts = self.cfg, self.target_mean, self.target_std
-        x, y, m = batch
+        x, y, m, *ctx = batch
         net = self.net if train else self.model  # eval runs unwrapped: no collectives
         with self.autocast:
-            z = net(x, standardized=True)
+            z = net(x, *ctx, standardized=True)
         z = z.float()
         loss = masked_loss(z, (y - tm) / ts, m, cfg.loss, cfg.huber_delta / ts)
         if train:
@@ -187,6 +229,15 @@ class Trainer:
         else:
             torch.manual_seed(derive_seed(self.cfg.seed, "dropout", epoch, self.info.rank))
 
+    def _history_sizes(self, epoch: int) -> np.ndarray | None:
+        """History entries each train row sees this epoch, uniform in 0..k_max (seeded per
+        epoch and rank, so one model learns cold and warm start; resumes draw the same)."""
+        if self.history_data is None:
+            return None
+        k_max = int(self.history_data.meta["personal_params"]["k_max"])
+        rng = np.random.default_rng(derive_seed(self.cfg.seed, "history", epoch, self.info.rank))
+        return rng.integers(0, k_max + 1, size=len(self.train_src))
+
     def train_epoch(
         self,
         epoch: int,
@@ -203,6 +254,7 @@ class Trainer:
         if start_batch > 0 and self.partial_sums is not None:
             sums.load(self.partial_sums)
         self._seed_epoch(epoch, start_batch)
+        sizes = self._history_sizes(epoch)
         self.net.train()
         bar = tqdm(
             total=n_batches,
@@ -215,7 +267,8 @@ class Trainer:
         )
         for b in range(start_batch, n_batches):
             pos = positions[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            self.step(self.train_src.batch(pos), sums, train=True)
+            batch = self.train_src.batch(pos, None if sizes is None else sizes[pos.numpy()])
+            self.step(batch, sums, train=True)
             bar.update(1)
             if stop.requested or (
                 interrupt is not None and self.info.world_size == 1 and interrupt(epoch, b + 1)
@@ -346,6 +399,7 @@ class Trainer:
                 best_epoch=self.early.best_epoch,
                 val=val,
                 train_params=self.cfg.result_dict(),
+                history=None if self.history_data is None else self.history_data.meta,
             )
             save_checkpoint(ckpt, self.paths.model)
         full = [h for h in self.history if h["epoch"] > (self.resumed_from or 0)]
@@ -388,18 +442,20 @@ def fit(
     *,
     interrupt: Callable[[int, int], bool] | None = None,
     on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None,
+    history: HistoryData | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) and write `paths.model`, `paths.checkpoint` and dvclive on rank 0.
 
     `interrupt(epoch0, batches_done)` is polled after every batch (single process): returning
     True acts like SIGTERM (state saved, `TrainingInterrupted` raised). `on_epoch_end(epoch,
     record)` runs after each epoch's checkpoint is written (an exception there simulates a kill).
-    Returns a summary dict (also on ranks > 0, with `wrote_outputs` False).
+    `history` (hrpred.train.history_data) trains the history-conditioned model instead of the
+    population LSTM. Returns a summary dict (also on ranks > 0, with `wrote_outputs` False).
     """
     prev_threads = torch.get_num_threads()
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    trainer = Trainer(cfg, data, paths)
+    trainer = Trainer(cfg, data, paths, history)
     t0 = time.perf_counter()
     try:
         trainer.setup()

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from hrpred import store
+from hrpred.personal.config import LearnedConfig
 from hrpred.train.config import TrainConfig, TrainPaths
 from hrpred.train.data import load_train_data
+from hrpred.train.history_data import load_history_data
 from hrpred.train.loop import fit
 
 # metrics/train.json keys copied from fit()'s summary (history lives in dvclive)
@@ -39,10 +41,18 @@ def run_train(
     split_dir: Path,
     paths: TrainPaths,
     metrics_path: Path,
+    learned: LearnedConfig,
 ) -> dict[str, Any]:
-    """Train on the split's train rows (early stopping on val) and write the outputs."""
+    """Train on the split's train rows (early stopping on val) and write the outputs.
+
+    `learned.model: encoder` trains the history-conditioned model (contexts from
+    data/split/history.parquet); `none` the population LSTM, exactly as before.
+    """
     data = load_train_data(features_dir, split_dir)
-    summary = fit(cfg, data, paths)
+    history = None
+    if learned.model == "encoder":
+        history = load_history_data(data, features_dir, split_dir, learned)
+    summary = fit(cfg, data, paths, history=history)
     if summary["wrote_outputs"]:
         store.write_json(metrics_path, {k: summary[k] for k in METRIC_KEYS})
     return summary

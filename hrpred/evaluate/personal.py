@@ -1,0 +1,221 @@
+"""Cold vs personalised scoring of the test split (issue 13).
+
+Cold: every predictor as scored by `scoring.evaluate_all` (history ignored). Personal: the same
+predictor plus the offset personaliser (`hrpred.personal.offset`) computed from the residuals
+of each test workout's history (data/split/history.parquet) - or, for the model, a learned
+history-conditioned predictor when one is given. The residuals of history workouts come from
+the val/test predictions already made; under the chronological split a test workout's history
+also holds train workouts, which are predicted here (only those rows, chunk by chunk).
+
+Honest by construction: a workout's offset reads only its history (strictly earlier workouts),
+so neither its own recorded HR nor any later workout's can change its personalised prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from hrpred.evaluate.inputs import chunks, feature_index
+from hrpred.evaluate.metrics import RowSums, row_sums, summarize_sums
+from hrpred.personal.config import OffsetConfig
+from hrpred.personal.offset import workout_offsets
+from hrpred.split.history import BUCKETS, history_buckets, history_sizes
+from hrpred.store import Dataset, read_rows
+
+if TYPE_CHECKING:
+    from hrpred.evaluate.evaluation import EvalConfig
+    from hrpred.evaluate.scoring import Baselines, Predictor, SplitResult
+
+# (test rows, their unscaled features [n, T, F]) -> personalised HR [n, T]
+PersonalPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+MAX_PLOT_HISTORY = 10  # plots/mae_by_history.json: sizes 0..9 and "10 or more" (10)
+
+
+@dataclass
+class PersonalResult:
+    """Per test row: history size, offsets and sums of every predictor, cold and personal.
+
+    Names: "model" and each baseline, plus "offset" (the model + the offset personaliser;
+    the same as "model" when no learned history-conditioned model is given).
+    """
+
+    sizes: np.ndarray
+    offsets: dict[str, np.ndarray]
+    cold: dict[str, RowSums]
+    personal: dict[str, RowSums]
+    model: np.ndarray  # personalised model predictions [n_test, T] (example traces)
+    learned: bool
+
+
+def _by_workout(ids: np.ndarray, sums: RowSums) -> tuple[pd.Series, pd.Series]:
+    """Sum of recorded - predicted and valid steps per workout id (windows added up)."""
+    f = pd.DataFrame({"id": ids, "s": -sums.err_sum, "n": sums.n})
+    g = f.groupby("id", sort=True)[["s", "n"]].sum()
+    return g["s"], g["n"]
+
+
+def _extra_history_sums(
+    ds: Dataset,
+    predict: Predictor,
+    baselines: Baselines,
+    cfg: EvalConfig,
+    rows: np.ndarray,
+) -> dict[str, RowSums]:
+    """Error sums of rows outside val/test that are history (chronological: train rows)."""
+    data = ds.data
+    speed_col, alt_col = feature_index(ds, "speed"), feature_index(ds, "altitude")
+    parts: dict[str, list[RowSums]] = {}
+    for _, chunk in chunks(rows, cfg.batch_rows, "evaluate history"):
+        x = read_rows(data.features, chunk)
+        y = read_rows(data.target, chunk)
+        v = np.asarray(read_rows(data.mask, chunk), dtype=bool)
+        el = read_rows(data.elapsed, chunk)
+        preds = {"model": np.asarray(predict(x)), **baselines.predict(x, el, speed_col, alt_col)}
+        for name, pred in preds.items():
+            parts.setdefault(name, []).append(row_sums(y, pred, v, el))
+    return {k: RowSums.concat(p) for k, p in parts.items()}
+
+
+def personalise(
+    ds: Dataset,
+    results: dict[str, SplitResult],
+    history: pd.DataFrame,
+    predict: Predictor,
+    baselines: Baselines,
+    cfg: EvalConfig,
+    ocfg: OffsetConfig,
+    personal_predict: PersonalPredictor | None = None,
+) -> PersonalResult:
+    """Score the test split personalised (see the module doc); bounded by one chunk plus the
+    [n_test, T] personalised model predictions."""
+    data = ds.data
+    ids_all = data.index["workout_id"].to_numpy()
+    test = results["test"]
+    if test.model is None:
+        raise ValueError("the test split was evaluated without keep_model")
+    test_ids = ids_all[test.rows]
+    needed = history[history["workout_id"].isin(np.unique(test_ids))]
+    scored_rows = np.concatenate([results[s].rows for s in ("val", "test")])
+    scored = {
+        name: RowSums.concat([results[s].sums[name] for s in ("val", "test")]) for name in test.sums
+    }
+    hist_ids = np.unique(needed["hist_workout_id"].to_numpy())
+    extra = np.flatnonzero(np.isin(ids_all, hist_ids) & ~np.isin(ids_all, ids_all[scored_rows]))
+    if len(extra):
+        more = _extra_history_sums(ds, predict, baselines, cfg, extra)
+        scored = {k: RowSums.concat([scored[k], more[k]]) for k in scored}
+        scored_rows = np.concatenate([scored_rows, extra])
+    offsets = {}
+    for name, sums in scored.items():
+        s, n = _by_workout(ids_all[scored_rows], sums)
+        offsets[name] = workout_offsets(ocfg, needed, s, n, test_ids)
+    speed_col, alt_col = feature_index(ds, "speed"), feature_index(ds, "altitude")
+    parts: dict[str, list[RowSums]] = {name: [] for name in (*test.sums, "offset")}
+    kept = np.empty_like(test.model)
+    for start, chunk in chunks(test.rows, cfg.batch_rows, "evaluate personal"):
+        sl = slice(start, start + len(chunk))
+        x = read_rows(data.features, chunk)
+        y = read_rows(data.target, chunk)
+        v = np.asarray(read_rows(data.mask, chunk), dtype=bool)
+        el = read_rows(data.elapsed, chunk)
+        cold = {"model": test.model[sl], **baselines.predict(x, el, speed_col, alt_col)}
+        pers = {k: np.asarray(p, np.float64) + offsets[k][sl, None] for k, p in cold.items()}
+        pers["offset"] = pers["model"]
+        if personal_predict is not None:
+            pers["model"] = np.asarray(personal_predict(chunk, x), dtype=np.float64)
+        kept[sl] = pers["model"]
+        for name, pred in pers.items():
+            parts[name].append(row_sums(y, pred, v, el))
+    cold_sums = dict(test.sums)
+    cold_sums["offset"] = test.sums["model"]
+    offsets["offset"] = offsets["model"]
+    return PersonalResult(
+        sizes=history_sizes(history, test_ids),
+        offsets=offsets,
+        cold=cold_sums,
+        personal={k: RowSums.concat(p) for k, p in parts.items()},
+        model=kept,
+        learned=personal_predict is not None,
+    )
+
+
+def _short(s: RowSums) -> dict[str, float | int]:
+    m = summarize_sums(s)
+    return {"n_workouts": m["n_workouts"], "mae": m["mae"], "rmse": m["rmse"]}
+
+
+def personal_entry(res: PersonalResult, name: str) -> dict[str, Any]:
+    """`test` of one predictor: headline = personal, plus `cold`, `personal`, `by_history`."""
+    cold, pers = res.cold[name], res.personal[name]
+    labels = history_buckets(res.sizes)
+    buckets = {}
+    for b in BUCKETS:
+        sel = labels == b
+        buckets[b] = {
+            "n_workouts": int(sel.sum()),
+            "cold": _short(cold.take(sel)),
+            "personal": _short(pers.take(sel)),
+        }
+    return {
+        **summarize_sums(pers),
+        "cold": summarize_sums(cold),
+        "personal": summarize_sums(pers),
+        "by_history": buckets,
+    }
+
+
+def mae_by_history(res: PersonalResult) -> list[dict[str, float | int]]:
+    """plots/mae_by_history.json: MAE cold vs personal per history size (10 = 10 or more)."""
+    capped = np.minimum(res.sizes, MAX_PLOT_HISTORY)
+    out = []
+    for h in range(MAX_PLOT_HISTORY + 1):
+        sel = capped == h
+        if not sel.any():
+            continue
+        rec: dict[str, float | int] = {"history": h, "n_workouts": int(sel.sum())}
+        for name in res.cold:
+            if name == "offset":
+                continue
+            rec[f"{name}_cold"] = summarize_sums(res.cold[name].take(sel))["mae"]
+            rec[f"{name}_personal"] = summarize_sums(res.personal[name].take(sel))["mae"]
+        out.append(rec)
+    return out
+
+
+def personal_traces(
+    ds: Dataset,
+    test: SplitResult,
+    res: PersonalResult,
+    quantiles: tuple[float, ...],
+    min_steps: int,
+    gap_min: float = 5.0,
+) -> list[dict[str, float | int]]:
+    """plots/personal_traces.json: test workouts with >= 3 history at the `quantiles` of the
+    personalised MAE, back to back on one minute axis: recorded, cold and personal HR."""
+    if test.model is None:
+        raise ValueError("the test split was evaluated without keep_model")
+    wmae = res.personal["model"].workout_mae()
+    ok = np.flatnonzero((res.sizes >= 3) & (res.personal["model"].n >= min_steps))
+    if not len(ok):
+        return []
+    order = ok[np.argsort(wmae[ok], kind="stable")]
+    picks = sorted({int(order[min(int(q * len(order)), len(order) - 1)]) for q in quantiles})
+    out: list[dict[str, float | int]] = []
+    offset = 0.0
+    ids = ds.data.index["workout_id"].to_numpy()
+    for p in picks:
+        r = test.rows[p : p + 1]
+        y = read_rows(ds.data.target, r)[0]
+        v = np.asarray(read_rows(ds.data.mask, r)[0], dtype=bool)
+        mins = read_rows(ds.data.elapsed, r)[0][v] / 60.0
+        for m, t, c, q in zip(mins, y[v], test.model[p][v], res.model[p][v], strict=True):
+            out.append({"minute": round(float(m) + offset, 3), "workout_id": int(ids[r[0]]),
+                        "hr_true": round(float(t), 2), "hr_cold": round(float(c), 2),
+                        "hr_personal": round(float(q), 2)})  # fmt: skip
+        offset += (float(mins.max()) if len(mins) else 0.0) + gap_min
+    return out

@@ -1,0 +1,1 @@
+"""Personalisation from a runner's own earlier workouts (issue 13)."""
