@@ -96,3 +96,12 @@ def open_input(path: str | Path, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> Bin
         return io.BufferedReader(BoundedGzipReader(raw, path.name, max_bytes=max_bytes))
     raw.seek(0)
     return raw
+
+
+# User activity files (hrpred predict, the app): checked by hrpred.io.activity before any
+# array is sized from their values.
+MAX_ACTIVITY_BYTES = 64 * 1024 * 1024  # one activity file once decompressed (24 h GPX ~ 30 MB)
+MAX_BACKWARD_FRACTION = 0.05  # steps back in time above this share: rejected, below: sorted
+SPEED_RANGE_KMH = (0.0, 200.0)  # recorded speeds outside: masked (a sensor glitch)
+ALTITUDE_RANGE_M = (-500.0, 9000.0)  # recorded altitudes outside: masked
+DISTANCE_RANGE_M = (0.0, 5_000_000.0)  # cumulative distance outside: masked
