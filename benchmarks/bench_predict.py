@@ -1,9 +1,10 @@
-"""Benchmark `hrpred predict`: wall time on a 1-hour 1 Hz GPX (Python start-up included) and
-the model's forward pass on one 500-step workout (CPU).
+"""Benchmark `hrpred predict`: wall time on a 1-hour 1 Hz GPX (Python start-up included), the
+same with `--profile` (a profile of 10 earlier runs, personalised and population predictions)
+and the model's forward pass on one 500-step workout (CPU).
 
-Uses models/bundle when it exists, else a bundle with a randomly initialised model of the
-training architecture (params.yaml train/featurize) in benchmarks/scratch/ (timing does not
-depend on the weights). Rewrites the "## Predict" section of BENCHMARKS.md (created if absent).
+Uses models/bundle when it exists, else a bundle with a randomly initialised history model
+(`HistoryHRModel`) of the training architecture (params.yaml train/featurize/personal.learned)
+in benchmarks/scratch/ (timing does not depend on the weights). Rewrites the "## Predict" section of BENCHMARKS.md (created if absent).
 
     python benchmarks/bench_predict.py [--runs 5] [--no-write]
 """
@@ -23,7 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.predict_fixtures import make_bundle, simulated_workout, write_gpx  # noqa: E402
+from tests.predict_fixtures import (  # noqa: E402
+    make_bundle,
+    runner_workout,
+    simulated_workout,
+    write_gpx,
+)
 
 WORK = ROOT / "benchmarks" / "scratch" / "predict"
 BENCH_MD = ROOT / "BENCHMARKS.md"
@@ -35,6 +41,9 @@ def bench_bundle() -> tuple[Path, str]:
         return real, "models/bundle (trained)"
     from hrpred.features.config import FeaturizeConfig
     from hrpred.params import load_config
+    from hrpred.personal.config import LearnedConfig
+    from hrpred.personal.context import CONTEXT_FEATURES
+    from hrpred.personal.summaries import SUMMARY_FEATURES
     from hrpred.train.config import TrainConfig
 
     feats = list(load_config(FeaturizeConfig, "featurize", ROOT / "params.yaml").features)
@@ -45,7 +54,7 @@ def bench_bundle() -> tuple[Path, str]:
     import torch
 
     from hrpred.export.bundle import CONFIG, WEIGHTS, load_bundle, save_weights
-    from hrpred.model import build_model, cpu_state_dict
+    from hrpred.model import HistoryHRModel, cpu_state_dict
 
     b = load_bundle(out)
     arch = {
@@ -55,20 +64,45 @@ def bench_bundle() -> tuple[Path, str]:
         "dropout": train.dropout,
         "bidirectional": train.bidirectional,
     }
-    b.config["model"]["config"] = arch
+    learned = load_config(LearnedConfig, "personal.learned", ROOT / "params.yaml")
+    c = len(CONTEXT_FEATURES)
+    history = {
+        "design": learned.design,
+        "k_max": learned.k_max,
+        "context_size": c,
+        "enc_hidden": learned.enc_hidden,
+        "embed": learned.embed,
+        "context_features": list(CONTEXT_FEATURES),
+        "summary_features": list(SUMMARY_FEATURES),
+        "scaler": {"mean": [0.0] * c, "std": [1.0] * c},
+    }
+    b.config["model"].update(config=arch, **{"class": "HistoryHRModel"})
+    b.config["history"] = history
     torch.manual_seed(0)
-    model = build_model(arch, 145.0, 14.0)
+    model = HistoryHRModel(arch, history, 145.0, 14.0)
     save_weights(cpu_state_dict(model), out / WEIGHTS)
     import json
 
     (out / CONFIG).write_text(json.dumps(b.config, indent=2, sort_keys=True) + "\n")
-    return out, f"random {arch['layers']}x{arch['hidden']} LSTM (no trained bundle yet)"
+    return out, f"random {arch['layers']}x{arch['hidden']} history LSTM (no trained bundle yet)"
 
 
-def time_cli(bundle: Path, gpx: Path, runs: int) -> list[float]:
+def make_profile(bundle: Path, n_runs: int = 10) -> Path:
+    """`hrpred profile` of `n_runs` 40-minute runs with HR on the days before the 1-hour run."""
+    past = [
+        write_gpx(WORK / f"past_{i}.gpx", runner_workout(100 + i, 5.0, -(i + 1), n=300), hr=True)
+        for i in range(n_runs)
+    ]
+    out = WORK / "me.json"
+    cmd = [sys.executable, "-m", "hrpred", "profile", *map(str, past), "-o", str(out)]
+    subprocess.run([*cmd, "--bundle", str(bundle), "--quiet"], check=True, cwd=ROOT)
+    return out
+
+
+def time_cli(bundle: Path, gpx: Path, runs: int, extra: tuple[str, ...] = ()) -> list[float]:
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
     cmd = [sys.executable, "-m", "hrpred", "predict", str(gpx), "--bundle", str(bundle)]
-    cmd += ["--out", str(WORK / "pred.csv"), "--quiet"]
+    cmd += ["--out", str(WORK / "pred.csv"), "--quiet", *extra]
     subprocess.run(cmd, check=True, cwd=ROOT, env=env)  # warm the OS file cache and .pyc
     times = []
     for _ in range(runs):
@@ -117,6 +151,7 @@ def main() -> None:
     bundle, which = bench_bundle()
     gpx = write_gpx(WORK / "run_1h_1hz.gpx", simulated_workout(3600, 1.0), hr=True)
     cli = time_cli(bundle, gpx, args.runs)
+    personal = time_cli(bundle, gpx, args.runs, ("--profile", str(make_profile(bundle))))
     fwd, threads = time_forward(bundle, args.forward_runs)
     cpu = platform.processor() or platform.machine()
     load = os.getloadavg()[0]  # the machine may be shared: say how busy it was
@@ -129,6 +164,9 @@ def main() -> None:
         f"| `hrpred predict` 1-hour 1 Hz GPX (3600 points), wall incl. start-up, "
         f"{len(cli)} runs | {statistics.median(cli):.2f} s | {min(cli):.2f} s | "
         f"{max(cli):.2f} s | < 3 s |\n"
+        f"| `hrpred predict --profile` (10 earlier runs: population + personalised), same "
+        f"file, {len(personal)} runs | {statistics.median(personal):.2f} s | "
+        f"{min(personal):.2f} s | {max(personal):.2f} s | < 3 s |\n"
         f"| model forward, one 500-step workout, CPU, {len(fwd)} runs | "
         f"{1000 * statistics.median(fwd):.2f} ms | {1000 * min(fwd):.2f} ms | "
         f"{1000 * max(fwd):.2f} ms | < 10 ms |\n"

@@ -324,3 +324,108 @@ def write_fit(path: Path, w: Workout, *, gzip_it: bool = False, phone: bool = Fa
     data = builder.build().to_bytes()
     path.write_bytes(gzip.compress(data, mtime=0) if gzip_it else data)
     return path
+
+
+# --------------------------------------------------------------------------- history bundle
+
+DAY_S = 86400
+
+
+def runner_workout(seed: int, level: float, day: int, n: int = 150) -> Workout:
+    """`simulated_workout` of a runner whose HR sits `level` BPM above the population's,
+    started `day` days after START (so their runs have an order in time)."""
+    from dataclasses import replace
+
+    w = simulated_workout(n=n, step_s=8.0, seed=seed)
+    return replace(w, timestamp=w.timestamp + day * DAY_S, heart_rate=w.heart_rate + level)
+
+
+def _activity(w: Workout):  # -> hrpred.io.activity.Activity
+    from hrpred.io.activity import Activity
+
+    return Activity(
+        timestamp=w.timestamp.astype(np.float64), speed=w.speed_kmh, altitude=w.altitude_m,
+        latitude=w.latitude, longitude=w.longitude, heart_rate=w.heart_rate,
+        distance=w.distance_m, source="sim",
+    )  # fmt: skip
+
+
+def make_history_bundle(root: Path, *, users: int = 40, runs: int = 4, seed: int = 0) -> Path:
+    """A bundle of a tiny TRAINED history model (`HistoryHRModel`, physio design).
+
+    Each simulated runner has a personal HR level (-25..25 BPM) and `runs` runs on
+    consecutive days; their features come from predict's own path (resample to an 8 s grid,
+    registry features), so a profile built from files feeds the model what it trained on.
+    Returns the bundle directory (root/bundle)."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from hrpred import store
+    from hrpred.export.bundle import build_config, load_bundle, write_bundle
+    from hrpred.features.registry import BINARY_FEATURES
+    from hrpred.model import load_checkpoint
+    from hrpred.params import load_config
+    from hrpred.personal.config import LearnedConfig
+    from hrpred.serve.predict import grid_features, on_grid, resample_activity
+    from hrpred.split.history import build_history
+    from hrpred.train.config import TrainConfig, TrainPaths
+    from hrpred.train.data import load_train_data
+    from hrpred.train.history_data import load_history_data
+    from hrpred.train.loop import fit
+
+    rng = np.random.default_rng(seed)
+    levels = rng.uniform(-25, 25, size=users)
+    rows = []
+    for u in range(users):
+        for r in range(runs):
+            w = runner_workout(int(rng.integers(1 << 30)), float(levels[u]), 10 * u + r)
+            grid = resample_activity(_activity(w), 8.0, speed_rules())
+            feats = grid_features(FEATURES, grid, None)
+            hr = on_grid(w.timestamp.astype(np.float64), w.heart_rate, grid.timestamp)
+            rows.append((u, int(w.timestamp[0]), feats, hr, grid.timestamp - grid.timestamp[0]))
+    n, t = len(rows), min(len(r[2]) for r in rows)
+    ids = 1000 + np.arange(n)
+    arrays = {
+        "features": np.stack([r[2][:t] for r in rows]).astype(np.float32),
+        "target": np.stack([r[3][:t] for r in rows]).astype(np.float32),
+        "elapsed": np.stack([r[4][:t] for r in rows]).astype(np.float32),
+    }
+    arrays["mask"] = np.isfinite(arrays["target"])
+    user = np.array([r[0] for r in rows])
+    index = pd.DataFrame(
+        {"workout_id": ids, "user_id": user, "start_time": [r[1] for r in rows],
+         "length": t, "offset": 0, "workout_steps": t}
+    )  # fmt: skip
+    writer = store.FeaturesWriter(root / "data" / "features", n, t, FEATURES)
+    writer.write(arrays, index)
+    writer.close({"workouts": n, "rows": n, "seq_len": t})
+    split = np.array(["train", "train", "train", "val", "test"])[user % 5]
+    assignment = pd.DataFrame({"row": np.arange(n), "workout_id": ids, "user_id": user,
+                               "split": split})  # fmt: skip
+    tr = split == "train"
+    scaler = {}
+    for j, name in enumerate(FEATURES):
+        if name not in BINARY_FEATURES:
+            v = arrays["features"][tr][..., j]
+            scaler[name] = {"mean": float(np.nanmean(v)), "std": float(np.nanstd(v)) or 1.0}
+    store.write_split(root / "data" / "split", assignment, scaler)
+    hist = build_history(assignment, index.assign(row=np.arange(n)), 50)
+    store.write_history(root / "data" / "split", hist)
+    tiny = {"hidden": 16, "layers": 1, "batch_size": 8, "eval_batch_size": 64, "lr": 3e-3,
+            "patience": 30, "lr_patience": 10, "max_epochs": 30, "device": "cpu",
+            "num_threads": 1, "progress": False}  # fmt: skip
+    cfg = replace(load_config(TrainConfig, "train", PARAMS), **tiny)
+    learned = replace(load_config(LearnedConfig, "personal.learned", PARAMS), design="physio")
+    fdir, sdir = root / "data" / "features", root / "data" / "split"
+    data = load_train_data(fdir, sdir)
+    paths = TrainPaths(root / "model.pt", root / "ckpt.pt", None)
+    fit(cfg, data, paths, history=load_history_data(data, fdir, sdir, learned))
+    _, ckpt = load_checkpoint(paths.model)
+    sampling = {"median_step_s": 8.0, "mean_step_s": 8.0}
+    config = build_config(
+        ckpt, {}, sampling, "median", {"source": "tests"}, BINARY_FEATURES, speed=speed_rules()
+    )
+    write_bundle(root / "bundle", ckpt["state_dict"], config, onnx=False)
+    load_bundle(root / "bundle")  # loads as a history bundle
+    return root / "bundle"

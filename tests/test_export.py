@@ -350,3 +350,50 @@ def test_export_params_are_checked(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(SystemExit, match="missing key 'export.license'"):
         export.main()
+
+
+def test_history_bundle_onnx_matches_pytorch_with_and_without_context(tmp_path) -> None:
+    """A history model's bundle: config.json carries `history`, load_bundle rebuilds the
+    HistoryHRModel, and model.onnx (features, context, context_mask) agrees with PyTorch on
+    real contexts and on empty ones (cold start)."""
+    import onnxruntime as ort
+
+    from hrpred.export.bundle import load_bundle, write_bundle
+    from hrpred.model import HistoryHRModel
+    from hrpred.personal.context import build_context
+    from hrpred.personal.summaries import compute_summaries
+    from hrpred.store import open_features, open_history
+    from tests.predict_fixtures import make_history_bundle
+
+    src = load_bundle(make_history_bundle(tmp_path))
+    assert (
+        isinstance(src.model, HistoryHRModel) and src.config["model"]["class"] == "HistoryHRModel"
+    )
+    feats = open_features(tmp_path / "data" / "features")
+    ids = feats.index["workout_id"].to_numpy()[:8]
+    ctx = build_context(ids, open_history(tmp_path / "data" / "split"),
+                        compute_summaries(tmp_path / "data" / "features"), 10)  # fmt: skip
+    assert ctx.mask.any(axis=1).sum() >= 4 and not ctx.mask.all()
+    x = np.array(feats.features[:8])
+    out = tmp_path / "onnx_bundle"
+    state = {k: v.clone() for k, v in src.model.state_dict().items()}
+    b = write_bundle(out, state, src.config, onnx=True, check_features=x,
+                     check_context=(ctx.values, ctx.mask))  # fmt: skip
+    parity = b.config["onnx"]["parity"]
+    assert parity["with_history"] == int(ctx.mask.any(axis=1).sum())
+    assert parity["max_abs_diff_bpm"] <= 1e-3
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["history"]["k_max"] == 10 and cfg["onnx"]["context_shape"] == ["batch", 10, 10]
+    assert "## Personalisation" in (out / "README.md").read_text()
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    assert names == ["features", "context", "context_mask"]
+    feeds = {"features": x[:3, :50], "context": ctx.values[:3],
+             "context_mask": ctx.mask[:3].astype(np.float32)}  # fmt: skip
+    got = session.run(None, feeds)[0]
+    loaded = load_bundle(out)
+    warm = loaded.predict(x[:3, :50], context=(ctx.values[:3], ctx.mask[:3]))
+    assert np.abs(got - warm).max() <= 1e-3
+    cold = loaded.predict(x[:3, :50])
+    if ctx.mask[:3].any():
+        assert np.abs(warm - cold).max() > 0.1  # the context is used

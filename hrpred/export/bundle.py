@@ -5,6 +5,12 @@ A bundle is self-contained: `model.safetensors` (weights, no pickle), `config.js
 `model.onnx` (scaler included: unscaled features [batch, time, F] -> HR in BPM [batch, time])
 and `README.md`, a model card rendered from config.json. `load_bundle` needs only these files
 and the `hrpred` package.
+
+A history-conditioned model (`hrpred.model.HistoryHRModel`, personalisation) adds a `history`
+section to config.json (the checkpoint's: architecture, context features, context scaler) and
+its ONNX graph takes two more inputs: `context` [batch, K, C] (UNSCALED context values,
+`hrpred.personal.context.CONTEXT_FEATURES`) and `context_mask` [batch, K] (float32, 1 = a real
+earlier workout, 0 = padding; all 0 = cold start). A population bundle is unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ CONFIG = "config.json"
 ONNX = "model.onnx"
 CARD = "README.md"
 ONNX_INPUT = "features"
+ONNX_CONTEXT = "context"
+ONNX_CONTEXT_MASK = "context_mask"
 ONNX_OUTPUT = "hr_bpm"
 
 
@@ -100,12 +108,14 @@ def build_config(
         )
     features = [str(f) for f in ckpt["features"]]
     step_s = float(sampling[f"{step_statistic}_step_s"])
+    extra = {"history": dict(ckpt["history"])} if "history" in ckpt else {}
     return json_ready(
         {
+            **extra,
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_VERSION,
             "model": {
-                "class": "HRLSTM",
+                "class": "HistoryHRModel" if extra else "HRLSTM",
                 "config": dict(ckpt["config"]),
                 "n_params": ckpt.get("n_params"),
                 "output": "heart rate (BPM) at every step",
@@ -181,15 +191,30 @@ class Bundle:
     def metrics(self) -> dict[str, Any]:
         return self.config.get("metrics", {})
 
-    def checkpoint_view(self) -> dict[str, Any]:
-        """The checkpoint keys `hrpred.model.predict` reads (features, scaler)."""
-        return {"features": self.features, "scaler": self.scaler}
+    @property
+    def history(self) -> dict[str, Any] | None:
+        """The history model's metadata (k_max, context features and scaler), None for a
+        population model (which ignores any history)."""
+        return self.config.get("history")
 
-    def predict(self, features_unscaled: np.ndarray) -> np.ndarray:
-        """HR (BPM) for unscaled features [T, F] -> [T] or [N, T, F] -> [N, T]."""
+    def checkpoint_view(self) -> dict[str, Any]:
+        """The checkpoint keys `hrpred.model.predict` reads (features, scaler, history)."""
+        view: dict[str, Any] = {"features": self.features, "scaler": self.scaler}
+        if self.history is not None:
+            view["history"] = self.history
+        return view
+
+    def predict(
+        self,
+        features_unscaled: np.ndarray,
+        context: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """HR (BPM) for unscaled features [T, F] -> [T] or [N, T, F] -> [N, T]; `context` =
+        (raw values [N, K, C], mask [N, K]) (or [K, C], [K]) for a history model, None = cold
+        start (see `hrpred.model.predict`)."""
         from hrpred.model import predict
 
-        return predict(self.model, self.checkpoint_view(), features_unscaled)
+        return predict(self.model, self.checkpoint_view(), features_unscaled, context=context)
 
 
 def speed_config(config: Mapping[str, Any]) -> SpeedConfig:
@@ -205,11 +230,15 @@ def speed_config(config: Mapping[str, Any]) -> SpeedConfig:
 
 
 def model_from_config(config: Mapping[str, Any]) -> torch.nn.Module:
-    """A fresh HRLSTM with the bundle's architecture and target scale."""
-    from hrpred.model import build_model
+    """A fresh HRLSTM (or HistoryHRModel, with a `history` section) with the bundle's
+    architecture and target scale."""
+    from hrpred.model import HistoryHRModel, build_model
 
     target = config["target"]
-    return build_model(config["model"]["config"], float(target["mean"]), float(target["std"]))
+    mean, std = float(target["mean"]), float(target["std"])
+    if "history" in config:
+        return HistoryHRModel(config["model"]["config"], config["history"], mean, std)
+    return build_model(config["model"]["config"], mean, std)
 
 
 def load_bundle(directory: str | Path) -> Bundle:
@@ -262,72 +291,6 @@ def save_weights(state_dict: Mapping[str, torch.Tensor], path: Path) -> None:
     save_file(tensors, str(path), metadata={"format": BUNDLE_FORMAT})
 
 
-def onnx_module(bundle: Bundle) -> torch.nn.Module:
-    """The model with the scaler in front: unscaled features -> BPM (what model.onnx holds)."""
-    import torch
-
-    from hrpred.features.scaler import apply_scaler, scaler_arrays
-
-    mean, std = scaler_arrays(bundle.features, bundle.scaler)
-
-    class Scaled(torch.nn.Module):
-        def __init__(self, model: torch.nn.Module) -> None:
-            super().__init__()
-            self.model = model
-            self.register_buffer("mean", torch.from_numpy(mean))
-            self.register_buffer("std", torch.from_numpy(std))
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.model(apply_scaler(x, self.mean, self.std))
-
-    return Scaled(bundle.model).eval()
-
-
-def export_onnx(bundle: Bundle, path: Path, opset: int) -> str:
-    """Write model.onnx with dynamic batch and time axes; returns the exporter used."""
-    import io
-    import warnings
-
-    import torch
-
-    module = onnx_module(bundle)
-    example = torch.zeros(2, 7, len(bundle.features), dtype=torch.float32)
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # LSTM batch-size tracer warnings are expected
-        try:
-            torch.onnx.export(
-                module,
-                (example,),
-                buf,
-                input_names=[ONNX_INPUT],
-                output_names=[ONNX_OUTPUT],
-                dynamic_axes={
-                    ONNX_INPUT: {0: "batch", 1: "time"},
-                    ONNX_OUTPUT: {0: "batch", 1: "time"},
-                },
-                opset_version=opset,
-                dynamo=False,
-            )
-            exporter = "torchscript"
-        except (TypeError, RuntimeError, ImportError):
-            buf = io.BytesIO()
-            batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
-            program = torch.onnx.export(
-                module,
-                (example,),
-                input_names=[ONNX_INPUT],
-                output_names=[ONNX_OUTPUT],
-                dynamic_shapes={"x": {0: batch, 1: time}},
-                opset_version=opset,
-                dynamo=True,
-            )
-            program.save(buf)
-            exporter = "dynamo"
-    path.write_bytes(buf.getvalue())
-    return exporter
-
-
 def write_bundle(
     out_dir: Path,
     state_dict: Mapping[str, torch.Tensor],
@@ -337,11 +300,14 @@ def write_bundle(
     opset: int = 17,
     check_features: np.ndarray | None = None,
     tolerance_bpm: float = 1e-3,
+    check_context: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Bundle:
     """Write weights, (optionally) ONNX, config.json and the model card; return the bundle.
 
     With `check_features` (unscaled [N, T, F]), the ONNX model is run with ONNX Runtime on
-    them and must agree with PyTorch within `tolerance_bpm`; the difference is recorded.
+    them and must agree with PyTorch within `tolerance_bpm`; the difference is recorded. A
+    history model is checked with `check_context` (raw values [N, K, C], mask [N, K]: the
+    rows' real histories) and with empty contexts (cold start).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in (WEIGHTS, CONFIG, ONNX, CARD):
@@ -352,44 +318,11 @@ def write_bundle(
     model.eval()
     bundle = Bundle(config=config, model=model, path=out_dir)
     if onnx:
-        exporter = export_onnx(bundle, out_dir / ONNX, opset)
-        config["files"]["onnx"] = ONNX
-        config["onnx"] = {
-            "file": ONNX,
-            "input": ONNX_INPUT,
-            "output": ONNX_OUTPUT,
-            "opset": int(opset),
-            "exporter": exporter,
-            "includes_scaler": True,
-            "input_shape": ["batch", "time", len(config["features"])],
-            "output_shape": ["batch", "time"],
-        }
-        if check_features is not None and len(check_features):
-            diff = onnx_parity(bundle, out_dir / ONNX, check_features)
-            if not diff <= tolerance_bpm:
-                raise ExportError(
-                    f"ONNX and PyTorch disagree by {diff:.2e} BPM (> {tolerance_bpm:g})"
-                )
-            config["onnx"]["parity"] = {
-                "workouts": int(len(check_features)),
-                "max_abs_diff_bpm": float(f"{diff:.1e}"),
-                "tolerance_bpm": tolerance_bpm,
-            }
+        from hrpred.export.onnx_graph import write_onnx
+
+        write_onnx(bundle, out_dir / ONNX, opset, check_features, tolerance_bpm, check_context)
     text = dumps_json(config)
     (out_dir / CONFIG).write_text(text)
     # the card is rendered from the file's content (sorted keys), as a reader would see it
     (out_dir / CARD).write_text(render_model_card(json.loads(text)))
     return bundle
-
-
-def onnx_parity(bundle: Bundle, onnx_path: Path, features: np.ndarray) -> float:
-    """Largest |ONNX Runtime - PyTorch| prediction (BPM) over unscaled features [N, T, F]."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    x = np.ascontiguousarray(features, dtype=np.float32)
-    got = session.run([ONNX_OUTPUT], {ONNX_INPUT: x})[0]
-    want = bundle.predict(x)
-    return float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))

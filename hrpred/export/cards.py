@@ -139,6 +139,45 @@ def _split_table(counts: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _personal_section(config: Mapping[str, Any]) -> list[str]:
+    """The history model's section (personalisation); none for a population model."""
+    history = config.get("history")
+    if not isinstance(history, Mapping):
+        return []
+    test = config.get("metrics", {}).get("test", {})
+    rows = [(f"test.{name}", row) for name, row in metric_rows(test) if name]
+    onnx = config.get("onnx")
+    onnx_note = (
+        [
+            f"- `model.onnx` also takes `{onnx.get('context_input')}` float32 [batch, "
+            f"{history['k_max']}, {len(history['context_features'])}] (UNSCALED context values: "
+            f"`{'`, `'.join(history['context_features'])}`; its scaler is inside the graph) "
+            f"and `{onnx.get('context_mask_input')}` float32 [batch, {history['k_max']}] "
+            "(1 = an earlier workout, 0 = padding; all 0 = cold start)."
+        ]
+        if onnx
+        else []
+    )
+    return [
+        "## Personalisation",
+        "",
+        f"- `HistoryHRModel` (design `{history['design']}`): the LSTM above, conditioned on the "
+        f"runner's own earlier workouts: an encoder ({history['enc_hidden']} units, attention "
+        f"pooling, {history['embed']} outputs) reads the summaries of up to "
+        f"{history['k_max']} most recent ones (`{'`, `'.join(history['summary_features'])}`, "
+        "and days before), computed from each workout's speed, altitude and recorded HR. "
+        "Without history (cold start) it predicts for the population.",
+        "- Honest by construction: only workouts that started strictly before the predicted "
+        "one are read, never the predicted workout's own HR nor a later workout's.",
+        "- For runners: `hrpred profile past/*.fit -o me.json` summarises your own runs with HR; "
+        "`hrpred predict run.gpx --profile me.json` (or `--history past/`) prints the population "
+        "and the personalised prediction side by side.",
+        *onnx_note,
+        "",
+        *(metrics_table(rows, "test (cold = history ignored)") + [""] if rows else []),
+    ]
+
+
 def render_model_card(config: Mapping[str, Any]) -> str:
     """README.md of the bundle; every number comes from config.json (its metrics = evaluate)."""
     metrics = config.get("metrics", {})
@@ -190,5 +229,6 @@ def render_model_card(config: Mapping[str, Any]) -> str:
         target_std=f"{config['target']['std']:.2f}",
         best_epoch=training.get("best_epoch", "n/a"),
         training_params=block(training_params),
+        personal_section=block(_personal_section(config)),
         onnx_line=block(onnx_line),
     )

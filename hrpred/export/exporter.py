@@ -2,7 +2,8 @@
 
 models/model.pt + metrics/evaluate.json + data/features + data/split -> the model bundle
 (safetensors weights, config.json, model.onnx, model card: all `hrpred predict` and the app
-need); data/clean/workouts.parquet + data/split -> the Hugging Face-style dataset, split
+need; a history model's ONNX parity is checked on test rows with their real histories, read
+from data/split/history.parquet and data/features, and with empty ones); data/clean/workouts.parquet + data/split -> the Hugging Face-style dataset, split
 exactly as data/split assigned it.
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from hrpred.export.bundle import (
@@ -25,8 +27,18 @@ from hrpred.export.bundle import (
 from hrpred.export.hf_dataset import export_hf, render_dataset_card, split_facts, workout_splits
 from hrpred.features.registry import BINARY_FEATURES
 from hrpred.params import ParamError
-from hrpred.store import Layout, StoreError, open_dataset, read_json, read_rows
+from hrpred.store import (
+    Layout,
+    StoreError,
+    open_dataset,
+    open_history,
+    read_json,
+    read_rows,
+)
 from hrpred.timeseries import SpeedConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,23 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
+def parity_contexts(
+    ckpt: dict[str, Any], layout: Layout, index: pd.DataFrame, test_rows: np.ndarray, n: int
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The first `n` test rows, those with history first, and their real contexts (the
+    evaluate stage's: data/split/history.parquet over data/features summaries)."""
+    from hrpred.personal.context import build_context
+    from hrpred.personal.summaries import compute_summaries
+
+    history = open_history(layout.split_dir)
+    k_max = int(ckpt["history"]["k_max"])
+    ids = index["workout_id"].to_numpy(dtype=np.int64)[test_rows]
+    summaries = compute_summaries(layout.features_dir)
+    ctx = build_context(ids, history, summaries, k_max)
+    order = np.argsort(~ctx.mask.any(axis=1), kind="stable")[:n]
+    return test_rows[order], (ctx.values[order], ctx.mask[order])
+
+
 def run_export(
     cfg: ExportConfig, raw_source: str, speed: SpeedConfig, layout: Layout
 ) -> dict[str, Any]:
@@ -84,9 +113,14 @@ def run_export(
     )
     assignment = ds.split.assignment
     splits = workout_splits(assignment)
-    check = None
+    check = context = None
     if cfg.onnx and cfg.parity_workouts > 0:
-        test_rows = ds.rows["test"][: cfg.parity_workouts]
+        test_rows = ds.rows["test"]
+        if "history" in ckpt:
+            test_rows, context = parity_contexts(
+                ckpt, layout, ds.data.index, test_rows, cfg.parity_workouts
+            )
+        test_rows = test_rows[: cfg.parity_workouts]
         if len(test_rows):
             check = read_rows(ds.data.features, test_rows)
     config = build_config(
@@ -98,7 +132,7 @@ def run_export(
         shutil.rmtree(bundle_dir)
     write_bundle(
         bundle_dir, ckpt["state_dict"], config, onnx=cfg.onnx, opset=cfg.onnx_opset,
-        check_features=check, tolerance_bpm=cfg.parity_tolerance_bpm,
+        check_features=check, tolerance_bpm=cfg.parity_tolerance_bpm, check_context=context,
     )  # fmt: skip
     if hf_dir.exists():
         shutil.rmtree(hf_dir)

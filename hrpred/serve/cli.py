@@ -1,4 +1,5 @@
-"""`hrpred` command line: `hrpred predict FILE...` and `hrpred app`.
+"""`hrpred` command line: `hrpred predict FILE...`, `hrpred profile FILE... -o me.json` and
+`hrpred app`.
 
 Errors are one line on stderr with exit status 2, never a traceback. Heavy modules (torch,
 pandas, gradio) are imported only by the subcommand that needs them, so `--help` is instant
@@ -41,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hrpred",
         description="Predict a runner's heart-rate curve from speed and altitude.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{predict,app}", parser_class=_Parser)
+    sub = parser.add_subparsers(
+        dest="command", metavar="{predict,profile,app}", parser_class=_Parser
+    )
     sub.required = True
 
     p = sub.add_parser(
@@ -63,6 +66,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rest-hr", type=_positive("resting HR", 25, 120), help="resting HR (BPM)")
     p.add_argument("--age", type=_positive("age", 5, 100), help="age (years): max HR if not given")
     p.add_argument("--quiet", action="store_true", help="no summary, only errors")
+    own = p.add_mutually_exclusive_group()
+    own.add_argument(
+        "--profile",
+        metavar="ME.json",
+        help="personalise with this profile (from `hrpred profile`): population and "
+        "personalised predictions side by side; only runs that started earlier are used",
+    )
+    own.add_argument(
+        "--history",
+        metavar="DIR",
+        help="personalise with your earlier runs with HR in DIR (.gpx .tcx .fit .csv[.gz])",
+    )
+
+    r = sub.add_parser(
+        "profile",
+        help="fit a personal profile from your own runs with HR",
+        description="Summarise your own runs with heart rate (.gpx .tcx .fit .csv, each "
+        "optionally .gz) into a profile for `hrpred predict --profile`: the runs used, their "
+        "dates, per-run summaries, your estimated HR level and its change over time. Files "
+        "without HR are skipped with a warning.",
+    )
+    r.add_argument("files", nargs="+", metavar="FILE", help="your earlier runs with HR")
+    r.add_argument("-o", "--out", required=True, metavar="ME.json", help="profile file to write")
+    r.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"model bundle dir ({DEFAULT_BUNDLE})")
+    r.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
+    r.add_argument("--quiet", action="store_true", help="no summary, only warnings and errors")
 
     a = sub.add_parser("app", help="start the demo web app", add_help=False)
     a.add_argument("app_args", nargs=argparse.REMAINDER, help="--bundle, --host, --port")
@@ -97,7 +126,38 @@ def format_summary(name: str, summary: dict[str, Any], warnings: list[str]) -> s
         for z, edge in zip(zones, edges, strict=True)
     )
     lines.append(f"  zones ({summary['zone_basis']}): {zone_text}")
+    if "personal" in summary:
+        lines += format_personal(summary)
     lines += [f"  warning: {w}" for w in warnings]
+    return "\n".join(lines)
+
+
+def format_personal(summary: dict[str, Any]) -> list[str]:
+    """Population (cold start) and personalised predictions side by side."""
+    pers = summary["personal"]
+    lines = [
+        f"  personalised with {pers['history_runs']} earlier run(s):",
+        f"    {'HR (BPM)':<18}{'population':>12}{'personalised':>14}",
+    ]
+    rows = [("avg", "avg_hr"), ("max", "max_hr")]
+    rows += [("MAE vs recorded", "mae"), ("bias vs recorded", "bias")] if "mae" in pers else []
+    for label, key in rows:
+        lines.append(f"    {label:<18}{summary[key]:>12.1f}{pers[key]:>14.1f}")
+    return lines
+
+
+def format_profile(content: dict[str, Any]) -> str:
+    """The short text summary of a profile."""
+    level = content["level"]
+    lines = [f"profile: {content['n_runs']} run(s) with HR used, {len(content['skipped'])} skipped"]
+    if content["n_runs"]:
+        trend = level["trend_bpm_per_30_days"]
+        lines.append(
+            f"  runs from {level['first_date'][:10]} to {level['last_date'][:10]}; HR at 10 km/h "
+            f"{level['level_bpm']:.1f} BPM (last {level['level_runs']} runs; all runs "
+            f"{level['level_all_runs_bpm']:.1f})"
+            + ("" if trend is None else f", change {trend:+.1f} BPM per 30 days")
+        )
     return "\n".join(lines)
 
 
@@ -144,7 +204,6 @@ def _predict(args: argparse.Namespace) -> int:
     import torch
 
     from hrpred.errors import HrpredError
-    from hrpred.export.bundle import BundleError
     from hrpred.io.userfiles import read_activity
     from hrpred.serve.predict import load_bundle, predict_activity
 
@@ -164,7 +223,8 @@ def _predict(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     try:
         bundle = load_bundle(Path(args.bundle))
-    except BundleError as exc:
+        profile = _own_profile(args, bundle)
+    except HrpredError as exc:
         print(f"hrpred: {_one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     frames = []
@@ -179,6 +239,7 @@ def _predict(args: argparse.Namespace) -> int:
                 max_hr=args.max_hr,
                 rest_hr=args.rest_hr,
                 age=args.age,
+                profile=profile,
             )
         except (HrpredError, ValueError, OSError) as exc:
             _fail(name, exc)
@@ -212,6 +273,78 @@ def _predict(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else 0
 
 
+def _history_files(folder: Path) -> list[Path]:
+    from hrpred.errors import HrpredError
+    from hrpred.io.userfiles import SUPPORTED
+
+    if not folder.is_dir():
+        raise HrpredError(f"--history {folder}: not a directory")
+    files = sorted(
+        f
+        for f in folder.iterdir()
+        if f.is_file() and f.name.lower().removesuffix(".gz").endswith(SUPPORTED)
+    )
+    if not files:
+        raise HrpredError(f"--history {folder}: no .gpx/.tcx/.fit/.csv files")
+    return files
+
+
+def _own_profile(args: argparse.Namespace, bundle: Any) -> Any:
+    """The profile of --profile, or one built from --history's files; None without either."""
+    from hrpred.serve.profile import build_profile, load_profile
+
+    if (args.profile or args.history) and bundle.history is None:
+        print(
+            "hrpred: warning: this bundle's model does not read history (population model): "
+            "predicting without personalisation",
+            file=sys.stderr,
+        )
+        return None
+    if args.profile:
+        return load_profile(args.profile)
+    if args.history:
+        profile, warns = build_profile(bundle, _history_files(Path(args.history)), args.gender)
+        for w in warns:
+            print(f"hrpred: warning: {w}", file=sys.stderr)
+        return profile
+    return None
+
+
+def _profile(args: argparse.Namespace) -> int:
+    import torch
+
+    from hrpred.errors import HrpredError
+    from hrpred.serve.predict import load_bundle
+    from hrpred.serve.profile import build_profile, save_profile
+
+    out = Path(args.out)
+    clash = next((f for f in args.files if _same_file(Path(f), out)), None)
+    if clash is not None:
+        print(f"hrpred: -o {args.out} is the input file {clash}: refusing", file=sys.stderr)
+        return EXIT_ERROR
+    torch.set_num_threads(1)
+    try:
+        bundle = load_bundle(Path(args.bundle))
+        profile, warns = build_profile(bundle, args.files, args.gender)
+    except HrpredError as exc:
+        print(f"hrpred: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    for w in warns:
+        print(f"hrpred: warning: {w}", file=sys.stderr)
+    if not profile.content["n_runs"]:
+        print("hrpred: no run with heart rate among the files: no profile written", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        save_profile(profile, out)
+    except OSError as exc:
+        print(f"hrpred: cannot write {args.out}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    if not args.quiet:
+        print(format_profile(profile.content))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def _app(argv: list[str]) -> int:
     try:
         from hrpred.serve.app import main as app_main
@@ -238,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: argparse prints one line and exits 2
     try:
-        return _predict(args)
+        return _profile(args) if args.command == "profile" else _predict(args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a command line user gets a line, not a traceback

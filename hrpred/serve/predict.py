@@ -44,6 +44,8 @@ from hrpred.timeseries import SpeedConfig, haversine_km, speed_from_recording
 if TYPE_CHECKING:
     import pandas as pd
 
+    from hrpred.serve.profile import Profile
+
 __all__ = [
     "Bundle",
     "BundleError",
@@ -310,6 +312,48 @@ def summarize(
 # --------------------------------------------------------------------------- prediction
 
 
+def _personalise(
+    bundle: Bundle,
+    profile: Profile,
+    activity: Activity,
+    feats: np.ndarray,
+    grid: Grid,
+    bounds: list[float],
+    warns: list[str],
+) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """Per-point personalised HR and its summary, or None (with a warning) when the bundle
+    cannot use history."""
+    from hrpred.io.limits import MIN_TIMESTAMP_S
+    from hrpred.serve.profile import check_compatible, profile_context
+
+    if bundle.history is None:
+        warns.append(
+            "this bundle's model does not read history (population model): profile not used"
+        )
+        return None
+    check_compatible(profile, bundle)
+    start = float(activity.timestamp[0])
+    if start < MIN_TIMESTAMP_S:
+        warns.append("the file has no date (relative times): no earlier run can be used")
+        start = -np.inf
+    ctx, used, later = profile_context(profile, start, int(bundle.history["k_max"]))
+    if later:
+        warns.append(
+            f"{later} profile run(s) did not start before this run: not used (only earlier "
+            "runs personalise a prediction)"
+        )
+    hr_grid = np.asarray(
+        bundle.predict(feats, context=(ctx.values[0], ctx.mask[0])), dtype=np.float64
+    )
+    hr_points = np.interp(activity.timestamp, grid.timestamp, hr_grid)
+    full = summarize(grid, hr_grid, bounds, activity.heart_rate, hr_points)
+    keep = ("avg_hr", "max_hr", "min_hr", "mae", "rmse", "bias")
+    personal = {k: full[k] for k in keep if k in full}
+    personal["history_runs"] = used
+    personal["profile_runs_later"] = later
+    return hr_points, personal
+
+
 def predict_activity(
     bundle: Bundle,
     activity: Activity,
@@ -317,8 +361,12 @@ def predict_activity(
     max_hr: float | None = None,
     rest_hr: float | None = None,
     age: float | None = None,
+    profile: Profile | None = None,
 ) -> Prediction:
-    """Predicted HR for every point of `activity`, plus a summary (see the module doc)."""
+    """Predicted HR for every point of `activity`, plus a summary (see the module doc).
+
+    With a `profile` and a history bundle, also the personalised prediction from the profile's
+    runs that started before this one: column `hr_personal`, `summary["personal"]`."""
     import pandas as pd
 
     max_hr = _check_range("max HR", max_hr, 100, 240)
@@ -360,6 +408,10 @@ def predict_activity(
     summary["zone_max_hr"] = top
     summary["gender"] = gender or "unknown"
     summary["source"] = activity.source
+    if profile is not None:
+        personal = _personalise(bundle, profile, activity, feats, grid, bounds, warns)
+        if personal is not None:
+            frame["hr_personal"], summary["personal"] = personal
     return Prediction(
         frame=frame, summary=summary, warnings=warns, grid=grid, features=feats, hr_grid=hr_grid
     )
