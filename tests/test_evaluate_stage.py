@@ -14,6 +14,7 @@ import yaml
 from fake_eval_data import NAMES, stand_in_predictor, write_tree
 
 from hrpred.evaluate.evaluation import EvalConfig, run_evaluate
+from hrpred.evaluate.personal import OFFSET_ONLY
 from hrpred.params import load_config, load_value
 from hrpred.personal.config import OffsetConfig
 from hrpred.store import Layout
@@ -58,7 +59,8 @@ def _run(root: Path) -> dict:
     cfg = load_config(EvalConfig, "evaluate", root / "params.yaml")
     ocfg = load_config(OffsetConfig, "personal.offset", root / "params.yaml")
     truth = load_value("clean.truth", str | None, root / "params.yaml")
-    return run_evaluate(cfg, ocfg, truth, Layout(root), stand_in_predictor)
+    # the stand-in model.pt is no checkpoint: no learned personaliser (the offset's)
+    return run_evaluate(cfg, ocfg, truth, Layout(root), stand_in_predictor, lambda *_: None)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,7 @@ def test_metrics_recomputed_from_predictions(stage, split):
     cold = metrics[split]
     if split == "test":  # headline = personalised; the predictions table holds cold ones
         assert set(cold) == SUMMARY_KEYS | PERSONAL_KEYS | {"learned_personal_model"}
+        assert cold["learned_personal_model"] == OFFSET_ONLY
         assert {k: cold[k] for k in SUMMARY_KEYS} == cold["personal"]
         cold = cold["cold"]
     assert set(cold) == SUMMARY_KEYS
@@ -284,6 +287,7 @@ def test_main_with_a_real_checkpoint(tmp_path, monkeypatch):
     model_lib.save_checkpoint(ckpt, tmp_path / "models" / "model.pt")
     evaluate.main()
     metrics = json.loads((tmp_path / "metrics/evaluate.json").read_text())
+    assert metrics["test"]["learned_personal_model"] == OFFSET_ONLY  # an LSTM: offset
     preds = pd.read_parquet(tmp_path / "data/eval/predictions.parquet")
     assert metrics["test"]["cold"]["mae"] == pytest.approx(
         _recompute(preds[preds["split"] == "test"])["mae"], abs=1e-4

@@ -22,8 +22,9 @@ from hrpred.evaluate.categories import CategoryRules
 from hrpred.evaluate.figures import animations, figures
 from hrpred.evaluate.inputs import EvalInputError, input_categories, optional_truth
 from hrpred.evaluate.personal import (
-    PersonalPredictor,
+    LearnedPersonal,
     PersonalResult,
+    learned_personal,
     mae_by_history,
     personal_traces,
     personalise,
@@ -36,8 +37,9 @@ from hrpred.personal.config import OffsetConfig
 from hrpred.store import Dataset, Layout, StoreError, open_dataset, open_history, write_json
 
 PredictorFactory = Callable[[Path, list[str]], Predictor]
-# (model path, dataset, history table) -> the learned history-conditioned model, or None
-PersonalFactory = Callable[[Path, Dataset, pd.DataFrame], PersonalPredictor | None]
+# (model path, features dir, dataset, history table) -> the learned history-conditioned model
+# as a personalised predictor, or None (the model is then personalised by the offset)
+PersonalFactory = Callable[[Path, Path, Dataset, pd.DataFrame], LearnedPersonal | None]
 
 
 @dataclass(frozen=True)
@@ -91,19 +93,13 @@ def load_predictor(path: Path, names: list[str]) -> Predictor:
     return lambda x: predict(model, ckpt, x)
 
 
-def no_learned_personal(path: Path, ds: Dataset, history: pd.DataFrame) -> PersonalPredictor | None:
-    """Default: no learned history-conditioned model (the model is personalised by the offset)."""
-    del path, ds, history
-    return None
-
-
 def run_evaluate(
     cfg: EvalConfig,
     offset_cfg: OffsetConfig,
     truth_path: str | None,
     layout: Layout,
     predictor_factory: PredictorFactory = load_predictor,
-    personal_factory: PersonalFactory = no_learned_personal,
+    personal_factory: PersonalFactory = learned_personal,
 ) -> dict[str, Any]:
     """Everything the stage does; returns the metrics dict (also in metrics/evaluate.json)."""
     ds = open_dataset(layout.features_dir, layout.split_dir)
@@ -120,7 +116,7 @@ def run_evaluate(
     categories = input_categories(ds, test_rows, cfg.categories, cfg.batch_rows)
     predict = predictor_factory(layout.model, ds.data.names)  # torch after the fit's peak
     results = evaluate_all(ds, predict, baselines, cfg, layout.predictions, truth)
-    learned = personal_factory(layout.model, ds, history)
+    learned = personal_factory(layout.model, layout.features_dir, ds, history)
     personal = personalise(ds, results, history, predict, baselines, cfg, offset_cfg, learned)
     fitted = baselines.params()
     fitted["offset"] = asdict(offset_cfg)

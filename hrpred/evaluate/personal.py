@@ -2,28 +2,35 @@
 
 Cold: every predictor as scored by `scoring.evaluate_all` (history ignored). Personal: the same
 predictor plus the offset personaliser (`hrpred.personal.offset`) computed from the residuals
-of each test workout's history (data/split/history.parquet) - or, for the model, a learned
-history-conditioned predictor when one is given. The residuals of history workouts come from
+of each test workout's history (data/split/history.parquet) - or, for the model, the learned
+history-conditioned network when models/model.pt is one (`learned_personal`: the same network,
+cold = empty context, personal = the summaries of the runner's most recent earlier workouts);
+baseline "offset" is always the model's cold prediction + the offset, so the two personalisers
+are compared on the same network. The residuals of history workouts come from
 the val/test predictions already made; under the chronological split a test workout's history
 also holds train workouts, which are predicted here (only those rows, chunk by chunk).
 
-Honest by construction: a workout's offset reads only its history (strictly earlier workouts),
-so neither its own recorded HR nor any later workout's can change its personalised prediction.
+Honest by construction: a workout's offset and context read only its history (strictly earlier
+workouts), so neither its own recorded HR nor any later workout's can change its personalised
+prediction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from hrpred.evaluate.inputs import chunks, feature_index
+from hrpred.evaluate.inputs import EvalInputError, chunks, feature_index
 from hrpred.evaluate.metrics import RowSums, row_sums, summarize_sums
 from hrpred.personal.config import OffsetConfig
+from hrpred.personal.context import CONTEXT_FEATURES, build_context
 from hrpred.personal.offset import workout_offsets
+from hrpred.personal.summaries import SUMMARY_FEATURES, compute_summaries
 from hrpred.split.history import BUCKETS, history_buckets, history_sizes
 from hrpred.store import Dataset, read_rows
 
@@ -34,14 +41,60 @@ if TYPE_CHECKING:
 # (test rows, their unscaled features [n, T, F]) -> personalised HR [n, T]
 PersonalPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
 MAX_PLOT_HISTORY = 10  # plots/mae_by_history.json: sizes 0..9 and "10 or more" (10)
+OFFSET_ONLY = "none (model + offset)"  # test.learned_personal_model without a learned model
+
+
+@dataclass(frozen=True)
+class LearnedPersonal:
+    """A learned personalised predictor and what it is (metrics: test.learned_personal_model)."""
+
+    name: str
+    predict: PersonalPredictor
+
+
+def learned_personal(
+    model_path: Path, features_dir: Path, ds: Dataset, history: pd.DataFrame
+) -> LearnedPersonal | None:
+    """models/model.pt's history-conditioned network as `(rows, x) -> hr`, reading each row's
+    context (its workout's `k_max` most recent earlier workouts' summaries); None for a model
+    without history support. Summaries: one bounded pass over data/features; contexts are
+    built per chunk of rows."""
+    from hrpred.model import load_checkpoint, predict, supports_history  # torch when needed
+
+    try:
+        model, ckpt = load_checkpoint(model_path)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint gets the same message
+        raise EvalInputError(f"cannot load {model_path} ({e}); rerun `dvc repro train`") from None
+    if not supports_history(ckpt):
+        return None
+    meta = ckpt["history"]
+    if (list(meta["summary_features"]), list(meta["context_features"])) != (
+        list(SUMMARY_FEATURES),
+        list(CONTEXT_FEATURES),
+    ):
+        raise EvalInputError(
+            f"{model_path} reads history summaries {meta['context_features']} but this code "
+            f"builds {list(CONTEXT_FEATURES)}; rerun `dvc repro train`"
+        )
+    summaries = compute_summaries(features_dir)
+    ids = ds.data.index["workout_id"].to_numpy()
+    k_max = int(meta["k_max"])
+
+    def run(rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+        ctx = build_context(ids[rows], history, summaries, k_max)
+        return predict(model, ckpt, x, context=(ctx.values, ctx.mask))
+
+    p = meta["personal_params"]
+    return LearnedPersonal(f"{p['model']}/{p['design']} (k_max {k_max})", run)
 
 
 @dataclass
 class PersonalResult:
     """Per test row: history size, offsets and sums of every predictor, cold and personal.
 
-    Names: "model" and each baseline, plus "offset" (the model + the offset personaliser;
-    the same as "model" when no learned history-conditioned model is given).
+    Names: "model" and each baseline, plus "offset" (the model's cold prediction + the offset
+    personaliser; the same as "model" when no learned history-conditioned model is given).
+    `learned`: what personalised "model" (`LearnedPersonal.name`, or OFFSET_ONLY).
     """
 
     sizes: np.ndarray
@@ -49,7 +102,7 @@ class PersonalResult:
     cold: dict[str, RowSums]
     personal: dict[str, RowSums]
     model: np.ndarray  # personalised model predictions [n_test, T] (example traces)
-    learned: bool
+    learned: str
 
 
 def _by_workout(ids: np.ndarray, sums: RowSums) -> tuple[pd.Series, pd.Series]:
@@ -89,7 +142,7 @@ def personalise(
     baselines: Baselines,
     cfg: EvalConfig,
     ocfg: OffsetConfig,
-    personal_predict: PersonalPredictor | None = None,
+    learned: LearnedPersonal | None = None,
 ) -> PersonalResult:
     """Score the test split personalised (see the module doc); bounded by one chunk plus the
     [n_test, T] personalised model predictions."""
@@ -126,8 +179,8 @@ def personalise(
         cold = {"model": test.model[sl], **baselines.predict(x, el, speed_col, alt_col)}
         pers = {k: np.asarray(p, np.float64) + offsets[k][sl, None] for k, p in cold.items()}
         pers["offset"] = pers["model"]
-        if personal_predict is not None:
-            pers["model"] = np.asarray(personal_predict(chunk, x), dtype=np.float64)
+        if learned is not None:
+            pers["model"] = np.asarray(learned.predict(chunk, x), dtype=np.float64)
         kept[sl] = pers["model"]
         for name, pred in pers.items():
             parts[name].append(row_sums(y, pred, v, el))
@@ -140,7 +193,7 @@ def personalise(
         cold=cold_sums,
         personal={k: RowSums.concat(p) for k, p in parts.items()},
         model=kept,
-        learned=personal_predict is not None,
+        learned=OFFSET_ONLY if learned is None else learned.name,
     )
 
 
@@ -170,7 +223,8 @@ def personal_entry(res: PersonalResult, name: str) -> dict[str, Any]:
 
 
 def mae_by_history(res: PersonalResult) -> list[dict[str, float | int]]:
-    """plots/mae_by_history.json: MAE cold vs personal per history size (10 = 10 or more)."""
+    """plots/mae_by_history.json: MAE cold vs personal per history size (10 = 10 or more);
+    `offset_personal` = the model's cold prediction + the offset."""
     capped = np.minimum(res.sizes, MAX_PLOT_HISTORY)
     out = []
     for h in range(MAX_PLOT_HISTORY + 1):
@@ -179,9 +233,8 @@ def mae_by_history(res: PersonalResult) -> list[dict[str, float | int]]:
             continue
         rec: dict[str, float | int] = {"history": h, "n_workouts": int(sel.sum())}
         for name in res.cold:
-            if name == "offset":
-                continue
-            rec[f"{name}_cold"] = summarize_sums(res.cold[name].take(sel))["mae"]
+            if name != "offset":  # its cold score is the model's
+                rec[f"{name}_cold"] = summarize_sums(res.cold[name].take(sel))["mae"]
             rec[f"{name}_personal"] = summarize_sums(res.personal[name].take(sel))["mae"]
         out.append(rec)
     return out

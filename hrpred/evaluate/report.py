@@ -89,14 +89,15 @@ def build_report(
     Keys: test, val, baselines, comparison, categories, noise_floor, diagnostics, counts.
     `test` of the model and of each baseline is the personalised score (headline mae/rmse...)
     with `cold` (history ignored), `personal` and `by_history` (buckets 0, 1-2, 3-9, 10+);
-    baseline `offset` is the model + the offset personaliser. Val, categories and diagnostics
-    are cold.
+    baseline `offset` is the model's cold prediction + the offset personaliser;
+    `test.learned_personal_model` names what personalised the model row (the learned
+    history-conditioned network, or the offset). Val, categories and diagnostics are cold.
     """
     report: dict[str, Any] = {
         "test": personal_entry(personal, "model"),
         "val": summarize_sums(results["val"].sums["model"]),
     }
-    report["test"]["learned_personal_model"] = int(personal.learned)
+    report["test"]["learned_personal_model"] = personal.learned
     report["baselines"] = {}
     for name, params in fitted.items():
         entry = {"test": personal_entry(personal, name)}
