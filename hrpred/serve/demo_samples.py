@@ -16,7 +16,9 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-EARTH_RADIUS_M = 6_371_000.0
+from hrpred.timeseries import EARTH_RADIUS_KM
+
+EARTH_RADIUS_M = EARTH_RADIUS_KM * 1000.0
 START_LAT = 46.2044  # deg, an arbitrary park-sized loop
 START_LON = 6.1432
 START_TIME = 1_700_000_000  # Unix s, fixed so every file is byte-identical

@@ -25,12 +25,12 @@ from hrpred.simulate.workouts import (
     add_stops,
     altitude_and_grade,
     gps_track,
-    haversine_speed_kmh,
     relative_pace,
     sample_steps,
     terrain_params,
 )
 from hrpred.simulate.writer import fitrec_line_bytes
+from hrpred.timeseries import step_distances_km
 
 # Per-workout realism statistics columns (fault-free runs), summed over chunks later.
 STAT_COLUMNS = (
@@ -189,7 +189,10 @@ def _workout_stats(hr: np.ndarray, rec: dict[str, np.ndarray], native: bool) -> 
     if native:
         v = rec["speed"]
     else:
-        v = haversine_speed_kmh(rec["latitude"], rec["longitude"], rec["timestamp"])
+        step_km = step_distances_km(rec["latitude"], rec["longitude"])
+        dt = np.maximum(np.diff(rec["timestamp"].astype(np.float64)), 0.1)
+        v = step_km / dt * 3600.0
+        v = np.concatenate([v[:1], v])  # the first point copies the second
     corr = np.corrcoef(v, hr)[0, 1] if v.std() > 0 and hr.std() > 0 else np.nan
     duration = (rec["timestamp"][-1] - rec["timestamp"][0]) / 60.0
     return [hr.size, hr.sum(), (hr**2).sum(), v.sum(), (v**2).sum(), duration, corr]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-EARTH_RADIUS_M = 6_371_000.0
+from hrpred.timeseries import EARTH_RADIUS_KM
+
+EARTH_RADIUS_M = EARTH_RADIUS_KM * 1000.0
 
 
 def sample_steps(
@@ -131,16 +133,3 @@ def gps_track(
     lat = start_lat[:, None] + np.degrees(north / EARTH_RADIUS_M)
     lon = start_lon[:, None] + np.degrees(east / (EARTH_RADIUS_M * np.cos(np.radians(lat))))
     return lat, lon
-
-
-def haversine_speed_kmh(lat: np.ndarray, lon: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """Speed (km/h) between consecutive GPS points; the first point copies the second."""
-    la, lo = np.radians(lat), np.radians(lon)
-    a = (
-        np.sin(np.diff(la, axis=-1) / 2) ** 2
-        + np.cos(la[..., :-1]) * np.cos(la[..., 1:]) * np.sin(np.diff(lo, axis=-1) / 2) ** 2
-    )
-    dist = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
-    dt = np.maximum(np.diff(ts.astype(np.float64), axis=-1), 0.1)
-    v = dist / dt * 3.6
-    return np.concatenate([v[..., :1], v], axis=-1)
