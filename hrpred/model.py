@@ -13,12 +13,21 @@ scaled here by `scale_context` with the checkpoint's `history.scaler`) into a ve
 either conditions the LSTM (`design: condition`: concatenated at every step and the initial
 state) or sets personal parameters (`design: physio`: a level shift and an effort gain on the
 population output). No history (cold start) is an all-False mask. Its checkpoint declares
-`ckpt["history"]`; a checkpoint without that key is the population model, bytes unchanged.
+`ckpt["history"]`; a checkpoint without that key is the population model.
+
+Both models also predict a per-step *spread* (issue 14): a Laplace scale b (BPM) of the
+residual, from a linear head on the DETACHED LSTM output, trained with the Laplace negative
+log-likelihood of the detached residual (`hrpred.train.losses.spread_nll`). Nothing of the spread loss reaches the
+central prediction's weights, and the head is created last (so the others' initialisation draws
+are unchanged): the central curve is the same as without it. A Laplace scale, not a Gaussian:
+the metric is MAE, and E|residual| = b. The band's width comes from split-conformal
+calibration of |residual| / b on the validation split (`hrpred.uncertainty`).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,14 +36,30 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from hrpred.features.scaler import apply_scaler, scaler_arrays
 from hrpred.store import json_ready
 
-CHECKPOINT_FORMAT = 1  # bump when the keys of models/model.pt change
+CHECKPOINT_FORMAT = 2  # bump when the keys of models/model.pt change (2: spread head)
 CONFIG_KEYS = ("input_size", "hidden", "layers", "dropout", "bidirectional")
 HISTORY_KEYS = ("design", "k_max", "context_size", "enc_hidden", "embed")
 DESIGNS = ("condition", "physio")
+MIN_SPREAD = 1e-3  # floor of the Laplace scale (standardised units)
+INIT_SPREAD = 0.5  # the spread head's initial scale (standardised units)
+
+
+def _spread_head(width: int) -> nn.Linear:
+    """Linear head -> raw spread; softplus(raw) + MIN_SPREAD starts at INIT_SPREAD."""
+    head = nn.Linear(width, 1)
+    nn.init.zeros_(head.weight)
+    nn.init.constant_(head.bias, math.log(math.expm1(INIT_SPREAD - MIN_SPREAD)))
+    return head
+
+
+def spread_scale(raw: torch.Tensor) -> torch.Tensor:
+    """Raw spread-head output -> Laplace scale b > 0 (standardised units)."""
+    return F.softplus(raw) + MIN_SPREAD
 
 
 class HRLSTM(nn.Module):
@@ -72,14 +97,28 @@ class HRLSTM(nn.Module):
         nn.init.zeros_(self.head.bias)
         self.register_buffer("target_mean", torch.tensor(float(target_mean)))
         self.register_buffer("target_std", torch.tensor(float(target_std)))
+        self.spread = _spread_head(int(hidden) * (2 if bidirectional else 1))  # last: see doc
 
-    def forward(self, x: torch.Tensor, standardized: bool = False) -> torch.Tensor:
-        """x: scaled features [B, T, F] -> HR [B, T] (BPM, or standardised units if asked)."""
+    def forward(
+        self, x: torch.Tensor, standardized: bool = False, with_spread: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """x: scaled features [B, T, F] -> HR [B, T] (BPM, or standardised units if asked);
+        `with_spread`: (HR, spread) with the spread in BPM (raw head output if standardised)."""
         out, _ = self.lstm(x)
         z = self.head(out).squeeze(-1)
-        if standardized:
-            return z
-        return z * self.target_std + self.target_mean
+        return _outputs(self, z, out, standardized, with_spread)
+
+
+def _outputs(
+    model: nn.Module, z: torch.Tensor, out: torch.Tensor, standardized: bool, with_spread: bool
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Central HR (and the spread from the detached LSTM output) in the units asked for."""
+    if not with_spread:
+        return z if standardized else z * model.target_std + model.target_mean
+    raw = model.spread(out.detach()).squeeze(-1)
+    if standardized:
+        return z, raw
+    return z * model.target_std + model.target_mean, spread_scale(raw) * model.target_std
 
 
 def build_model(
@@ -158,6 +197,7 @@ class HistoryHRModel(nn.Module):
             nn.init.zeros_(self.personal.bias)
         self.register_buffer("target_mean", torch.tensor(float(target_mean)))
         self.register_buffer("target_std", torch.tensor(float(target_std)))
+        self.spread = _spread_head(hidden * (2 if bidir else 1))  # last: see the module doc
 
     def forward(
         self,
@@ -165,9 +205,10 @@ class HistoryHRModel(nn.Module):
         ctx: torch.Tensor | None = None,
         cmask: torch.Tensor | None = None,
         standardized: bool = False,
-    ) -> torch.Tensor:
+        with_spread: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """x: scaled features [B, T, F]; ctx [B, K, C] scaled (`scale_context`), cmask [B, K]
-        bool; None = cold start -> HR [B, T]."""
+        bool; None = cold start -> HR [B, T] (and the spread, see `HRLSTM.forward`)."""
         b = x.shape[0]
         if ctx is None or cmask is None:
             k, c = int(self.history_config["k_max"]), int(self.history_config["context_size"])
@@ -184,9 +225,7 @@ class HistoryHRModel(nn.Module):
             out, _ = self.lstm(x)
             shift, log_gain = self.personal(e).unbind(-1)
             z = shift.unsqueeze(1) + self.head(out).squeeze(-1) * torch.exp(log_gain).unsqueeze(1)
-        if standardized:
-            return z
-        return z * self.target_std + self.target_mean
+        return _outputs(self, z, out, standardized, with_spread)
 
 
 def scale_context(values: np.ndarray, mask: np.ndarray, history: Mapping[str, Any]) -> np.ndarray:
@@ -318,8 +357,10 @@ def predict(
     features_unscaled: np.ndarray,
     batch_size: int = 256,
     context: tuple[np.ndarray, np.ndarray] | None = None,
-) -> np.ndarray:
-    """HR in BPM, float32 [N, T], for unscaled features [N, T, F] (or [T, F] -> [T]).
+    with_spread: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """HR in BPM, float32 [N, T], for unscaled features [N, T, F] (or [T, F] -> [T]);
+    `with_spread`: (HR, spread) with the per-step Laplace scale in BPM (same shape).
 
     Applies the checkpoint's scaler; runs on the model's device, in batches, so a memmapped
     array is read a batch at a time. `context` = (values [N, K, C] raw
@@ -350,6 +391,7 @@ def predict(
             )
         ctx = scale_context(ctx, cmask, meta)
     out = np.empty(arr.shape[:2], dtype=np.float32)
+    spread = np.empty(arr.shape[:2], dtype=np.float32) if with_spread else None
     was_training = model.training
     model.eval()
     with torch.inference_mode():
@@ -357,11 +399,16 @@ def predict(
             chunk = np.ascontiguousarray(arr[start : start + batch_size], dtype=np.float32)
             x = apply_scaler(torch.from_numpy(chunk).to(device), mean, std)
             if ctx is None or cmask is None:
-                y = model(x)
+                y = model(x, with_spread=with_spread)
             else:
                 c = torch.from_numpy(ctx[start : start + batch_size]).to(device)
                 cm = torch.from_numpy(np.asarray(cmask[start : start + batch_size], bool))
-                y = model(x, c, cm.to(device))
+                y = model(x, c, cm.to(device), with_spread=with_spread)
+            if spread is not None:
+                y, b = y
+                spread[start : start + len(chunk)] = b.float().cpu().numpy()
             out[start : start + len(chunk)] = y.float().cpu().numpy()
     model.train(was_training)
+    if spread is not None:
+        return (out[0], spread[0]) if single else (out, spread)
     return out[0] if single else out

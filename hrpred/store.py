@@ -91,6 +91,11 @@ class Layout:
         return self.root / "models" / "model.pt"
 
     @property
+    def calibration(self) -> Path:
+        """The band's conformal constants (written by evaluate, carried in the bundle)."""
+        return self.root / "models" / "calibration.json"
+
+    @property
     def checkpoint(self) -> Path:
         return self.root / "models" / "checkpoint.pt"
 

@@ -1,6 +1,7 @@
 """evaluate: models/model.pt + data/features + data/split (with history) -> predictions, metrics, plots.
 
-Writes data/eval/predictions.parquet, metrics/evaluate.json, plots/*.json, plots/figures/ and
+Writes data/eval/predictions.parquet, metrics/evaluate.json, models/calibration.json (the 80%
+band's conformal constants, calibrated on val), plots/*.json, plots/figures/ and
 plots/animations/ (see `hrpred.evaluate.evaluation`). The simulator truth (`clean.truth`) is
 read for measurement only.
 """
@@ -20,8 +21,9 @@ from hrpred.store import Layout
 def run() -> dict[str, Any]:
     cfg = load_config(EvalConfig, "evaluate")
     offset_cfg = load_config(OffsetConfig, "personal.offset")
+    residual_cfg = load_config(OffsetConfig, "personal.residual")
     truth = load_value("clean.truth", str | None)
-    return run_evaluate(cfg, offset_cfg, truth, Layout())
+    return run_evaluate(cfg, offset_cfg, residual_cfg, truth, Layout())
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ def make_tiny_bundle(out_dir: Path, seed: int = 0, step_s: float = 5.0) -> Path:
     from hrpred.export.bundle import build_config, write_bundle
     from hrpred.features.registry import BINARY_FEATURES
     from hrpred.model import build_model, cpu_state_dict
-    from tests.predict_fixtures import speed_rules
+    from tests.predict_fixtures import personal_rules, speed_rules
 
     torch.manual_seed(seed)
     arch = {"input_size": len(TINY_FEATURES), "hidden": 8, "layers": 1, "dropout": 0.0}
@@ -52,7 +52,14 @@ def make_tiny_bundle(out_dir: Path, seed: int = 0, step_s: float = 5.0) -> Path:
     }
     sampling = {"median_step_s": step_s, "mean_step_s": step_s}
     config = build_config(
-        ckpt, {}, sampling, "median", {"source": "test"}, BINARY_FEATURES, speed=speed_rules()
+        ckpt,
+        {},
+        sampling,
+        "median",
+        {"source": "test"},
+        BINARY_FEATURES,
+        speed=speed_rules(),
+        personal=personal_rules(),
     )
     write_bundle(Path(out_dir), cpu_state_dict(model), config, onnx=False)
     return Path(out_dir)

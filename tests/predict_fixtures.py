@@ -76,6 +76,15 @@ def speed_rules():  # -> hrpred.timeseries.SpeedConfig
     return load_config(SpeedConfig, "clean.speed", PARAMS)
 
 
+def personal_rules():  # -> dict[str, hrpred.personal.config.OffsetConfig]
+    """params personal.offset and personal.residual of the committed params.yaml, as export
+    bundles them."""
+    from hrpred.params import load_config
+    from hrpred.personal.config import OffsetConfig
+
+    return {k: load_config(OffsetConfig, f"personal.{k}", PARAMS) for k in ("offset", "residual")}
+
+
 def make_bundle(
     out_dir: Path,
     *,
@@ -137,7 +146,7 @@ def make_bundle(
     }
     config = build_config(
         ckpt, metrics if metrics is not None else FAKE_METRICS, sampling, "median", data,
-        BINARY_FEATURES, speed=speed_rules(),
+        BINARY_FEATURES, speed=speed_rules(), personal=personal_rules(),
     )  # fmt: skip
     write_bundle(Path(out_dir), cpu_state_dict(model), config, onnx=onnx)
     return Path(out_dir)
@@ -424,7 +433,14 @@ def make_history_bundle(root: Path, *, users: int = 40, runs: int = 4, seed: int
     _, ckpt = load_checkpoint(paths.model)
     sampling = {"median_step_s": 8.0, "mean_step_s": 8.0}
     config = build_config(
-        ckpt, {}, sampling, "median", {"source": "tests"}, BINARY_FEATURES, speed=speed_rules()
+        ckpt,
+        {},
+        sampling,
+        "median",
+        {"source": "tests"},
+        BINARY_FEATURES,
+        speed=speed_rules(),
+        personal=personal_rules(),
     )
     write_bundle(root / "bundle", ckpt["state_dict"], config, onnx=False)
     load_bundle(root / "bundle")  # loads as a history bundle

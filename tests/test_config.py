@@ -35,8 +35,17 @@ STAGE_CONFIGS: dict[str, list[tuple[type, str]]] = {
     "featurize": [(FeaturizeConfig, "featurize")],
     "split": [(SplitConfig, "split")],
     "train": [(TrainConfig, "train"), (LearnedConfig, "personal.learned")],
-    "evaluate": [(EvalConfig, "evaluate"), (OffsetConfig, "personal.offset")],
-    "export": [(ExportConfig, "export"), (SpeedConfig, "clean.speed")],
+    "evaluate": [
+        (EvalConfig, "evaluate"),
+        (OffsetConfig, "personal.offset"),
+        (OffsetConfig, "personal.residual"),
+    ],
+    "export": [
+        (ExportConfig, "export"),
+        (SpeedConfig, "clean.speed"),
+        (OffsetConfig, "personal.offset"),
+        (OffsetConfig, "personal.residual"),
+    ],
 }
 
 

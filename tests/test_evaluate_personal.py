@@ -55,8 +55,9 @@ def trained(tmp_path_factory, config) -> dict:
     return {"root": root, "arrays": arrays, "model": model_path}
 
 
-def _personal(root: Path, model_path: Path, config):
-    """evaluate's scoring path (cold predictor, default learned personaliser) on `root`."""
+def _personal(root: Path, model_path: Path, config, residual: bool = True):
+    """evaluate's scoring path (cold predictor, default learned personaliser, the residual
+    correction of params.yaml unless `residual` is False) on `root`."""
     ds = open_dataset(root / "data" / "features", root / "data" / "split")
     history = open_history(root / "data" / "split")
     cfg = replace(config(EvalConfig, "evaluate"), baseline_fit_rows=0)
@@ -66,7 +67,8 @@ def _personal(root: Path, model_path: Path, config):
     learned = learned_personal(model_path, root / "data" / "features", ds, history)
     assert learned is not None
     ocfg = config(OffsetConfig, "personal.offset")
-    res = personalise(ds, results, history, predict_cold, baselines, cfg, ocfg, learned)
+    rcfg = config(OffsetConfig, "personal.residual") if residual else None
+    res = personalise(ds, results, history, predict_cold, baselines, cfg, ocfg, learned, rcfg)
     return results["test"], res
 
 
@@ -108,7 +110,8 @@ def test_learned_personal_is_the_network_with_its_context(trained, config) -> No
     """personal = predict(context of the history), cold = the same network without one;
     baseline offset = cold + offset (comparable to the learned personaliser)."""
     root = trained["root"]
-    test, res = _personal(root, trained["model"], config)
+    test, res = _personal(root, trained["model"], config, residual=False)
+    assert not res.residual.any()
     model, ckpt = load_checkpoint(trained["model"])
     ds = open_dataset(root / "data" / "features", root / "data" / "split")
     ids = ds.data.index["workout_id"].to_numpy()[test.rows]
@@ -131,13 +134,58 @@ def test_learned_personal_is_the_network_with_its_context(trained, config) -> No
     assert res.cold["offset"] is res.cold["model"]
 
 
+def test_residual_correction_is_the_offset_of_the_networks_own_history_residuals(
+    trained, config
+) -> None:
+    """personal = network(context) + the residual rule over the network's personalised
+    residuals on each history workout (itself predicted with its own earlier context)."""
+    root = trained["root"]
+    rcfg = replace(config(OffsetConfig, "personal.residual"), shrink=0.5)
+    ds = open_dataset(root / "data" / "features", root / "data" / "split")
+    history = open_history(root / "data" / "split")
+    cfg = replace(config(EvalConfig, "evaluate"), baseline_fit_rows=0)
+    predict_cold = load_predictor(trained["model"], ds.data.names)
+    results = evaluate_all(ds, predict_cold, fit_baselines(ds, cfg), cfg)
+    learned = learned_personal(trained["model"], root / "data" / "features", ds, history)
+    ocfg = config(OffsetConfig, "personal.offset")
+    res = personalise(
+        ds, results, history, predict_cold, fit_baselines(ds, cfg), cfg, ocfg, learned, rcfg
+    )
+    # independent reference: every row predicted with its own context, residual means by hand
+    model, ckpt = load_checkpoint(trained["model"])
+    ids = ds.data.index["workout_id"].to_numpy()
+    ctx = build_context(
+        ids, history, compute_summaries(root / "data" / "features"), int(ckpt["history"]["k_max"])
+    )
+    warm = predict(model, ckpt, ds.data.features[:], context=(ctx.values, ctx.mask))
+    y, v = ds.data.target[:].astype(np.float64), ds.data.mask[:]
+    mean_resid = {
+        int(i): float((y[r] - warm[r])[v[r]].mean()) for r, i in enumerate(ids) if v[r].any()
+    }
+    test = results["test"]
+    assert res.residual is not None and np.abs(res.residual).max() > 0.01
+    for p, r in enumerate(test.rows):
+        h = history[(history["workout_id"] == ids[r]) & (history["rank"] <= rcfg.k)]
+        w = np.exp(-np.log(2) * h["days_before"].to_numpy() / rcfg.half_life_days)
+        rr = np.array([mean_resid[int(i)] for i in h["hist_workout_id"]])
+        expected = float((w * rr).sum() / (w.sum() + rcfg.shrink)) if len(h) else 0.0
+        assert res.residual[p] == pytest.approx(expected, abs=1e-4)
+        np.testing.assert_allclose(res.model[p], warm[r] + res.residual[p], atol=1e-3)
+
+
 def test_stage_reports_the_learned_personaliser(trained, tmp_path, config) -> None:
     """run_evaluate's default factory picks the learned model; an HRLSTM gets the offset."""
     root = tmp_path / "tree"
     shutil.copytree(trained["root"], root)
-    cfg = replace(config(EvalConfig, "evaluate"), animations=False, figure_dpi=20, n_scatter=50)
+    cfg = replace(
+        config(EvalConfig, "evaluate"),
+        animations=False,
+        figure_dpi=20,
+        n_scatter=50,
+        example_min_steps=5,
+    )
     ocfg = config(OffsetConfig, "personal.offset")
-    report = run_evaluate(cfg, ocfg, None, Layout(root))
+    report = run_evaluate(cfg, ocfg, config(OffsetConfig, "personal.residual"), None, Layout(root))
     t = report["test"]
     assert t["learned_personal_model"].startswith("encoder/")
     off = report["baselines"]["offset"]["test"]
@@ -147,6 +195,16 @@ def test_stage_reports_the_learned_personaliser(trained, tmp_path, config) -> No
     saved = json.loads(Layout(root).metrics("evaluate").read_text())
     assert saved["test"]["learned_personal_model"] == t["learned_personal_model"]
     assert sum(b["n_workouts"] for b in t["by_history"].values()) == t["n_workouts"]
+    # the band: calibrated on val, written for the bundle, scored on test, plotted
+    band = t["band"]
+    assert band["level"] == 0.8 and 0 < band["coverage"] < 1 and band["width_bpm"] > 0
+    assert sum(b["n_workouts"] for b in band["by_history"].values()) == t["n_workouts"]
+    cal = json.loads(Layout(root).calibration.read_text())
+    assert cal["level"] == 0.8 and cal["step"]["all"] > 0
+    plot = json.loads((root / "plots" / "band_by_history.json").read_text())
+    assert [r["history"] for r in plot] == list(band["by_history"])
+    traces = json.loads((root / "plots" / "personal_traces.json").read_text())
+    assert traces and all(r["hr_p10"] < r["hr_personal"] < r["hr_p90"] for r in traces)
 
 
 def test_population_model_is_personalised_by_the_offset(trained, config) -> None:

@@ -24,6 +24,7 @@ from hrpred.export.bundle import BundleError, ExportError, load_bundle, sampling
 from hrpred.export.cards import fmt_metric, metric_rows, render_model_card
 from hrpred.export.hf_dataset import workout_splits
 from hrpred.features.registry import WorkoutInputs, compute_features
+from hrpred.uncertainty import Calibration
 from tests.predict_fixtures import FAKE_METRICS, FEATURES, make_bundle, simulated_workout
 from tests.synthetic_clean import make_clean_rows, write_clean
 
@@ -191,6 +192,7 @@ def _write_params(root: Path) -> None:
     params = {
         "data": {"raw": "data/raw/simulated.json"},
         "clean": {"speed": real["clean"]["speed"]},
+        "personal": {k: real["personal"][k] for k in ("offset", "residual")},
         "export": real["export"],
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -241,6 +243,8 @@ def _make_tree(root: Path) -> None:
         val={"mae": 7.0}, train_params={"lr": 0.001, "hidden": 8},
     )  # fmt: skip
     save_checkpoint(ckpt, root / "models/model.pt")
+    cal = Calibration(0.8, {"all": 1.7, "0": 2.0}, {"all": 1.5}, {"all": 30, "0": 20})
+    (root / "models/calibration.json").write_text(json.dumps(cal.to_json()))
     (root / "metrics").mkdir()
     (root / "metrics/evaluate.json").write_text(json.dumps(FAKE_METRICS, indent=2))
     _write_params(root)
@@ -259,6 +263,13 @@ def test_export_stage_end_to_end(tmp_path, monkeypatch):
     config = json.loads((bundle_dir / "config.json").read_text())
     assert config["metrics"] == json.loads((tmp_path / "metrics/evaluate.json").read_text())
     assert config["onnx"]["parity"]["max_abs_diff_bpm"] <= 1e-3
+    band = json.loads((tmp_path / "models/calibration.json").read_text())
+    assert Calibration.from_json(config["band"]) == Calibration.from_json(band)
+    # a population model's graph bakes in the cold-start ("0") multiplier; parity of every output
+    assert config["onnx"]["outputs"] == ["hr_bpm", "spread_bpm", "hr_p10", "hr_p90"]
+    assert config["onnx"]["band"]["step_multiplier_by_context_count"] == [2.0]
+    assert max(config["onnx"]["parity"]["by_output_bpm"].values()) <= 1e-3
+    assert "## Uncertainty: the 80% band" in (bundle_dir / "README.md").read_text()
     assert config["seq_len"] == T and config["features"] == FEATURES
 
     # sampling step = mean step (pauses > 60 s left out) of the train workouts' first T steps,

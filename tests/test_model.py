@@ -77,7 +77,8 @@ def test_invalid_steps_change_neither_loss_nor_gradients(kind: str) -> None:
         model.zero_grad()
         loss = masked_loss(model(x), t, mask, kind, 3.0)
         loss.backward()
-        return loss.item(), [p.grad.clone() for p in model.parameters()]
+        central = [p for n, p in model.named_parameters() if not n.startswith("spread.")]
+        return loss.item(), [p.grad.clone() for p in central]
 
     base_loss, base_grads = loss_and_grads(target)
     for fill in (0.0, 1e6, float("nan"), float("inf")):
@@ -113,8 +114,12 @@ def test_error_sums_give_global_metrics_not_batch_means() -> None:
 def test_parameter_count_matches_reference_architecture() -> None:
     # layer 1: 4*128*(14+128) + 2*4*128; layer 2: 4*128*256 + 2*4*128; head 129
     want = 4 * 128 * (14 + 128) + 2 * 4 * 128 + 4 * 128 * 256 + 2 * 4 * 128 + 129
-    assert count_parameters(HRLSTM(14, 128, 2, 0.3, False)) == want == 205_953
-    assert count_parameters(HRLSTM(14, 8, 1, 0.0, True)) == 2 * (4 * 8 * (14 + 8) + 2 * 4 * 8) + 17
+    # + the spread head (issue 14): one more linear head on the LSTM output
+    model = HRLSTM(14, 128, 2, 0.3, False)
+    assert count_parameters(model) - count_parameters(model.spread) == want == 205_953
+    assert count_parameters(model.spread) == 129
+    bi = HRLSTM(14, 8, 1, 0.0, True)
+    assert count_parameters(bi) == 2 * (4 * 8 * (14 + 8) + 2 * 4 * 8) + 17 + 17
 
 
 def test_fresh_model_starts_near_target_mean() -> None:

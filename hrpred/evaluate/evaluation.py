@@ -1,7 +1,8 @@
 """The evaluate stage as one library call: `run_evaluate(cfg, truth_path, layout)`.
 
 Reads models/model.pt, data/features and data/split (through `hrpred.store`); writes
-data/eval/predictions.parquet (every real step of val and test rows), metrics/evaluate.json
+data/eval/predictions.parquet (every real step of val and test rows), models/calibration.json
+(the band's conformal constants, from val: `hrpred.evaluate.band`), metrics/evaluate.json
 (test, val, baselines, comparison, categories, noise_floor, diagnostics, counts), DVC plot data
 plots/*.json, PNG figures plots/figures/ and GIFs plots/animations/. The simulator truth
 (`clean.truth`) is read for measurement only (noise floor, archetype agreement of the
@@ -18,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from hrpred.evaluate.band import band_plot, band_report, calibrate_on_val
 from hrpred.evaluate.categories import CategoryRules
 from hrpred.evaluate.figures import animations, figures
 from hrpred.evaluate.inputs import EvalInputError, input_categories, optional_truth
@@ -35,6 +37,7 @@ from hrpred.evaluate.scoring import Predictor, SplitResult, evaluate_all, fit_ba
 from hrpred.params import ParamError
 from hrpred.personal.config import OffsetConfig
 from hrpred.store import Dataset, Layout, StoreError, open_dataset, open_history, write_json
+from hrpred.uncertainty import BandConfig, write_calibration
 
 PredictorFactory = Callable[[Path, list[str]], Predictor]
 # (model path, features dir, dataset, history table) -> the learned history-conditioned model
@@ -54,6 +57,7 @@ class EvalConfig:
     physio_climb_clip: float
     baseline_fit_rows: int
     categories: CategoryRules
+    band: BandConfig
     hr_band_edges: tuple[float, ...]
     example_quantiles: tuple[float, ...]
     example_window: float
@@ -96,6 +100,7 @@ def load_predictor(path: Path, names: list[str]) -> Predictor:
 def run_evaluate(
     cfg: EvalConfig,
     offset_cfg: OffsetConfig,
+    residual_cfg: OffsetConfig,
     truth_path: str | None,
     layout: Layout,
     predictor_factory: PredictorFactory = load_predictor,
@@ -117,12 +122,26 @@ def run_evaluate(
     predict = predictor_factory(layout.model, ds.data.names)  # torch after the fit's peak
     results = evaluate_all(ds, predict, baselines, cfg, layout.predictions, truth)
     learned = personal_factory(layout.model, layout.features_dir, ds, history)
-    personal = personalise(ds, results, history, predict, baselines, cfg, offset_cfg, learned)
+    personal = personalise(
+        ds, results, history, predict, baselines, cfg, offset_cfg, learned, residual_cfg
+    )
     fitted = baselines.params()
     fitted["offset"] = asdict(offset_cfg)
     report = build_report(ds, results, fitted, categories, truth, personal)
+    band = None
+    if learned is not None:
+        report["test"]["residual_correction"] = asdict(residual_cfg)
+        cal = calibrate_on_val(ds, results["val"], history, learned, cfg, residual_cfg, cfg.band)
+        write_calibration(layout.calibration, cal)
+        band = report["test"]["band"] = band_report(
+            ds, results["test"], results["val"], personal, cal, baselines.constant.value
+        )
+    else:  # a population model has no history-aware spread: no band (the file says so)
+        write_json(layout.calibration, {"format": "hrpred-calibration", "available": False})
     write_json(layout.metrics("evaluate"), report, digits=6)
     write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir, personal)
+    # a population model has no band: the plot file is an empty list
+    write_plot_data({"band_by_history": band_plot(band) if band else []}, layout.plots_dir)
     return report
 
 

@@ -6,7 +6,10 @@ of each test workout's history (data/split/history.parquet) - or, for the model,
 history-conditioned network when models/model.pt is one (`learned_personal`: the same network,
 cold = empty context, personal = the summaries of the runner's most recent earlier workouts);
 baseline "offset" is always the model's cold prediction + the offset, so the two personalisers
-are compared on the same network. The residuals of history workouts come from
+are compared on the same network. The learned model's personal prediction also gets the residual
+correction (`personal.residual`): the same offset rule applied to the network's own personalised
+residuals on the history workouts (each predicted with *its* earlier workouts), a safety net for
+runners whose level the encoder under-corrects (a prior worth `shrink` workouts keeps it small). The residuals of history workouts come from
 the val/test predictions already made; under the chronological split a test workout's history
 also holds train workouts, which are predicted here (only those rows, chunk by chunk).
 
@@ -38,8 +41,8 @@ if TYPE_CHECKING:
     from hrpred.evaluate.evaluation import EvalConfig
     from hrpred.evaluate.scoring import Baselines, Predictor, SplitResult
 
-# (test rows, their unscaled features [n, T, F]) -> personalised HR [n, T]
-PersonalPredictor = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (rows, their unscaled features [n, T, F]) -> (personalised HR [n, T], spread [n, T], BPM)
+PersonalPredictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 MAX_PLOT_HISTORY = 10  # plots/mae_by_history.json: sizes 0..9 and "10 or more" (10)
 OFFSET_ONLY = "none (model + offset)"  # test.learned_personal_model without a learned model
 
@@ -80,9 +83,10 @@ def learned_personal(
     ids = ds.data.index["workout_id"].to_numpy()
     k_max = int(meta["k_max"])
 
-    def run(rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def run(rows: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ctx = build_context(ids[rows], history, summaries, k_max)
-        return predict(model, ckpt, x, context=(ctx.values, ctx.mask))
+        hr, spread = predict(model, ckpt, x, context=(ctx.values, ctx.mask), with_spread=True)
+        return hr, spread
 
     p = meta["personal_params"]
     return LearnedPersonal(f"{p['model']}/{p['design']} (k_max {k_max})", run)
@@ -103,6 +107,9 @@ class PersonalResult:
     personal: dict[str, RowSums]
     model: np.ndarray  # personalised model predictions [n_test, T] (example traces)
     learned: str
+    residual: np.ndarray | None = None  # the learned model's residual correction [n_test] (BPM)
+    spread: np.ndarray | None = None  # the learned model's spread [n_test, T] (BPM)
+    band: tuple[np.ndarray, np.ndarray] | None = None  # calibrated (lower, upper) [n_test, T]
 
 
 def _by_workout(ids: np.ndarray, sums: RowSums) -> tuple[pd.Series, pd.Series]:
@@ -143,9 +150,11 @@ def personalise(
     cfg: EvalConfig,
     ocfg: OffsetConfig,
     learned: LearnedPersonal | None = None,
+    residual: OffsetConfig | None = None,
 ) -> PersonalResult:
     """Score the test split personalised (see the module doc); bounded by one chunk plus the
-    [n_test, T] personalised model predictions."""
+    [n_test, T] personalised model predictions. `residual`: the learned model's residual
+    correction (None: none)."""
     data = ds.data
     ids_all = data.index["workout_id"].to_numpy()
     test = results["test"]
@@ -170,6 +179,11 @@ def personalise(
     speed_col, alt_col = feature_index(ds, "speed"), feature_index(ds, "altitude")
     parts: dict[str, list[RowSums]] = {name: [] for name in (*test.sums, "offset")}
     kept = np.empty_like(test.model)
+    resid = spread = None
+    if learned is not None:
+        kept, spread, resid = learned_with_residual(
+            ds, test.rows, needed, test_ids, learned, cfg, residual
+        )
     for start, chunk in chunks(test.rows, cfg.batch_rows, "evaluate personal"):
         sl = slice(start, start + len(chunk))
         x = read_rows(data.features, chunk)
@@ -179,8 +193,8 @@ def personalise(
         cold = {"model": test.model[sl], **baselines.predict(x, el, speed_col, alt_col)}
         pers = {k: np.asarray(p, np.float64) + offsets[k][sl, None] for k, p in cold.items()}
         pers["offset"] = pers["model"]
-        if learned is not None:
-            pers["model"] = np.asarray(learned.predict(chunk, x), dtype=np.float64)
+        if resid is not None:
+            pers["model"] = np.asarray(kept[sl], dtype=np.float64) + resid[sl, None]
         kept[sl] = pers["model"]
         for name, pred in pers.items():
             parts[name].append(row_sums(y, pred, v, el))
@@ -194,7 +208,49 @@ def personalise(
         personal={k: RowSums.concat(p) for k, p in parts.items()},
         model=kept,
         learned=OFFSET_ONLY if learned is None else learned.name,
+        residual=resid,
+        spread=spread,
     )
+
+
+def learned_with_residual(
+    ds: Dataset,
+    rows_wanted: np.ndarray,
+    needed: pd.DataFrame,
+    wanted_ids: np.ndarray,
+    learned: LearnedPersonal,
+    cfg: EvalConfig,
+    residual: OffsetConfig | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The learned model's personalised predictions [n, T] and spreads [n, T] of
+    `rows_wanted` (sorted rows), and each one's residual correction [n] (zeros when `residual`
+    is None): the offset rule over the network's personalised residuals on the history
+    workouts (`needed`: their history lines). Every row wanted or in the history of one is
+    predicted once, with its own context (chunk by chunk)."""
+    data = ds.data
+    ids_all = data.index["workout_id"].to_numpy()
+    hist_ids = np.unique(needed["hist_workout_id"].to_numpy())
+    rows = np.union1d(rows_wanted, np.flatnonzero(np.isin(ids_all, hist_ids)))
+    wanted = np.zeros(len(rows), bool)
+    wanted[np.searchsorted(rows, rows_wanted)] = True
+    out_pos = np.cumsum(wanted) - 1
+    kept = np.empty((len(rows_wanted), data.seq_len), dtype=np.float32)
+    spread = np.empty_like(kept)
+    sums = []
+    for start, chunk in chunks(rows, cfg.batch_rows, "evaluate learned personal"):
+        sl = slice(start, start + len(chunk))
+        x = read_rows(data.features, chunk)
+        pred, b = (np.asarray(a, dtype=np.float32) for a in learned.predict(chunk, x))
+        mine = wanted[sl]
+        kept[out_pos[sl][mine]] = pred[mine]
+        spread[out_pos[sl][mine]] = b[mine]
+        y = read_rows(data.target, chunk)
+        v = np.asarray(read_rows(data.mask, chunk), dtype=bool)
+        sums.append(row_sums(y, pred, v, read_rows(data.elapsed, chunk)))
+    if residual is None:
+        return kept, spread, np.zeros(len(rows_wanted))
+    s, n = _by_workout(ids_all[rows], RowSums.concat(sums))
+    return kept, spread, workout_offsets(residual, needed, s, n, wanted_ids)
 
 
 def _short(s: RowSums) -> dict[str, float | int]:
@@ -249,7 +305,8 @@ def personal_traces(
     gap_min: float = 5.0,
 ) -> list[dict[str, float | int]]:
     """plots/personal_traces.json: test workouts with >= 3 history at the `quantiles` of the
-    personalised MAE, back to back on one minute axis: recorded, cold and personal HR."""
+    personalised MAE, back to back on one minute axis: recorded, cold and personal HR (and the
+    personal prediction's calibrated band, hr_p10/hr_p90, when the model has one)."""
     if test.model is None:
         raise ValueError("the test split was evaluated without keep_model")
     wmae = res.personal["model"].workout_mae()
@@ -266,9 +323,14 @@ def personal_traces(
         y = read_rows(ds.data.target, r)[0]
         v = np.asarray(read_rows(ds.data.mask, r)[0], dtype=bool)
         mins = read_rows(ds.data.elapsed, r)[0][v] / 60.0
-        for m, t, c, q in zip(mins, y[v], test.model[p][v], res.model[p][v], strict=True):
+        for i, (m, t, c, q) in enumerate(
+            zip(mins, y[v], test.model[p][v], res.model[p][v], strict=True)
+        ):
             out.append({"minute": round(float(m) + offset, 3), "workout_id": int(ids[r[0]]),
                         "hr_true": round(float(t), 2), "hr_cold": round(float(c), 2),
                         "hr_personal": round(float(q), 2)})  # fmt: skip
+            if res.band is not None:  # the calibrated 80% band of the personal prediction
+                out[-1]["hr_p10"] = round(float(res.band[0][p][v][i]), 2)
+                out[-1]["hr_p90"] = round(float(res.band[1][p][v][i]), 2)
         offset += (float(mins.max()) if len(mins) else 0.0) + gap_min
     return out

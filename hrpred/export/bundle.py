@@ -6,6 +6,13 @@ A bundle is self-contained: `model.safetensors` (weights, no pickle), `config.js
 and `README.md`, a model card rendered from config.json. `load_bundle` needs only these files
 and the `hrpred` package.
 
+The 80% band (issue 14): config.json `band` holds the split-conformal constants of
+`hrpred.uncertainty.Calibration` (models/calibration.json; null when the model has none).
+`Bundle.predict_band` gives HR -/+ q * spread, q the step multiplier of the row's history bucket
+(the number of context entries used; 0 = cold start or a population model). model.onnx has the
+same band as outputs `hr_p10`, `hr_p90` beside `spread_bpm` (the multipliers are constants in the
+graph), and only `hr_bpm`, `spread_bpm` when the bundle has no band.
+
 A history-conditioned model (`hrpred.model.HistoryHRModel`, personalisation) adds a `history`
 section to config.json (the checkpoint's: architecture, context features, context scaler) and
 its ONNX graph takes two more inputs: `context` [batch, K, C] (UNSCALED context values,
@@ -25,11 +32,14 @@ import numpy as np
 
 from hrpred.errors import HrpredError
 from hrpred.export.cards import render_model_card
+from hrpred.personal.config import OffsetConfig
 from hrpred.store import json_ready
 from hrpred.timeseries import SpeedConfig
 
 if TYPE_CHECKING:
     import torch
+
+    from hrpred.uncertainty import Calibration
 
 BUNDLE_FORMAT = "hrpred-bundle"
 BUNDLE_VERSION = 1
@@ -41,6 +51,9 @@ ONNX_INPUT = "features"
 ONNX_CONTEXT = "context"
 ONNX_CONTEXT_MASK = "context_mask"
 ONNX_OUTPUT = "hr_bpm"
+ONNX_SPREAD = "spread_bpm"  # the per-step Laplace scale b (BPM)
+ONNX_LOWER = "hr_p10"  # lower end of the calibrated band (hr_bpm - q * spread_bpm)
+ONNX_UPPER = "hr_p90"  # upper end (hr_bpm + q * spread_bpm)
 
 
 class BundleError(HrpredError, ValueError):
@@ -56,6 +69,7 @@ class ExportError(HrpredError, ValueError):
 
 StepStatistic = Literal["median", "mean", "mean_active"]
 STEP_STATISTICS: tuple[str, ...] = get_args(StepStatistic)
+PERSONALISERS = ("offset", "residual")  # config.json "personal": params personal.<name>
 
 
 def sampling_stats(
@@ -97,11 +111,18 @@ def build_config(
     binary_features: Sequence[str],
     *,
     speed: SpeedConfig,
+    personal: Mapping[str, OffsetConfig],
+    band: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """config.json content from the training checkpoint, evaluate metrics and data facts.
 
     `speed` is params.yaml clean.speed: `hrpred predict` derives speed with these rules.
+    `personal` is {"offset": personal.offset, "residual": personal.residual}: the offset
+    personaliser and the learned model's residual correction, as evaluate scored them.
+    `band`: models/calibration.json (the 80% band's conformal constants; None: no band).
     """
+    if set(personal) != set(PERSONALISERS):
+        raise ExportError(f"personal must have exactly {PERSONALISERS}, got {sorted(personal)}")
     if step_statistic not in STEP_STATISTICS:
         raise ExportError(
             f"step_statistic must be one of {STEP_STATISTICS}, got {step_statistic!r}"
@@ -138,6 +159,8 @@ def build_config(
                 "lag/rolling feature counts steps of the training data",
             },
             "speed": asdict(speed),
+            "personal": {k: asdict(v) for k, v in personal.items()},
+            "band": dict(band) if band is not None else None,
             "training": {
                 "best_epoch": ckpt.get("best_epoch"),
                 "val": dict(ckpt.get("val", {})),
@@ -183,6 +206,20 @@ class Bundle:
         """The clean stage's speed rules the model was trained with (params clean.speed)."""
         return speed_config(self.config)
 
+    def personaliser(self, name: str) -> OffsetConfig:
+        """params personal.<name> as exported (`offset`: the offset personaliser; `residual`:
+        the learned model's residual correction); BundleError for an older bundle."""
+        from hrpred.params import ParamError, from_mapping
+
+        try:
+            return from_mapping(
+                OffsetConfig, self.config.get("personal", {}).get(name), f"personal.{name}", CONFIG
+            )
+        except (ParamError, AttributeError) as exc:
+            raise BundleError(
+                f"bundle has no valid personal.{name} ({exc}): re-export it with `dvc repro export`"
+            ) from None
+
     @property
     def seq_len(self) -> int:
         return int(self.config["seq_len"])
@@ -215,6 +252,113 @@ class Bundle:
         from hrpred.model import predict
 
         return predict(self.model, self.checkpoint_view(), features_unscaled, context=context)
+
+    # ------------------------------------------------------------------ the 80% band (issue 14)
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The band's split-conformal constants (config.json `band`); None when the bundle has
+        no band; BundleError when they are malformed."""
+        from hrpred.uncertainty import Calibration, CalibrationError
+
+        content = self.config.get("band")
+        if content is None:
+            return None
+        try:
+            cal = Calibration.from_json(content)
+        except CalibrationError as exc:
+            raise BundleError(f"{CONFIG}: band: {exc}; re-export with `dvc repro export`") from None
+        values = [*cal.step.values(), *cal.average.values()]
+        if not 0 < cal.level < 1 or not all(np.isfinite(v) and v > 0 for v in values):
+            raise BundleError(
+                f"{CONFIG}: band: level must be in (0, 1) and every multiplier finite and > 0; "
+                "re-export with `dvc repro export`"
+            )
+        return cal
+
+    def require_calibration(self) -> Calibration:
+        """`calibration`, or a BundleError when the bundle has no band."""
+        cal = self.calibration
+        if cal is None:
+            raise BundleError(
+                "this bundle has no calibrated band (a population model, or exported before "
+                "issue 14): re-export a history model with `dvc repro export`"
+            )
+        return cal
+
+    def context_counts(
+        self, context: tuple[np.ndarray, np.ndarray] | None, n_rows: int
+    ) -> np.ndarray:
+        """History entries each of `n_rows` rows is conditioned on (int64 [n_rows]): the count
+        of its context mask for a history model; 0 without context and for a population model
+        (which ignores any history)."""
+        if context is None or self.history is None:
+            return np.zeros(n_rows, dtype=np.int64)
+        mask = np.asarray(context[1]).astype(bool).reshape(n_rows, -1)
+        return mask.sum(axis=1).astype(np.int64)
+
+    def predict_spread(
+        self,
+        features_unscaled: np.ndarray,
+        context: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(HR, spread) in BPM, float32, the shapes of `predict`: the network's central curve
+        and its per-step Laplace scale b (uncalibrated)."""
+        from hrpred.model import predict
+
+        hr, spread = predict(
+            self.model, self.checkpoint_view(), features_unscaled, context=context,
+            with_spread=True,
+        )  # fmt: skip
+        return hr, spread
+
+    def step_band(
+        self, hr: np.ndarray, spread: np.ndarray, n_context: np.ndarray | int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) float32 = hr -/+ q * spread, q the step multiplier of the history
+        bucket of `n_context` (context entries used: an int for [T] curves, [N] for [N, T]).
+        A center shifted by a constant (a residual correction) shifts its band by the same."""
+        from hrpred.uncertainty import band
+
+        q = self.require_calibration().multipliers(np.atleast_1d(n_context))
+        lo, hi = band(hr, spread, q if np.ndim(hr) > 1 else q[0])
+        return lo.astype(np.float32), hi.astype(np.float32)
+
+    def predict_band(
+        self,
+        features_unscaled: np.ndarray,
+        context: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(HR, lower, upper) in BPM, float32, the shapes of `predict` ([T, F] -> [T],
+        [N, T, F] -> [N, T]): the central curve and its calibrated band (`step_band`, history
+        bucket = the context mask's count, 0 = cold start). BundleError without a band."""
+        self.require_calibration()
+        hr, spread = self.predict_spread(features_unscaled, context)
+        counts = self.context_counts(context, 1 if hr.ndim == 1 else len(hr))
+        lo, hi = self.step_band(hr, spread, counts if hr.ndim > 1 else int(counts[0]))
+        return hr, lo, hi
+
+    def average_band(
+        self,
+        hr: np.ndarray,
+        spread: np.ndarray,
+        n_context: np.ndarray | int,
+        valid: np.ndarray | None = None,
+    ) -> tuple[Any, Any, Any]:
+        """The workout-average HR and its calibrated band (mean, lower, upper): half-width =
+        the average multiplier of the history bucket * the mean spread over the valid steps
+        (default: where hr and spread are finite). Floats for a [T] curve, float64 [N] for
+        [N, T] (`n_context` then [N]); nan for a row without a valid step."""
+        q = self.require_calibration().multipliers(np.atleast_1d(n_context), "average")
+        h, b = np.asarray(hr, np.float64), np.asarray(spread, np.float64)
+        v = np.isfinite(h) & np.isfinite(b) if valid is None else np.asarray(valid, bool)
+        n = v.sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(v, h, 0.0).sum(axis=-1) / n
+            half = (q if h.ndim > 1 else q[0]) * np.where(v, b, 0.0).sum(axis=-1) / n
+        if h.ndim == 1:
+            return float(mean), float(mean - half), float(mean + half)
+        return mean, mean - half, mean + half
 
 
 def speed_config(config: Mapping[str, Any]) -> SpeedConfig:
@@ -305,18 +449,23 @@ def write_bundle(
     """Write weights, (optionally) ONNX, config.json and the model card; return the bundle.
 
     With `check_features` (unscaled [N, T, F]), the ONNX model is run with ONNX Runtime on
-    them and must agree with PyTorch within `tolerance_bpm`; the difference is recorded. A
-    history model is checked with `check_context` (raw values [N, K, C], mask [N, K]: the
-    rows' real histories) and with empty contexts (cold start).
+    them and must agree with PyTorch within `tolerance_bpm` on every output (HR, spread and,
+    with a band, its ends); the differences are recorded. A history model is checked with
+    `check_context` (raw values [N, K, C], mask [N, K]: the rows' real histories) and with
+    empty contexts (cold start). A malformed `band` fails before anything is written.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (WEIGHTS, CONFIG, ONNX, CARD):
-        (out_dir / stale).unlink(missing_ok=True)
-    save_weights(state_dict, out_dir / WEIGHTS)
     model = model_from_config(config)
     model.load_state_dict(dict(state_dict), strict=True)
     model.eval()
     bundle = Bundle(config=config, model=model, path=out_dir)
+    try:
+        bundle.calibration  # noqa: B018 - the property checks config["band"]
+    except BundleError as exc:
+        raise ExportError(str(exc)) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (WEIGHTS, CONFIG, ONNX, CARD):
+        (out_dir / stale).unlink(missing_ok=True)
+    save_weights(state_dict, out_dir / WEIGHTS)
     if onnx:
         from hrpred.export.onnx_graph import write_onnx
 

@@ -178,6 +178,100 @@ def _personal_section(config: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _pct(value: Any) -> str:
+    """A coverage as the card prints it: a percentage with 1 decimal (n/a when missing)."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.1f}%"
+
+
+def _band_section(config: Mapping[str, Any]) -> list[str]:
+    """The calibrated band (issue 14): its constants (config.json `band`) and its test
+    coverage and width (metrics `test.band`, when evaluate reported them); none without a band."""
+    band = config.get("band")
+    if not isinstance(band, Mapping) or "step" not in band:
+        return []
+    from hrpred.split.history import BUCKETS
+    from hrpred.uncertainty import POOLED
+
+    level, step, average = band["level"], band["step"], band.get("average", {})
+    counts = band.get("n_workouts", {})
+    order = [k for k in BUCKETS if k in step or k in counts] + [POOLED]
+    lines = [
+        f"## Uncertainty: the {level:.0%} band",
+        "",
+        "- Every predicted curve comes with a per-step band: HR -/+ q x spread, where the "
+        "spread is the model's per-step Laplace scale b (BPM; a linear head on the LSTM output, "
+        "trained with the Laplace negative log-likelihood of the residual without changing the "
+        "central curve).",
+        "- Method: split-conformal calibration on the validation split. The score of a step is "
+        "|recorded - predicted| / spread; q is its "
+        f"ceil((n + 1) x {level:g}) / n empirical quantile, per history bucket (the number of "
+        "earlier workouts the prediction is conditioned on; a bucket with too few validation "
+        "workouts uses the pooled constant `all`). The workout-average band (the average HR of "
+        "a whole workout) is calibrated the same way on |mean recorded - mean predicted| / mean "
+        "spread.",
+        "- A personalised prediction shifted by a constant (the residual correction) shifts its "
+        "band by the same constant.",
+        "",
+        "| history bucket | validation workouts | step multiplier | workout-average multiplier |",
+        "|---|---:|---:|---:|",
+    ]
+    for k in order:
+        q = [
+            fmt_metric(t[k]) if k in t else f"pooled {fmt_metric(t.get(POOLED))}"
+            for t in (step, average)
+        ]
+        lines.append(f"| {k} | {fmt_metric(counts.get(k))} | {q[0]} | {q[1]} |")
+    lines.append("")
+    test = config.get("metrics", {}).get("test", {})
+    report = test.get("band") if isinstance(test, Mapping) else None
+    if isinstance(report, Mapping) and "coverage" in report:
+        lines += [
+            f"Test split (nominal {level:.0%}): per-step coverage {_pct(report.get('coverage'))}, "
+            f"mean width {fmt_metric(report.get('width_bpm'))} BPM; workout-average band "
+            f"coverage {_pct(report.get('workout_avg_coverage'))}.",
+            "",
+            "| test history bucket | workouts | coverage | width (BPM) | workout-average coverage |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for k, row in report.get("by_history", {}).items():
+            lines.append(
+                f"| {k} | {fmt_metric(row.get('n_workouts'))} | {_pct(row.get('coverage'))} "
+                f"| {fmt_metric(row.get('width_bpm'))} "
+                f"| {_pct(row.get('workout_avg_coverage'))} |"
+            )
+        lines.append("")
+    lines += [
+        "Coverage is over the steps (and workouts) of a bucket, not a promise for every "
+        "single workout; the per-step band is not a simultaneous band for the whole curve.",
+        "",
+    ]
+    return lines
+
+
+def _onnx_line(config: Mapping[str, Any]) -> list[str]:
+    """The card's model.onnx line: inputs, and every output with its meaning."""
+    onnx = config.get("onnx")
+    if not onnx:
+        return []
+    outputs = onnx.get("outputs", [onnx["output"]])
+    band = onnx.get("band")
+    extra = ""
+    if len(outputs) > 1:
+        extra = f"; `{outputs[1]}` [batch, time] the per-step spread (BPM)"
+    if isinstance(band, Mapping):
+        extra += (
+            f"; `{band['lower_output']}` and `{band['upper_output']}` [batch, time] the "
+            f"calibrated {band['level']:.0%} band (its multipliers are inside the graph)"
+        )
+    return [
+        f"- `model.onnx` (opset {onnx['opset']}): input `{onnx['input']}` float32 "
+        f"[batch, time, {len(config['features'])}] of UNSCALED features (the scaler is "
+        f"inside the graph), output `{onnx['output']}` [batch, time] in BPM{extra}."
+    ]
+
+
 def render_model_card(config: Mapping[str, Any]) -> str:
     """README.md of the bundle; every number comes from config.json (its metrics = evaluate)."""
     metrics = config.get("metrics", {})
@@ -190,16 +284,6 @@ def render_model_card(config: Mapping[str, Any]) -> str:
     main_rows = [
         (name, metrics[name]) for name in ("test", "val") if isinstance(metrics.get(name), Mapping)
     ]
-    onnx = config.get("onnx")
-    onnx_line = (
-        [
-            f"- `model.onnx` (opset {onnx['opset']}): input `{onnx['input']}` float32 "
-            f"[batch, time, {len(config['features'])}] of UNSCALED features (the scaler is "
-            f"inside the graph), output `{onnx['output']}` [batch, time] in BPM."
-        ]
-        if onnx
-        else []
-    )
     training_params = [f"- Training parameters: {', '.join(scalar_params)}."] if params else []
     return fill(
         "model_card.md",
@@ -230,5 +314,6 @@ def render_model_card(config: Mapping[str, Any]) -> str:
         best_epoch=training.get("best_epoch", "n/a"),
         training_params=block(training_params),
         personal_section=block(_personal_section(config)),
-        onnx_line=block(onnx_line),
+        band_section=block(_band_section(config)),
+        onnx_line=block(_onnx_line(config)),
     )

@@ -2,9 +2,11 @@
 
 models/model.pt + metrics/evaluate.json + data/features + data/split -> the model bundle
 (safetensors weights, config.json, model.onnx, model card: all `hrpred predict` and the app
-need; a history model's ONNX parity is checked on test rows with their real histories, read
-from data/split/history.parquet and data/features, and with empty ones); data/clean/workouts.parquet + data/split -> the Hugging Face-style dataset, split
-exactly as data/split assigned it.
+need; models/calibration.json, the 80% band's constants, becomes config.json `band` and the
+band outputs of model.onnx; ONNX parity (HR, spread and band) is checked on test rows, for a
+history model with their real histories, read from data/split/history.parquet and
+data/features, and with empty ones); data/clean/workouts.parquet + data/split -> the Hugging
+Face-style dataset, split exactly as data/split assigned it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from hrpred.export.bundle import (
 from hrpred.export.hf_dataset import export_hf, render_dataset_card, split_facts, workout_splits
 from hrpred.features.registry import BINARY_FEATURES
 from hrpred.params import ParamError
+from hrpred.personal.config import OffsetConfig
 from hrpred.store import (
     Layout,
     StoreError,
@@ -96,10 +99,29 @@ def parity_contexts(
     return test_rows[order], (ctx.values[order], ctx.mask[order])
 
 
+def _calibration(path: Path) -> dict[str, Any] | None:
+    """models/calibration.json (evaluate's band constants), None when the model has no band."""
+    content = read_json(path, "evaluate")
+    if content.get("available", True) is False:
+        return None
+    from hrpred.uncertainty import Calibration, CalibrationError
+
+    try:
+        return Calibration.from_json(content).to_json()
+    except CalibrationError as exc:
+        raise ExportError(f"{path}: {exc}") from None
+
+
 def run_export(
-    cfg: ExportConfig, raw_source: str, speed: SpeedConfig, layout: Layout
+    cfg: ExportConfig,
+    raw_source: str,
+    speed: SpeedConfig,
+    offset: OffsetConfig,
+    residual: OffsetConfig,
+    layout: Layout,
 ) -> dict[str, Any]:
-    """Write the bundle and the dataset; returns the bundle config and the dataset counts."""
+    """Write the bundle and the dataset; returns the bundle config and the dataset counts.
+    `offset`/`residual`: params personal.offset / personal.residual, carried in the bundle."""
     ckpt = _read_checkpoint(layout.model)
     metrics = read_json(layout.metrics("evaluate"), "evaluate")
     if not layout.clean_workouts.exists():
@@ -125,7 +147,8 @@ def run_export(
             check = read_rows(ds.data.features, test_rows)
     config = build_config(
         ckpt, metrics, sampling, cfg.step_statistic, split_facts(assignment, raw_source),
-        sorted(BINARY_FEATURES), speed=speed,
+        sorted(BINARY_FEATURES), speed=speed, personal={"offset": offset, "residual": residual},
+        band=_calibration(layout.calibration),
     )  # fmt: skip
     bundle_dir, hf_dir = layout.resolve(cfg.bundle_dir), layout.resolve(cfg.hf_dir)
     if bundle_dir.exists():
@@ -150,6 +173,7 @@ def summary_line(result: dict[str, Any], cfg: ExportConfig) -> str:
     return (
         f"export: bundle -> {cfg.bundle_dir} (step {step:.2f} s"
         + (f", ONNX parity {parity['max_abs_diff_bpm']:.1e} BPM" if parity else "")
+        + (" incl. the band" if parity and config["onnx"].get("band") else "")
         + f"); dataset -> {cfg.hf_dir} (train {counts['train']['workouts']}, "
         f"val {counts['val']['workouts']}, test {counts['test']['workouts']} workouts)"
     )

@@ -43,7 +43,7 @@ from hrpred.train.checkpoint import (
 from hrpred.train.config import TrainConfig, TrainPaths, derive_seed
 from hrpred.train.data import RowSource, TrainData, target_stats
 from hrpred.train.history_data import HistoryData
-from hrpred.train.losses import ErrorSums, masked_loss
+from hrpred.train.losses import ErrorSums, masked_loss, spread_nll
 from hrpred.train.runtime import (
     StopFlag,
     all_reduce,
@@ -118,7 +118,9 @@ class Trainer:
                 self.target_mean,
                 self.target_std,
             ).to(self.device)
-        self.params = list(self.model.parameters())
+        spread = {id(p) for p in self.model.spread.parameters()}
+        self.params = [p for p in self.model.parameters() if id(p) not in spread]
+        self.spread_params = list(self.model.spread.parameters())
         fused = self.device.type == "cuda"
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused
@@ -209,14 +211,17 @@ class Trainer:
         x, y, m, *ctx = batch
         net = self.net if train else self.model  # eval runs unwrapped: no collectives
         with self.autocast:
-            z = net(x, *ctx, standardized=True)
+            z, raw = net(x, *ctx, standardized=True, with_spread=True)
         z = z.float()
         loss = masked_loss(z, (y - tm) / ts, m, cfg.loss, cfg.huber_delta / ts)
         if train:
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            # the spread loss reads only detached outputs: the central weights' gradients are
+            # those of `loss` alone; each part is clipped on its own (same central updates)
+            (loss + spread_nll(raw, z, (y - tm) / ts, m)).backward()
             if cfg.clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.params, cfg.clip)
+                torch.nn.utils.clip_grad_norm_(self.spread_params, cfg.clip)
             self.optimizer.step()
         sums.update(z.detach() * ts + tm, y, m, loss)
 

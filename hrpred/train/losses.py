@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hrpred.model import spread_scale
+
 LOSSES = ("mse", "mae", "huber")
 
 
@@ -77,3 +79,14 @@ class ErrorSums:
             "loss": loss_sum / count,
             "steps": int(count),
         }
+
+
+def spread_nll(
+    raw: torch.Tensor, z: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Mean Laplace NLL |target - z| / b + log b over valid steps (b = `spread_scale(raw)`),
+    with z DETACHED: the central prediction never learns from it; standardised units."""
+    b = spread_scale(raw.float())
+    r = masked_diff(z.detach(), target, mask).abs()
+    per_step = torch.where(mask.bool(), r / b + torch.log(b), torch.zeros_like(b))
+    return per_step.sum() / mask.bool().sum().clamp(min=1)

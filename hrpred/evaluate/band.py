@@ -1,0 +1,140 @@
+"""The 80% band (issue 14): calibrate on the validation split, score on test.
+
+The band is the learned model's personalised prediction (network + residual correction, as
+scored in `hrpred.evaluate.personal`) -/+ a conformal multiple of its spread head
+(`hrpred.uncertainty`). Validation rows are predicted exactly as test rows (their own history,
+their own residual correction), calibrated per history bucket; the test split is then scored:
+per-step coverage and width, the workout-average band's coverage, and the pinball loss of the
+band's ends for the model, its uncalibrated Laplace band and a constant +- residual-quantile
+band (fitted on validation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from hrpred.evaluate.personal import LearnedPersonal, PersonalResult, learned_with_residual
+from hrpred.personal.config import OffsetConfig
+from hrpred.split.history import BUCKETS, history_buckets, history_sizes
+from hrpred.store import Dataset, read_rows
+from hrpred.uncertainty import (
+    BandConfig,
+    Calibration,
+    average_parts,
+    band,
+    calibrate,
+    coverage,
+    pinball,
+    quantile_levels,
+)
+
+if TYPE_CHECKING:
+    from hrpred.evaluate.evaluation import EvalConfig
+    from hrpred.evaluate.scoring import SplitResult
+
+
+def calibrate_on_val(
+    ds: Dataset,
+    val: SplitResult,
+    history: pd.DataFrame,
+    learned: LearnedPersonal,
+    cfg: EvalConfig,
+    residual: OffsetConfig,
+    bcfg: BandConfig,
+) -> Calibration:
+    """Conformal constants from the validation rows' personalised predictions."""
+    ids = ds.data.index["workout_id"].to_numpy()[val.rows]
+    needed = history[history["workout_id"].isin(np.unique(ids))]
+    center, spread, resid = learned_with_residual(ds, val.rows, needed, ids, learned, cfg, residual)
+    y = read_rows(ds.data.target, val.rows)
+    v = np.asarray(read_rows(ds.data.mask, val.rows), dtype=bool)
+    sizes = history_sizes(history, ids)
+    return calibrate(y, center + resid[:, None], spread, v, sizes, bcfg)
+
+
+def _scores(
+    y: np.ndarray,
+    center: np.ndarray,
+    spread: np.ndarray,
+    v: np.ndarray,
+    q: np.ndarray,
+    q_avg: np.ndarray,
+    taus: tuple[float, float],
+) -> dict[str, float]:
+    lo, hi = band(center, spread, q)
+    ya, ca, sa = average_parts(y, center, spread, v)
+    ok = np.isfinite(ya)
+    half_avg = q_avg * sa
+    return {
+        "coverage": coverage(y, lo, hi, v),
+        "width_bpm": float((hi - lo)[v].mean()) if v.any() else float("nan"),
+        "workout_avg_coverage": float((np.abs(ya - ca)[ok] <= half_avg[ok]).mean())
+        if ok.any()
+        else float("nan"),
+        "workout_avg_width_bpm": float(2 * half_avg[ok].mean()) if ok.any() else float("nan"),
+        "pinball": 0.5 * (pinball(y, lo, taus[0], v) + pinball(y, hi, taus[1], v)),
+    }
+
+
+def band_report(
+    ds: Dataset,
+    test: SplitResult,
+    val: SplitResult,
+    personal: PersonalResult,
+    cal: Calibration,
+    constant_hr: float,
+) -> dict[str, Any]:
+    """metrics/evaluate.json `test.band`: the calibrated band on test, overall and per history
+    bucket, beside the uncalibrated Laplace band and a constant band. Sets `personal.band`
+    (the test rows' calibrated bounds, for the example traces)."""
+    assert personal.spread is not None
+    y = read_rows(ds.data.target, test.rows)
+    v = np.asarray(read_rows(ds.data.mask, test.rows), dtype=bool)
+    center, spread, sizes = personal.model, personal.spread, personal.sizes
+    taus = tuple(quantile_levels(cal.level))
+    q, q_avg = cal.multipliers(sizes), cal.multipliers(sizes, "average")
+    personal.band = band(center, spread, q)  # for the example traces
+    labels = history_buckets(sizes)
+    out: dict[str, Any] = {
+        "level": cal.level,
+        "method": "split-conformal on validation, |residual| / Laplace spread, per history bucket",
+        **_scores(y, center, spread, v, q, q_avg, taus),
+        "by_history": {},
+    }
+    for b in BUCKETS:
+        sel = labels == b
+        if sel.any():
+            out["by_history"][b] = {
+                "n_workouts": int(sel.sum()),
+                **_scores(y[sel], center[sel], spread[sel], v[sel], q[sel], q_avg[sel], taus),
+            }
+    # the same spread without calibration: the Laplace central band |r| <= b ln(1 / (1 - level))
+    raw = math.log(1.0 / (1.0 - cal.level))
+    ones = np.full(len(sizes), raw)
+    out["uncalibrated"] = _scores(y, center, spread, v, ones, ones, taus)
+    # constant +- the validation residual quantiles
+    yv = read_rows(ds.data.target, val.rows).astype(np.float64)
+    vv = np.asarray(read_rows(ds.data.mask, val.rows), dtype=bool)
+    lo_q, hi_q = np.quantile(yv[vv] - constant_hr, taus)
+    lo = np.full(y.shape, constant_hr + lo_q)
+    hi = np.full(y.shape, constant_hr + hi_q)
+    out["constant_band"] = {
+        "coverage": coverage(y, lo, hi, v),
+        "width_bpm": float(hi_q - lo_q),
+        "pinball": 0.5 * (pinball(y, lo, taus[0], v) + pinball(y, hi, taus[1], v)),
+    }
+    return out
+
+
+def band_plot(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """plots/band_by_history.json: coverage and width per history bucket (and overall)."""
+    rows = [
+        {"history": b, "n_workouts": r["n_workouts"], "coverage": r["coverage"],
+         "width_bpm": r["width_bpm"], "workout_avg_coverage": r["workout_avg_coverage"]}
+        for b, r in report["by_history"].items()
+    ]  # fmt: skip
+    return rows

@@ -1,0 +1,197 @@
+"""The 80% band around a predicted HR curve: split-conformal calibration of the model's spread.
+
+The model predicts a central curve and a per-step Laplace scale b (`hrpred.model`, spread head).
+A raw Laplace band |residual| <= b ln 5 is only as good as the head; split-conformal
+calibration makes it honest: on the *validation* workouts the score |recorded - predicted| / b
+of every valid step is computed, and the band's half-width is q * b with q the empirical
+quantile of those scores at level ceil((n + 1) * level) / n, n the number of validation
+WORKOUTS (`workout_level`: the steps of one workout are not exchangeable, workouts are; Vovk
+et al.; Lei et al. 2018), per history-size bucket (a bucket with fewer than `min_workouts` validation workouts uses the
+pooled q). The workout-average band (the average HR of a whole workout) is calibrated the same
+way on the score |mean recorded - mean predicted| / mean b per workout.
+
+Pure numpy: training, evaluation and serving share it; the constants are
+models/calibration.json (written by evaluate, carried in the bundle).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hrpred.errors import HrpredError
+from hrpred.params import ParamError
+from hrpred.split.history import BUCKETS, history_buckets
+
+POOLED = "all"  # the key of the pooled constants
+CALIBRATION_FORMAT = "hrpred-calibration"
+
+
+class CalibrationError(HrpredError, ValueError):
+    """An unreadable or inconsistent calibration file (one line)."""
+
+
+@dataclass(frozen=True)
+class BandConfig:
+    """params.yaml `evaluate.band`."""
+
+    level: float  # nominal coverage of the band (0.8: the 10-90% band)
+    min_workouts: int  # fewer validation workouts in a history bucket: pooled constant
+
+    def __post_init__(self) -> None:
+        if not 0 < self.level < 1 or self.min_workouts < 1:
+            raise ParamError(
+                f"evaluate.band needs 0 < level < 1 and min_workouts >= 1 (got {self.level}, "
+                f"{self.min_workouts})"
+            )
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The split-conformal quantile: the ceil((n + 1) * level)-th smallest score (nan if none;
+    the largest score when that rank is past n)."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    s = s[np.isfinite(s)]
+    if len(s) == 0:
+        return float("nan")
+    k = min(math.ceil((len(s) + 1) * level), len(s))
+    return float(np.partition(s, k - 1)[k - 1])
+
+
+def workout_level(n_workouts: int, level: float) -> float:
+    """The step quantile's level with the finite-sample correction of `n_workouts`:
+    ceil((n + 1) * level) / n (at most 1). Steps of one workout share its level error, so the
+    exchangeable unit is the workout, not the step; correcting with the number of steps would
+    pretend to a sample hundreds of times larger."""
+    if n_workouts < 1:
+        return level
+    return min(math.ceil((n_workouts + 1) * level) / n_workouts, 1.0)
+
+
+def step_scores(
+    y: np.ndarray, center: np.ndarray, spread: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    """|y - center| / spread on valid steps (flattened)."""
+    v = np.asarray(valid, dtype=bool)
+    return np.abs(np.asarray(y, np.float64) - center)[v] / np.asarray(spread, np.float64)[v]
+
+
+def average_parts(
+    y: np.ndarray, center: np.ndarray, spread: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per workout row: mean recorded, mean predicted and mean spread over its valid steps
+    (nan for a row without one)."""
+    v = np.asarray(valid, dtype=bool)
+    n = v.sum(axis=1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = [
+            np.where(v, np.asarray(a, np.float64), 0.0).sum(axis=1) / n for a in (y, center, spread)
+        ]
+    return mean[0], mean[1], mean[2]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Conformal multipliers of the spread: per history bucket and pooled (`all`)."""
+
+    level: float
+    step: dict[str, float]  # per-step band half-width = step[bucket] * spread
+    average: dict[str, float]  # workout-average band half-width = average[bucket] * mean spread
+    n_workouts: dict[str, int]  # validation workouts per bucket
+
+    def multipliers(self, sizes: np.ndarray, kind: str = "step") -> np.ndarray:
+        """The multiplier of each workout with `sizes` history entries (float64 [N])."""
+        table = self.step if kind == "step" else self.average
+        labels = history_buckets(np.asarray(sizes))
+        return np.array([table.get(str(b), table[POOLED]) for b in labels], dtype=np.float64)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": CALIBRATION_FORMAT, **asdict(self)}
+
+    @staticmethod
+    def from_json(content: Mapping[str, Any]) -> Calibration:
+        if not isinstance(content, Mapping) or content.get("format") != CALIBRATION_FORMAT:
+            raise CalibrationError("not an hrpred calibration (rerun `dvc repro evaluate`)")
+        try:
+            cal = Calibration(
+                float(content["level"]),
+                {str(k): float(v) for k, v in content["step"].items()},
+                {str(k): float(v) for k, v in content["average"].items()},
+                {str(k): int(v) for k, v in content["n_workouts"].items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CalibrationError(f"malformed calibration ({exc!r})") from None
+        if POOLED not in cal.step or POOLED not in cal.average:
+            raise CalibrationError("calibration lacks the pooled constants")
+        return cal
+
+
+def calibrate(
+    y: np.ndarray,
+    center: np.ndarray,
+    spread: np.ndarray,
+    valid: np.ndarray,
+    sizes: np.ndarray,
+    cfg: BandConfig,
+) -> Calibration:
+    """Calibrate on validation rows (arrays [N, T], `sizes` [N] history entries per row)."""
+    labels = history_buckets(np.asarray(sizes))
+    ya, ca, sa = average_parts(y, center, spread, valid)
+    avg_score = np.abs(ya - ca) / sa
+    groups: dict[str, np.ndarray] = {POOLED: np.ones(len(labels), bool)}
+    groups.update({b: labels == b for b in BUCKETS})
+    step, average, counts = {}, {}, {}
+    for name, sel in groups.items():
+        counts[name] = int(sel.sum())
+        if name != POOLED and counts[name] < cfg.min_workouts:
+            continue
+        step[name] = conformal_quantile(
+            step_scores(y[sel], center[sel], spread[sel], valid[sel]),
+            workout_level(int(np.isfinite(avg_score[sel]).sum()), cfg.level),
+        )
+        average[name] = conformal_quantile(avg_score[sel], cfg.level)
+    if not np.isfinite(step[POOLED]) or not np.isfinite(average[POOLED]):
+        raise CalibrationError("no valid validation step to calibrate the band on")
+    return Calibration(cfg.level, step, average, counts)
+
+
+def band(
+    center: np.ndarray, spread: np.ndarray, q: np.ndarray | float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) = center -/+ q * spread; `q` per row ([N] for [N, T]) or a scalar."""
+    qq = np.asarray(q, dtype=np.float64)
+    half = np.asarray(spread, np.float64) * (
+        qq[..., None] if qq.ndim and np.ndim(spread) > 1 else qq
+    )
+    c = np.asarray(center, np.float64)
+    return c - half, c + half
+
+
+def pinball(y: np.ndarray, pred: np.ndarray, tau: float, valid: np.ndarray) -> float:
+    """Mean pinball (quantile) loss of `pred` as the tau-quantile, over valid steps."""
+    v = np.asarray(valid, dtype=bool)
+    d = (np.asarray(y, np.float64) - np.asarray(pred, np.float64))[v]
+    return float(np.mean(np.maximum(tau * d, (tau - 1) * d))) if d.size else float("nan")
+
+
+def write_calibration(path: Path, cal: Calibration) -> None:
+    from hrpred.store import write_json
+
+    write_json(Path(path), cal.to_json(), digits=6)
+
+
+def coverage(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, valid: np.ndarray) -> float:
+    """Share of valid steps with lo <= y <= hi."""
+    v = np.asarray(valid, dtype=bool)
+    yy = np.asarray(y, np.float64)
+    inside = (yy >= lo) & (yy <= hi)
+    return float(inside[v].mean()) if v.any() else float("nan")
+
+
+def quantile_levels(level: float) -> Sequence[float]:
+    """The lower and upper quantile levels of a central band (0.8 -> 0.1, 0.9)."""
+    return ((1 - level) / 2, (1 + level) / 2)

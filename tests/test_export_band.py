@@ -1,0 +1,270 @@
+"""The bundle's 80% band (issue 14): `Bundle.predict_band` / `average_band`, the ONNX outputs
+`spread_bpm`, `hr_p10`, `hr_p90` and their parity with PyTorch, and the model card's band section.
+
+Small random models (no training) with a randomised spread head, so the spread varies along the
+workout and with the context; the band is checked against an independent numpy computation
+from the spread and the calibration table.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hrpred.export.bundle import (
+    ONNX_LOWER,
+    ONNX_OUTPUT,
+    ONNX_SPREAD,
+    ONNX_UPPER,
+    BundleError,
+    load_bundle,
+)
+from hrpred.export.cards import render_model_card
+from hrpred.features.registry import WorkoutInputs, compute_features
+from hrpred.uncertainty import Calibration
+from tests.predict_fixtures import (
+    FAKE_METRICS,
+    FEATURES,
+    personal_rules,
+    simulated_workout,
+    speed_rules,
+)
+
+K, T = 10, 120  # context entries, steps per row
+# "1-2" too few validation workouts: falls back to the pooled multiplier
+CAL = Calibration(
+    0.8,
+    {"all": 1.6, "0": 2.1, "3-9": 1.4, "10+": 1.2},
+    {"all": 1.3, "0": 1.7, "3-9": 1.1, "10+": 0.9},
+    {"all": 300, "0": 120, "1-2": 12, "3-9": 90, "10+": 78},
+)
+COUNTS = np.array([0, 1, 2, 3, 9, 10, 5, 0])  # context entries of the 8 test rows
+BAND_REPORT = {
+    "level": 0.8,
+    "coverage": 0.8012,
+    "width_bpm": 14.567,
+    "workout_avg_coverage": 0.7931,
+    "by_history": {
+        "0": {"n_workouts": 40, "coverage": 0.7899, "width_bpm": 17.25,
+              "workout_avg_coverage": 0.775},
+        "10+": {"n_workouts": 35, "coverage": 0.8123, "width_bpm": 11.5,
+                "workout_avg_coverage": 0.8},
+    },
+}  # fmt: skip
+
+
+def _bucket_q(count: int, table: dict[str, float]) -> float:
+    """The multiplier of a history size, written out independently of hrpred's bucketing."""
+    label = "0" if count == 0 else "1-2" if count <= 2 else "3-9" if count <= 9 else "10+"
+    return table.get(label, table["all"])
+
+
+def _features(n: int, seed: int = 0) -> np.ndarray:
+    """Unscaled features [n, T, F] of simulated workouts (NaN-padded tails like real rows)."""
+    out = np.full((n, T, len(FEATURES)), np.nan, dtype=np.float32)
+    for i in range(n):
+        m = T - 13 * (i % 4)
+        w = simulated_workout(n=m, step_s=8.0, seed=seed + i)
+        inputs = WorkoutInputs.from_arrays(w.timestamp, w.speed_kmh, w.altitude_m, "male")
+        out[i, :m] = compute_features(FEATURES, inputs)
+    return out
+
+
+def _contexts(counts: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Raw context values around the scaler's means and masks with `counts` real entries."""
+    from hrpred.personal.context import CONTEXT_FEATURES
+
+    rng = np.random.default_rng(seed)
+    values = (140 + 10 * rng.normal(size=(len(counts), K, len(CONTEXT_FEATURES)))).astype(
+        np.float32
+    )
+    mask = np.arange(K)[None, :] < counts[:, None]
+    return np.where(mask[..., None], values, 0.0).astype(np.float32), mask
+
+
+def _write(out: Path, *, history: bool, band: Calibration | None, check: bool = True) -> Path:
+    """A bundle of a random (history) model with a randomised spread head, ONNX included."""
+    import torch
+
+    from hrpred.export.bundle import build_config, write_bundle
+    from hrpred.features.registry import BINARY_FEATURES
+    from hrpred.model import HistoryHRModel, build_model, make_checkpoint
+    from hrpred.personal.context import CONTEXT_FEATURES
+    from hrpred.personal.summaries import SUMMARY_FEATURES
+
+    torch.manual_seed(3)
+    arch = {"input_size": len(FEATURES), "hidden": 16, "layers": 1, "dropout": 0.0,
+            "bidirectional": False}  # fmt: skip
+    meta = None
+    if history:
+        meta = {"design": "condition", "k_max": K, "context_size": len(CONTEXT_FEATURES),
+                "enc_hidden": 16, "embed": 8}  # fmt: skip
+        model = HistoryHRModel(arch, meta, 145.0, 14.0)
+        meta = {**meta, "context_features": list(CONTEXT_FEATURES),
+                "summary_features": list(SUMMARY_FEATURES),
+                "scaler": {"mean": [140.0] * len(CONTEXT_FEATURES),
+                           "std": [10.0] * len(CONTEXT_FEATURES)}}  # fmt: skip
+    else:
+        model = build_model(arch, 145.0, 14.0)
+    with torch.no_grad():  # visible variation of the curve and of the spread
+        model.head.weight.mul_(6.0)
+        model.spread.weight.normal_(0.0, 0.5)
+    scaler = {f: {"mean": 5.0, "std": 10.0} for f in FEATURES if f not in BINARY_FEATURES}
+    ckpt = make_checkpoint(
+        model, features=FEATURES, scaler=scaler, seq_len=T, best_epoch=1, val={"mae": 7.0},
+        train_params={"lr": 0.001}, history=meta,
+    )  # fmt: skip
+    metrics = {**FAKE_METRICS, "test": {**FAKE_METRICS["test"], "band": BAND_REPORT}}
+    config = build_config(
+        ckpt, metrics, {"median_step_s": 8.0, "mean_step_s": 8.0}, "median",
+        {"source": "tests"}, BINARY_FEATURES, speed=speed_rules(), personal=personal_rules(),
+        band=None if band is None else band.to_json(),
+    )  # fmt: skip
+    x = _features(len(COUNTS)) if check else None
+    ctx = _contexts(COUNTS) if check and history else None
+    write_bundle(out, ckpt["state_dict"], config, onnx=True, check_features=x, check_context=ctx)
+    return out
+
+
+@pytest.fixture(scope="module")
+def history_band(tmp_path_factory) -> Path:
+    return _write(tmp_path_factory.mktemp("hb") / "bundle", history=True, band=CAL)
+
+
+@functools.cache
+def _session(model: Path):  # -> onnxruntime.InferenceSession
+    from hrpred.export.onnx_graph import onnx_session
+
+    return onnx_session(model)
+
+
+def _run_onnx(path: Path, x: np.ndarray, ctx=None) -> dict[str, np.ndarray]:
+    session = _session(path / "model.onnx")
+    feeds = {"features": x}
+    if ctx is not None:
+        feeds.update(context=ctx[0], context_mask=ctx[1].astype(np.float32))
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds), strict=True))
+
+
+def test_history_band_pytorch_and_onnx_agree_and_follow_the_table(history_band) -> None:
+    bundle = load_bundle(history_band)
+    assert bundle.calibration == CAL
+    x = _features(len(COUNTS), seed=11)
+    ctx = _contexts(COUNTS, seed=5)
+    cold = (np.zeros_like(ctx[0]), np.zeros_like(ctx[1]))
+    parity = bundle.config["onnx"]["parity"]
+    assert set(parity["by_output_bpm"]) == {ONNX_OUTPUT, ONNX_SPREAD, ONNX_LOWER, ONNX_UPPER}
+    assert parity["max_abs_diff_bpm"] <= 1e-3 and parity["with_history"] == 6
+    for context, counts in ((ctx, COUNTS), (None, np.zeros_like(COUNTS)), (cold, 0 * COUNTS)):
+        hr, lo, hi = bundle.predict_band(x, context=context)
+        hr2, spread = bundle.predict_spread(x, context=context)
+        np.testing.assert_array_equal(hr, hr2)
+        assert hr.shape == lo.shape == hi.shape == x.shape[:2]
+        assert (lo < hr).all() and (hr < hi).all()
+        # independent: half-width = table[bucket(count)] * spread
+        q = np.array([_bucket_q(int(c), CAL.step) for c in counts])
+        np.testing.assert_allclose(hi - hr, q[:, None] * spread, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(hr - lo, q[:, None] * spread, rtol=1e-5, atol=1e-4)
+        got = _run_onnx(history_band, x, context if context is not None else cold)
+        assert list(got) == [ONNX_OUTPUT, ONNX_SPREAD, ONNX_LOWER, ONNX_UPPER]
+        for name, want in ((ONNX_OUTPUT, hr), (ONNX_SPREAD, spread), (ONNX_LOWER, lo),
+                           (ONNX_UPPER, hi)):  # fmt: skip
+            assert np.abs(got[name] - want).max() <= 1e-3, name
+    np.testing.assert_array_equal(hr, bundle.predict(x, context=cold))  # the same center
+    assert np.ptp(spread[0]) > 0.05  # the spread varies along the workout
+    # the context changes the curve and the spread, and the band follows the bucket
+    hr_w, sp_w = bundle.predict_spread(x, context=ctx)
+    assert np.abs(sp_w - spread)[COUNTS > 0].max() > 1e-3
+    # a single workout [T, F] with a [K, C] context: [T] outputs, the same band
+    one = bundle.predict_band(x[3], context=(ctx[0][3], ctx[1][3]))
+    full = bundle.predict_band(x, context=ctx)
+    for a, b in zip(one, full, strict=True):
+        assert a.shape == (T,)
+        np.testing.assert_allclose(a, b[3], atol=1e-4)
+
+
+def test_workout_average_band(history_band) -> None:
+    bundle = load_bundle(history_band)
+    x = _features(len(COUNTS), seed=2)
+    ctx = _contexts(COUNTS, seed=3)
+    hr, spread = bundle.predict_spread(x, context=ctx)
+    valid = np.isfinite(x).all(axis=-1)  # the NaN-padded tail is not part of the workout
+    mean, lo, hi = bundle.average_band(hr, spread, COUNTS, valid)
+    for i, c in enumerate(COUNTS):
+        m = hr[i][valid[i]].astype(np.float64).mean()
+        half = _bucket_q(int(c), CAL.average) * spread[i][valid[i]].astype(np.float64).mean()
+        assert mean[i] == pytest.approx(m) and lo[i] == pytest.approx(m - half)
+        assert hi[i] == pytest.approx(m + half)
+    one = bundle.average_band(hr[2][valid[2]], spread[2][valid[2]], int(COUNTS[2]))
+    assert all(isinstance(v, float) for v in one)
+    assert one == pytest.approx((mean[2], lo[2], hi[2]))
+
+
+def test_population_band_uses_the_cold_multiplier(tmp_path) -> None:
+    path = _write(tmp_path / "pop", history=False, band=CAL)
+    bundle = load_bundle(path)
+    x = _features(4)
+    hr, lo, hi = bundle.predict_band(x, context=_contexts(COUNTS[:4]))  # context ignored
+    _, spread = bundle.predict_spread(x)
+    np.testing.assert_allclose(hi - hr, CAL.step["0"] * spread, rtol=1e-5, atol=1e-4)
+    got = _run_onnx(path, x)
+    assert list(got) == [ONNX_OUTPUT, ONNX_SPREAD, ONNX_LOWER, ONNX_UPPER]
+    assert (
+        max(np.abs(got[n] - w).max() for n, w in zip(got, (hr, spread, lo, hi), strict=True))
+        <= 1e-3
+    )
+    assert bundle.config["onnx"]["band"]["step_multiplier_by_context_count"] == [CAL.step["0"]]
+    assert bundle.config["onnx"]["parity"]["max_abs_diff_bpm"] <= 1e-3
+
+
+def test_bundle_without_band(tmp_path) -> None:
+    path = _write(tmp_path / "plain", history=True, band=None)
+    bundle = load_bundle(path)
+    assert bundle.calibration is None
+    with pytest.raises(BundleError, match="no calibrated band") as info:
+        bundle.predict_band(_features(1)[0])
+    assert "\n" not in str(info.value)
+    got = _run_onnx(path, _features(2), _contexts(COUNTS[:2]))
+    assert list(got) == [ONNX_OUTPUT, ONNX_SPREAD]
+    config = json.loads((path / "config.json").read_text())
+    assert config["band"] is None and "band" not in config["onnx"]
+    assert set(config["onnx"]["parity"]["by_output_bpm"]) == {ONNX_OUTPUT, ONNX_SPREAD}
+    assert "## Uncertainty" not in (path / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "band",
+    ["nonsense", {"format": "hrpred-calibration", "level": 0.8},
+     {**CAL.to_json(), "step": {"all": -1.0}}, {**CAL.to_json(), "level": 1.5}],
+)  # fmt: skip
+def test_malformed_band_is_a_one_line_error(history_band, band, tmp_path) -> None:
+    from hrpred.export.bundle import ExportError, write_bundle
+
+    bundle = load_bundle(history_band)
+    bundle.config = {**bundle.config, "band": band}
+    with pytest.raises(BundleError, match="band") as info:
+        bundle.calibration  # noqa: B018 - the property raises
+    assert "\n" not in str(info.value)
+    with pytest.raises(ExportError, match="band"):
+        write_bundle(tmp_path / "b", bundle.model.state_dict(), bundle.config, onnx=False)
+    assert not (tmp_path / "b").exists()
+
+
+def test_card_states_the_band(history_band) -> None:
+    config = json.loads((history_band / "config.json").read_text())
+    card = (history_band / "README.md").read_text()
+    assert card == render_model_card(config)
+    assert "## Uncertainty: the 80% band" in card and "split-conformal" in card
+    assert "| 1-2 | 12 | pooled 1.60 | pooled 1.30 |" in card  # fewer than min_workouts: pooled
+    assert "| 10+ | 78 | 1.20 | 0.90 |" in card and "| all | 300 | 1.60 | 1.30 |" in card
+    assert "per-step coverage 80.1%, mean width 14.57 BPM" in card
+    assert "workout-average band coverage 79.3%" in card
+    assert "| 0 | 40 | 79.0% | 17.25 | 77.5% |" in card
+    assert f"`{ONNX_LOWER}` and `{ONNX_UPPER}`" in card
+    assert not math.isnan(config["onnx"]["parity"]["by_output_bpm"][ONNX_UPPER])
