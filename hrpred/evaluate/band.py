@@ -138,3 +138,15 @@ def band_plot(report: dict[str, Any]) -> list[dict[str, Any]]:
         for b, r in report["by_history"].items()
     ]  # fmt: skip
     return rows
+
+
+def example_band(
+    ds: Dataset, test: SplitResult, learned: LearnedPersonal, cal: Calibration, pos: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The calibrated band of the COLD prediction of test position `pos` (the example traces
+    and GIFs draw the cold prediction): its spread with no context, the 0-history multiplier."""
+    x = read_rows(ds.data.features, test.rows[pos : pos + 1])
+    _, spread = learned.cold(x)
+    assert test.model is not None
+    lo, hi = band(test.model[pos : pos + 1], spread, cal.multipliers(np.zeros(1, np.int64)))
+    return lo[0], hi[0]

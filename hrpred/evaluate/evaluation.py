@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from hrpred.evaluate.band import band_plot, band_report, calibrate_on_val
+from hrpred.evaluate.band import band_plot, band_report, calibrate_on_val, example_band
 from hrpred.evaluate.categories import CategoryRules
 from hrpred.evaluate.figures import animations, figures
 from hrpred.evaluate.inputs import EvalInputError, input_categories, optional_truth
@@ -139,7 +141,10 @@ def run_evaluate(
     else:  # a population model has no history-aware spread: no band (the file says so)
         write_json(layout.calibration, {"format": "hrpred-calibration", "available": False})
     write_json(layout.metrics("evaluate"), report, digits=6)
-    write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir, personal)
+    cold_band = None
+    if learned is not None:
+        cold_band = partial(example_band, ds, results["test"], learned, cal)
+    write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir, personal, cold_band)
     # a population model has no band: the plot file is an empty list
     write_plot_data({"band_by_history": band_plot(band) if band else []}, layout.plots_dir)
     return report
@@ -153,8 +158,10 @@ def write_plots(
     cfg: EvalConfig,
     out_dir: Path,
     personal: PersonalResult,
+    cold_band: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> None:
-    """plots/: DVC plot data, PNG figures and (optionally) GIFs, all rewritten."""
+    """plots/: DVC plot data, PNG figures and (optionally) GIFs, all rewritten. `cold_band`:
+    test position -> the cold prediction's 80% band, drawn around the example traces."""
     if out_dir.exists():
         shutil.rmtree(out_dir)  # whole output rewritten: no stale figures from older runs
     wmae = workout_maes(test)
@@ -170,6 +177,8 @@ def write_plots(
     )
     # examples index positions in the test split, not rows of data/features
     traces = split_traces(ds, test, examples)
+    if cold_band is not None:
+        traces = {pos: replace(tr, band=cold_band(pos)) for pos, tr in traces.items()}
     records = plot_records(test.plot, wmae, examples, traces)
     records["mae_by_history"] = mae_by_history(personal)
     records["personal_traces"] = personal_traces(

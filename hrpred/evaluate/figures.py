@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -39,8 +40,16 @@ def _save(fig: plt.Figure, path: Path, dpi: int) -> Path:
     return path
 
 
-def _trace(ax: plt.Axes, hr_true, hr_pred, valid, elapsed, title: str) -> None:
+def _band(ax: plt.Axes, mins: np.ndarray, band, valid: np.ndarray) -> None:
+    """The prediction's 80% band as a shaded area (nothing when there is no band)."""
+    if band is not None:
+        lo, hi = (np.where(valid, b, np.nan) for b in band)
+        ax.fill_between(mins, lo, hi, color=PRED_COLOR, alpha=0.2, lw=0, label="80% band")
+
+
+def _trace(ax: plt.Axes, hr_true, hr_pred, valid, elapsed, title: str, band=None) -> None:
     mins = np.asarray(elapsed, dtype=np.float64) / 60.0
+    _band(ax, mins, band, valid)
     truth = np.where(valid, hr_true, np.nan)  # gaps where HR is invalid, not interpolated lines
     ax.plot(mins, truth, color=TRUE_COLOR, lw=1.0, label="recorded")
     ax.plot(mins, np.where(valid, hr_pred, np.nan), color=PRED_COLOR, lw=1.0, label="predicted")
@@ -77,7 +86,7 @@ def figures(
             ax.set_visible(True)
             tr = traces[ex.row]
             title = f"{ex.category} p{ex.quantile * 100:.0f} #{ex.workout_id} MAE {ex.mae:.1f}"
-            _trace(ax, tr.hr_true, tr.hr_pred, tr.valid, tr.elapsed, title)
+            _trace(ax, tr.hr_true, tr.hr_pred, tr.valid, tr.elapsed, title, tr.band)
         axes.flat[0].legend(fontsize=7)
         fig.supxlabel("elapsed (min)", fontsize=8)
         fig.supylabel("HR (BPM)", fontsize=8)
@@ -149,7 +158,7 @@ def figures(
 
 
 def _reveal_gif(
-    panels: Sequence[tuple[Example, np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    panels: Sequence[tuple[Example, np.ndarray, np.ndarray, np.ndarray, np.ndarray, Any]],
     path: Path,
     title: str,
     n_frames: int,
@@ -170,11 +179,13 @@ def _reveal_gif(
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     artists = []
-    for ax, (ex, truth, pred, ok, t) in zip(axes.flat, panels, strict=False):
+    for ax, (ex, truth, pred, ok, t, band) in zip(axes.flat, panels, strict=False):
         mins = np.asarray(t, dtype=np.float64) / 60.0
         y_t = np.where(ok, truth, np.nan)
         y_p = np.where(ok, pred, np.nan)
-        finite = np.concatenate([y_t[ok], y_p[ok]]) if ok.any() else np.array([60.0, 200.0])
+        _band(ax, mins, band, ok)  # static: drawn once in the background, fully visible
+        parts = [y_t[ok], y_p[ok], *((b[ok] for b in band) if band is not None else ())]
+        finite = np.concatenate(parts) if ok.any() else np.array([60.0, 200.0])
         ax.set_xlim(0, max(float(mins[ok].max()) if ok.any() else 1.0, 1e-3))
         ax.set_ylim(float(finite.min()) - 5, float(finite.max()) + 5)
         (lt,) = ax.plot([], [], color=TRUE_COLOR, lw=1.0, label="recorded", animated=True)
@@ -238,7 +249,7 @@ def animations(
 
     def panel(ex: Example):
         tr = traces[ex.row]
-        return ex, tr.hr_true, tr.hr_pred, tr.valid, tr.elapsed
+        return ex, tr.hr_true, tr.hr_pred, tr.valid, tr.elapsed, tr.band
 
     paths = []
     cats = sorted({e.category for e in examples})

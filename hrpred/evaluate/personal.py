@@ -53,6 +53,8 @@ class LearnedPersonal:
 
     name: str
     predict: PersonalPredictor
+    # unscaled features [n, T, F] -> (cold HR [n, T], its spread [n, T]): no context
+    cold: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def learned_personal(
@@ -89,7 +91,12 @@ def learned_personal(
         return hr, spread
 
     p = meta["personal_params"]
-    return LearnedPersonal(f"{p['model']}/{p['design']} (k_max {k_max})", run)
+
+    def cold(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        hr, spread = predict(model, ckpt, x, with_spread=True)
+        return hr, spread
+
+    return LearnedPersonal(f"{p['model']}/{p['design']} (k_max {k_max})", run, cold)
 
 
 @dataclass

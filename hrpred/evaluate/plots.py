@@ -116,6 +116,7 @@ class Trace:
     hr_pred: np.ndarray
     valid: np.ndarray
     elapsed: np.ndarray
+    band: tuple[np.ndarray, np.ndarray] | None = None  # the prediction's 80% band (lo, hi)
 
 
 class PlotSums:
