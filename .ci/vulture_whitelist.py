@@ -16,3 +16,4 @@ CATEGORIES  # the category names of evaluate/categories.py (public constant)
 _.duration_s  # Activity.duration_s, public property of a user's recording
 convert_raw  # io/raw.py: writes the raw data in another reader format (used by pipeline tests)
 _.readable  # io.RawIOBase protocol (io/limits.py BoundedGzipReader)
+_.predict_band  # Bundle.predict_band: one-call (HR, lower, upper) for library users, tested (tests/test_export_band.py)

@@ -1,10 +1,15 @@
 """Benchmark `hrpred predict`: wall time on a 1-hour 1 Hz GPX (Python start-up included), the
-same with `--profile` (a profile of 10 earlier runs, personalised and population predictions)
-and the model's forward pass on one 500-step workout (CPU).
+same with `--profile` (a profile of 10 earlier runs: population, offset-personalised and, for a
+history model, learned personalised predictions), `hrpred profile` of those 10 runs, and the
+model's forward pass on one 500-step workout (CPU).
 
 Uses models/bundle when it exists, else a bundle with a randomly initialised history model
 (`HistoryHRModel`) of the training architecture (params.yaml train/featurize/personal.learned)
-in benchmarks/scratch/ (timing does not depend on the weights). Rewrites the "## Predict" section of BENCHMARKS.md (created if absent).
+in benchmarks/scratch/ (timing does not depend on the weights; also when models/bundle was
+exported by older model code and no longer loads). models/bundle is timed from a copy in
+benchmarks/scratch/ (with params.yaml's `personal.offset`/`personal.residual` added when it
+was exported before bundles carried them). Rewrites the "## Predict" section of BENCHMARKS.md
+(created if absent).
 
     python benchmarks/bench_predict.py [--runs 5] [--no-write]
 """
@@ -36,9 +41,17 @@ BENCH_MD = ROOT / "BENCHMARKS.md"
 
 
 def bench_bundle() -> tuple[Path, str]:
+    from hrpred.export.bundle import BundleError, load_bundle
+
     real = ROOT / "models" / "bundle"
+    stale = ""
     if (real / "config.json").exists():
-        return real, "models/bundle (trained)"
+        try:
+            path, which = with_personal_rules(real)
+            load_bundle(path)
+            return path, which
+        except (BundleError, OSError):  # older model code or mid-export: time a random one
+            stale = "; models/bundle does not load with this code (stale or mid-export)"
     from hrpred.features.config import FeaturizeConfig
     from hrpred.params import load_config
     from hrpred.personal.config import LearnedConfig
@@ -53,7 +66,7 @@ def bench_bundle() -> tuple[Path, str]:
     # rebuild at the real size: the tiny fixture model would flatter the forward pass
     import torch
 
-    from hrpred.export.bundle import CONFIG, WEIGHTS, load_bundle, save_weights
+    from hrpred.export.bundle import CONFIG, WEIGHTS, save_weights
     from hrpred.model import HistoryHRModel, cpu_state_dict
 
     b = load_bundle(out)
@@ -84,32 +97,68 @@ def bench_bundle() -> tuple[Path, str]:
     import json
 
     (out / CONFIG).write_text(json.dumps(b.config, indent=2, sort_keys=True) + "\n")
-    return out, f"random {arch['layers']}x{arch['hidden']} history LSTM (no trained bundle yet)"
+    what = "no trained bundle yet" if not stale else stale.removeprefix("; ")
+    return out, f"random {arch['layers']}x{arch['hidden']} {learned.design} history LSTM ({what})"
 
 
-def make_profile(bundle: Path, n_runs: int = 10) -> Path:
-    """`hrpred profile` of `n_runs` 40-minute runs with HR on the days before the 1-hour run."""
+def with_personal_rules(real: Path) -> tuple[Path, str]:
+    """A copy of models/bundle in benchmarks/scratch/ (a `dvc repro` running meanwhile may
+    replace it), with params.yaml's personalisers added when it was exported without them."""
+    import json
+    import shutil
+
+    out = WORK / "bundle_trained"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "config.json"):
+        shutil.copyfile(real / name, out / name)
+    config = json.loads((out / "config.json").read_text())
+    if "personal" in config:
+        return out, "models/bundle (trained)"
+    from tests.predict_fixtures import personal_rules
+
+    config["personal"] = {k: vars(v) for k, v in personal_rules().items()}
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return out, "models/bundle (trained; personalisers' rules from params.yaml, not yet exported)"
+
+
+def make_profile(bundle: Path, n_runs: int = 10) -> tuple[Path, float]:
+    """`hrpred profile` of `n_runs` 40-minute runs with HR on the days before the 1-hour run;
+    the profile and the command's wall time (s)."""
     past = [
         write_gpx(WORK / f"past_{i}.gpx", runner_workout(100 + i, 5.0, -(i + 1), n=300), hr=True)
         for i in range(n_runs)
     ]
     out = WORK / "me.json"
     cmd = [sys.executable, "-m", "hrpred", "profile", *map(str, past), "-o", str(out)]
+    t0 = time.perf_counter()
     subprocess.run([*cmd, "--bundle", str(bundle), "--quiet"], check=True, cwd=ROOT)
-    return out
+    return out, time.perf_counter() - t0
 
 
-def time_cli(bundle: Path, gpx: Path, runs: int, extra: tuple[str, ...] = ()) -> list[float]:
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
+def predict_cmd(bundle: Path, gpx: Path, *extra: str) -> list[str]:
     cmd = [sys.executable, "-m", "hrpred", "predict", str(gpx), "--bundle", str(bundle)]
-    cmd += ["--out", str(WORK / "pred.csv"), "--quiet", *extra]
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env)  # warm the OS file cache and .pyc
-    times = []
+    return [*cmd, "--out", str(WORK / "pred.csv"), "--quiet", *extra]
+
+
+def time_cmds(cmds: dict[str, list[str]], runs: int) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU (user + sys) seconds of each command; the commands' runs alternate, so a
+    change in the machine's load hits all of them alike."""
+    import resource
+
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
+    out: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in cmds}
+    for cmd in cmds.values():
+        subprocess.run(cmd, check=True, cwd=ROOT, env=env)  # warm the file cache and .pyc
     for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, cwd=ROOT, env=env)
-        times.append(time.perf_counter() - t0)
-    return times
+        for name, cmd in cmds.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+            out[name][0].append(time.perf_counter() - t0)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+            out[name][1].append(cpu)
+    return out
 
 
 def time_forward(bundle_dir: Path, runs: int) -> tuple[list[float], int]:
@@ -131,11 +180,37 @@ def time_forward(bundle_dir: Path, runs: int) -> tuple[list[float], int]:
     return times, torch.get_num_threads()
 
 
+def time_in_process(
+    bundle_dir: Path, gpx: Path, profile: Path, runs: int
+) -> tuple[list[float], list[float]]:
+    """Seconds of `predict_activity` on the read file after all imports, without and with the
+    profile (loaded, bundle fingerprint checked, personalised): what personalisation adds."""
+    import torch
+
+    from hrpred.io.userfiles import read_activity
+    from hrpred.serve.predict import load_bundle, predict_activity
+    from hrpred.serve.profile import check_compatible, load_profile
+
+    torch.set_num_threads(1)
+    bundle, activity = load_bundle(bundle_dir), read_activity(gpx)
+    plain, personal = [], []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        predict_activity(bundle, activity)
+        t1 = time.perf_counter()
+        prof = load_profile(profile)
+        check_compatible(prof, bundle)
+        predict_activity(bundle, activity, profile=prof)
+        personal.append(time.perf_counter() - t1)
+        plain.append(t1 - t0)
+    return plain, personal
+
+
 def write_section(text: str) -> None:
     old = BENCH_MD.read_text() if BENCH_MD.exists() else "# Benchmarks\n"
     pattern = re.compile(r"^## Predict\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(old):
-        new = pattern.sub(lambda _: text, old)
+        new = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", old)
     else:
         new = old.rstrip("\n") + "\n\n" + text
     BENCH_MD.write_text(new)
@@ -148,28 +223,60 @@ def main() -> None:
     ap.add_argument("--no-write", action="store_true", help="print only")
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
+    load0 = os.getloadavg()[0]
     bundle, which = bench_bundle()
     gpx = write_gpx(WORK / "run_1h_1hz.gpx", simulated_workout(3600, 1.0), hr=True)
-    cli = time_cli(bundle, gpx, args.runs)
-    personal = time_cli(bundle, gpx, args.runs, ("--profile", str(make_profile(bundle))))
+    profile, profile_s = make_profile(bundle)
+    cmds = {
+        "plain": predict_cmd(bundle, gpx),
+        "profile": predict_cmd(bundle, gpx, "--profile", str(profile)),
+        "torch": [sys.executable, "-c", "import torch"],  # the start-up share nothing avoids
+    }
+    timed = time_cmds(cmds, args.runs)
     fwd, threads = time_forward(bundle, args.forward_runs)
+    inproc = time_in_process(bundle, gpx, profile, args.forward_runs)
     cpu = platform.processor() or platform.machine()
-    load = os.getloadavg()[0]  # the machine may be shared: say how busy it was
+    load = os.getloadavg()  # the machine may be shared: say how busy it was
+
+    def row(label: str, key: str, target: str = "< 3 s") -> str:
+        wall, used = timed[key]
+        return (
+            f"| {label}, {len(wall)} runs | {statistics.median(wall):.2f} s | {min(wall):.2f} s "
+            f"| {max(wall):.2f} s | {statistics.median(used):.2f} s | {target} |\n"
+        )
+
     text = (
         "## Predict\n\n"
         f"`python benchmarks/bench_predict.py` on {os.cpu_count()} CPU cores ({cpu}), "
         f"Python {platform.python_version()}, torch threads {threads}; bundle: {which}; "
-        f"load average {load:.1f} at the end of the run (shared machine).\n\n"
-        "| measure | median | min | max | target |\n|---|---:|---:|---:|---:|\n"
-        f"| `hrpred predict` 1-hour 1 Hz GPX (3600 points), wall incl. start-up, "
-        f"{len(cli)} runs | {statistics.median(cli):.2f} s | {min(cli):.2f} s | "
-        f"{max(cli):.2f} s | < 3 s |\n"
-        f"| `hrpred predict --profile` (10 earlier runs: population + personalised), same "
-        f"file, {len(personal)} runs | {statistics.median(personal):.2f} s | "
-        f"{min(personal):.2f} s | {max(personal):.2f} s | < 3 s |\n"
+        f"1-min load average {load0:.1f} at the start, {load[0]:.1f} / {load[1]:.1f} / "
+        f"{load[2]:.1f} (1/5/15 min) at the end (shared machine). Wall times include Python "
+        "start-up; CPU = user + sys time of the command.\n\n"
+        "| measure | median | min | max | CPU (median) | target |\n"
+        "|---|---:|---:|---:|---:|---:|\n"
+        + row("`hrpred predict` 1-hour 1 Hz GPX (3600 points)", "plain")
+        + row(
+            "`hrpred predict --profile` (10 earlier runs: population, + offset, learned), "
+            "same file",
+            "profile",
+        )
+        + row("of which: `python -c 'import torch'` alone", "torch", "")
+        + f"| of which: `predict_activity` in-process (after imports), without / with the "
+        f"profile, {len(inproc[0])} runs | {1000 * statistics.median(inproc[0]):.0f} / "
+        f"{1000 * statistics.median(inproc[1]):.0f} ms | | | | |\n"
+        f"| `hrpred profile` of the 10 earlier runs (40-min GPX each), 1 run | "
+        f"{profile_s:.2f} s | | | | |\n"
         f"| model forward, one 500-step workout, CPU, {len(fwd)} runs | "
         f"{1000 * statistics.median(fwd):.2f} ms | {1000 * min(fwd):.2f} ms | "
-        f"{1000 * max(fwd):.2f} ms | < 10 ms |\n"
+        f"{1000 * max(fwd):.2f} ms | | < 10 ms |\n"
+    )
+    wall = statistics.median(timed["profile"][0])
+    added = statistics.median(inproc[1]) - statistics.median(inproc[0])
+    text += (
+        f"\nPersonalising adds {1000 * added:.0f} ms to the prediction itself; `import torch` "
+        f"alone is {100 * statistics.median(timed['torch'][0]) / wall:.0f}% of the "
+        "`--profile` wall time, so the total follows the machine's load and start-up costs "
+        "(torch, pandas, the GPX parser), not the personalisation.\n"
     )
     print(text)
     if not args.no_write:

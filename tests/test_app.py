@@ -59,13 +59,16 @@ def test_build_app_has_every_element_and_wiring(bundle_dir: Path) -> None:
     }
     # each prediction is followed by the clean-up of its CSV (after Gradio copied it)
     then = [dep for dep in config["dependencies"] if dep["targets"][0][1] == "then"]
-    assert len(then) == 2 and all(len(dep["inputs"]) == 1 for dep in then)
+    assert len(then) == 3 and all(len(dep["inputs"]) == 1 for dep in then)
     ins, outs = wiring[(app.IDS["file"], "change")]
     assert ins[0] == app.IDS["file"]
     assert {app.IDS["gender"], app.IDS["max_hr"], app.IDS["age"], app.IDS["rest_hr"]} <= set(ins)
-    for key in ("error", "plot", "avg", "max", "mae", "zones", "csv", "status"):
+    assert app.IDS["past"] in ins and by_elem[app.IDS["past"]]["props"]["file_count"] == "multiple"
+    for key in ("error", "plot", "avg", "max", "mae", "zones", "csv", "status", "personal"):
         assert app.IDS[key] in outs
+    assert by_elem[app.IDS["personal"]]["props"]["visible"] is False
     assert wiring[(app.IDS["button"], "click")] == (ins, outs)
+    assert wiring[(app.IDS["past"], "change")] == (ins, outs)  # new past runs: predict again
     assert wiring[(app.IDS["sample"], "change")][1] == [app.IDS["file"]]
 
 
@@ -111,6 +114,61 @@ def test_predict_file_shows_what_predict_activity_computes(bundle, gpx: Path, tm
     assert np.ptp(east) == pytest.approx(1.0 / math.pi, rel=0.01)  # loop diameter, km
     assert np.ptp(north) == pytest.approx(1.0 / math.pi, rel=0.01)
     assert app.format_number(view.avg_hr) == f"{ref.summary['avg_hr']:.1f}"
+
+
+def test_bundle_without_band_says_so(bundle, gpx: Path, tmp_path) -> None:
+    view = app.predict_file(bundle, str(gpx), workdir=tmp_path)
+    assert view.status.endswith(app.NO_BAND_STATUS) and view.status.count("band") == 1
+    assert view.avg_band is None and view.max_band is None
+    assert list(view.zones.columns) == ["zone", "minutes", "share_%"]
+    assert not view.figure.axes[0].collections  # nothing shaded
+    assert "hr_p10" not in pd.read_csv(view.csv_path)
+
+
+def test_band_is_shaded_and_in_the_numbers(bundle_dir, gpx: Path, past: dict, tmp_path) -> None:
+    """A bundle with a band: the figure shades it around the headline curve, the band boxes and
+    the zone table give the ranges, the side-by-side table the population's and the
+    personalised bands."""
+    from matplotlib.colors import to_rgb
+
+    from tests.test_predict import with_band
+
+    banded = predict.load_bundle(with_band(bundle_dir, tmp_path / "banded"))
+    view = app.predict_file(banded, str(gpx), workdir=tmp_path)
+    ref = predict.predict_activity(banded, userfiles.read_activity(gpx))
+    band = ref.summary["band"]
+    assert view.error is None and app.NO_BAND_STATUS not in view.status
+    assert view.avg_band == pytest.approx(band["avg_hr"]) and view.max_band == pytest.approx(
+        band["max_hr"]
+    )
+    assert view.avg_band[0] < view.avg_hr < view.avg_band[1]
+    assert view.max_band[0] <= view.max_hr <= view.max_band[1]
+    assert app.format_range(view.avg_band) == "{:.1f}-{:.1f}".format(*band["avg_hr"])
+    z = view.zones.set_index("zone")
+    assert (z["band_low_min"] <= z["minutes"] + 0.05).all()
+    assert (z["minutes"] <= z["band_high_min"] + 0.05).all()
+    assert "80% band" in view.zone_basis
+    (shade,) = view.figure.axes[0].collections
+    assert shade.get_label() == "80% band"
+    ys = np.concatenate([p.vertices[:, 1] for p in shade.get_paths()])
+    assert ys.min() == pytest.approx(ref.frame["hr_p10"].min())
+    assert ys.max() == pytest.approx(ref.frame["hr_p90"].max())
+    csv = pd.read_csv(view.csv_path, float_precision="round_trip")
+    pd.testing.assert_frame_equal(csv, ref.frame.reset_index(drop=True), check_dtype=False)
+    # personalised (a population bundle: + offset, bucket 0 band moved by the offset)
+    files = [str(f) for f in past["earlier"]]
+    mine = app.predict_file(banded, str(gpx), past=files, workdir=tmp_path)
+    table = mine.personal.set_index("BPM")
+    offset = table.loc["correction", "+ offset"]
+    assert table.loc["avg HR 80% band", "population"] == app.format_range(view.avg_band)
+    assert table.loc["avg HR 80% band", "+ offset"] == app.format_range(mine.avg_band)
+    assert mine.avg_band == pytest.approx(np.add(view.avg_band, offset), abs=0.051)
+    assert mine.avg_band[0] < mine.avg_hr < mine.avg_band[1]
+    lines = {ln.get_label(): ln for ln in mine.figure.axes[0].get_lines()}
+    (shade,) = mine.figure.axes[0].collections  # in the colour of the curve it surrounds
+    assert shade.get_facecolor()[0][:3] == pytest.approx(
+        to_rgb(lines["personalised HR (+ offset)"].get_color())
+    )
 
 
 def test_predict_file_forwards_the_inputs(bundle, gpx: Path, tmp_path: Path) -> None:
@@ -231,6 +289,7 @@ def test_limits_are_set() -> None:
 
     assert app.MAX_UPLOAD == f"{MAX_ACTIVITY_BYTES // (1024 * 1024)}mb"
     assert app.MAX_FILES == 1 and app.CONCURRENCY == 2 and app.QUEUE_MAX == 16
+    assert app.MAX_PAST_FILES == 20
     assert app.DEFAULT_HOST == "127.0.0.1"
 
 
@@ -268,3 +327,92 @@ def test_served_csv_is_deleted_and_nothing_outside_the_workdir(bundle, gpx, tmp_
     assert app.discard_output(str(outside), work) is False and outside.exists()
     assert app.discard_output(str(work / "x.csv"), work) is False and work.exists()
     assert app.discard_output(None, work) is False
+
+
+# --------------------------------------------------------------------------- issue 13: past runs
+
+
+@pytest.fixture(scope="module")
+def past(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Earlier runs of a runner 25 BPM above the population (days -3..-1 before the fixture
+    run, one without HR) and a run the day after (must not be used)."""
+    from tests.predict_fixtures import runner_workout, write_gpx
+
+    d = tmp_path_factory.mktemp("past")
+    earlier = [write_gpx(d / f"day{k}.gpx", runner_workout(40 + k, 25.0, -k)) for k in (3, 2, 1)]
+    no_hr = write_gpx(d / "nohr.gpx", runner_workout(50, 25.0, -4), hr=False)
+    later = write_gpx(d / "later.gpx", runner_workout(51, 25.0, 1))
+    return {"earlier": earlier, "no_hr": no_hr, "later": later}
+
+
+def test_past_runs_personalise_the_prediction(bundle, gpx: Path, past: dict, tmp_path) -> None:
+    from hrpred.serve.profile import build_profile
+
+    files = [str(f) for f in (*past["earlier"], past["no_hr"], past["later"])]
+    view = app.predict_file(bundle, str(gpx), past=files, workdir=tmp_path)
+    assert view.error is None, view.error
+    profile, _ = build_profile(bundle, files)
+    ref = predict.predict_activity(bundle, userfiles.read_activity(gpx), profile=profile)
+    off = ref.summary["offset"]
+    assert ref.summary["history"] == {"earlier_runs": 3, "later_runs_left_out": 1}
+    assert "Personalised with 3 earlier run(s)" in view.status
+    # the numbers are the headline (personalised) prediction's; the table puts both side by side
+    assert ref.summary["headline"] == "offset" and "(+ offset)" in view.status
+    assert view.avg_hr == pytest.approx(off["avg_hr"], abs=0)
+    assert view.mae == pytest.approx(off["mae"], abs=0)
+    assert view.drift_bpm == pytest.approx(ref.summary["drift_bpm"])  # + a constant
+    minutes = [off["zones"][z] / 60.0 for z in ("Z1", "Z2", "Z3", "Z4", "Z5")]
+    np.testing.assert_allclose(view.zones["minutes"], minutes, atol=0.05 + 1e-9)
+    table = view.personal.set_index("BPM")
+    assert list(table.columns) == ["population", "+ offset"]  # a population bundle: no learned
+    assert table.loc["avg HR", "population"] == round(ref.summary["avg_hr"], 1)
+    assert table.loc["avg HR", "+ offset"] == round(off["avg_hr"], 1)
+    assert table.loc["MAE vs recorded", "+ offset"] == round(off["mae"], 1)
+    assert table.loc["correction", "+ offset"] == round(off["offset_bpm"], 1)
+    assert off["offset_bpm"] > 5  # the runner's HR sits above the population's
+    assert any(w.startswith("past runs: nohr.gpx: skipped") for w in view.warnings)
+    assert any("did not start before" in w for w in view.warnings)
+    # figure: population and personalised curves; CSV: both columns
+    lines = {ln.get_label(): ln for ln in view.figure.axes[0].get_lines()}
+    np.testing.assert_allclose(lines["population prediction"].get_ydata(), ref.frame["hr_pred"])
+    np.testing.assert_allclose(
+        lines["personalised HR (+ offset)"].get_ydata(), ref.frame["hr_offset"]
+    )
+    csv = pd.read_csv(view.csv_path, float_precision="round_trip")
+    pd.testing.assert_frame_equal(csv, ref.frame.reset_index(drop=True), check_dtype=False)
+    # no past runs: no table, as before
+    plain = app.predict_file(bundle, str(gpx), past=[], workdir=tmp_path)
+    assert plain.personal is None and "Personalised" not in plain.status
+    assert plain.avg_hr == pytest.approx(ref.summary["avg_hr"], abs=0)
+
+
+def test_past_runs_profile_upload_and_errors(bundle, gpx: Path, past: dict, tmp_path) -> None:
+    from hrpred.serve.profile import build_profile, save_profile
+
+    files = [str(f) for f in past["earlier"]]
+    profile, _ = build_profile(bundle, files)
+    me = tmp_path / "me.json"
+    save_profile(profile, me)
+    from_json = app.predict_file(bundle, str(gpx), past=[str(me)], workdir=tmp_path)
+    from_runs = app.predict_file(bundle, str(gpx), past=files, workdir=tmp_path)
+    assert from_json.error is None
+    pd.testing.assert_frame_equal(from_json.personal, from_runs.personal)
+    # a profile of another model, a mix, too many files, no run with HR, a broken profile
+    other = predict.load_bundle(make_tiny_bundle(tmp_path / "other", seed=1))
+    mine = tmp_path / "other.json"
+    save_profile(build_profile(other, files)[0], mine)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    cases = [
+        ([str(mine)], "another model"),
+        ([str(me), files[0]], "either one profile"),
+        (files * 7, "at most 20"),
+        ([str(bad)], "unreadable profile"),
+    ]
+    for uploads, expect in cases:
+        view = app.predict_file(bundle, str(gpx), past=uploads, workdir=tmp_path)
+        assert view.error is not None and view.error.startswith("past runs: "), view.error
+        assert expect in view.error and "\n" not in view.error and view.csv_path is None
+    view = app.predict_file(bundle, str(gpx), past=[str(past["no_hr"])], workdir=tmp_path)
+    assert view.error is None and view.personal is None
+    assert any("no run with heart rate" in w for w in view.warnings)

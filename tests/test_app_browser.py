@@ -183,6 +183,9 @@ def test_upload_shows_the_numbers_predict_computes(page, bundle_dir: Path, workd
         assert abs(shown - ref.summary[ref_key]) <= 0.05 + 1e-9, (key, shown, ref.summary)
     assert _shown(pg, "drift") == f"{ref.summary['drift_bpm']:.1f}"
     assert not pg.locator("#error").is_visible()
+    # a bundle without a calibrated band: no band boxes, and the status says so
+    assert not pg.locator("#pred-avg-band").is_visible()
+    assert "No uncertainty band" in pg.locator("#status").inner_text()
     img = pg.locator("#hr-plot img").first
     assert img.get_attribute("src").startswith("data:image/png")
     assert img.evaluate("el => el.naturalWidth") > 300

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +188,40 @@ def test_batch_with_a_corrupt_file_writes_the_good_ones(files, tmp_path, monkeyp
     assert err[1].startswith("hrpred: broken.fit: ") and len(err) == 2
     table = pd.read_csv(out)
     assert sorted(set(table["file"])) == ["run.csv", "run.gpx"]
+
+
+# --------------------------------------------------------------------------- issue 14: the band
+
+BAND = re.compile(
+    r"avg (\d+) BPM, 80% band (\d+)-(\d+); max (\d+) BPM \(80% band (\d+)-(\d+)\)"
+)  # fmt: skip
+ZONE_ROW = re.compile(r"^\s+(Z\d) \S+\s+([\d.]+) \[([\d.]+)-([\d.]+)\]")
+
+
+def test_band_is_printed_and_written(files, tmp_path, capsys):
+    """A bundle with a calibrated band: the printed ranges hold the central values, the CSV
+    gets hr_p10 <= hr_p50 = hr_pred <= hr_p90; without a band, one line says so."""
+    from hrpred.serve import cli
+    from tests.test_predict import with_band
+
+    d, good, _ = files
+    banded = with_band(d / "bundle", tmp_path / "banded")
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", str(good["gpx"]), "--bundle", str(banded), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    avg, avg_lo, avg_hi, top, top_lo, top_hi = map(int, BAND.search(text).groups())
+    assert avg_lo <= avg <= avg_hi and top_lo <= top <= top_hi and avg_lo < avg_hi
+    rows = [m.groups() for m in map(ZONE_ROW.match, text.splitlines()) if m]
+    assert [r[0] for r in rows] == ["Z1", "Z2", "Z3", "Z4", "Z5"]
+    assert all(float(lo) <= float(c) <= float(hi) for _, c, lo, hi in rows), rows
+    assert "no uncertainty band" not in text
+    table = pd.read_csv(out)
+    assert list(table.columns)[-3:] == ["hr_p10", "hr_p50", "hr_p90"]
+    assert (table["hr_p10"] <= table["hr_p50"]).all() and (table["hr_p50"] <= table["hr_p90"]).all()
+    assert (table["hr_p90"] - table["hr_p10"]).min() > 0
+    pd.testing.assert_series_equal(table["hr_p50"], table["hr_pred"], check_names=False)
+    # the same file with the band-less bundle: a one-line note, no band columns
+    assert cli.main(["predict", str(good["gpx"]), "--bundle", str(d / "bundle")]) == 0
+    plain = capsys.readouterr().out
+    assert plain.count("no uncertainty band") == 1 and "80% band" not in plain
+    assert "predicted HR: avg" in plain and "zones (max HR" in plain

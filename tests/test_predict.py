@@ -1,6 +1,11 @@
-"""hrpred.serve.predict: resampling, no train/serve feature skew, inference, summary numbers."""
+"""hrpred.serve.predict: resampling, no train/serve feature skew, inference, summary numbers,
+and the calibrated 80% band (issue 14) of a bundle that carries one."""
 
 from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,12 +17,14 @@ from hrpred.features.batch import featurize_batch
 from hrpred.io.userfiles import Activity, ActivityError, read_activity
 from hrpred.serve.predict import (
     DEFAULT_MAX_HR,
+    ZONES,
     BundleError,
     load_bundle,
     predict_activity,
     resample_activity,
     zone_bounds,
 )
+from hrpred.uncertainty import Calibration
 from tests.predict_fixtures import (
     FEATURES,
     make_bundle,
@@ -28,11 +35,40 @@ from tests.predict_fixtures import (
 )
 
 STEP = 8.0
+# A band like the default simulation's (models/calibration.json): the 0-history multipliers are
+# the largest; "1-2" has too few validation workouts and falls back to the pooled ones.
+CAL = Calibration(
+    0.8,
+    {"all": 1.4, "0": 3.1, "3-9": 1.35, "10+": 1.3},
+    {"all": 1.2, "0": 2.1, "3-9": 1.05, "10+": 1.0},
+    {"all": 200, "0": 21, "1-2": 8, "3-9": 80, "10+": 67},
+)
+
+
+def with_band(src: Path, dst: Path, cal: Calibration = CAL) -> Path:
+    """A copy of bundle `src` whose config.json carries `cal` as its band (what export writes
+    from models/calibration.json; the weights are the same)."""
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config["band"] = cal.to_json()
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return load_bundle(make_bundle(tmp_path_factory.mktemp("bundle"), step_s=STEP, seq_len=200))
+def bundle_dir(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("bundle"), step_s=STEP, seq_len=200)
+
+
+@pytest.fixture(scope="module")
+def bundle(bundle_dir):
+    return load_bundle(bundle_dir)
+
+
+@pytest.fixture(scope="module")
+def banded(bundle_dir, tmp_path_factory):
+    """The same bundle with a calibrated band."""
+    return load_bundle(with_band(bundle_dir, tmp_path_factory.mktemp("banded") / "bundle"))
 
 
 def _featurize_path(w, gender: str, seq_len: int) -> tuple[np.ndarray, int]:
@@ -180,6 +216,8 @@ def test_summary_numbers_against_a_reference(tmp_path, bundle):
     assert list(pred.frame.columns) == [
         "t_s", "timestamp", "speed_kmh", "altitude_m", "hr_pred", "hr_true",
     ]  # fmt: skip
+    # a bundle without a band: no band anywhere
+    assert s["band"] is None and s["headline"] == "population"
 
 
 def test_zone_bounds():
@@ -233,3 +271,53 @@ def test_no_altitude_uses_zeros(tmp_path, bundle):
     assert any("no altitude" in m for m in pred.warnings)
     assert pred.frame["altitude_m"].isna().all()
     np.testing.assert_array_equal(pred.grid.altitude_m, 0.0)
+
+
+# --------------------------------------------------------------------------- issue 14: the band
+
+
+def test_band_of_the_population_prediction(tmp_path, bundle, banded):
+    """The 0-history band around the population prediction, against numpy on the network's own
+    spread and the calibration table."""
+    w = simulated_workout(n=240, step_s=STEP / 2, seed=3)  # off-grid: points are interpolated
+    act = read_activity(write_gpx(tmp_path / "w.gpx", w, speed=True))
+    pred = predict_activity(banded, act, max_hr=170.0)
+    plain = predict_activity(bundle, act, max_hr=170.0)
+    s, f = pred.summary, pred.frame
+    # the central prediction is the band-less bundle's, unchanged
+    np.testing.assert_array_equal(f["hr_pred"], plain.frame["hr_pred"])
+    assert s["headline"] == "population" and plain.summary["band"] is None
+    # per step: hr -/+ q0 * spread on the grid, interpolated onto the file's points
+    hr, spread = (np.asarray(a, np.float64) for a in banded.predict_spread(pred.features))
+    lo, hi = hr - CAL.step["0"] * spread, hr + CAL.step["0"] * spread
+    t = act.timestamp
+    np.testing.assert_allclose(f["hr_p10"], np.interp(t, pred.grid.timestamp, lo), atol=1e-3)
+    np.testing.assert_allclose(f["hr_p90"], np.interp(t, pred.grid.timestamp, hi), atol=1e-3)
+    np.testing.assert_array_equal(f["hr_p50"], f["hr_pred"])
+    assert (f["hr_p10"] <= f["hr_p50"]).all() and (f["hr_p50"] <= f["hr_p90"]).all()
+    # the workout average: mean -/+ q_avg0 * mean spread; the max: max of each band curve
+    band = s["band"]
+    assert band["level"] == 0.8 and band["history_runs"] == 0
+    half = CAL.average["0"] * spread.mean()
+    assert band["avg_hr"] == pytest.approx([hr.mean() - half, hr.mean() + half], abs=1e-3)
+    assert band["avg_hr"][0] < s["avg_hr"] < band["avg_hr"][1]
+    assert band["max_hr"] == pytest.approx([lo.max(), hi.max()], abs=1e-3)
+    assert band["max_hr"][0] <= s["max_hr"] <= band["max_hr"][1]
+    # zone times: the least and most of the lower, central and upper curves' times
+    edges = [0.6 * 170, 0.7 * 170, 0.8 * 170, 0.9 * 170]
+    on = [np.histogram(c[:-1], bins=[-np.inf, *edges, np.inf])[0] * STEP for c in (lo, hr, hi)]
+    for k, z in enumerate(ZONES):
+        times = [c[k] for c in on]
+        assert band["zones"][z] == pytest.approx([min(times), max(times)])
+        assert band["zones"][z][0] <= s["zones"][z] <= band["zones"][z][1]
+    assert any(band["zones"][z][1] > band["zones"][z][0] for z in ZONES)  # the test can fail
+    json.dumps(s, allow_nan=False)  # the summary is plain JSON
+
+
+def test_malformed_band_is_a_one_line_bundle_error(tmp_path, bundle_dir):
+    bad = Calibration(0.8, {"all": -1.0}, {"all": 1.0}, {"all": 10})
+    broken = load_bundle(with_band(bundle_dir, tmp_path / "bundle", bad))
+    act = read_activity(write_gpx(tmp_path / "w.gpx", simulated_workout(n=100, step_s=STEP)))
+    with pytest.raises(BundleError, match="band: .*re-export") as exc:
+        predict_activity(broken, act)
+    assert "\n" not in str(exc.value)

@@ -3,7 +3,10 @@
 A tiny history model is trained on simulated runners with personal HR levels through
 predict's own feature path (`predict_fixtures.make_history_bundle`); a NEW runner (never
 trained on) writes earlier runs as GPX/FIT files, and the error on a later run must drop when
-those earlier runs personalise it. Only runs that started strictly before are used.
+those earlier runs personalise it: offset (population + offset) and learned (network with
+context + residual correction), and with a population bundle the offset alone. Only runs that
+started strictly before are used; the run's own HR is never read; a profile is bound to its
+bundle (fingerprint).
 """
 
 from __future__ import annotations
@@ -18,8 +21,18 @@ from hrpred.export.bundle import load_bundle
 from hrpred.io.userfiles import read_activity
 from hrpred.serve.cli import main
 from hrpred.serve.predict import predict_activity
-from hrpred.serve.profile import build_profile, load_profile, profile_context
+from hrpred.serve.profile import (
+    PROFILE_VERSION,
+    ProfileError,
+    build_profile,
+    bundle_fingerprint,
+    load_profile,
+    profile_context,
+    save_profile,
+)
 from tests.predict_fixtures import make_bundle, runner_workout, write_fit, write_gpx
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "samples" / "real"
 
 LEVEL = 22.0  # the new runner's HR sits this far above the population's (BPM)
 
@@ -45,7 +58,23 @@ def runner(tmp_path_factory) -> dict:
     ]
     later = write_gpx(d / "later.gpx", runner_workout(15, LEVEL, 10))
     future = write_gpx(past / "z_future.gpx", runner_workout(16, LEVEL, 20))
-    return {"dir": d, "past": past, "files": files, "later": later, "future": future}
+    # the same later runs with another HR (same start times): must change no prediction
+    other = d / "other"
+    other.mkdir()
+    later_hr = write_gpx(other / "later.gpx", runner_workout(15, LEVEL - 30, 10))
+    future_hr = write_gpx(other / "z_future.gpx", runner_workout(16, LEVEL + 30, 20))
+    # an earlier run with another HR: must change the personalised predictions
+    early_hr = write_gpx(other / "a.gpx", runner_workout(11, LEVEL + 15, 0))
+    return {
+        "dir": d, "past": past, "files": files, "later": later, "future": future,
+        "later_hr": later_hr, "future_hr": future_hr, "early_hr": early_hr,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pop_dir(tmp_path_factory) -> Path:
+    """A population bundle (random LSTM, no history input) on the same grid and features."""
+    return make_bundle(tmp_path_factory.mktemp("pop"))
 
 
 def test_profile_skips_files_without_hr_and_records_runs(bundle_dir, runner) -> None:
@@ -60,6 +89,20 @@ def test_profile_skips_files_without_hr_and_records_runs(bundle_dir, runner) -> 
     assert c["level"]["level_bpm"] == pytest.approx(150 + LEVEL, abs=4)
     # the summary is the model's: the same numbers the bundle's history section names
     assert list(c["runs"][0]["summary"]) == bundle.history["summary_features"]
+    # bound to the bundle; per-run residuals of the cold and the personalised prediction
+    assert c["format_version"] == PROFILE_VERSION and c["bundle"]["kind"] == "history"
+    assert c["bundle"]["fingerprint"] == bundle_fingerprint(bundle)
+    for r in c["runs"]:
+        assert set(r["residuals"]) == {"cold", "personal"}
+        assert r["residuals"]["cold"]["n"] == r["residuals"]["personal"]["n"] > 100
+    # the oldest run has no earlier run: its personalised prediction is the cold network's
+    first = c["runs"][0]["residuals"]
+    assert first["personal"]["sum"] == pytest.approx(first["cold"]["sum"], abs=0.5)
+
+
+def _maes(pred) -> tuple[float, float, float]:
+    s = pred.summary
+    return s["mae"], s["offset"]["mae"], s["personal"]["mae"]
 
 
 def test_profile_lowers_the_error_on_a_later_run(bundle_dir, runner, tmp_path) -> None:
@@ -68,30 +111,50 @@ def test_profile_lowers_the_error_on_a_later_run(bundle_dir, runner, tmp_path) -
     assert main(["profile", *args, "--quiet"]) == 0
     bundle, profile = load_bundle(bundle_dir), load_profile(out)
     pred = predict_activity(bundle, read_activity(runner["later"]), profile=profile)
-    cold, warm = pred.summary["mae"], pred.summary["personal"]["mae"]
-    assert pred.summary["personal"]["history_runs"] == 3
-    assert warm < 0.6 * cold, (cold, warm)
-    assert "hr_personal" in pred.frame and np.isfinite(pred.frame["hr_personal"]).all()
+    cold, offset, learned = _maes(pred)
+    # when written: population 20.2, + offset 5.4, learned 1.9 BPM
+    assert pred.summary["history"] == {"earlier_runs": 3, "later_runs_left_out": 0}
+    assert pred.summary["personal"]["context_runs"] == 3 == pred.summary["offset"]["runs"]
+    assert offset < 0.6 * cold and learned < 0.6 * cold, (cold, offset, learned)
+    for col in ("hr_offset", "hr_personal"):
+        assert col in pred.frame and np.isfinite(pred.frame[col]).all()
+    # offset = population + a constant, the one summary["offset"] reports
+    shift = pred.frame["hr_offset"] - pred.frame["hr_pred"]
+    assert np.allclose(shift, pred.summary["offset"]["offset_bpm"])
     # the same run without a profile is the population prediction, unchanged
     plain = predict_activity(bundle, read_activity(runner["later"]))
     assert plain.frame["hr_pred"].equals(pred.frame["hr_pred"]) and "personal" not in plain.summary
 
 
-def test_only_runs_that_started_before_are_used(bundle_dir, runner) -> None:
+def test_only_earlier_runs_are_read_never_the_runs_own_hr(bundle_dir, runner) -> None:
     bundle = load_bundle(bundle_dir)
-    profile, _ = build_profile(bundle, [*runner["files"], runner["future"], runner["later"]])
+    files = runner["files"]
+    profile, _ = build_profile(bundle, [*files, runner["future"], runner["later"]])
     later = read_activity(runner["later"])
     ctx, used, left_out = profile_context(profile, float(later.timestamp[0]), 10)
     assert (used, left_out) == (3, 2)  # the run itself and a later run are not history
     pred = predict_activity(bundle, later, profile=profile)
     assert any("did not start before" in w for w in pred.warnings)
-    # changing the HR of the later runs (the predicted one included) changes nothing
-    only_earlier, _ = build_profile(bundle, runner["files"])
-    same = predict_activity(bundle, later, profile=only_earlier)
-    assert np.array_equal(same.frame["hr_personal"], pred.frame["hr_personal"])
+    assert pred.summary["history"] == {"earlier_runs": 3, "later_runs_left_out": 2}
+    cols = ["hr_pred", "hr_offset", "hr_personal"]
+    # another HR in the later runs, the predicted one included (in the file and the profile),
+    # changes no prediction: byte-identical
+    other, _ = build_profile(bundle, [*files, runner["future_hr"], runner["later_hr"]])
+    for prof in (other, build_profile(bundle, files)[0]):
+        for run in (runner["later"], runner["later_hr"]):
+            same = predict_activity(bundle, read_activity(run), profile=prof)
+            for c in cols:
+                assert np.array_equal(same.frame[c], pred.frame[c]), (run, c)
+    # another HR in an earlier run changes both personalised predictions
+    early, _ = build_profile(bundle, [runner["early_hr"], *files[1:]])
+    moved = predict_activity(bundle, later, profile=early)
+    assert np.array_equal(moved.frame["hr_pred"], pred.frame["hr_pred"])
+    for c in ("hr_offset", "hr_personal"):
+        assert np.abs(moved.frame[c] - pred.frame[c]).max() > 0.5, c
     # the oldest run predicted with the profile: no history, personalised = population
-    first = predict_activity(bundle, read_activity(runner["files"][0]), profile=profile)
-    assert first.summary["personal"]["history_runs"] == 0
+    first = predict_activity(bundle, read_activity(files[0]), profile=profile)
+    assert first.summary["history"]["earlier_runs"] == 0
+    assert np.array_equal(first.frame["hr_offset"], first.frame["hr_pred"])
     assert np.allclose(first.frame["hr_personal"], first.frame["hr_pred"], atol=1e-3)
 
 
@@ -103,10 +166,12 @@ def test_cli_prints_population_and_personalised_side_by_side(
     assert main([*args, "--history", str(runner["past"]), "--out", str(out)]) == 0
     text = capsys.readouterr()
     assert "personalised with 3 earlier run(s)" in text.out
-    assert "population" in text.out and "MAE vs recorded" in text.out
+    head = next(ln for ln in text.out.splitlines() if "HR (BPM)" in ln).split()
+    assert head[-4:] == ["population", "+", "offset", "learned"]
+    assert "MAE vs recorded" in text.out and "correction" in text.out
     assert "c.gpx: skipped" in text.err and "did not start before" in text.out
     head = out.read_text().splitlines()[0]
-    assert head.endswith("hr_pred,hr_true,hr_personal")
+    assert head.endswith("hr_pred,hr_true,hr_offset,hr_personal")
 
 
 def test_profile_errors_are_one_line(bundle_dir, runner, tmp_path, capsys) -> None:
@@ -118,11 +183,135 @@ def test_profile_errors_are_one_line(bundle_dir, runner, tmp_path, capsys) -> No
     args = ["predict", str(runner["later"]), "--bundle", str(bundle_dir), "--profile", str(bad)]
     assert main(args) == 2
     assert "not an hrpred profile" in capsys.readouterr().err
+    # a profile of the previous format (no residuals) is refused: rebuild it
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"format": "hrpred-profile", "format_version": 1, "runs": []}))
+    args[-1] = str(old)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "rebuild it" in err and err.count("\n") == 1
 
 
-def test_population_bundle_predicts_without_personalisation(runner, tmp_path, capsys) -> None:
-    pop = make_bundle(tmp_path / "pop")
-    args = ["predict", str(runner["later"]), "--bundle", str(pop), "--history", str(runner["past"])]
+def test_profile_of_another_bundle_is_refused(bundle_dir, pop_dir, runner, tmp_path, capsys):
+    bundle, pop = load_bundle(bundle_dir), load_bundle(pop_dir)
+    assert bundle_fingerprint(bundle) != bundle_fingerprint(pop)
+    assert bundle_fingerprint(pop) == bundle_fingerprint(load_bundle(pop_dir))  # stable
+    # same grid and features, other weights: its residuals are not this model's
+    other = load_bundle(make_bundle(tmp_path / "other", seed=1))
+    profile, _ = build_profile(pop, runner["files"])
+    with pytest.raises(ProfileError, match="another model.*rebuild it"):
+        predict_activity(other, read_activity(runner["later"]), profile=profile)
+    me = tmp_path / "me.json"
+    save_profile(profile, me)
+    args = ["predict", str(runner["later"]), "--bundle", str(bundle_dir), "--profile", str(me)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "another model" in err and "rebuild it" in err and err.count("\n") == 1
+
+
+def test_population_bundle_gives_offset_personalisation(pop_dir, runner, tmp_path, capsys):
+    me = tmp_path / "me.json"
+    args = [*map(str, runner["files"]), "-o", str(me), "--bundle", str(pop_dir)]
+    assert main(["profile", *args]) == 0
+    assert "population bundle (offset personalisation only)" in capsys.readouterr().out
+    c = load_profile(me).content
+    assert c["bundle"]["kind"] == "population" and c["n_runs"] == 3
+    assert all(set(r["residuals"]) == {"cold"} for r in c["runs"])
+    pred = predict_activity(
+        load_bundle(pop_dir), read_activity(runner["later"]), profile=load_profile(me)
+    )
+    cold, offset = pred.summary["mae"], pred.summary["offset"]["mae"]
+    assert offset < 0.6 * cold, (cold, offset)  # 27.7 -> 9.3 when written
+    assert "personal" not in pred.summary
+    assert "hr_offset" in pred.frame and "hr_personal" not in pred.frame
+    out = tmp_path / "p.csv"
+    args = ["predict", str(runner["later"]), "--bundle", str(pop_dir), "--out", str(out)]
+    assert main([*args, "--profile", str(me)]) == 0
+    text = capsys.readouterr().out
+    assert "personalised with 3 earlier run(s)" in text and "offset personalisation only" in text
+    assert out.read_text().splitlines()[0].endswith("hr_pred,hr_true,hr_offset")
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="../shared/samples/real not present")
+@pytest.mark.parametrize("kind", ["history", "population"])
+def test_real_files_profile_and_predict(bundle_dir, pop_dir, kind, tmp_path, capsys) -> None:
+    files = sorted(str(f) for f in REAL.iterdir() if f.name != "README.md")
+    assert len(files) == 4
+    bdir = bundle_dir if kind == "history" else pop_dir
+    me = tmp_path / "me.json"
+    assert main(["profile", *files, "-o", str(me), "--bundle", str(bdir), "--quiet"]) == 0
+    profile = load_profile(me)
+    assert profile.content["n_runs"] == 4
+    out = tmp_path / "p.csv"
+    args = ["predict", *files, "--bundle", str(bdir), "--profile", str(me), "--out", str(out)]
     assert main(args) == 0
-    text = capsys.readouterr()
-    assert "population model" in text.err and "personalised" not in text.out
+    text = capsys.readouterr().out
+    for n in range(4):  # each run is personalised with the runs before it, in date order
+        assert f"personalised with {n} earlier run(s)" in text
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    cols = ["hr_pred", "hr_offset"] + (["hr_personal"] if kind == "history" else [])
+    assert np.isfinite(table[cols].to_numpy()).all()
+    assert (kind == "history") == ("hr_personal" in table)
+
+
+# --------------------------------------------------------------------------- issue 14: the band
+
+
+def test_band_narrows_with_ten_earlier_runs(bundle_dir, tmp_path, capsys) -> None:
+    """With a calibration whose 0-history multiplier is the largest (as on the default
+    simulation), the learned personalised band of a runner with 10 earlier runs is narrower
+    than the population band of the same run, and it is the network's (with those runs as
+    context) + residual correction -/+ the 10+ bucket's multiplier x its spread."""
+    import pandas as pd
+
+    from tests.test_cli import BAND
+    from tests.test_predict import CAL, with_band
+
+    banded = with_band(bundle_dir, tmp_path / "banded")
+    bundle = load_bundle(banded)
+    past = tmp_path / "past"
+    past.mkdir()
+    files = [write_gpx(past / f"r{k:02d}.gpx", runner_workout(60 + k, LEVEL, k)) for k in range(10)]
+    later = write_gpx(tmp_path / "later.gpx", runner_workout(80, LEVEL, 12))
+    profile, _ = build_profile(bundle, files)
+    act = read_activity(later)
+    pred = predict_activity(bundle, act, profile=profile)
+    s, f = pred.summary, pred.frame
+    assert s["headline"] == "personal" and s["personal"]["context_runs"] == 10
+    mine, cold = s["personal"]["band"], s["band"]
+    assert (mine["history_runs"], cold["history_runs"]) == (10, 0)
+    ctx, _, _ = profile_context(profile, float(act.timestamp[0]), 10)
+    net, spread = bundle.predict_spread(pred.features, context=(ctx.values[0], ctx.mask[0]))
+    center = np.asarray(net, np.float64) + s["personal"]["residual_bpm"]
+    half = CAL.step["10+"] * np.asarray(spread, np.float64)
+    grid_t = pred.grid.timestamp
+    np.testing.assert_allclose(
+        f["hr_p10"], np.interp(act.timestamp, grid_t, center - half), atol=1e-3
+    )
+    np.testing.assert_allclose(
+        f["hr_p90"], np.interp(act.timestamp, grid_t, center + half), atol=1e-3
+    )
+    np.testing.assert_array_equal(f["hr_p50"], f["hr_personal"])
+    assert (f["hr_p10"] <= f["hr_p50"]).all() and (f["hr_p50"] <= f["hr_p90"]).all()
+    assert mine["avg_hr"][0] < s["personal"]["avg_hr"] < mine["avg_hr"][1]
+    # narrower than without the profile (the population band, also shown beside it)
+    plain = predict_activity(bundle, act)
+    width = (f["hr_p90"] - f["hr_p10"]).mean()
+    width_plain = (plain.frame["hr_p90"] - plain.frame["hr_p10"]).mean()
+    assert width < 0.8 * width_plain, (width, width_plain)
+    assert np.diff(mine["avg_hr"])[0] < np.diff(cold["avg_hr"])[0]
+    assert plain.summary["band"] == cold  # the population band is the same with a profile
+    # the command line prints both bands and writes the headline's
+    out = tmp_path / "p.csv"
+    args = ["predict", str(later), "--bundle", str(banded), "--history", str(past)]
+    assert main([*args, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    line = next(ln for ln in text.splitlines() if ln.startswith("  learned personalised HR:"))
+    avg, lo, hi = map(int, BAND.search(line).groups()[:3])
+    assert lo <= avg <= hi and (lo, hi) == tuple(round(x) for x in mine["avg_hr"])
+    assert "avg 80% band" in text and "max 80% band" in text
+    table = pd.read_csv(out)
+    assert list(table.columns)[-4:] == ["hr_personal", "hr_p10", "hr_p50", "hr_p90"]
+    pd.testing.assert_series_equal(table["hr_p50"], table["hr_personal"], check_names=False)

@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         metavar="OUT.csv",
         help="write per-point predictions (t_s, timestamp, speed_kmh, altitude_m, hr_pred, "
-        "hr_true) to this CSV; with several files a `file` column tells them apart; '-' = stdout",
+        "hr_true; with --profile/--history also hr_offset and, for a history model, "
+        "hr_personal; with a calibrated bundle hr_p10, hr_p50, hr_p90: the 80%% band of the "
+        "most personal prediction, hr_p50 being that prediction) to this CSV; with several "
+        "files a `file` column tells them apart; '-' = stdout",
     )
     p.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
     p.add_argument("--max-hr", type=_positive("max HR", 100, 240), help="max HR (BPM) for zones")
@@ -70,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     own.add_argument(
         "--profile",
         metavar="ME.json",
-        help="personalise with this profile (from `hrpred profile`): population and "
-        "personalised predictions side by side; only runs that started earlier are used",
+        help="personalise with this profile (from `hrpred profile` with the same bundle): "
+        "population, offset-personalised and (history model) learned personalised predictions "
+        "side by side; only runs that started earlier are used",
     )
     own.add_argument(
         "--history",
@@ -83,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         "profile",
         help="fit a personal profile from your own runs with HR",
         description="Summarise your own runs with heart rate (.gpx .tcx .fit .csv, each "
-        "optionally .gz) into a profile for `hrpred predict --profile`: the runs used, their "
-        "dates, per-run summaries, your estimated HR level and its change over time. Files "
-        "without HR are skipped with a warning.",
+        "optionally .gz) into a profile for `hrpred predict --profile` with the same bundle: "
+        "the runs used, their dates, per-run summaries and the model's errors on them, your "
+        "estimated HR level and its change over time. Files without HR are skipped with a "
+        "warning.",
     )
     r.add_argument("files", nargs="+", metavar="FILE", help="your earlier runs with HR")
     r.add_argument("-o", "--out", required=True, metavar="ME.json", help="profile file to write")
@@ -98,58 +103,147 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NO_BAND_NOTE = (
+    "no uncertainty band: this bundle has no calibration (a population model, or exported "
+    "before issue 14; re-export a history model with `dvc repro export`)"
+)
+HEADLINE_NAMES = {"personal": "learned personalised HR", "offset": "personalised HR (+ offset)"}
+COLUMN_NAMES = {"personal": "learned", "offset": "+ offset"}  # as in format_personal's table
+
+
+def _span(pair: list[float]) -> str:
+    return f"{pair[0]:.0f}-{pair[1]:.0f}"
+
+
+def format_band(curve: dict[str, Any]) -> str:
+    """A curve's average and max HR with their bands: "avg 152 BPM, 80% band 146-158; max
+    171 BPM (80% band 165-178)" (the curve's summary with its `band`)."""
+    band = curve["band"]
+    pct = f"{100 * band['level']:.0f}% band"
+    return (
+        f"avg {curve['avg_hr']:.0f} BPM, {pct} {_span(band['avg_hr'])}; "
+        f"max {curve['max_hr']:.0f} BPM ({pct} {_span(band['max_hr'])})"
+    )
+
+
+def _zone_edges(bounds: list[float]) -> list[str]:
+    return (
+        ["<" + f"{bounds[0]:.0f}"]
+        + [f"{lo:.0f}-{hi:.0f}" for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+        + [">=" + f"{bounds[-1]:.0f}"]
+    )
+
+
+def format_zones(zones: dict[str, float], bounds: list[float]) -> str:
+    """Time in each zone on one line: minutes and share of the workout."""
+    total = sum(zones.values()) or 1.0
+    return ", ".join(
+        f"{z} {edge}: {zones[z] / 60:.1f} min ({100 * zones[z] / total:.0f}%)"
+        for z, edge in zip(zones, _zone_edges(bounds), strict=True)
+    )
+
+
+def format_zone_bands(curves: list[tuple[str, dict[str, Any]]], bounds: list[float]) -> list[str]:
+    """Time in each zone of the banded curves side by side (name, curve summary with `band`):
+    minutes and, in brackets, the range over the band's lower, central and upper curves."""
+    level = curves[0][1]["band"]["level"]
+    lines = [f"    {'minutes [' + f'{100 * level:.0f}% band]':<18}"]
+    lines[0] += "".join(f"{name:>20}" for name, _ in curves)
+    for z, edge in zip(curves[0][1]["zones"], _zone_edges(bounds), strict=True):
+        cells = []
+        for _, c in curves:
+            lo, hi = (s / 60 for s in c["band"]["zones"][z])
+            cells.append(f"{c['zones'][z] / 60:.1f} [{lo:.1f}-{hi:.1f}]")
+        lines.append(f"    {z + ' ' + edge:<18}" + "".join(f"{x:>20}" for x in cells))
+    return lines
+
+
 def format_summary(name: str, summary: dict[str, Any], warnings: list[str]) -> str:
-    """The short text summary printed for one file."""
+    """The short text summary printed for one file: the population prediction and, with a
+    profile, the personalised ones; with a calibrated band, the ranges of the population and
+    of the headline (most personal) prediction, else a one-line note."""
     dur = summary["duration_s"] / 60.0
+    band = summary.get("band")
+    drift = f"drift (2nd half - 1st half) {summary['drift_bpm']:+.1f} BPM"
+    if band is None:
+        predicted = f"avg {summary['avg_hr']:.1f}, max {summary['max_hr']:.1f} BPM"
+    else:
+        predicted = format_band(summary)
     lines = [
         f"{name}: {dur:.1f} min, {summary['distance_km']:.2f} km "
         f"(speed from {summary['speed_source']}), {summary['n_steps']} steps of "
         f"{summary['step_s']:.2f} s",
-        f"  predicted HR: avg {summary['avg_hr']:.1f}, max {summary['max_hr']:.1f} BPM; "
-        f"drift (2nd half - 1st half) {summary['drift_bpm']:+.1f} BPM",
+        f"  predicted HR: {predicted}; {drift}",
     ]
     if "mae" in summary:
         lines.append(
             f"  recorded HR: avg {summary['recorded_avg_hr']:.1f} BPM; MAE {summary['mae']:.1f}, "
             f"RMSE {summary['rmse']:.1f}, bias {summary['bias']:+.1f} BPM ({summary['n_hr']} points)"
         )
-    zones = summary["zones"]
-    total = sum(zones.values()) or 1.0
     bounds = summary["zone_bounds_bpm"]
-    edges = (
-        ["<" + f"{bounds[0]:.0f}"]
-        + [f"{lo:.0f}-{hi:.0f}" for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-        + [">=" + f"{bounds[-1]:.0f}"]
-    )
-    zone_text = ", ".join(
-        f"{z} {edge}: {zones[z] / 60:.1f} min ({100 * zones[z] / total:.0f}%)"
-        for z, edge in zip(zones, edges, strict=True)
-    )
-    lines.append(f"  zones ({summary['zone_basis']}): {zone_text}")
-    if "personal" in summary:
+    if band is None:
+        zones = format_zones(summary["zones"], bounds)
+        lines.append(f"  zones ({summary['zone_basis']}): {zones}")
+    if "offset" in summary:
         lines += format_personal(summary)
+    if band is None:
+        lines.append(f"  {NO_BAND_NOTE}")
+    else:
+        banded = [("population", summary)]
+        key = summary["headline"]
+        if key != "population":
+            what = HEADLINE_NAMES[key]
+            lines.append(f"  {what}: {format_band(summary[key])}")
+            banded.append((COLUMN_NAMES[key], summary[key]))
+        lines.append(f"  time in zones ({summary['zone_basis']}):")
+        lines += format_zone_bands(banded, bounds)
     lines += [f"  warning: {w}" for w in warnings]
     return "\n".join(lines)
 
 
 def format_personal(summary: dict[str, Any]) -> list[str]:
-    """Population (cold start) and personalised predictions side by side."""
-    pers = summary["personal"]
+    """Population (cold start), offset-personalised and (history bundle) learned personalised
+    predictions side by side; with a calibrated band, the avg and max bands of the curves that
+    have one (population and the headline)."""
+    hist, off = summary["history"], summary["offset"]
+    learned = summary.get("personal")
+    cols = [("population", summary), ("+ offset", off)]
+    if learned is not None:
+        cols.append(("learned", learned))
+    used = f"offset: {off['runs']} most recent"
+    if learned is not None:
+        used += f"; learned: {learned['context_runs']} as context"
     lines = [
-        f"  personalised with {pers['history_runs']} earlier run(s):",
-        f"    {'HR (BPM)':<18}{'population':>12}{'personalised':>14}",
+        f"  personalised with {hist['earlier_runs']} earlier run(s) ({used}):",
+        f"    {'HR (BPM)':<18}" + "".join(f"{name:>12}" for name, _ in cols),
     ]
+    band = summary.get("band")
     rows = [("avg", "avg_hr"), ("max", "max_hr")]
-    rows += [("MAE vs recorded", "mae"), ("bias vs recorded", "bias")] if "mae" in pers else []
+    rows += [("MAE vs recorded", "mae"), ("bias vs recorded", "bias")] if "mae" in off else []
     for label, key in rows:
-        lines.append(f"    {label:<18}{summary[key]:>12.1f}{pers[key]:>14.1f}")
+        lines.append(f"    {label:<18}" + "".join(f"{c[key]:>12.1f}" for _, c in cols))
+        if band is not None and key in ("avg_hr", "max_hr"):
+            spans = [_span(c["band"][key]) if c.get("band") else "" for _, c in cols]
+            name = f"{label} {100 * band['level']:.0f}% band"
+            lines.append(f"    {name:<18}" + "".join(f"{x:>12}" for x in spans))
+    fixes = [f"{'':>12}", f"{off['offset_bpm']:>+12.1f}"]
+    if learned is not None:
+        fixes.append(f"{learned['residual_bpm']:>+12.1f}")
+    lines.append(f"    {'correction':<18}" + "".join(fixes))
+    if learned is None:
+        lines.append("    (this bundle's model does not read history: offset personalisation only)")
     return lines
 
 
 def format_profile(content: dict[str, Any]) -> str:
     """The short text summary of a profile."""
     level = content["level"]
-    lines = [f"profile: {content['n_runs']} run(s) with HR used, {len(content['skipped'])} skipped"]
+    kind = content["bundle"]["kind"]
+    lines = [
+        f"profile: {content['n_runs']} run(s) with HR used, {len(content['skipped'])} skipped; "
+        f"for this {kind} bundle"
+        + (" (offset personalisation only)" if kind == "population" else "")
+    ]
     if content["n_runs"]:
         trend = level["trend_bpm_per_30_days"]
         lines.append(
@@ -291,21 +385,23 @@ def _history_files(folder: Path) -> list[Path]:
 
 def _own_profile(args: argparse.Namespace, bundle: Any) -> Any:
     """The profile of --profile, or one built from --history's files; None without either."""
-    from hrpred.serve.profile import build_profile, load_profile
+    from hrpred.serve.profile import build_profile, check_compatible, load_profile
 
-    if (args.profile or args.history) and bundle.history is None:
-        print(
-            "hrpred: warning: this bundle's model does not read history (population model): "
-            "predicting without personalisation",
-            file=sys.stderr,
-        )
-        return None
     if args.profile:
-        return load_profile(args.profile)
+        profile = load_profile(args.profile)
+        check_compatible(profile, bundle)
+        return profile
     if args.history:
         profile, warns = build_profile(bundle, _history_files(Path(args.history)), args.gender)
         for w in warns:
             print(f"hrpred: warning: {w}", file=sys.stderr)
+        if not profile.content["n_runs"]:
+            print(
+                f"hrpred: warning: --history {args.history}: no run with heart rate: "
+                "predicting without personalisation",
+                file=sys.stderr,
+            )
+            return None
         return profile
     return None
 

@@ -1,4 +1,5 @@
-"""The app's figure: predicted (and recorded) HR above speed and altitude, and the route."""
+"""The app's figure: predicted (population and personalised) and recorded HR above speed and
+altitude, and the route."""
 
 from __future__ import annotations
 
@@ -11,15 +12,30 @@ import pandas as pd
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+# personalised prediction columns (predict's frame), in order: (label, colour, line style)
+PERSONAL_CURVES = {
+    "hr_offset": ("personalised HR (+ offset)", "tab:orange", "--"),
+    "hr_personal": ("personalised HR (learned)", "tab:purple", "-"),
+}
+
+
+POPULATION_COLOR = "tab:red"
+BAND_COLUMNS = ("hr_p10", "hr_p90")  # the band of the most personal prediction (predict)
+
 
 def make_figure(
     frame: pd.DataFrame,
     title: str,
     latitude: np.ndarray | None = None,
     longitude: np.ndarray | None = None,
+    band_level: float | None = None,
 ) -> Figure:
     """Predicted (and recorded) HR over time above speed and altitude, sharing the time axis,
-    and, when the file has positions, the route coloured by predicted HR."""
+    and, when the file has positions, the route coloured by predicted HR. With personalised
+    columns (`hr_offset`, `hr_personal`) their curves are drawn beside the population one and
+    the route is coloured by the most personal of them. With the band's columns (`hr_p10`,
+    `hr_p90`) the band is shaded around that most personal curve, in its colour, labelled
+    with `band_level` (e.g. 0.8: "80% band")."""
     from matplotlib.figure import Figure  # no pyplot: no global state across requests
 
     route = _route_xy(latitude, longitude, len(frame))
@@ -36,7 +52,19 @@ def make_figure(
     minutes = frame["t_s"].to_numpy(dtype=float) / 60.0
     if "hr_true" in frame and frame["hr_true"].notna().any():
         ax_hr.plot(minutes, frame["hr_true"], color="0.55", lw=1.0, label="recorded HR")
-    ax_hr.plot(minutes, frame["hr_pred"], color="tab:red", lw=1.6, label="predicted HR")
+    personal = [c for c in PERSONAL_CURVES if c in frame]
+    if all(c in frame for c in BAND_COLUMNS):
+        color = PERSONAL_CURVES[personal[-1]][1] if personal else POPULATION_COLOR
+        level = "" if band_level is None else f"{100 * band_level:.0f}% "
+        ax_hr.fill_between(
+            minutes, frame["hr_p10"], frame["hr_p90"], color=color, alpha=0.18, lw=0,
+            label=f"{level}band", zorder=1,
+        )  # fmt: skip
+    population = "population prediction" if personal else "predicted HR"
+    ax_hr.plot(minutes, frame["hr_pred"], color=POPULATION_COLOR, lw=1.6, label=population)
+    for column in personal:
+        label, color, style = PERSONAL_CURVES[column]
+        ax_hr.plot(minutes, frame[column], color=color, lw=1.6, ls=style, label=label)
     ax_hr.set_ylabel("HR (bpm)")
     ax_hr.legend(loc="lower right")
     ax_hr.set_title(title)
@@ -58,14 +86,16 @@ def make_figure(
     if route:
         x, y = route
         ax_route = fig.add_subplot(grid[:, 1])
-        points = ax_route.scatter(x, y, c=frame["hr_pred"], s=4, cmap="inferno", lw=0)
+        shown = personal[-1] if personal else "hr_pred"  # the most personal prediction
+        points = ax_route.scatter(x, y, c=frame[shown], s=4, cmap="inferno", lw=0)
         ax_route.plot(x[:1], y[:1], "o", color="tab:green", ms=7, label="start")
         ax_route.set_aspect("equal", adjustable="datalim")
-        ax_route.set_title("route, coloured by predicted HR")
+        what = PERSONAL_CURVES[shown][0] if personal else "predicted HR"
+        ax_route.set_title(f"route, coloured by {what}")
         ax_route.set_xlabel("east (km)")
         ax_route.set_ylabel("north (km)")
         ax_route.legend(loc="best")
-        fig.colorbar(points, ax=ax_route, label="predicted HR (bpm)", shrink=0.6)
+        fig.colorbar(points, ax=ax_route, label=f"{what} (bpm)", shrink=0.6)
     return fig
 
 

@@ -16,7 +16,26 @@ Steps (the inputs the model trained on; tests/test_skew.py measures the remainin
 4. one full-length forward pass (the LSTM takes any length) and linear interpolation of the
    predicted HR back to the file's own timestamps;
 5. a summary: average/max predicted HR, time in 5 HR zones, drift between halves and, when
-   the file has HR, the error against it.
+   the file has HR, the error against it;
+6. with a runner's profile (`hrpred.serve.profile`, built with the same bundle), the
+   personalised predictions beside the population one: population + offset from the earlier
+   runs' errors, and for a history bundle the network reading the earlier runs + its residual
+   correction (as the evaluate stage scores them); only runs that started strictly before
+   this one are used, and this run's recorded HR is read only for the error in the summary;
+7. with a bundle that carries a calibrated band (issue 14, `Bundle.calibration`), the 80% band
+   of the headline prediction (the most personal one: learned, else + offset, else
+   population) and, beside it, of the population one (see "The band" below).
+
+The band: per grid step, center -/+ q * spread (`Bundle.step_band`), the network's spread and
+q the conformal multiplier of the history bucket (the number of earlier runs the network read
+as context; 0 for the population prediction). A personalised curve is the network's output +
+a constant (residual correction, or the offset for a population bundle, whose network reads no
+history: bucket 0), and its band is moved by the same constant. The workout-average band is
+`Bundle.average_band`; the max's band is (max of the lower curve, max of the upper curve); the
+time in each zone is a range: the least and most of the times on the lower, central and upper
+curves (an indication, not a calibrated interval). `frame` gains `hr_p10`, `hr_p50` (= the
+headline column) and `hr_p90`, the band on the file's points. The + offset curve of a history
+bundle gets no band (the calibration is the learned model's).
 
 What still differs from training, and why: the clean path run on the grid's points gives
 the same features (tests/test_skew.py), except inside recording gaps, where a training
@@ -263,6 +282,17 @@ def _check_range(name: str, value: float | None, lo: float, hi: float) -> float 
     return value
 
 
+def zone_times(hr_grid: np.ndarray, bounds: list[float], step_s: float) -> dict[str, float]:
+    """Seconds in Z1..Z5 of a grid curve: each step stands for `step_s`, the last for nothing
+    (the file ends there) unless it is the only one."""
+    n = len(hr_grid)
+    weights = np.full(n, step_s)
+    if n > 1:
+        weights[-1] = 0.0
+    idx = np.searchsorted(np.asarray(bounds), hr_grid, side="right")  # 0..4 = Z1..Z5
+    return {z: float(weights[idx == k].sum()) for k, z in enumerate(ZONES)}
+
+
 def summarize(
     grid: Grid,
     hr_grid: np.ndarray,
@@ -273,11 +303,7 @@ def summarize(
     """Summary numbers on the uniform grid (time-weighted); errors on the file's own points."""
     n = len(hr_grid)
     duration = float(grid.timestamp[-1] - grid.timestamp[0]) if n else 0.0
-    # Each grid step stands for step_s seconds; the last one for the remainder of the file.
-    weights = np.full(n, grid.step_s)
-    weights[-1] = 0.0 if n > 1 else grid.step_s
-    idx = np.searchsorted(np.asarray(bounds), hr_grid, side="right")  # 0..4 = Z1..Z5
-    zones = {z: float(weights[idx == k].sum()) for k, z in enumerate(ZONES)}
+    zones = zone_times(hr_grid, bounds, grid.step_s)
     half = n // 2
     drift = float(hr_grid[half:].mean() - hr_grid[:half].mean()) if n >= 2 else 0.0
     summary: dict[str, Any] = {
@@ -312,46 +338,103 @@ def summarize(
 # --------------------------------------------------------------------------- prediction
 
 
+PERSONAL_KEYS = ("avg_hr", "max_hr", "min_hr", "zones", "drift_bpm", "mae", "rmse", "bias")
+HEADLINE_COLUMNS = {"population": "hr_pred", "offset": "hr_offset", "personal": "hr_personal"}
+BAND_COLUMNS = ("hr_p10", "hr_p50", "hr_p90")  # the headline's band on the file's points
+
+
+@dataclass
+class Curve:
+    """A predicted curve on the grid with what its band needs: the network's spread (BPM) and
+    the number of earlier runs the network read (its history bucket)."""
+
+    hr: np.ndarray
+    spread: np.ndarray
+    n_context: int
+
+
+def _curve_summary(
+    grid: Grid, hr_grid: np.ndarray, bounds: list[float], activity: Activity
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per-point HR of a grid curve and its summary numbers (errors when the file has HR)."""
+    hr_points = np.interp(activity.timestamp, grid.timestamp, hr_grid)
+    full = summarize(grid, hr_grid, bounds, activity.heart_rate, hr_points)
+    return hr_points, {k: full[k] for k in PERSONAL_KEYS if k in full}
+
+
+def band_summary(
+    bundle: Bundle, grid: Grid, curve: Curve, bounds: list[float]
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """The calibrated band of a grid curve: its summary (level, history bucket size, the
+    workout-average band, the max's band and the zone times' ranges, see the module doc) and
+    the lower and upper curves on the grid (float64). BundleError without a band."""
+    level = bundle.require_calibration().level
+    lo32, hi32 = bundle.step_band(curve.hr, curve.spread, curve.n_context)
+    lo, hi = np.asarray(lo32, dtype=np.float64), np.asarray(hi32, dtype=np.float64)
+    _, avg_lo, avg_hi = bundle.average_band(curve.hr, curve.spread, curve.n_context)
+    zones = [zone_times(c, bounds, grid.step_s) for c in (lo, curve.hr, hi)]
+    summary = {
+        "level": float(level),
+        "history_runs": int(curve.n_context),
+        "avg_hr": [float(avg_lo), float(avg_hi)],
+        "max_hr": [float(np.max(lo)), float(np.max(hi))],
+        "zones": {z: [min(t[z] for t in zones), max(t[z] for t in zones)] for z in ZONES},
+    }
+    return summary, lo, hi
+
+
 def _personalise(
     bundle: Bundle,
     profile: Profile,
     activity: Activity,
     feats: np.ndarray,
     grid: Grid,
+    cold: Curve,
     bounds: list[float],
     warns: list[str],
-) -> tuple[np.ndarray, dict[str, Any]] | None:
-    """Per-point personalised HR and its summary, or None (with a warning) when the bundle
-    cannot use history."""
-    from hrpred.io.limits import MIN_TIMESTAMP_S
-    from hrpred.serve.profile import check_compatible, profile_context
+) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Curve]]:
+    """Personalised per-point HR (`hr_offset`, and `hr_personal` for a history bundle), their
+    summaries and the personalised curve the band goes around (`personal` for a history
+    bundle, else `offset`), from the profile's runs that started strictly before this one.
 
-    if bundle.history is None:
-        warns.append(
-            "this bundle's model does not read history (population model): profile not used"
-        )
-        return None
+    Offset: the cold (population) prediction `cold` + the bundle's offset rule over those
+    runs' cold residuals. Learned (history bundle): the network with those runs as context +
+    the bundle's residual correction over their personalised residuals. Reads the profile's
+    stored residuals, never this run's recorded HR."""
+    from hrpred.io.limits import MIN_TIMESTAMP_S
+    from hrpred.serve.profile import check_compatible, profile_context, profile_offset
+
     check_compatible(profile, bundle)
     start = float(activity.timestamp[0])
     if start < MIN_TIMESTAMP_S:
         warns.append("the file has no date (relative times): no earlier run can be used")
         start = -np.inf
-    ctx, used, later = profile_context(profile, start, int(bundle.history["k_max"]))
-    if later:
+    ctx, used, later = profile_context(profile, start, int((bundle.history or {}).get("k_max", 0)))
+    earlier = len(profile.runs) - later
+    if later and np.isfinite(start):  # without a date, the warning above says it all
         warns.append(
             f"{later} profile run(s) did not start before this run: not used (only earlier "
             "runs personalise a prediction)"
         )
-    hr_grid = np.asarray(
-        bundle.predict(feats, context=(ctx.values[0], ctx.mask[0])), dtype=np.float64
+    columns: dict[str, np.ndarray] = {}
+    summary: dict[str, Any] = {"history": {"earlier_runs": earlier, "later_runs_left_out": later}}
+    offset, n_off = profile_offset(profile, start, bundle.personaliser("offset"), "cold")
+    curves = {"offset": Curve(cold.hr + offset, cold.spread, 0)}  # the network reads no history
+    columns["hr_offset"], summary["offset"] = _curve_summary(
+        grid, curves["offset"].hr, bounds, activity
     )
-    hr_points = np.interp(activity.timestamp, grid.timestamp, hr_grid)
-    full = summarize(grid, hr_grid, bounds, activity.heart_rate, hr_points)
-    keep = ("avg_hr", "max_hr", "min_hr", "mae", "rmse", "bias")
-    personal = {k: full[k] for k in keep if k in full}
-    personal["history_runs"] = used
-    personal["profile_runs_later"] = later
-    return hr_points, personal
+    summary["offset"].update(offset_bpm=offset, runs=n_off)
+    if bundle.history is not None:
+        context = (ctx.values[0], ctx.mask[0])
+        net, spread = bundle.predict_spread(feats, context=context)
+        corr, n_res = profile_offset(profile, start, bundle.personaliser("residual"), "personal")
+        n_context = int(bundle.context_counts(context, 1)[0])
+        curves = {"personal": Curve(np.asarray(net, np.float64) + corr, spread, n_context)}
+        columns["hr_personal"], summary["personal"] = _curve_summary(
+            grid, curves["personal"].hr, bounds, activity
+        )
+        summary["personal"].update(context_runs=used, residual_bpm=corr, residual_runs=n_res)
+    return columns, summary, curves
 
 
 def predict_activity(
@@ -365,8 +448,17 @@ def predict_activity(
 ) -> Prediction:
     """Predicted HR for every point of `activity`, plus a summary (see the module doc).
 
-    With a `profile` and a history bundle, also the personalised prediction from the profile's
-    runs that started before this one: column `hr_personal`, `summary["personal"]`."""
+    With a `profile` (`hrpred.serve.profile`), also the personalised predictions from the
+    profile's runs that started strictly before this one: the offset personaliser (population
+    + offset; column `hr_offset`, `summary["offset"]`) and, for a history bundle, the learned
+    one (network with those runs as context + residual correction; `hr_personal`,
+    `summary["personal"]`); `summary["history"]` counts the runs used and left out.
+
+    `summary["headline"]` names the most personal prediction (`personal`, `offset` or
+    `population`). With a calibrated bundle, `summary["band"]` (population) and the headline's
+    `summary[headline]["band"]` hold its band (`band_summary`) and `frame` the headline's
+    `hr_p10`, `hr_p50`, `hr_p90`; without one `summary["band"]` is None and nothing else
+    changes."""
     import pandas as pd
 
     max_hr = _check_range("max HR", max_hr, 100, 240)
@@ -375,6 +467,7 @@ def predict_activity(
     if gender is not None and gender.strip().lower() not in ("male", "female", "unknown"):
         raise ValueError(f"gender must be male, female or unknown, got {gender!r}")
     bounds, basis, top = zone_bounds(max_hr, rest_hr, age)
+    calibrated = bundle.calibration is not None  # BundleError when malformed
 
     warns = list(activity.warnings)
     grid = resample_activity(activity, bundle.step_s, bundle.speed)
@@ -382,7 +475,8 @@ def predict_activity(
     if gender is None and "gender" in bundle.features:
         warns.append("gender not given: the model uses 'unknown' (pass --gender)")
     feats = grid_features(bundle.features, grid, gender)
-    hr_grid = np.asarray(bundle.predict(feats), dtype=np.float64)
+    hr32, spread = bundle.predict_spread(feats)
+    hr_grid = np.asarray(hr32, dtype=np.float64)
     if len(hr_grid) > bundle.seq_len:
         warns.append(
             f"longer than the training rows ({bundle.seq_len} steps, "
@@ -408,10 +502,26 @@ def predict_activity(
     summary["zone_max_hr"] = top
     summary["gender"] = gender or "unknown"
     summary["source"] = activity.source
+    curves = {"population": Curve(hr_grid, spread, 0)}
     if profile is not None:
-        personal = _personalise(bundle, profile, activity, feats, grid, bounds, warns)
-        if personal is not None:
-            frame["hr_personal"], summary["personal"] = personal
+        columns, personal, banded = _personalise(
+            bundle, profile, activity, feats, grid, curves["population"], bounds, warns
+        )
+        for name, values in columns.items():
+            frame[name] = values
+        summary.update(personal)
+        curves.update(banded)
+    headline = next((n for n in ("personal", "offset") if n in summary), "population")
+    summary["headline"] = headline
+    summary["band"] = None
+    if calibrated:
+        for name, curve in curves.items():
+            band, lo, hi = band_summary(bundle, grid, curve, bounds)
+            (summary if name == "population" else summary[name])["band"] = band
+            if name == headline:
+                frame["hr_p10"] = np.interp(t, grid.timestamp, lo)
+                frame["hr_p50"] = frame[HEADLINE_COLUMNS[headline]]
+                frame["hr_p90"] = np.interp(t, grid.timestamp, hi)
     return Prediction(
         frame=frame, summary=summary, warnings=warns, grid=grid, features=feats, hr_grid=hr_grid
     )

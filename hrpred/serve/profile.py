@@ -2,26 +2,37 @@
 
 A profile summarises the runner's own runs WITH heart rate: each file goes through the same
 path as `hrpred predict` (resampled to the bundle's grid, speed by the bundle's rules,
-features by the registry), and the per-run summary a history model reads
-(`hrpred.personal.summaries`: HR level, HR-per-speed slope, ...) is computed from the grid's
-features and the recorded HR interpolated onto the grid (paused steps and implausible HR left
-out). Files without HR, or without a real date, are skipped with a warning.
+features by the registry). Per run it stores, over the run's valid grid steps (recorded HR
+interpolated onto the grid, paused steps and implausible HR left out):
+- the summary a history model reads (`hrpred.personal.summaries`: HR level, HR-per-speed
+  slope, ...);
+- `residuals.cold`: sum and count of recorded - cold prediction (the bundle's network without
+  history), what the offset personaliser averages;
+- for a history bundle, `residuals.personal`: the same for the network's personalised
+  prediction, the run predicted with the profile's runs that started strictly before it as
+  context, what the learned model's residual correction averages (as the evaluate stage does,
+  `hrpred.evaluate.personal`).
+Files without HR, or without a real date, are skipped with a warning. Residuals belong to the
+model that made them: the profile records the bundle's fingerprint (`bundle_fingerprint`) and
+predict refuses a profile of another bundle.
 
 Predicting a run with a profile uses only the runs that started STRICTLY before it (start
-times compared), the K most recent first (`hrpred.personal.context.build_context`, as the
-evaluate stage does); the others are left out with a warning. The profile also states an
-estimated personal level (HR at 10 km/h from each run's HR-speed line) and its change over
-time, for the runner to read; the model reads the summaries.
+times compared): their summaries as context, the K most recent first
+(`hrpred.personal.context.build_context`), and their residuals for the offsets
+(`hrpred.personal.offset.workout_offsets`); the others are left out with a warning. The
+profile also states an estimated personal level (HR at 10 km/h from each run's HR-speed line)
+and its change over time, for the runner to read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -30,23 +41,52 @@ from hrpred.errors import HrpredError
 from hrpred.export.bundle import Bundle, dumps_json
 from hrpred.io.activity import HR_MAX_BPM, HR_MIN_BPM, Activity
 from hrpred.io.limits import MIN_TIMESTAMP_S
+from hrpred.personal.config import OffsetConfig
 from hrpred.personal.context import Context, build_context
+from hrpred.personal.offset import workout_offsets
 from hrpred.personal.summaries import SUMMARY_FEATURES, Summaries, row_stats, summaries_from_stats
 
 PROFILE_FORMAT = "hrpred-profile"
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2: per-run residuals + the bundle's fingerprint
 LEVEL_FEATURE = "hr_at_10kmh"  # the pace-independent level the profile reports
 LEVEL_RECENT = 10  # the level is the mean over this many most recent runs
 DAY_S = 86400.0
+# config.json sections a prediction depends on (with the weights): the bundle fingerprint
+FINGERPRINT_KEYS = ("model", "features", "scaler", "target", "history", "speed", "seq_len")
+
+Residual = Literal["cold", "personal"]
 
 
 class ProfileError(HrpredError, ValueError):
     """A profile that cannot be built, read or used with this bundle (one line)."""
 
 
+def bundle_kind(bundle: Bundle) -> str:
+    """`history` (the network reads earlier runs) or `population` (it does not)."""
+    return "population" if bundle.history is None else "history"
+
+
+def bundle_fingerprint(bundle: Bundle) -> str:
+    """sha256 of what the bundle's predictions depend on: the weights (names, dtypes, shapes,
+    bytes) and config.json's model, features, scaler, target, history, speed rules, sequence
+    length and grid step. Not the personalisers' rules (k, shrink, half-life): predict applies
+    the bundle's own to the stored residuals."""
+    import torch
+
+    h = hashlib.sha256()
+    cfg = {k: bundle.config.get(k) for k in FINGERPRINT_KEYS}
+    cfg["step_s"] = bundle.step_s
+    h.update(dumps_json(cfg).encode())
+    for name, tensor in sorted(bundle.model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class Profile:
-    """A loaded profile: its JSON content (`runs` sorted by start time)."""
+    """A loaded profile: its JSON content (`runs` sorted by start time, ids 1..R)."""
 
     content: dict[str, Any]
 
@@ -54,23 +94,53 @@ class Profile:
     def runs(self) -> list[dict[str, Any]]:
         return list(self.content["runs"])
 
+    def starts(self) -> np.ndarray:
+        """Start times [R] (Unix s), ascending."""
+        return np.array([float(r["start_time"]) for r in self.runs], dtype=np.float64)
+
     def summaries(self) -> tuple[np.ndarray, Summaries]:
         """Start times [R] and the runs' summaries (ids 1..R in start order)."""
         runs = self.runs
-        starts = np.array([float(r["start_time"]) for r in runs], dtype=np.float64)
         values = np.array(
             [[float(r["summary"][f]) for f in SUMMARY_FEATURES] for r in runs], dtype=np.float32
         ).reshape(len(runs), len(SUMMARY_FEATURES))
         valid = np.array([bool(r["valid"]) for r in runs], dtype=bool)
-        return starts, Summaries(np.arange(1, len(runs) + 1, dtype=np.int64), values, valid)
+        ids = np.arange(1, len(runs) + 1, dtype=np.int64)
+        return self.starts(), Summaries(ids, values, valid)
+
+    def residuals(self, which: Residual) -> tuple[pd.Series, pd.Series]:
+        """Per run id (1..R): sum of recorded - predicted HR over its valid steps and their
+        number, of the cold or the personalised prediction (ProfileError when absent)."""
+        runs = self.runs
+        try:
+            s = [float(r["residuals"][which]["sum"]) for r in runs]
+            n = [int(r["residuals"][which]["n"]) for r in runs]
+        except (KeyError, TypeError) as exc:
+            raise ProfileError(
+                f"the profile has no {which} residuals ({exc!r}): rebuild it with "
+                "`hrpred profile ... --bundle` of this bundle"
+            ) from None
+        ids = pd.Index(np.arange(1, len(runs) + 1, dtype=np.int64))
+        return pd.Series(s, index=ids, dtype=np.float64), pd.Series(n, index=ids, dtype=np.int64)
+
+
+@dataclass
+class _Run:
+    """A run read for the profile: its entry and the grid arrays its residuals need."""
+
+    entry: dict[str, Any]
+    features: np.ndarray  # [n_grid, F] unscaled
+    hr: np.ndarray  # [n_grid] recorded HR on the grid
+    ok: np.ndarray  # [n_grid] valid steps
 
 
 def _date(ts: float) -> str:
     return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def run_summary(bundle: Bundle, activity: Activity, gender: str | None) -> dict[str, Any]:
-    """One run's profile entry (ProfileError/ActivityError when it cannot be summarised)."""
+def _read_run(bundle: Bundle, activity: Activity, gender: str | None) -> _Run:
+    """One run's entry (without residuals) and grid arrays (ProfileError/ActivityError when it
+    cannot be summarised)."""
     from hrpred.serve.predict import grid_features, on_grid, resample_activity
 
     if activity.heart_rate is None or np.isfinite(activity.heart_rate).sum() < 2:
@@ -87,7 +157,7 @@ def run_summary(bundle: Bundle, activity: Activity, gender: str | None) -> dict[
     s = summaries_from_stats(np.array([0]), stats)
     if not s.valid[0]:
         raise ProfileError("too few valid heart-rate samples to summarise the run")
-    return {
+    entry = {
         "file": Path(activity.source).name,
         "start_time": start,
         "date": _date(start),
@@ -96,6 +166,13 @@ def run_summary(bundle: Bundle, activity: Activity, gender: str | None) -> dict[
         "valid": True,
         "summary": {f: float(v) for f, v in zip(SUMMARY_FEATURES, s.values[0], strict=True)},
     }
+    return _Run(entry, feats, hr, ok)
+
+
+def _residual(run: _Run, pred: np.ndarray) -> dict[str, float | int]:
+    """Sum of recorded - predicted HR over the run's valid steps, and their number."""
+    err = run.hr[run.ok] - np.asarray(pred, dtype=np.float64)[run.ok]
+    return {"sum": float(err.sum()), "n": int(run.ok.sum())}
 
 
 def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -126,43 +203,56 @@ def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def build_profile(
     bundle: Bundle, files: Sequence[str | Path], gender: str | None = None
 ) -> tuple[Profile, list[str]]:
-    """Profile of the runner's files; skipped files are listed in the warnings."""
+    """Profile of the runner's files for this bundle (any kind); skipped files are listed in
+    the warnings. Each run is predicted cold and, with a history bundle, personalised with the
+    kept runs that started before it (see the module doc)."""
     from hrpred.io.userfiles import read_activity
 
-    if bundle.history is None:
-        raise ProfileError(
-            "this bundle's model is a population model (no history input): export a "
-            "history model (params.yaml personal.learned.model: encoder) to personalise"
-        )
-    runs: list[dict[str, Any]] = []
+    read: list[_Run] = []
     skipped: list[dict[str, str]] = []
     warns: list[str] = []
     for name in files:
         try:
-            runs.append(run_summary(bundle, read_activity(name), gender))
+            read.append(_read_run(bundle, read_activity(name), gender))
         except (HrpredError, ValueError, OSError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             skipped.append({"file": Path(name).name, "reason": reason})
             warns.append(f"{Path(name).name}: skipped ({reason})")
-    runs.sort(key=lambda r: (r["start_time"], r["file"]))
-    unique: list[dict[str, Any]] = []
-    for r in runs:
-        if unique and unique[-1]["start_time"] == r["start_time"]:
-            skipped.append({"file": r["file"], "reason": f"same start as {unique[-1]['file']}"})
-            warns.append(f"{r['file']}: skipped (same start time as {unique[-1]['file']})")
+    read.sort(key=lambda r: (r.entry["start_time"], r.entry["file"]))
+    kept: list[_Run] = []
+    for r in read:
+        if kept and kept[-1].entry["start_time"] == r.entry["start_time"]:
+            first = kept[-1].entry["file"]
+            skipped.append({"file": r.entry["file"], "reason": f"same start as {first}"})
+            warns.append(f"{r.entry['file']}: skipped (same start time as {first})")
             continue
-        unique.append(r)
+        kept.append(r)
+    runs = [r.entry for r in kept]
     content = {
         "format": PROFILE_FORMAT,
         "format_version": PROFILE_VERSION,
-        "bundle": {"step_s": bundle.step_s, "features": bundle.features},
+        "bundle": {
+            "step_s": bundle.step_s,
+            "features": bundle.features,
+            "kind": bundle_kind(bundle),
+            "fingerprint": bundle_fingerprint(bundle),
+        },
         "summary_features": list(SUMMARY_FEATURES),
-        "n_runs": len(unique),
-        "runs": unique,
+        "n_runs": len(runs),
+        "runs": runs,
         "skipped": skipped,
-        "level": level_estimate(unique),
+        "level": level_estimate(runs),
     }
-    return Profile(content), warns
+    profile = Profile(content)
+    for r in kept:
+        r.entry["residuals"] = {"cold": _residual(r, bundle.predict(r.features))}
+    if bundle.history is not None:
+        k_max = int(bundle.history["k_max"])
+        for r in kept:  # the context reads summaries only: the residuals' order is free
+            ctx, _, _ = profile_context(profile, r.entry["start_time"], k_max)
+            pred = bundle.predict(r.features, context=(ctx.values[0], ctx.mask[0]))
+            r.entry["residuals"]["personal"] = _residual(r, pred)
+    return profile, warns
 
 
 def save_profile(profile: Profile, path: Path) -> None:
@@ -178,18 +268,33 @@ def load_profile(path: str | Path) -> Profile:
         raise ProfileError(f"{path.name}: unreadable profile ({exc})") from None
     if not isinstance(content, dict) or content.get("format") != PROFILE_FORMAT:
         raise ProfileError(f"{path.name}: not an hrpred profile (make one with hrpred profile)")
-    if int(content.get("format_version", 0)) > PROFILE_VERSION:
+    try:
+        version = int(content.get("format_version", 0))
+    except (TypeError, ValueError):
+        version = 0
+    if version > PROFILE_VERSION:
         raise ProfileError(f"{path.name}: profile format is newer than this hrpred")
+    if version < PROFILE_VERSION:
+        raise ProfileError(
+            f"{path.name}: profile format {version} is older than this hrpred's "
+            f"({PROFILE_VERSION}): rebuild it with `hrpred profile`"
+        )
     try:
         profile = Profile(content)
         profile.summaries()
+        profile.residuals("cold")
+        if content["bundle"]["kind"] == "history":
+            profile.residuals("personal")
+        if not str(content["bundle"]["fingerprint"]):
+            raise ValueError("empty bundle fingerprint")
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"{path.name}: malformed profile ({exc!r})") from None
     return profile
 
 
 def check_compatible(profile: Profile, bundle: Bundle) -> None:
-    """The profile's summaries were made on this bundle's grid and feature path."""
+    """The profile was built with this bundle: same summaries, grid and features, and the
+    same model (fingerprint), so its residuals are this model's."""
     made = profile.content.get("bundle", {})
     if list(profile.content.get("summary_features", [])) != list(SUMMARY_FEATURES):
         raise ProfileError("the profile's run summaries are of another hrpred version: rebuild it")
@@ -198,15 +303,23 @@ def check_compatible(profile: Profile, bundle: Bundle) -> None:
             f"the profile was built with another bundle (grid step {made.get('step_s')} s, this "
             f"one {bundle.step_s:g} s): rebuild it with `hrpred profile ... --bundle`"
         )
+    mine = str(made.get("fingerprint", ""))
+    theirs = bundle_fingerprint(bundle)
+    if mine != theirs:
+        raise ProfileError(
+            f"the profile was built with another model (bundle fingerprint {mine[:12]}, this "
+            f"one {theirs[:12]}): its residuals do not apply; rebuild it with "
+            "`hrpred profile ... --bundle` of this bundle"
+        )
 
 
-def profile_context(profile: Profile, start_time: float, k_max: int) -> tuple[Context, int, int]:
-    """Context of a run starting at `start_time`: (context [1, K, C], runs used, runs left
-    out because they did not start strictly before it)."""
-    starts, summaries = profile.summaries()
+def earlier_runs(profile: Profile, start_time: float) -> tuple[pd.DataFrame, int]:
+    """History table of a run starting at `start_time` (workout_id 0; hist_workout_id = the
+    profile's run ids, rank 1 = most recent, days_before) over the runs that started strictly
+    before it, and the number of runs left out (started at or after it)."""
+    starts = np.asarray(profile.starts(), dtype=np.float64)
     earlier = starts < float(start_time)
-    later = int((~earlier).sum())
-    ids = summaries.workout_ids[earlier]
+    ids = np.arange(1, len(starts) + 1, dtype=np.int64)[earlier]
     table = pd.DataFrame(
         {
             "workout_id": np.zeros(len(ids), dtype=np.int64),
@@ -215,5 +328,26 @@ def profile_context(profile: Profile, start_time: float, k_max: int) -> tuple[Co
             "days_before": (float(start_time) - starts[earlier][::-1]) / DAY_S,
         }
     )
+    return table, int((~earlier).sum())
+
+
+def profile_context(profile: Profile, start_time: float, k_max: int) -> tuple[Context, int, int]:
+    """Context of a run starting at `start_time`: (context [1, K, C], runs used, runs left
+    out because they did not start strictly before it)."""
+    _, summaries = profile.summaries()
+    table, later = earlier_runs(profile, start_time)
     ctx = build_context(np.array([0]), table, summaries, k_max)
     return ctx, int(ctx.mask.sum()), later
+
+
+def profile_offset(
+    profile: Profile, start_time: float, cfg: OffsetConfig, which: Residual
+) -> tuple[float, int]:
+    """Offset (BPM) of a run starting at `start_time` by `cfg`'s rule over the `which`
+    residuals of the runs that started strictly before it, and the number of runs it read
+    (the `cfg.k` most recent with valid steps)."""
+    table, _ = earlier_runs(profile, start_time)
+    s, n = profile.residuals(which)
+    offset = workout_offsets(cfg, table, s, n, np.array([0]))[0]
+    used = table[table["rank"] <= cfg.k]["hist_workout_id"].to_numpy()
+    return float(offset), int((n.reindex(used).fillna(0).to_numpy() > 0).sum())
