@@ -171,6 +171,12 @@ def test_recording_gaps_get_their_average_speed():
     inside = (grid.timestamp > 595) & (grid.timestamp < 900)
     assert grid.speed_source == "distance" and grid.paused[inside].all()
     assert not grid.paused[~inside].any()
+    # the pause is reported (start and length from the file's own timestamps), the run kept
+    assert grid.pauses == [(595.0, 305.0)]
+    from hrpred.serve.cli import format_pauses
+
+    line = format_pauses([{"start_s": a, "duration_s": d} for a, d in grid.pauses])
+    assert line == "1 pause(s): at 9.9 min for 5.1 min"
     # the distance interpolated across the gap gives its average speed (after the trailing
     # smoothing window has passed the gap's start)
     settled = inside & (grid.timestamp > 595 + rules.smooth_window * STEP)

@@ -158,6 +158,12 @@ def format_zone_bands(curves: list[tuple[str, dict[str, Any]]], bounds: list[flo
     return lines
 
 
+def format_pauses(pauses: list[dict[str, float]]) -> str:
+    """'2 pauses: at 12.0 min for 3.5 min, at 40.2 min for 12.0 min' (the run is kept)."""
+    parts = [f"at {p['start_s'] / 60:.1f} min for {p['duration_s'] / 60:.1f} min" for p in pauses]
+    return f"{len(pauses)} pause(s): " + ", ".join(parts)
+
+
 def format_summary(name: str, summary: dict[str, Any], warnings: list[str]) -> str:
     """The short text summary printed for one file: the population prediction and, with a
     profile, the personalised ones; with a calibrated band, the ranges of the population and
@@ -175,6 +181,8 @@ def format_summary(name: str, summary: dict[str, Any], warnings: list[str]) -> s
         f"{summary['step_s']:.2f} s",
         f"  predicted HR: {predicted}; {drift}",
     ]
+    if summary.get("pauses"):
+        lines.append(f"  {format_pauses(summary['pauses'])}")
     if "mae" in summary:
         lines.append(
             f"  recorded HR: avg {summary['recorded_avg_hr']:.1f} BPM; MAE {summary['mae']:.1f}, "

@@ -100,6 +100,8 @@ class Grid:
     point_speed_kmh: np.ndarray  # grid speed at the file's own points (linear)
     point_altitude_m: np.ndarray | None  # altitude at the file's points, None if absent
     warnings: list[str] = field(default_factory=list)
+    # recording gaps longer than the pause threshold: (start, length) in s from the start
+    pauses: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -234,6 +236,7 @@ def resample_activity(activity: Activity, step_s: float, speed: SpeedConfig) -> 
         altitude_m=grid_alt,
         step_s=float(step_s),
         paused=paused,
+        pauses=[(float(t[g] - t[0]), float(t[g + 1] - t[g])) for g in gaps],
         speed_source=sp.source,
         point_speed_kmh=np.interp(t, grid_t, grid_speed),
         point_altitude_m=None if altitude is None else np.asarray(altitude, dtype=np.float64),
@@ -319,6 +322,7 @@ def summarize(
         "step_s": grid.step_s,
         "n_steps": n,
         "speed_source": grid.speed_source,
+        "pauses": [{"start_s": a, "duration_s": d} for a, d in grid.pauses],
     }
     if hr_true is not None:
         ok = np.isfinite(hr_true)
