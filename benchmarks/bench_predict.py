@@ -1,15 +1,17 @@
 """Benchmark `hrpred predict`: wall time on a 1-hour 1 Hz GPX (Python start-up included), the
 same with `--profile` (a profile of 10 earlier runs: population, offset-personalised and, for a
 history model, learned personalised predictions), `hrpred profile` of those 10 runs, and the
-model's forward pass on one 500-step workout (CPU).
+model's forward pass on one 500-step workout (CPU). The commands run on the bundle's default
+backend (ONNX Runtime over model.onnx: no torch import) and, for comparison, `predict` with
+HRPRED_BACKEND=torch (the PyTorch model, as before ONNX Runtime served predictions).
 
 Uses models/bundle when it exists, else a bundle with a randomly initialised history model
 (`HistoryHRModel`) of the training architecture (params.yaml train/featurize/personal.learned)
-in benchmarks/scratch/ (timing does not depend on the weights; also when models/bundle was
-exported by older model code and no longer loads). models/bundle is timed from a copy in
-benchmarks/scratch/ (with params.yaml's `personal.offset`/`personal.residual` added when it
-was exported before bundles carried them). Rewrites the "## Predict" section of BENCHMARKS.md
-(created if absent).
+in benchmarks/scratch/, ONNX included (timing does not depend on the weights; also when
+models/bundle was exported by older model code and no longer loads). models/bundle is timed
+from a copy in benchmarks/scratch/ (with params.yaml's `personal.offset`/`personal.residual`
+added when it was exported before bundles carried them). Rewrites the "## Predict" section of
+BENCHMARKS.md (created if absent).
 
     python benchmarks/bench_predict.py [--runs 5] [--no-write]
 """
@@ -66,10 +68,10 @@ def bench_bundle() -> tuple[Path, str]:
     # rebuild at the real size: the tiny fixture model would flatter the forward pass
     import torch
 
-    from hrpred.export.bundle import CONFIG, WEIGHTS, save_weights
+    from hrpred.export.bundle import write_bundle
     from hrpred.model import HistoryHRModel, cpu_state_dict
 
-    b = load_bundle(out)
+    b = load_bundle(out, backend="torch")
     arch = {
         "input_size": len(feats),
         "hidden": train.hidden,
@@ -93,10 +95,7 @@ def bench_bundle() -> tuple[Path, str]:
     b.config["history"] = history
     torch.manual_seed(0)
     model = HistoryHRModel(arch, history, 145.0, 14.0)
-    save_weights(cpu_state_dict(model), out / WEIGHTS)
-    import json
-
-    (out / CONFIG).write_text(json.dumps(b.config, indent=2, sort_keys=True) + "\n")
+    write_bundle(out, cpu_state_dict(model), b.config, onnx=True)  # as export: model.onnx too
     what = "no trained bundle yet" if not stale else stale.removeprefix("; ")
     return out, f"random {arch['layers']}x{arch['hidden']} {learned.design} history LSTM ({what})"
 
@@ -109,8 +108,10 @@ def with_personal_rules(real: Path) -> tuple[Path, str]:
 
     out = WORK / "bundle_trained"
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "config.json"):
-        shutil.copyfile(real / name, out / name)
+    (out / "model.onnx").unlink(missing_ok=True)
+    for name in ("model.safetensors", "config.json", "model.onnx"):
+        if name != "model.onnx" or (real / name).exists():
+            shutil.copyfile(real / name, out / name)
     config = json.loads((out / "config.json").read_text())
     if "personal" in config:
         return out, "models/bundle (trained)"
@@ -121,18 +122,15 @@ def with_personal_rules(real: Path) -> tuple[Path, str]:
     return out, "models/bundle (trained; personalisers' rules from params.yaml, not yet exported)"
 
 
-def make_profile(bundle: Path, n_runs: int = 10) -> tuple[Path, float]:
-    """`hrpred profile` of `n_runs` 40-minute runs with HR on the days before the 1-hour run;
-    the profile and the command's wall time (s)."""
+def profile_cmd(bundle: Path, out: Path, n_runs: int = 10) -> list[str]:
+    """`hrpred profile` of `n_runs` 40-minute runs with HR on the days before the 1-hour run,
+    writing `out` (the run files are written now)."""
     past = [
         write_gpx(WORK / f"past_{i}.gpx", runner_workout(100 + i, 5.0, -(i + 1), n=300), hr=True)
         for i in range(n_runs)
     ]
-    out = WORK / "me.json"
     cmd = [sys.executable, "-m", "hrpred", "profile", *map(str, past), "-o", str(out)]
-    t0 = time.perf_counter()
-    subprocess.run([*cmd, "--bundle", str(bundle), "--quiet"], check=True, cwd=ROOT)
-    return out, time.perf_counter() - t0
+    return [*cmd, "--bundle", str(bundle), "--quiet"]
 
 
 def predict_cmd(bundle: Path, gpx: Path, *extra: str) -> list[str]:
@@ -140,20 +138,25 @@ def predict_cmd(bundle: Path, gpx: Path, *extra: str) -> list[str]:
     return [*cmd, "--out", str(WORK / "pred.csv"), "--quiet", *extra]
 
 
-def time_cmds(cmds: dict[str, list[str]], runs: int) -> dict[str, tuple[list[float], list[float]]]:
-    """Wall and CPU (user + sys) seconds of each command; the commands' runs alternate, so a
-    change in the machine's load hits all of them alike."""
+def time_cmds(
+    cmds: dict[str, tuple[list[str], str]], runs: int
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and CPU (user + sys) seconds of each (command, HRPRED_BACKEND); the commands' runs
+    alternate, so a change in the machine's load hits all of them alike."""
     import resource
 
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="0")
+    base = {k: v for k, v in os.environ.items() if k != "HRPRED_BACKEND"}
+    envs = {
+        k: dict(base, PYTHONDONTWRITEBYTECODE="0", HRPRED_BACKEND=b) for k, (_, b) in cmds.items()
+    }
     out: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in cmds}
-    for cmd in cmds.values():
-        subprocess.run(cmd, check=True, cwd=ROOT, env=env)  # warm the file cache and .pyc
+    for name, (cmd, _) in cmds.items():  # warm the file cache and .pyc
+        subprocess.run(cmd, check=True, cwd=ROOT, env=envs[name])
     for _ in range(runs):
-        for name, cmd in cmds.items():
+        for name, (cmd, _) in cmds.items():
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, cwd=ROOT, env=env)
+            subprocess.run(cmd, check=True, cwd=ROOT, env=envs[name])
             out[name][0].append(time.perf_counter() - t0)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
@@ -161,14 +164,14 @@ def time_cmds(cmds: dict[str, list[str]], runs: int) -> dict[str, tuple[list[flo
     return out
 
 
-def time_forward(bundle_dir: Path, runs: int) -> tuple[list[float], int]:
+def time_forward(bundle_dir: Path, runs: int, backend: str) -> list[float]:
+    """Seconds of `Bundle.predict` on one 500-step workout on `backend` (one intra-op thread
+    either way, as `hrpred predict` runs it: one sequence is latency-bound)."""
     import numpy as np
-    import torch
 
     from hrpred.serve.predict import load_bundle
 
-    torch.set_num_threads(1)  # as `hrpred predict` runs it (one sequence: latency-bound)
-    bundle = load_bundle(bundle_dir)
+    bundle = load_bundle(bundle_dir, backend=backend, torch_threads=1)
     x = np.random.default_rng(0).normal(0, 1, (1, 500, len(bundle.features))).astype(np.float32)
     for _ in range(5):
         bundle.predict(x)
@@ -177,22 +180,20 @@ def time_forward(bundle_dir: Path, runs: int) -> tuple[list[float], int]:
         t0 = time.perf_counter()
         bundle.predict(x)
         times.append(time.perf_counter() - t0)
-    return times, torch.get_num_threads()
+    return times
 
 
 def time_in_process(
     bundle_dir: Path, gpx: Path, profile: Path, runs: int
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], str]:
     """Seconds of `predict_activity` on the read file after all imports, without and with the
-    profile (loaded, bundle fingerprint checked, personalised): what personalisation adds."""
-    import torch
-
+    profile (loaded, bundle fingerprint checked, personalised): what personalisation adds; and
+    the backend it ran on (the default: what `hrpred predict` uses)."""
     from hrpred.io.userfiles import read_activity
     from hrpred.serve.predict import load_bundle, predict_activity
     from hrpred.serve.profile import check_compatible, load_profile
 
-    torch.set_num_threads(1)
-    bundle, activity = load_bundle(bundle_dir), read_activity(gpx)
+    bundle, activity = load_bundle(bundle_dir, torch_threads=1), read_activity(gpx)
     plain, personal = [], []
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -203,7 +204,7 @@ def time_in_process(
         predict_activity(bundle, activity, profile=prof)
         personal.append(time.perf_counter() - t1)
         plain.append(t1 - t0)
-    return plain, personal
+    return plain, personal, bundle.backend
 
 
 def write_section(text: str) -> None:
@@ -226,15 +227,21 @@ def main() -> None:
     load0 = os.getloadavg()[0]
     bundle, which = bench_bundle()
     gpx = write_gpx(WORK / "run_1h_1hz.gpx", simulated_workout(3600, 1.0), hr=True)
-    profile, profile_s = make_profile(bundle)
-    cmds = {
-        "plain": predict_cmd(bundle, gpx),
-        "profile": predict_cmd(bundle, gpx, "--profile", str(profile)),
-        "torch": [sys.executable, "-c", "import torch"],  # the start-up share nothing avoids
+    profile = WORK / "me.json"
+    build = profile_cmd(bundle, profile)
+    subprocess.run(build, check=True, cwd=ROOT)  # the profile `--profile` reads
+    py = sys.executable
+    cmds = {  # (command, HRPRED_BACKEND): "" = the default (ONNX Runtime with model.onnx)
+        "plain": (predict_cmd(bundle, gpx), ""),
+        "profile": (predict_cmd(bundle, gpx, "--profile", str(profile)), ""),
+        "build": (profile_cmd(bundle, WORK / "me_timed.json"), ""),
+        "plain_torch": (predict_cmd(bundle, gpx), "torch"),
+        "torch": ([py, "-c", "import torch"], ""),  # what the ONNX backend no longer loads
+        "ort": ([py, "-c", "import onnxruntime"], ""),  # what it loads instead
     }
     timed = time_cmds(cmds, args.runs)
-    fwd, threads = time_forward(bundle, args.forward_runs)
-    inproc = time_in_process(bundle, gpx, profile, args.forward_runs)
+    fwd = {b: time_forward(bundle, args.forward_runs, b) for b in ("onnx", "torch")}
+    plain_ms, personal_ms, backend = time_in_process(bundle, gpx, profile, args.forward_runs)
     cpu = platform.processor() or platform.machine()
     load = os.getloadavg()  # the machine may be shared: say how busy it was
 
@@ -245,10 +252,20 @@ def main() -> None:
             f"| {max(wall):.2f} s | {statistics.median(used):.2f} s | {target} |\n"
         )
 
+    def fwd_row(label: str, key: str, target: str = "< 10 ms") -> str:
+        t = fwd[key]
+        return (
+            f"| model forward, one 500-step workout, CPU, {label}, {len(t)} runs | "
+            f"{1000 * statistics.median(t):.2f} ms | {1000 * min(t):.2f} ms | "
+            f"{1000 * max(t):.2f} ms | | {target} |\n"
+        )
+
     text = (
         "## Predict\n\n"
         f"`python benchmarks/bench_predict.py` on {os.cpu_count()} CPU cores ({cpu}), "
-        f"Python {platform.python_version()}, torch threads {threads}; bundle: {which}; "
+        f"Python {platform.python_version()}; bundle: {which}; backend: {backend} (ONNX "
+        "Runtime over model.onnx, 1 intra-op thread, torch never imported; `HRPRED_BACKEND="
+        "torch` runs the PyTorch model with 1 thread instead); "
         f"1-min load average {load0:.1f} at the start, {load[0]:.1f} / {load[1]:.1f} / "
         f"{load[2]:.1f} (1/5/15 min) at the end (shared machine). Wall times include Python "
         "start-up; CPU = user + sys time of the command.\n\n"
@@ -260,23 +277,26 @@ def main() -> None:
             "same file",
             "profile",
         )
-        + row("of which: `python -c 'import torch'` alone", "torch", "")
-        + f"| of which: `predict_activity` in-process (after imports), without / with the "
-        f"profile, {len(inproc[0])} runs | {1000 * statistics.median(inproc[0]):.0f} / "
-        f"{1000 * statistics.median(inproc[1]):.0f} ms | | | | |\n"
-        f"| `hrpred profile` of the 10 earlier runs (40-min GPX each), 1 run | "
-        f"{profile_s:.2f} s | | | | |\n"
-        f"| model forward, one 500-step workout, CPU, {len(fwd)} runs | "
-        f"{1000 * statistics.median(fwd):.2f} ms | {1000 * min(fwd):.2f} ms | "
-        f"{1000 * max(fwd):.2f} ms | | < 10 ms |\n"
+        + row("`hrpred profile` of the 10 earlier runs (40-min GPX each)", "build", "")
+        + row("`hrpred predict`, same file, `HRPRED_BACKEND=torch` (before)", "plain_torch", "")
+        + row("`python -c 'import torch'` alone (the torch backend's start-up)", "torch", "")
+        + row("`python -c 'import onnxruntime'` alone", "ort", "")
+        + f"| `predict_activity` in-process (after imports), without / with the "
+        f"profile, {len(plain_ms)} runs | {1000 * statistics.median(plain_ms):.0f} / "
+        f"{1000 * statistics.median(personal_ms):.0f} ms | | | | |\n"
+        + fwd_row("ONNX Runtime", "onnx")
+        + fwd_row("PyTorch", "torch")
     )
-    wall = statistics.median(timed["profile"][0])
-    added = statistics.median(inproc[1]) - statistics.median(inproc[0])
+    wall = statistics.median(timed["plain"][0])
+    before = statistics.median(timed["plain_torch"][0])
+    added = statistics.median(personal_ms) - statistics.median(plain_ms)
     text += (
-        f"\nPersonalising adds {1000 * added:.0f} ms to the prediction itself; `import torch` "
-        f"alone is {100 * statistics.median(timed['torch'][0]) / wall:.0f}% of the "
-        "`--profile` wall time, so the total follows the machine's load and start-up costs "
-        "(torch, pandas, the GPX parser), not the personalisation.\n"
+        f"\n`hrpred predict` takes {wall:.2f} s against {before:.2f} s on the torch backend "
+        f"({before / wall:.1f}x): `import torch` alone is "
+        f"{statistics.median(timed['torch'][0]):.2f} s, `import onnxruntime` "
+        f"{statistics.median(timed['ort'][0]):.2f} s. Personalising adds "
+        f"{1000 * added:.0f} ms to the prediction itself; the rest of the wall time is "
+        "start-up (Python, numpy, pandas, the GPX parser), so it follows the machine's load.\n"
     )
     print(text)
     if not args.no_write:

@@ -29,7 +29,7 @@ def hrpred(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
-    make_bundle(d / "bundle", step_s=8.0)
+    make_bundle(d / "bundle", step_s=8.0, onnx=True)  # as export writes it: model.onnx too
     w = simulated_workout(n=300, step_s=4.0, seed=11)
     good = {
         "gpx": write_gpx(d / "run.gpx", w, speed=True),
@@ -55,24 +55,34 @@ def _no_traceback(res: subprocess.CompletedProcess) -> None:
     assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
 
 
-def test_predict_good_files_without_web_or_onnx_imports(files):
-    """Three formats of one workout; the predict path must not import gradio/matplotlib/onnx."""
+HEAVY = ("torch", "gradio", "matplotlib", "onnx")  # never imported by predict/profile
+
+
+def run_main(argvs: list[list[str]], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """`hrpred.serve.cli.main` on each argv in one fresh interpreter (stops at the first
+    failure); stderr ends with the line `modules [...]`: which of HEAVY were imported."""
+    code = (
+        "import sys; from hrpred.serve.cli import main; "
+        f"rc = next((rc for argv in {argvs!r} if (rc := main(argv))), 0); "
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]; "
+        "print('modules', heavy, file=sys.stderr); sys.exit(rc)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd), **env},
+    )  # fmt: skip
+
+
+def test_predict_good_files_without_torch_web_or_onnx_imports(files):
+    """Three formats of one workout; the predict path must not import torch (the bundle has
+    model.onnx: ONNX Runtime predicts), gradio, matplotlib or the `onnx` package."""
     d, good, _ = files
     argv = [
         "predict", str(good["gpx"]), str(good["csv"]), str(good["fit"]),
         "--bundle", str(d / "bundle"), "--out", str(d / "out.csv"), "--age", "40",
         "--gender", "female",
     ]  # fmt: skip
-    code = (
-        "import sys; from hrpred.serve.cli import main; "
-        f"rc = main({argv!r}); "
-        "heavy = [m for m in ('gradio', 'matplotlib', 'onnx', 'onnxruntime') if m in sys.modules]; "
-        "print('modules', heavy, file=sys.stderr); sys.exit(rc)"
-    )
-    res = subprocess.run(
-        [sys.executable, "-c", code], cwd=d, capture_output=True, text=True, timeout=120,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(d)},
-    )  # fmt: skip
+    res = run_main([argv], d)
     assert res.returncode == 0, res.stderr
     assert res.stderr.strip() == "modules []"
     out = pd.read_csv(d / "out.csv")
@@ -225,3 +235,44 @@ def test_band_is_printed_and_written(files, tmp_path, capsys):
     plain = capsys.readouterr().out
     assert plain.count("no uncertainty band") == 1 and "80% band" not in plain
     assert "predicted HR: avg" in plain and "zones (max HR" in plain
+
+
+# --------------------------------------------------------------------------- the ONNX backend
+
+
+def test_profile_and_predict_on_onnx_runtime_match_torch(tmp_path):
+    """A history bundle with model.onnx: `hrpred profile` and `predict --profile` never import
+    torch, and give what HRPRED_BACKEND=torch gives (export's parity tolerance, 1e-3 BPM, plus
+    the CSV's rounding to 3 decimals)."""
+    import json
+
+    from tests.predict_fixtures import runner_workout
+    from tests.test_export_band import CAL, write_random_bundle
+
+    bundle = write_random_bundle(tmp_path / "bundle", history=True, band=CAL)
+    past = [write_gpx(tmp_path / f"past_{i}.gpx", runner_workout(40 + i, 8.0, i)) for i in range(3)]
+    later = write_gpx(tmp_path / "later.gpx", runner_workout(50, 8.0, 9))
+    out = {}
+    for backend in ("auto", "torch"):
+        me, csv = tmp_path / f"me_{backend}.json", tmp_path / f"pred_{backend}.csv"
+        argvs = [
+            ["profile", *map(str, past), "-o", str(me), "--bundle", str(bundle), "--quiet"],
+            ["predict", str(later), "--bundle", str(bundle), "--profile", str(me),
+             "--out", str(csv), "--quiet"],
+        ]  # fmt: skip
+        res = run_main(argvs, tmp_path, HRPRED_BACKEND=backend)
+        assert res.returncode == 0, res.stderr
+        out[backend] = json.loads(me.read_text()), pd.read_csv(csv)
+        imported = res.stderr.strip().splitlines()[-1]
+        assert imported == ("modules []" if backend == "auto" else "modules ['torch']")
+    (prof, table), (prof_t, table_t) = out["auto"], out["torch"]
+    assert prof["bundle"] == prof_t["bundle"]  # the same fingerprint on either backend
+    for run, run_t in zip(prof["runs"], prof_t["runs"], strict=True):
+        for kind in ("cold", "personal"):
+            got, want = run["residuals"][kind], run_t["residuals"][kind]
+            assert got["n"] == want["n"] > 0
+            assert abs(got["sum"] - want["sum"]) / got["n"] <= 1e-3  # mean residual
+    assert list(table.columns) == list(table_t.columns)
+    assert {"hr_pred", "hr_offset", "hr_personal", "hr_p10", "hr_p90"} <= set(table.columns)
+    diff = (table - table_t).abs().max()
+    assert diff.max() <= 2e-3, diff

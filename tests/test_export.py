@@ -54,7 +54,7 @@ def onnx_bundle(tmp_path_factory):
 def test_onnx_matches_pytorch_within_1e3_bpm(onnx_bundle):
     import onnxruntime as ort
 
-    bundle = load_bundle(onnx_bundle)
+    bundle = load_bundle(onnx_bundle, backend="torch")  # the PyTorch reference
     session = ort.InferenceSession(str(onnx_bundle / "model.onnx"))
     x = _test_like_batch()
     got = session.run(["hr_bpm"], {"features": x})[0]
@@ -402,7 +402,7 @@ def test_history_bundle_onnx_matches_pytorch_with_and_without_context(tmp_path) 
     feeds = {"features": x[:3, :50], "context": ctx.values[:3],
              "context_mask": ctx.mask[:3].astype(np.float32)}  # fmt: skip
     got = session.run(None, feeds)[0]
-    loaded = load_bundle(out)
+    loaded = load_bundle(out, backend="torch")  # the PyTorch reference
     warm = loaded.predict(x[:3, :50], context=(ctx.values[:3], ctx.mask[:3]))
     assert np.abs(got - warm).max() <= 1e-3
     cold = loaded.predict(x[:3, :50])

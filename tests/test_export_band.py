@@ -1,5 +1,6 @@
 """The bundle's 80% band (issue 14): `Bundle.predict_band` / `average_band`, the ONNX outputs
-`spread_bpm`, `hr_p10`, `hr_p90` and their parity with PyTorch, and the model card's band section.
+`spread_bpm`, `hr_p10`, `hr_p90` and their parity with PyTorch, the model card's band section,
+and the two prediction backends (ONNX Runtime, PyTorch) agreeing on every output.
 
 Small random models (no training) with a randomised spread head, so the spread varies along the
 workout and with the context; the band is checked against an independent numpy computation
@@ -11,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,7 @@ from tests.predict_fixtures import (
 )
 
 K, T = 10, 120  # context entries, steps per row
+TOLERANCE = 1e-3  # BPM: export's ONNX parity tolerance, which the backends must keep
 # "1-2" too few validation workouts: falls back to the pooled multiplier
 CAL = Calibration(
     0.8,
@@ -87,7 +90,9 @@ def _contexts(counts: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return np.where(mask[..., None], values, 0.0).astype(np.float32), mask
 
 
-def _write(out: Path, *, history: bool, band: Calibration | None, check: bool = True) -> Path:
+def write_random_bundle(
+    out: Path, *, history: bool, band: Calibration | None, check: bool = True
+) -> Path:
     """A bundle of a random (history) model with a randomised spread head, ONNX included."""
     import torch
 
@@ -133,7 +138,7 @@ def _write(out: Path, *, history: bool, band: Calibration | None, check: bool = 
 
 @pytest.fixture(scope="module")
 def history_band(tmp_path_factory) -> Path:
-    return _write(tmp_path_factory.mktemp("hb") / "bundle", history=True, band=CAL)
+    return write_random_bundle(tmp_path_factory.mktemp("hb") / "bundle", history=True, band=CAL)
 
 
 @functools.cache
@@ -153,7 +158,7 @@ def _run_onnx(path: Path, x: np.ndarray, ctx=None) -> dict[str, np.ndarray]:
 
 
 def test_history_band_pytorch_and_onnx_agree_and_follow_the_table(history_band) -> None:
-    bundle = load_bundle(history_band)
+    bundle = load_bundle(history_band, backend="torch")
     assert bundle.calibration == CAL
     x = _features(len(COUNTS), seed=11)
     ctx = _contexts(COUNTS, seed=5)
@@ -207,8 +212,8 @@ def test_workout_average_band(history_band) -> None:
 
 
 def test_population_band_uses_the_cold_multiplier(tmp_path) -> None:
-    path = _write(tmp_path / "pop", history=False, band=CAL)
-    bundle = load_bundle(path)
+    path = write_random_bundle(tmp_path / "pop", history=False, band=CAL)
+    bundle = load_bundle(path, backend="torch")
     x = _features(4)
     hr, lo, hi = bundle.predict_band(x, context=_contexts(COUNTS[:4]))  # context ignored
     _, spread = bundle.predict_spread(x)
@@ -221,10 +226,16 @@ def test_population_band_uses_the_cold_multiplier(tmp_path) -> None:
     )
     assert bundle.config["onnx"]["band"]["step_multiplier_by_context_count"] == [CAL.step["0"]]
     assert bundle.config["onnx"]["parity"]["max_abs_diff_bpm"] <= 1e-3
+    # the ONNX backend (the default with model.onnx) gives the same band, context ignored
+    ort = load_bundle(path)
+    assert ort.backend == "onnx"
+    got_band = ort.predict_band(x, context=_contexts(COUNTS[:4]))
+    for a, b in zip(got_band, (hr, lo, hi), strict=True):
+        assert a.dtype == np.float32 and np.abs(a - b).max() <= TOLERANCE
 
 
 def test_bundle_without_band(tmp_path) -> None:
-    path = _write(tmp_path / "plain", history=True, band=None)
+    path = write_random_bundle(tmp_path / "plain", history=True, band=None)
     bundle = load_bundle(path)
     assert bundle.calibration is None
     with pytest.raises(BundleError, match="no calibrated band") as info:
@@ -268,3 +279,76 @@ def test_card_states_the_band(history_band) -> None:
     assert "| 0 | 40 | 79.0% | 17.25 | 77.5% |" in card
     assert f"`{ONNX_LOWER}` and `{ONNX_UPPER}`" in card
     assert not math.isnan(config["onnx"]["parity"]["by_output_bpm"][ONNX_UPPER])
+
+
+def _max_diff(got, want) -> float:
+    """Largest |got - want| over arrays of the same shape and dtype (float32)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype == np.float32
+    return float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
+
+
+def test_onnx_backend_matches_the_torch_backend(history_band, monkeypatch) -> None:
+    """ONNX Runtime (the default with model.onnx) against PyTorch: HR, spread and band, with
+    and without context, batched and single, within export's parity tolerance."""
+    import hrpred.export.bundle as bundle_mod
+
+    ort, ref = load_bundle(history_band), load_bundle(history_band, backend="torch")
+    assert (ort.backend, ref.backend) == ("onnx", "torch")
+    monkeypatch.setattr(bundle_mod, "PREDICT_BATCH", 3)  # 8 rows: batches of 3, 3, 2
+    x = _features(len(COUNTS), seed=21)  # NaN-padded tails, as real rows
+    ctx = _contexts(COUNTS, seed=8)
+    cold = (np.zeros_like(ctx[0]), np.zeros_like(ctx[1]))
+    for context in (ctx, None, cold):
+        assert _max_diff(ort.predict(x, context), ref.predict(x, context)) <= TOLERANCE
+        pairs = zip(ort.predict_spread(x, context), ref.predict_spread(x, context), strict=True)
+        assert max(_max_diff(a, b) for a, b in pairs) <= TOLERANCE
+        pairs = zip(ort.predict_band(x, context), ref.predict_band(x, context), strict=True)
+        assert max(_max_diff(a, b) for a, b in pairs) <= TOLERANCE
+    # the context matters on both (so the comparison above is not of two cold curves)
+    assert np.abs(ort.predict(x, ctx) - ort.predict(x))[COUNTS > 0].max() > 0.01
+    one = (ctx[0][3], ctx[1][3])  # a single workout [T, F] with a [K, C] context
+    assert _max_diff(ort.predict(x[3], one), ref.predict(x[3], one)) <= TOLERANCE
+    pairs = zip(ort.predict_spread(x[3]), ref.predict_spread(x[3]), strict=True)
+    assert max(_max_diff(a, b) for a, b in pairs) <= TOLERANCE
+    # a context of another length than the graph's K runs on the PyTorch model: identical
+    short = (ctx[0][:, :4], ctx[1][:, :4])
+    np.testing.assert_array_equal(ort.predict(x, short), ref.predict(x, short))
+    # the same input errors as the PyTorch path
+    for bad in (x[..., :-1], x[None]):
+        with pytest.raises(ValueError) as want:
+            ref.predict(bad)
+        with pytest.raises(ValueError, match=re.escape(str(want.value))):
+            ort.predict(bad)
+    # the PyTorch model is still there, built on first use; its torch twin is the reference
+    assert sum(p.numel() for p in ort.model.parameters()) > 0
+    np.testing.assert_array_equal(ort.on_torch().predict(x, ctx), ref.predict(x, ctx))
+
+
+def test_backend_choice_and_errors(history_band, tmp_path, monkeypatch) -> None:
+    """HRPRED_BACKEND (torch, onnx, auto), a bundle without model.onnx, and broken files."""
+    import shutil
+
+    monkeypatch.setenv("HRPRED_BACKEND", "torch")
+    assert load_bundle(history_band).backend == "torch"
+    monkeypatch.setenv("HRPRED_BACKEND", "onnx")
+    assert load_bundle(history_band).backend == "onnx"
+    monkeypatch.setenv("HRPRED_BACKEND", "gpu")
+    with pytest.raises(BundleError, match="HRPRED_BACKEND=gpu: must be one of") as info:
+        load_bundle(history_band)
+    assert "\n" not in str(info.value)
+    monkeypatch.delenv("HRPRED_BACKEND")
+    no_graph = shutil.copytree(history_band, tmp_path / "no_graph")
+    (no_graph / "model.onnx").unlink()
+    assert load_bundle(no_graph).backend == "torch"  # auto: the PyTorch model, as before
+    with pytest.raises(BundleError, match="HRPRED_BACKEND=onnx: .* has no model.onnx"):
+        load_bundle(no_graph, backend="onnx")
+    broken = shutil.copytree(history_band, tmp_path / "broken")
+    (broken / "model.onnx").write_bytes(b"garbage")
+    with pytest.raises(BundleError, match="cannot load the ONNX graph.*HRPRED_BACKEND=torch"):
+        load_bundle(broken)
+    assert load_bundle(broken, backend="torch").backend == "torch"
+    (broken / "model.onnx").write_bytes((history_band / "model.onnx").read_bytes())
+    (broken / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(BundleError, match="cannot load the weights"):
+        load_bundle(broken)  # checked at load on the ONNX backend too

@@ -327,3 +327,27 @@ def test_malformed_band_is_a_one_line_bundle_error(tmp_path, bundle_dir):
     with pytest.raises(BundleError, match="band: .*re-export") as exc:
         predict_activity(broken, act)
     assert "\n" not in str(exc.value)
+
+
+def test_onnx_backend_predicts_as_the_torch_backend(tmp_path):
+    """A bundle with model.onnx predicts on ONNX Runtime; per-point HR, band and summary match
+    the PyTorch backend within export's parity tolerance (1e-3 BPM), and the PyTorch model
+    (`Bundle.model`) is still there for whoever needs it, built on first use."""
+    src = make_bundle(tmp_path / "onnx", step_s=STEP, seq_len=200, onnx=True)
+    path = with_band(src, tmp_path / "banded")
+    ort, ref = load_bundle(path), load_bundle(path, backend="torch")
+    assert (ort.backend, ref.backend) == ("onnx", "torch")
+    w = simulated_workout(n=320, step_s=STEP, seed=9)
+    act = read_activity(write_gpx(tmp_path / "w.gpx", w, speed=True))
+    got, want = predict_activity(ort, act), predict_activity(ref, act)
+    np.testing.assert_allclose(got.hr_grid, want.hr_grid, rtol=0, atol=1e-3)
+    assert list(got.frame.columns) == list(want.frame.columns)
+    for col in ("hr_pred", "hr_p10", "hr_p50", "hr_p90"):
+        np.testing.assert_allclose(got.frame[col], want.frame[col], rtol=0, atol=1e-3)
+    assert got.summary["avg_hr"] == pytest.approx(want.summary["avg_hr"], abs=1e-3)
+    assert got.summary["band"]["avg_hr"] == pytest.approx(want.summary["band"]["avg_hr"], abs=1e-3)
+    assert got.warnings == want.warnings
+    m = ort.model  # the same weights as the torch backend's model
+    mine, theirs = m.state_dict(), ref.model.state_dict()
+    assert list(mine) == list(theirs)
+    assert all(torch.equal(mine[k], theirs[k]) for k in mine)

@@ -315,3 +315,36 @@ def test_band_narrows_with_ten_earlier_runs(bundle_dir, tmp_path, capsys) -> Non
     table = pd.read_csv(out)
     assert list(table.columns)[-4:] == ["hr_personal", "hr_p10", "hr_p50", "hr_p90"]
     pd.testing.assert_series_equal(table["hr_p50"], table["hr_personal"], check_names=False)
+
+
+def test_onnx_backend_profile_matches_torch(bundle_dir, runner, tmp_path) -> None:
+    """The trained history bundle re-exported with model.onnx: the fingerprint is the same on
+    either backend (read from model.safetensors without torch, or from the built model), and
+    the profile's residuals and the personalised prediction match the PyTorch backend's
+    within export's parity tolerance (1e-3 BPM per step)."""
+    import copy
+
+    from hrpred.export.bundle import write_bundle
+
+    ref = load_bundle(bundle_dir)
+    onnx_dir = tmp_path / "onnx_bundle"
+    write_bundle(onnx_dir, ref.model.state_dict(), copy.deepcopy(ref.config), onnx=True)
+    ort = load_bundle(onnx_dir)
+    assert (ort.backend, load_bundle(onnx_dir, backend="torch").backend) == ("onnx", "torch")
+    fingerprint = bundle_fingerprint(ort)  # from the file: the model is not built yet
+    assert fingerprint == bundle_fingerprint(ref)
+    prof, _ = build_profile(ort, runner["files"])
+    prof_t, _ = build_profile(ref, runner["files"])
+    assert prof.content["bundle"] == prof_t.content["bundle"]
+    for run, run_t in zip(prof.runs, prof_t.runs, strict=True):
+        for kind in ("cold", "personal"):
+            got, want = run["residuals"][kind], run_t["residuals"][kind]
+            assert got["n"] == want["n"] > 0
+            assert abs(got["sum"] - want["sum"]) <= 1e-3 * got["n"]
+    act = read_activity(runner["later"])
+    got, want = predict_activity(ort, act, profile=prof_t), predict_activity(ref, act, profile=prof)
+    for col in ("hr_pred", "hr_offset", "hr_personal"):
+        np.testing.assert_allclose(got.frame[col], want.frame[col], rtol=0, atol=2e-3)
+    assert got.summary["personal"]["context_runs"] == want.summary["personal"]["context_runs"] > 0
+    assert sum(p.numel() for p in ort.model.parameters()) > 0  # built now: the same digest
+    assert bundle_fingerprint(ort) == fingerprint

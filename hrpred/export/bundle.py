@@ -18,13 +18,21 @@ section to config.json (the checkpoint's: architecture, context features, contex
 its ONNX graph takes two more inputs: `context` [batch, K, C] (UNSCALED context values,
 `hrpred.personal.context.CONTEXT_FEATURES`) and `context_mask` [batch, K] (float32, 1 = a real
 earlier workout, 0 = padding; all 0 = cold start). A population bundle is unchanged.
+
+Backends: `load_bundle` runs predictions with ONNX Runtime (model.onnx, CPU, one intra-op
+thread) when the bundle has model.onnx and `onnxruntime` imports, so predicting never imports
+torch; otherwise (no model.onnx, `onnxruntime` missing, or HRPRED_BACKEND=torch in the
+environment) with the PyTorch model, as before. Export checks that both agree within its parity
+tolerance on every output. The PyTorch model (`Bundle.model`) is built on first access either
+way, so callers that need it (export, tests) keep it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -37,6 +45,7 @@ from hrpred.store import json_ready
 from hrpred.timeseries import SpeedConfig
 
 if TYPE_CHECKING:
+    import onnxruntime
     import torch
 
     from hrpred.uncertainty import Calibration
@@ -54,6 +63,15 @@ ONNX_OUTPUT = "hr_bpm"
 ONNX_SPREAD = "spread_bpm"  # the per-step Laplace scale b (BPM)
 ONNX_LOWER = "hr_p10"  # lower end of the calibrated band (hr_bpm - q * spread_bpm)
 ONNX_UPPER = "hr_p90"  # upper end (hr_bpm + q * spread_bpm)
+BACKEND_ENV = "HRPRED_BACKEND"  # "torch": never ONNX Runtime; "onnx": only it; unset/"auto"
+BACKENDS = ("auto", "onnx", "torch")
+PREDICT_BATCH = 256  # workouts per forward pass (as `hrpred.model.predict`)
+# safetensors dtype -> torch's name of it (`Bundle.weight_records` without torch)
+_TORCH_DTYPES = {
+    "F64": "torch.float64", "F32": "torch.float32", "F16": "torch.float16",
+    "I64": "torch.int64", "I32": "torch.int32", "I16": "torch.int16", "I8": "torch.int8",
+    "U8": "torch.uint8", "BOOL": "torch.bool",
+}  # fmt: skip
 
 
 class BundleError(HrpredError, ValueError):
@@ -181,13 +199,70 @@ def dumps_json(obj: Any) -> str:
 # --------------------------------------------------------------------------- bundle object
 
 
-@dataclass
 class Bundle:
-    """A loaded bundle: the eval-mode model plus everything needed to feed it."""
+    """A loaded bundle: its config, the model (PyTorch, built on first access, and/or an ONNX
+    Runtime session of model.onnx) and everything needed to feed it.
 
-    config: dict[str, Any]
-    model: torch.nn.Module
-    path: Path | None = None
+    `model` given: that eval-mode module; None: built from `path`/model.safetensors when first
+    needed. `session` (ONNX Runtime over model.onnx, `load_bundle`): predictions run there
+    (backend "onnx"), except for a context of another length than the graph's K; None: on
+    the PyTorch model (backend "torch"). `torch_threads`: intra-op threads torch is set to
+    when this bundle builds its model (None: torch's setting is left alone).
+    """
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        model: torch.nn.Module | None = None,
+        path: Path | None = None,
+        *,
+        session: onnxruntime.InferenceSession | None = None,
+        torch_threads: int | None = None,
+    ) -> None:
+        self.config = config
+        self.path = path
+        self.session = session
+        self.torch_threads = torch_threads
+        self._model = model
+
+    @property
+    def backend(self) -> str:
+        """`onnx` (predictions by ONNX Runtime) or `torch` (by the PyTorch model)."""
+        return "torch" if self.session is None else "onnx"
+
+    def on_torch(self) -> Bundle:
+        """This bundle with the torch backend: itself when it has it, else a twin sharing its
+        config, path and (built on first use) PyTorch model."""
+        if self.session is None:
+            return self
+        return Bundle(self.config, self.model, self.path, torch_threads=self.torch_threads)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The eval-mode PyTorch model, loaded from model.safetensors on first access
+        (BundleError when the weights do not fit the config)."""
+        if self._model is None:
+            if self.path is None:
+                raise BundleError("bundle has neither a model nor a directory to load it from")
+            self._model = _load_model(self.config, self.path / WEIGHTS, self.torch_threads)
+        return self._model
+
+    def weight_records(self) -> list[tuple[str, str, tuple[int, ...], bytes]]:
+        """(name, torch dtype name, shape, raw bytes) of every tensor of the model's state dict,
+        sorted by name. Read from model.safetensors without torch while the model is not built
+        (the same bytes `load_state_dict` copies); from the model's state dict once it is."""
+        if self._model is None and self.path is not None:
+            records = _file_weight_records(self.path / WEIGHTS)
+            if records is not None:
+                return records
+        import torch
+
+        out = []
+        for name, tensor in sorted(self.model.state_dict().items()):
+            t = tensor.detach().cpu().contiguous()
+            raw = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+            out.append((name, str(t.dtype), tuple(t.shape), raw))
+        return out
 
     @property
     def features(self) -> list[str]:
@@ -249,9 +324,65 @@ class Bundle:
         """HR (BPM) for unscaled features [T, F] -> [T] or [N, T, F] -> [N, T]; `context` =
         (raw values [N, K, C], mask [N, K]) (or [K, C], [K]) for a history model, None = cold
         start (see `hrpred.model.predict`)."""
+        if self._onnx_fits(context):
+            return self._onnx_predict(features_unscaled, context, with_spread=False)[0]
         from hrpred.model import predict
 
         return predict(self.model, self.checkpoint_view(), features_unscaled, context=context)
+
+    def _onnx_fits(self, context: tuple[np.ndarray, np.ndarray] | None) -> bool:
+        """The ONNX session can run this call: a session, and a context (if any, for a
+        history model) of the graph's length K."""
+        if self.session is None:
+            return False
+        if context is None or self.history is None:
+            return True
+        return np.shape(context[1])[-1] == _graph_k(self.session)
+
+    def _onnx_predict(
+        self,
+        features_unscaled: np.ndarray,
+        context: tuple[np.ndarray, np.ndarray] | None,
+        with_spread: bool,
+    ) -> tuple[np.ndarray, ...]:
+        """(HR[, spread]) float32 from the ONNX session, in the shapes and with the checks of
+        `hrpred.model.predict`; the graph holds the feature and context scalers, so it is fed
+        the unscaled features, the raw context values and the mask as float 0/1."""
+        assert self.session is not None
+        arr = features_unscaled
+        single = arr.ndim == 2
+        if single:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise ValueError(f"features must be [N, T, F] or [T, F], got shape {arr.shape}")
+        if arr.shape[-1] != len(self.features):
+            raise ValueError(
+                f"features have {arr.shape[-1]} columns, the model expects {len(self.features)}"
+            )
+        n = arr.shape[0]
+        ctx = mask = None
+        if self.history is not None:
+            k, c = _graph_k(self.session), len(self.history["context_features"])
+            if context is None:
+                ctx, mask = np.zeros((n, k, c), np.float32), np.zeros((n, k), np.float32)
+            else:
+                ctx, mask = (np.asarray(v) for v in context)
+                if single:
+                    ctx, mask = ctx[None], mask[None]
+                if ctx.shape[0] != n or ctx.shape[-1] != c:
+                    raise ValueError(f"context has shape {ctx.shape}; expected [{n}, K, {c}]")
+                mask = np.asarray(mask, bool).astype(np.float32)
+        names = [ONNX_OUTPUT, ONNX_SPREAD] if with_spread else [ONNX_OUTPUT]
+        outs = [np.empty(arr.shape[:2], dtype=np.float32) for _ in names]
+        for start in range(0, n, PREDICT_BATCH):
+            stop = start + PREDICT_BATCH
+            feeds = {ONNX_INPUT: np.ascontiguousarray(arr[start:stop], dtype=np.float32)}
+            if ctx is not None and mask is not None:
+                feeds[ONNX_CONTEXT] = np.ascontiguousarray(ctx[start:stop], dtype=np.float32)
+                feeds[ONNX_CONTEXT_MASK] = np.ascontiguousarray(mask[start:stop])
+            for out, got in zip(outs, self.session.run(names, feeds), strict=True):
+                out[start : start + len(feeds[ONNX_INPUT])] = got
+        return tuple(o[0] for o in outs) if single else tuple(outs)
 
     # ------------------------------------------------------------------ the 80% band (issue 14)
 
@@ -304,6 +435,9 @@ class Bundle:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(HR, spread) in BPM, float32, the shapes of `predict`: the network's central curve
         and its per-step Laplace scale b (uncalibrated)."""
+        if self._onnx_fits(context):
+            hr, spread = self._onnx_predict(features_unscaled, context, with_spread=True)
+            return hr, spread
         from hrpred.model import predict
 
         hr, spread = predict(
@@ -385,8 +519,15 @@ def model_from_config(config: Mapping[str, Any]) -> torch.nn.Module:
     return build_model(config["model"]["config"], mean, std)
 
 
-def load_bundle(directory: str | Path) -> Bundle:
-    """Load `model.safetensors` + `config.json` from a bundle directory (no pickle)."""
+def load_bundle(
+    directory: str | Path, *, backend: str | None = None, torch_threads: int | None = None
+) -> Bundle:
+    """Load a bundle directory (`model.safetensors` + `config.json`, no pickle) and pick its
+    prediction backend: `backend` `onnx` (model.onnx with ONNX Runtime; BundleError when it
+    cannot), `torch` (the PyTorch model) or `auto` (onnx when the bundle has model.onnx and
+    onnxruntime imports, else torch); None reads HRPRED_BACKEND (unset: auto). The torch
+    backend builds the model here (and imports torch); the onnx one checks that the weights
+    file reads and leaves the model to its first use. `torch_threads`: see `Bundle`."""
     directory = Path(directory)
     cfg_path, weights = directory / CONFIG, directory / WEIGHTS
     if not directory.is_dir():
@@ -407,14 +548,111 @@ def load_bundle(directory: str | Path) -> Bundle:
             f"{cfg_path}: bundle format {config.get('format_version')} is newer than this "
             f"hrpred ({BUNDLE_VERSION}); upgrade hrpred"
         )
-    from safetensors.torch import load_file
-
     from hrpred.features.registry import REGISTRY
 
     unknown = [f for f in config["features"] if f not in REGISTRY]
     if unknown:
         raise BundleError(f"{cfg_path}: features {unknown} are unknown to this hrpred version")
     speed_config(config)
+    session = _onnx_backend(directory, config, _backend_choice(backend))
+    bundle = Bundle(config, path=directory, session=session, torch_threads=torch_threads)
+    if session is None:
+        bundle.model  # noqa: B018 - the torch backend loads (and checks) the weights now
+    elif not _weights_readable(weights):
+        raise BundleError(f"{weights}: cannot load the weights (not a safetensors file)")
+    return bundle
+
+
+def _backend_choice(backend: str | None) -> str:
+    choice = (os.environ.get(BACKEND_ENV, "") if backend is None else backend).strip().lower()
+    choice = choice or "auto"
+    if choice not in BACKENDS:
+        where = f"{BACKEND_ENV}={choice}" if backend is None else f"backend {choice!r}"
+        raise BundleError(f"{where}: must be one of {', '.join(BACKENDS)}")
+    return choice
+
+
+def _onnx_backend(
+    directory: Path, config: Mapping[str, Any], choice: str
+) -> onnxruntime.InferenceSession | None:
+    """The ONNX Runtime session of the bundle's model.onnx, or None for the torch backend:
+    `choice` torch, or auto with no model.onnx, no onnxruntime or a graph without the inputs
+    and outputs predictions need (an older bundle); BundleError when `choice` is onnx and it
+    cannot be, or when model.onnx does not load."""
+    if choice == "torch":
+        return None
+    name = (config.get("files") or {}).get("onnx")
+    path = directory / str(name) if name else None
+    why = None
+    if path is None or not path.is_file():
+        why = f"{directory} has no {ONNX}"
+    else:
+        try:
+            import onnxruntime  # noqa: F401 - only whether it imports
+        except ImportError:
+            why = "onnxruntime is not installed"
+    if why is None and path is not None:
+        try:
+            session = onnx_session(path)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BundleError(
+                f"{path}: cannot load the ONNX graph ({first}); re-export it with "
+                f"`dvc repro export` or set {BACKEND_ENV}=torch"
+            ) from None
+        why = _graph_mismatch(session, config)
+        if why is None:
+            return session
+    if choice == "onnx":
+        raise BundleError(f"{BACKEND_ENV}=onnx: {why}")
+    return None
+
+
+def _graph_mismatch(session: onnxruntime.InferenceSession, config: Mapping[str, Any]) -> str | None:
+    """Why the graph cannot serve `Bundle.predict`/`predict_spread`, or None when it can."""
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    want = [ONNX_INPUT] + ([ONNX_CONTEXT, ONNX_CONTEXT_MASK] if "history" in config else [])
+    missing = [n for n in want if n not in inputs] + [
+        n for n in (ONNX_OUTPUT, ONNX_SPREAD) if n not in outputs
+    ]
+    if missing or len(inputs) != len(want):
+        return (
+            f"{ONNX} has inputs {sorted(inputs)} and outputs {sorted(outputs)} (missing {missing})"
+        )
+    if inputs[ONNX_INPUT][-1] != len(config["features"]):
+        n = len(config["features"])
+        return f"{ONNX} takes {inputs[ONNX_INPUT][-1]} features, config.json lists {n}"
+    if "history" in config:
+        k, c = inputs[ONNX_CONTEXT][1:]
+        if not isinstance(k, int) or c != len(config["history"]["context_features"]):
+            return f"{ONNX} context input {inputs[ONNX_CONTEXT]} does not fit config.json"
+    return None
+
+
+def _graph_k(session: onnxruntime.InferenceSession) -> int:
+    """K, the number of context entries the graph's `context` input takes."""
+    return int(next(i.shape[1] for i in session.get_inputs() if i.name == ONNX_CONTEXT))
+
+
+def onnx_session(path: Path) -> onnxruntime.InferenceSession:
+    """A single-threaded CPU ONNX Runtime session (deterministic, like the parity check; one
+    sequence at a time is latency-bound, as `hrpred predict` runs torch)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _load_model(config: Mapping[str, Any], weights: Path, threads: int | None) -> torch.nn.Module:
+    """The eval-mode PyTorch model of `config` with the weights of `weights` (BundleError)."""
+    from safetensors.torch import load_file
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(int(threads))
     try:
         model = model_from_config(config)
         model.load_state_dict(load_file(str(weights)), strict=True)
@@ -422,7 +660,39 @@ def load_bundle(directory: str | Path) -> Bundle:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BundleError(f"{weights}: cannot load the weights ({first})") from None
     model.eval()
-    return Bundle(config=config, model=model, path=directory)
+    return model
+
+
+def _weights_readable(weights: Path) -> bool:
+    """Whether `weights` reads as a safetensors file (without torch)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="numpy") as f:
+            f.keys()
+    except Exception:  # noqa: BLE001 - safetensors raises its own types
+        return False
+    return True
+
+
+def _file_weight_records(weights: Path) -> list[tuple[str, str, tuple[int, ...], bytes]] | None:
+    """`Bundle.weight_records` read from a safetensors file without torch; None when the file
+    does not read, or holds a dtype numpy cannot (the caller then uses torch)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="numpy") as f:
+            names = sorted(f.keys())
+            dtypes = {n: f.get_slice(n).get_dtype() for n in names}
+            if any(d not in _TORCH_DTYPES for d in dtypes.values()):
+                return None
+            out = []
+            for n in names:
+                arr = f.get_tensor(n)  # tobytes: C order, as torch's contiguous view
+                out.append((n, _TORCH_DTYPES[dtypes[n]], tuple(arr.shape), arr.tobytes()))
+            return out
+    except Exception:  # noqa: BLE001 - safetensors raises its own types
+        return None
 
 
 # --------------------------------------------------------------------------- writing
@@ -457,7 +727,7 @@ def write_bundle(
     model = model_from_config(config)
     model.load_state_dict(dict(state_dict), strict=True)
     model.eval()
-    bundle = Bundle(config=config, model=model, path=out_dir)
+    bundle = Bundle(config, model, out_dir)  # the torch backend: parity's reference
     try:
         bundle.calibration  # noqa: B018 - the property checks config["band"]
     except BundleError as exc:

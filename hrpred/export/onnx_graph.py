@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,11 +35,9 @@ from hrpred.export.bundle import (
     ONNX_UPPER,
     Bundle,
     ExportError,
+    onnx_session,
 )
 from hrpred.features.scaler import apply_scaler, scaler_arrays
-
-if TYPE_CHECKING:
-    import onnxruntime
 
 Outputs = tuple[torch.Tensor, ...]
 
@@ -267,15 +265,6 @@ def _rounded(diff: float) -> float:
     return float(f"{diff:.1e}")
 
 
-def onnx_session(path: Path) -> onnxruntime.InferenceSession:
-    """A single-threaded CPU ONNX Runtime session (deterministic, like the parity check)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
 def onnx_parity(
     bundle: Bundle,
     onnx_path: Path,
@@ -284,8 +273,9 @@ def onnx_parity(
 ) -> dict[str, float]:
     """Largest |ONNX Runtime - PyTorch| (BPM) of each output over unscaled features [N, T, F]
     ({output name: difference}); the PyTorch side is `Bundle.predict_spread` and
-    `Bundle.step_band`. A history model is fed `context` (raw values, bool/0-1 mask), or empty
-    contexts if None."""
+    `Bundle.step_band` (of the torch backend, whatever `bundle`'s). A history model is fed
+    `context` (raw values, bool/0-1 mask), or empty contexts if None."""
+    bundle = bundle.on_torch()
     session = onnx_session(onnx_path)
     x = np.ascontiguousarray(features, dtype=np.float32)
     feeds = {ONNX_INPUT: x}

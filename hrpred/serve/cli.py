@@ -1,9 +1,10 @@
 """`hrpred` command line: `hrpred predict FILE...`, `hrpred profile FILE... -o me.json` and
 `hrpred app`.
 
-Errors are one line on stderr with exit status 2, never a traceback. Heavy modules (torch,
-pandas, gradio) are imported only by the subcommand that needs them, so `--help` is instant
-and `predict` does not pay for the web app.
+Errors are one line on stderr with exit status 2, never a traceback. Heavy modules (pandas,
+gradio) are imported only by the subcommand that needs them, so `--help` is instant and
+`predict` does not pay for the web app; `predict` and `profile` import torch only when the
+bundle has no model.onnx (or HRPRED_BACKEND=torch: see `hrpred.export.bundle`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from typing import Any
 
 DEFAULT_BUNDLE = "models/bundle"
 EXIT_ERROR = 2
+# One sequence at a time is latency-bound: extra intra-op threads only add contention (the
+# torch backend; ONNX Runtime runs one intra-op thread, `hrpred.export.bundle.onnx_session`).
+TORCH_THREADS = 1
 
 
 def _positive(kind: str, lo: float, hi: float) -> Any:
@@ -303,8 +307,6 @@ def _fail(name: str, exc: BaseException, unexpected: bool = False) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import torch
-
     from hrpred.errors import HrpredError
     from hrpred.io.userfiles import read_activity
     from hrpred.serve.predict import load_bundle, predict_activity
@@ -321,10 +323,8 @@ def _predict(args: argparse.Namespace) -> int:
         if out.is_dir():
             print(f"hrpred: --out {args.out} is a directory", file=sys.stderr)
             return EXIT_ERROR
-    # One sequence at a time is latency-bound: extra intra-op threads only add contention.
-    torch.set_num_threads(1)
     try:
-        bundle = load_bundle(Path(args.bundle))
+        bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
         profile = _own_profile(args, bundle)
     except HrpredError as exc:
         print(f"hrpred: {_one_line(exc)}", file=sys.stderr)
@@ -415,8 +415,6 @@ def _own_profile(args: argparse.Namespace, bundle: Any) -> Any:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    import torch
-
     from hrpred.errors import HrpredError
     from hrpred.serve.predict import load_bundle
     from hrpred.serve.profile import build_profile, save_profile
@@ -426,9 +424,8 @@ def _profile(args: argparse.Namespace) -> int:
     if clash is not None:
         print(f"hrpred: -o {args.out} is the input file {clash}: refusing", file=sys.stderr)
         return EXIT_ERROR
-    torch.set_num_threads(1)
     try:
-        bundle = load_bundle(Path(args.bundle))
+        bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
         profile, warns = build_profile(bundle, args.files, args.gender)
     except HrpredError as exc:
         print(f"hrpred: {_one_line(exc)}", file=sys.stderr)

@@ -70,17 +70,15 @@ def bundle_fingerprint(bundle: Bundle) -> str:
     """sha256 of what the bundle's predictions depend on: the weights (names, dtypes, shapes,
     bytes) and config.json's model, features, scaler, target, history, speed rules, sequence
     length and grid step. Not the personalisers' rules (k, shrink, half-life): predict applies
-    the bundle's own to the stored residuals."""
-    import torch
-
+    the bundle's own to the stored residuals. The same digest whatever the backend (the weights
+    are read from model.safetensors without torch until the PyTorch model is built)."""
     h = hashlib.sha256()
     cfg = {k: bundle.config.get(k) for k in FINGERPRINT_KEYS}
     cfg["step_s"] = bundle.step_s
     h.update(dumps_json(cfg).encode())
-    for name, tensor in sorted(bundle.model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    for name, dtype, shape, raw in bundle.weight_records():
+        h.update(f"{name}|{dtype}|{shape}|".encode())
+        h.update(raw)
     return h.hexdigest()
 
 
