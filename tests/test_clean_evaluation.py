@@ -155,3 +155,65 @@ def test_detection_metrics_known_answers(files):
     assert mae["offset_full"]["workouts"] == 2
     assert mae["offset_full"]["mae_bpm"] == pytest.approx((2.0 + 20.0) / 2)
     assert mae["offset_full"]["mae_before_bpm"] == pytest.approx((33.0 + 0.0) / 2, abs=0.01)
+
+
+def test_false_alarms_span_errors_and_pauses(tmp_path):
+    """Four runs: a clean one with a pause, a clean intervals run given a false offset, a
+    cadence lock masked on its span, a clean run with a pause rejected as a clock jump."""
+    n = 4
+    truth = pa.table(
+        {
+            "line": [1, 2, 3, 4],
+            "workout_id": [101, 102, 103, 104],
+            "user_id": [1, 1, 1, 1],
+            "sport": ["run"] * 4,
+            "archetype": ["easy", "intervals", "easy", "easy"],
+            "fault": ["none", "none", "cadence_lock", "none"],
+            "fault_start": [-1, -1, 1, -1],
+            "fault_end": [-1, -1, 3, -1],
+            "offset_bpm": [0.0] * 4,
+            "n_user_workouts": [4] * 4,
+            "hr_clean": [[150.0] * n] * 4,
+            "pause_step": [[2], [], [], [2]],
+            "pause_s": [[300.0], [], [], [600.0]],
+        }
+    )
+    report = pa.Table.from_pylist(
+        [
+            {"line": 1, "decision": "kept", "reason": "", "fault": "none", "correction": "none"},
+            {"line": 2, "decision": "kept", "reason": "", "fault": "offset_full",
+             "correction": "offset_full", "offset_bpm": 20.0},
+            {"line": 3, "decision": "kept", "reason": "", "fault": "cadence_lock",
+             "correction": "masked"},
+            {"line": 4, "decision": "rejected", "reason": "timestamp_gap", "fault": "none",
+             "correction": "none"},
+        ],
+        schema=REPORT_SCHEMA,
+    )  # fmt: skip
+    hr = {1: [150.0] * n, 2: [170.0] * n, 3: [150.0, 181.0, 181.0, 150.0]}
+    valid = {1: [True] * n, 2: [True] * n, 3: [True, False, False, True]}
+    workouts = pa.Table.from_pylist(
+        [
+            {"line": k, "workout_id": 100 + k, "timestamp": list(range(n)),
+             "heart_rate": hr[k], "heart_rate_raw": hr[k], "hr_valid": valid[k],
+             "pause_step": [2] if k == 1 else []}
+            for k in (1, 2, 3)
+        ],
+        schema=WORKOUTS_SCHEMA,
+    )  # fmt: skip
+    paths = tmp_path / "truth.parquet", tmp_path / "report.parquet", tmp_path / "w.parquet"
+    for table, path in zip((truth, report, workouts), paths, strict=True):
+        pq.write_table(table, path)
+    d = detection_metrics(*paths, sports=["run"])
+    fa = d["false_alarms"]
+    assert fa["all"] == {"workouts": 3, "flagged_rate": 0.6667, "hr_changed_rate": 0.3333}
+    assert fa["with_pauses"] == {"workouts": 2, "flagged_rate": 0.5, "hr_changed_rate": 0.0}
+    assert fa["intervals"] == {"workouts": 1, "flagged_rate": 1.0, "hr_changed_rate": 1.0}
+    lock = d["hr_error_on_fault_span"]["cadence_lock"]
+    assert lock == {"mae_bpm": None, "mae_before_bpm": None, "span_valid_share": 0.0,
+                    "workouts": 1}  # fmt: skip
+    p = d["pauses"]
+    assert (p["truth_pauses"], p["truth_pauses_in_kept"], p["found"]) == (2, 1, 1)
+    assert p["recall_in_kept"] == 1.0 and p["listed_not_in_truth"] == 0
+    assert p["rejected_as_clock_jump"] == 1 and p["pause_workouts_kept"] == 1
+    assert p["recall_by_seconds"]["[300.0, 900.0)"] == {"recall": 1.0, "support": 1}

@@ -186,7 +186,8 @@ def test_timestamp_rules(flags_of, rules):
     gap[60:] += 300
     flag_cfg = replace(rules, gap_action="flag")
     assert "timestamp_gap" in flags_of(_with(ts=gap), flag_cfg)
-    assert "timestamp_gap" not in flags_of(_with(ts=gap))
+    for action in ("reject", "pause"):  # a reject, or judged pause / clock jump
+        assert "timestamp_gap" not in flags_of(_with(ts=gap), replace(rules, gap_action=action))
 
 
 def test_altitude_spike(flags_of):
@@ -248,11 +249,14 @@ def test_structural_rules_in_order(rules):
     five = 1_400_000_000 + np.round(np.linspace(0, 300, N)).astype(np.int64)
     assert structural_reason(_workout(ts=five), rules) is None
     gap = base()["ts"].copy()
+    reject = replace(rules, gap_action="reject", gap_max_s=300.0)
     gap[60:] += 290  # step 300 s: allowed
-    assert structural_reason(_workout(ts=gap), rules) is None
+    assert structural_reason(_workout(ts=gap), reject) is None
     gap[60:] += 1
-    assert structural_reason(_workout(ts=gap), rules) == "timestamp_gap"
-    assert structural_reason(_workout(ts=gap), replace(rules, gap_action="flag")) is None
+    assert structural_reason(_workout(ts=gap), reject) == "timestamp_gap"
+    assert structural_reason(_workout(ts=gap), replace(reject, gap_action="flag")) is None
+    # 'pause' (params.yaml) judges the gap later, in the stage (tests/test_clean_pauses.py).
+    assert structural_reason(_workout(ts=gap), replace(reject, gap_action="pause")) is None
     for bad, ok in ((-500.1, -500.0), (6000.1, 6000.0)):
         alt = base()["alt"].copy()
         alt[10] = ok

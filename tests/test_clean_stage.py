@@ -356,6 +356,12 @@ def _clean_section(params, **changes) -> dict:
         ({"correct__max_masked_fraction": 1.5}, "max_masked_fraction must be in"),
         ({"detector__spike_bpm": KeyError}, "missing key 'clean.detector.spike_bpm'"),
         ({"detector__spike_bmp": 40.0}, "unknown key 'clean.detector.spike_bmp'"),
+        ({"correct__actions__stuck_low": "correct"}, "only offsets can be corrected"),
+        ({"correct__actions__stuck_low": "drop"}, "must be one of"),
+        ({"correct__actions__stuck_low": KeyError}, r"missing: \['stuck_low'\]"),
+        ({"correct__actions__gps_corruption": "mask"}, r"unknown: \['gps_corruption'\]"),
+        ({"detector__noisy_max_fraction": 0.1}, "noisy_min_fraction < noisy_max_fraction"),
+        ({"detector__drying_max_s": 2000.0}, "drying_max_s <= drying_fit_from_s"),
         ({"truth": None}, None),
     ],
 )

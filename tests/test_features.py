@@ -170,8 +170,32 @@ def test_grade_matches_loop() -> None:
     np.testing.assert_allclose(col(["grade"], w, "grade"), ref.astype(np.float32), atol=1e-7)
 
 
+def test_since_pause_restarts_after_long_steps_or_marks() -> None:
+    w = make_inputs(n=200, seed=5)
+    ts = w.timestamp.copy()
+    ts[80:] += 600.0  # a 10-min pause before step 80
+    ts[150:] += 60.0  # a step of 61-84 s: over 60 s, a pause too
+    paused = WorkoutInputs.from_arrays(ts, w.speed_kmh, w.altitude_m, "male")
+    ref = np.empty(len(ts))
+    last = ts[0]
+    for i in range(len(ts)):  # plain loop: restart at every step longer than 60 s
+        if i and ts[i] - ts[i - 1] > 60.0:
+            last = ts[i]
+        ref[i] = ts[i] - last
+    np.testing.assert_allclose(col(["since_pause"], paused, "since_pause"), ref.astype(np.float32))
+    assert col(["since_pause"], paused, "since_pause")[80] == 0.0
+    assert "since_pause" not in DEFAULT_FEATURES  # default results do not move
+    marks = np.zeros(len(ts), dtype=bool)
+    marks[[40, 120]] = True  # a resampled grid marks its pauses instead
+    grid = WorkoutInputs.from_arrays(w.timestamp, w.speed_kmh, w.altitude_m, "male", marks)
+    x = col(["since_pause"], grid, "since_pause")
+    assert x[40] == x[120] == 0.0 and x[39] == w.timestamp[39] - w.timestamp[0]
+    with pytest.raises(ValueError, match="resume"):
+        WorkoutInputs.from_arrays(w.timestamp, w.speed_kmh, w.altitude_m, "male", marks[:-1])
+
+
 def test_single_step_and_empty_workouts() -> None:
-    names = [*DEFAULT_FEATURES, "speed_ema_30s", "grade", "elapsed_time"]
+    names = [*DEFAULT_FEATURES, "speed_ema_30s", "grade", "elapsed_time", "since_pause"]
     one = WorkoutInputs.from_arrays([1.0], [10.0], [5.0], "female")
     x = compute_features(names, one)
     assert x.shape == (1, len(names)) and np.isfinite(x).all()

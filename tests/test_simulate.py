@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from hrpred.params import ParamError, load_config
-from hrpred.simulate import REALISM_BANDS, SimConfig, simulate_dataset
+from hrpred.simulate import HR_FAULTS, REALISM_BANDS, SimConfig, simulate_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,11 +47,14 @@ TRUTH_CONTRACT = {
     "level_bpm": pa.float64(),
     "hr_physio": pa.list_(pa.float64()),
     "hr_clean": pa.list_(pa.float64()),
+    "pause_step": pa.list_(pa.int64()),
+    "pause_s": pa.list_(pa.float64()),
 }
 FAULT_NAMES = {
     "none", "offset_full", "offset_partial", "dropout", "flatline", "spike", "cadence_lock",
     "gps_spike", "timestamp_gap", "timestamp_nonmonotonic", "length_mismatch",
-    "altitude_unrealistic", "malformed_line",
+    "altitude_unrealistic", "malformed_line", "slow_lock", "cadence_follow", "whole_run_lock",
+    "stuck_low", "lagging_noisy", "low_dropout", "strap_drying",
 }  # fmt: skip
 
 
@@ -73,7 +76,7 @@ def small(
     small_cfg: SimConfig, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, Path, dict]:
     # More faults than params.yaml so that every type shows up in 240 lines.
-    faults = {k: 0.07 for k in small_cfg.faults} | {"malformed_line": 0.03}
+    faults = {k: 0.045 for k in small_cfg.faults} | {"malformed_line": 0.03}
     cfg = dataclasses.replace(small_cfg, faults=faults)
     return _run(cfg, tmp_path_factory.mktemp("small"))
 
@@ -151,6 +154,12 @@ def test_truth_follows_the_contract(small, small_cfg) -> None:
     assert t.rest_hr.between(50, 70).all() and (t.tau_down_s > t.tau_up_s).all()
     assert t.tau_up_s.between(30, 90).all() and t.tau_down_s.between(30, 90).all()
     assert all(len(h) == n for h in t.hr_clean) and all(len(h) == n for h in t.hr_physio)
+    assert (t.pause_step.map(len) == t.pause_s.map(len)).all()
+    assert (
+        t.pause_step.map(len)
+        .isin([0, *range(small_cfg.pauses.count[0], small_cfg.pauses.count[1] + 1)])
+        .all()
+    )
     # n_user_workouts is the number of lines of that user; long-tailed.
     counts = t.groupby("user_id").size()
     assert (t.n_user_workouts == t.user_id.map(counts)).all()
@@ -174,6 +183,8 @@ def test_faults_are_where_the_truth_says(small, small_cfg) -> None:
         ts = np.asarray(w["timestamp"])
         kind = row.fault
         seen.add(kind)
+        if kind in HR_FAULTS:  # an HR fault changes HR inside its span only
+            assert np.abs(hr[~inside] - clean[~inside]).max(initial=0) <= 1.0, kind
         if kind in ("none", "gps_spike", "timestamp_gap", "timestamp_nonmonotonic",
                     "altitude_unrealistic"):  # fmt: skip
             # HR untouched: the recorded value is the rounded noisy physiology.
@@ -213,9 +224,25 @@ def test_faults_are_where_the_truth_says(small, small_cfg) -> None:
     assert seen == FAULT_NAMES - {"malformed_line"}
 
 
+# issue 15's real-world sensor faults and pauses: off in the default (params.yaml says why),
+# at these rates in the realistic setting
+REAL_WORLD_FAULTS = ("slow_lock", "cadence_follow", "whole_run_lock", "stuck_low",
+                     "lagging_noisy", "low_dropout", "strap_drying")  # fmt: skip
+
+
+def realistic(cfg: SimConfig) -> SimConfig:
+    """The default simulation with issue 15's faults (0.025 each) and pauses (15%) on."""
+    assert all(cfg.faults[f] == 0.0 for f in REAL_WORLD_FAULTS) and cfg.pauses.rate == 0.0
+    faults = cfg.faults | {f: 0.025 for f in REAL_WORLD_FAULTS}
+    return dataclasses.replace(
+        cfg, faults=faults, pauses=dataclasses.replace(cfg.pauses, rate=0.15)
+    )
+
+
 def test_realism_bands_on_default_params(tmp_path: Path, config) -> None:
-    """params.yaml's size; statistics recomputed from the raw file with numpy."""
-    cfg = config(SimConfig, "simulate")
+    """params.yaml's size (with the real-world faults and pauses on); statistics recomputed
+    from the raw file with numpy."""
+    cfg = realistic(config(SimConfig, "simulate"))
     out, truth, metrics = _run(cfg, tmp_path)
     clean_runs = pq.read_table(truth, columns=["line", "sport", "fault"]).to_pandas()
     keep = set(clean_runs.line[(clean_runs.sport == "run") & (clean_runs.fault == "none")])
@@ -257,6 +284,10 @@ def test_realism_bands_on_default_params(tmp_path: Path, config) -> None:
     assert len(hrs) == metrics["realism"]["workouts"]
     # Fault supports among runs on the default data, for the clean stage's metrics.
     assert metrics["min_hr_fault_support_runs"] >= 20
+    assert min(metrics["faults_runs"][f] for f in HR_FAULTS) >= 20
+    # ~15% of runs pause (auto-paused stops, 1-30 min), as params.yaml says.
+    assert 0.1 <= metrics["pauses"]["runs"] / metrics["runs"] <= 0.2
+    assert 60 <= metrics["pauses"]["seconds"]["min"] <= metrics["pauses"]["seconds"]["max"] <= 1800
     # 500 points at ~8.4 s; workouts per user long-tailed.
     assert metrics["workouts_per_user"]["min"] == 1 and metrics["workouts_per_user"]["max"] >= 60
 

@@ -7,6 +7,10 @@ Modules (import them directly; this package module imports nothing, so that
 - `rules`: the reference's stage-1 checks (structural rejects and content flags).
 - `signal`, `detector`: expected HR from speed/grade, sample faults, change-point
   segments (partial offset, cadence lock), full offsets against the user's level.
+- `sensor`: real sensor failure modes (low dropouts, slow lock, drying strap, lagging noisy
+  segment, whole-run lock or stuck reading, a lock that follows the cadence).
+- `pauses`: recording gaps judged pause (kept, listed) or clock jump (rejected); the
+  `since_pause` feature's definition (numpy only, imported by the feature registry).
 - `population`: per-user leave-one-out level models from pass-1 statistics.
 - `corrections`: mask / interpolate, plausibility, optional smoothing, opt-in HR filters.
 - `hr_types`: the reference's HR-only workout-type rules (opt-in filter, leaky feature).

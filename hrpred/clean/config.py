@@ -17,6 +17,26 @@ from hrpred.params import ParamError
 from hrpred.timeseries import SpeedConfig
 
 HrType = Literal["INTENSIVE", "INTERVALS", "STEADY", "RECOVERY", "UNKNOWN"]
+# Faults the detector can name, by precedence when a workout shows several (the first is
+# the workout's `fault`); every one but gps_corruption has an action in clean.correct.
+FAULT_PRECEDENCE = (
+    "whole_run_lock",
+    "stuck_low",
+    "slow_lock",
+    "strap_drying",
+    "offset_partial",
+    "cadence_lock",
+    "cadence_follow",
+    "lagging_noisy",
+    "offset_full",
+    "flatline",
+    "low_dropout",
+    "dropout",
+    "spike",
+    "gps_corruption",
+)
+OFFSET_FAULTS = ("offset_full", "offset_partial")  # the only ones `correct` applies to
+Action = Literal["correct", "mask", "reject"]
 
 
 @dataclass(frozen=True)
@@ -26,7 +46,10 @@ class RuleConfig:
     min_points: int
     min_duration_min: float
     gap_max_s: float
-    gap_action: Literal["reject", "flag"]  # TS01: reject the workout or only flag it
+    gap_action: Literal["reject", "flag", "pause"]  # TS01: reject, only flag, or judge each
+    # gap a pause (kept) or a clock jump (rejected as timestamp_gap): hrpred/clean/pauses.py
+    pause_hr_drop_bpm: float  # a gap after which HR reads this much lower is a pause
+    jump_max_move_steps: float  # a clock jump moves at most this many typical steps
     altitude_min_m: float
     altitude_max_m: float
     min_mean_speed_kmh: float
@@ -103,6 +126,45 @@ class DetectorConfig:
     full_pop_min_offset_bpm: float
     full_noise_bpm: float
     speed_fault_min_kmh: float
+    low_dropout_max_bpm: float
+    low_dropout_jump_bpm: float
+    low_dropout_max_run: int
+    start_high_bpm: float
+    rise_from_s: float
+    rise_to_s: float
+    whole_max_rise_bpm: float
+    whole_min_r2: float
+    stuck_max_bpm: float
+    slow_lock_min_s: float
+    slow_lock_max_s: float
+    slow_lock_max_noise_bpm: float
+    slow_lock_min_jump_bpm: float
+    slow_lock_low_max_bpm: float
+    slow_lock_cadence_jump_bpm: float
+    drying_fit_from_s: float
+    drying_min_s: float
+    drying_max_s: float
+    drying_min_score: float
+    drying_min_shortfall: float
+    noisy_min_score: float
+    noisy_min_log_ratio: float
+    noisy_min_fraction: float
+    noisy_max_fraction: float
+    noisy_max_step_corr: float
+    follow_min_t: float
+    lock_fixed_min_bpm: float
+    span_margin: int
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.noisy_min_fraction < self.noisy_max_fraction < 1.0:
+            raise ParamError(
+                "params.yaml: clean.detector needs 0 < noisy_min_fraction < noisy_max_fraction < 1"
+            )
+        if not 0.0 < self.drying_min_s <= self.drying_max_s <= self.drying_fit_from_s:
+            raise ParamError(
+                "params.yaml: clean.detector needs 0 < drying_min_s <= drying_max_s "
+                "<= drying_fit_from_s"
+            )
 
 
 @dataclass(frozen=True)
@@ -116,6 +178,7 @@ class CorrectionConfig:
     offset_hr_max_bpm: float
     plausible_mean_min_bpm: float  # corrected workout mean HR must lie in range
     plausible_mean_max_bpm: float
+    actions: dict[str, Action]  # per detected fault: correct (offsets) | mask | reject
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_masked_fraction <= 1.0:
@@ -124,6 +187,19 @@ class CorrectionConfig:
             raise ParamError("params.yaml: clean.correct needs offset_hr_min_bpm <= max")
         if self.plausible_mean_min_bpm > self.plausible_mean_max_bpm:
             raise ParamError("params.yaml: clean.correct needs plausible_mean_min_bpm <= max")
+        need = [f for f in FAULT_PRECEDENCE if f != "gps_corruption"]
+        missing = [f for f in need if f not in self.actions]
+        unknown = [f for f in self.actions if f not in need]
+        if missing or unknown:
+            raise ParamError(
+                f"params.yaml: clean.correct.actions needs exactly {', '.join(need)} "
+                f"(missing: {missing or 'none'}; unknown: {unknown or 'none'})"
+            )
+        wrong = [f for f, a in self.actions.items() if a == "correct" and f not in OFFSET_FAULTS]
+        if wrong:
+            raise ParamError(
+                f"params.yaml: clean.correct.actions: only offsets can be corrected, not {wrong}"
+            )
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@ Reads the truth file and the clean stage's report/workouts; nothing here feeds b
 cleaning. Every workout of the kept sports (and every malformed line) gets a predicted
 label: the detector's fault for workouts that reached it, the rule's fault for structural
 rejects, `malformed_line` for unparseable lines, `none` for clean or benign workouts.
+
+Besides precision/recall per fault: the HR error after cleaning on each fault's own span
+(truth fault_start..fault_end), the false-alarm rate on fault-free workouts (any call, and
+calls that change HR values), and pauses found against the truth's `pause_step` (when the
+truth has it).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ REASON_FAULT = {
 }
 # Detector classes under their truth names.
 DETECTOR_FAULT = {"none": "none", "benign": "none", "gps_corruption": "gps_spike"}
+# Corrections that change HR values (masking leaves them and marks them invalid).
+HR_CHANGING = ("offset_full", "offset_partial", "interpolated")
+PAUSE_BINS_S = [0.0, 300.0, 900.0, 1e9]
 OFFSET_BINS = [20.0, 30.0, 40.0, 50.0, 60.0001]
 USER_BINS = [1, 3, 6, 21, 10**9]
 
@@ -86,14 +94,14 @@ def _list_rows(batch: Any, column: str, rows: np.ndarray, dtype: Any) -> list[np
     return [np.array(values[offsets[i] : offsets[i + 1]], dtype=dtype) for i in rows]
 
 
-def _error_sums(
-    truth_path: str | Path, workouts_path: str | Path, kind_of: dict[int, str]
-) -> dict[str, list[float]]:
-    """Per correction kind: [sum |hr - hr_clean|, sum |hr_raw - hr_clean|, samples,
-    workouts] over valid samples. Only the selected workouts are held (float32), and
-    each is dropped once its truth row has been seen."""
+def _paired(
+    truth_path: str | Path, workouts_path: str | Path, lines: Iterable[int]
+) -> Iterable[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(line, heart_rate, heart_rate_raw, hr_valid, hr_clean) of the kept workouts among
+    `lines` whose lengths match their truth. Only those workouts are held (float32), each
+    dropped once its truth row has been seen."""
     held: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    wanted = np.array(sorted(kind_of), dtype=np.int64)
+    wanted = np.array(sorted(set(lines)), dtype=np.int64)
     wf = pq.ParquetFile(workouts_path)
     cols = ["line", "heart_rate", "heart_rate_raw", "hr_valid"]
     for batch in wf.iter_batches(batch_size=512, columns=cols):
@@ -106,7 +114,6 @@ def _error_sums(
         valid = _list_rows(batch, "hr_valid", pick, bool)
         for k, i in enumerate(pick):
             held[int(line[i])] = (hr[k], raw[k], valid[k])
-    sums: dict[str, list[float]] = {}
     tf = pq.ParquetFile(truth_path)
     for batch in tf.iter_batches(batch_size=512, columns=["line", "hr_clean"]):
         line = batch.column("line").to_numpy()
@@ -118,13 +125,128 @@ def _error_sums(
             got = held.pop(int(line[i]), None)
             if got is None or got[0].size != clean[k].size:
                 continue
-            hr, raw, valid = got
-            acc = sums.setdefault(kind_of[int(line[i])], [0.0, 0.0, 0.0, 0.0])
-            acc[0] += float(np.abs(hr[valid] - clean[k][valid]).sum())
-            acc[1] += float(np.abs(raw[valid] - clean[k][valid]).sum())
-            acc[2] += float(valid.sum())
-            acc[3] += 1.0
+            yield int(line[i]), got[0], got[1], got[2], clean[k]
+
+
+def _error_sums(
+    truth_path: str | Path, workouts_path: str | Path, kind_of: dict[int, str]
+) -> dict[str, list[float]]:
+    """Per correction kind: [sum |hr - hr_clean|, sum |hr_raw - hr_clean|, samples,
+    workouts] over valid samples."""
+    sums: dict[str, list[float]] = {}
+    for line, hr, raw, valid, clean in _paired(truth_path, workouts_path, kind_of):
+        acc = sums.setdefault(kind_of[line], [0.0, 0.0, 0.0, 0.0])
+        acc[0] += float(np.abs(hr[valid] - clean[valid]).sum())
+        acc[1] += float(np.abs(raw[valid] - clean[valid]).sum())
+        acc[2] += float(valid.sum())
+        acc[3] += 1.0
     return sums
+
+
+def span_errors(
+    truth_path: str | Path, workouts_path: str | Path, spans: pd.DataFrame
+) -> dict[str, dict[str, Any]]:
+    """Per truth fault, over the kept workouts in `spans` (line, fault, fault_start,
+    fault_end): the MAE of cleaned HR against hr_clean on the fault's span (valid samples
+    only), the same samples' raw error, and the share of the span left valid."""
+    where = {
+        int(r.line): (r.fault, int(r.fault_start), int(r.fault_end)) for r in spans.itertuples()
+    }
+    sums: dict[str, list[float]] = {}
+    for line, hr, raw, valid, clean in _paired(truth_path, workouts_path, where):
+        fault, a, b = where[line]
+        a, b = max(a, 0), min(b if b >= 0 else hr.size, hr.size)
+        if b <= a:
+            continue
+        v = valid[a:b]
+        acc = sums.setdefault(fault, [0.0, 0.0, 0.0, 0.0, 0.0])
+        acc[0] += float(np.abs(hr[a:b][v] - clean[a:b][v]).sum())
+        acc[1] += float(np.abs(raw[a:b][v] - clean[a:b][v]).sum())
+        acc[2] += float(v.sum())
+        acc[3] += float(b - a)
+        acc[4] += 1.0
+    out: dict[str, dict[str, Any]] = {}
+    for fault, (err, before, valid_n, span_n, works) in sorted(sums.items()):
+        out[fault] = {
+            "mae_bpm": round(err / valid_n, 3) if valid_n else None,
+            "mae_before_bpm": round(before / valid_n, 3) if valid_n else None,
+            "span_valid_share": round(valid_n / span_n, 4) if span_n else None,
+            "workouts": int(works),
+        }
+    return out
+
+
+def false_alarms(df: pd.DataFrame) -> dict[str, Any]:
+    """On fault-free workouts (truth `none`) that reached a verdict (not rejected for
+    another reason): the share with any call (a fault found, a correction or a detector or
+    gap reject) and the share whose HR values were changed (offsets, interpolation);
+    overall and on the physiologically demanding ones (with pauses, intervals)."""
+    clean = df[(df["fault_truth"] == "none") & (df["pred"] != "other")]
+    called = (clean["pred"] != "none") | (clean["correction"] != "none")
+    changed = clean["correction"].isin(HR_CHANGING)
+    groups: dict[str, pd.Series] = {"all": pd.Series(True, index=clean.index)}
+    if "pause_step" in clean:
+        groups["with_pauses"] = clean["pause_step"].map(len) > 0
+    if "archetype" in clean:
+        groups["intervals"] = clean["archetype"] == "intervals"
+    out: dict[str, Any] = {}
+    for name, sel in groups.items():
+        n = int(sel.sum())
+        out[name] = {
+            "workouts": n,
+            "flagged_rate": round(float(called[sel].mean()), 4) if n else None,
+            "hr_changed_rate": round(float(changed[sel].mean()), 4) if n else None,
+        }
+    return out
+
+
+def pause_detection(
+    df: pd.DataFrame, truth_path: str | Path, workouts_path: str | Path
+) -> dict[str, Any]:
+    """Pauses found against the truth's: per truth pause (step and length) whether the kept
+    workout lists it, recall by pause length, pauses listed that the truth does not have,
+    and the workouts with pauses rejected as clock jumps (timestamp_gap)."""
+    runs = df[df["fault_truth"] != "malformed_line"]
+    kept = runs[runs["decision"] == "kept"]
+    found: dict[int, set[int]] = {}
+    wanted = set(kept["line"].astype(int))
+    for batch in pq.ParquetFile(workouts_path).iter_batches(
+        batch_size=2048, columns=["line", "pause_step"]
+    ):
+        line = batch.column("line").to_numpy()
+        pick = np.flatnonzero(np.isin(line, list(wanted)))
+        for k, arr in zip(pick, _list_rows(batch, "pause_step", pick, np.int64), strict=True):
+            found[int(line[k])] = set(arr.tolist())
+    rows = []
+    extra = 0
+    for r in kept.itertuples():
+        truth = set(int(p) for p in r.pause_step)
+        got = found.get(int(r.line), set())
+        extra += len(got - truth)
+        rows += [(s, int(p) in got) for p, s in zip(r.pause_step, r.pause_s, strict=True)]
+    table = pd.DataFrame(rows, columns=["seconds", "found"])
+    by_length = (
+        _recall_by(table["found"], pd.cut(table["seconds"], PAUSE_BINS_S, right=False))
+        if len(table)
+        else {}
+    )
+    with_pauses = runs[runs["pause_step"].map(len) > 0]
+    return {
+        "truth_pauses": int(runs["pause_step"].map(len).sum()),
+        "truth_pauses_in_kept": int(len(table)),
+        "found": int(table["found"].sum()) if len(table) else 0,
+        "recall_in_kept": round(float(table["found"].mean()), 4) if len(table) else None,
+        "recall_by_seconds": by_length,
+        "listed_not_in_truth": int(extra),
+        "workouts_with_pauses": int(len(with_pauses)),
+        "rejected_as_clock_jump": int(
+            (
+                (with_pauses["reason"] == "timestamp_gap")
+                & (with_pauses["fault_truth"] != "timestamp_gap")
+            ).sum()
+        ),
+        "pause_workouts_kept": int((with_pauses["decision"] == "kept").sum()),
+    }
 
 
 def _mae_entry(acc: list[float] | None) -> dict[str, Any]:
@@ -148,6 +270,8 @@ def detection_metrics(
     sports = set(sports)
     cols = ["line", "sport", "fault", "fault_start", "fault_end", "offset_bpm", "user_id"]
     cols += ["n_user_workouts"]
+    have = set(pq.ParquetFile(truth_path).schema_arrow.names)
+    cols += [c for c in ("archetype", "pause_step", "pause_s") if c in have]
     truth = pq.read_table(truth_path, columns=cols).to_pandas()
     report = pq.read_table(
         report_path, columns=["line", "decision", "reason", "fault", "correction", "offset_bpm"]
@@ -190,6 +314,13 @@ def detection_metrics(
     mae: dict[str, Any] = {"offset_corrected": _mae_entry(offsets)}
     for kind in ("offset_full", "offset_partial", "interpolated", "masked"):
         mae[kind] = _mae_entry(sums.get(kind))
+    found = kept[(kept["pred"] == kept["fault_truth"]) & (kept["fault_start"] >= 0)]
+    spans = found[["line", "fault_truth", "fault_start", "fault_end"]].rename(
+        columns={"fault_truth": "fault"}
+    )
+    extra: dict[str, Any] = {}
+    if "pause_step" in df:
+        extra["pauses"] = pause_detection(df, truth_path, workouts_path)
     return {
         "universe": "workouts of the kept sports plus malformed lines",
         "n": int(len(df)),
@@ -200,6 +331,13 @@ def detection_metrics(
             "median": round(float(offset_error.median()), 3) if offset_error.size else None,
         },
         "corrected_hr_mae_vs_hr_clean": mae,
+        "hr_error_on_fault_span": {
+            "definition": "kept workouts whose fault was found: |cleaned HR - hr_clean| on "
+            "the truth's fault span, valid samples only; span_valid_share = share left valid",
+            **span_errors(truth_path, workouts_path, spans),
+        },
+        "false_alarms": false_alarms(df),
+        **extra,
         "confusion": {
             t: {p: int(c) for p, c in g.value_counts().sort_index().items()}
             for t, g in df.groupby("fault_truth")["pred"]

@@ -8,10 +8,20 @@ grade-adjusted speed ("drive"), plus a slow drift and a warm-up transient. On on
   model (change point on the HR-minus-expected residual, fitted jointly with the model).
   A segment reading low is a partial offset, one jumping high and flat into the cadence
   band is a cadence lock;
-- full offsets need the user's other workouts: the workout's level against a per-user
-  model fitted on the user's other (unflagged) workouts, leave-one-out, or against the
-  population when the user has none. Level statistics are sums, so the clean stage
-  collects them in pass 1 and decides in pass 2 with bounded memory.
+  A segment reading high is a cadence lock: fixed (cadence_lock) or rising with the pace
+  (cadence_follow);
+- real sensor failure modes (hrpred/clean/sensor.py): low dropouts (25-60 BPM), a slow
+  lock or a drying strap over the first minutes, a long lagging and noisy segment, and the
+  whole-run shape (no warm-up, HR following the speed without the heart's lag);
+- whole-run faults need a level: full offsets (HR too low, tracking the speed) and stuck
+  low readings (too low, flat, never warming up) are judged against a per-user model fitted
+  on the user's other (unflagged) workouts, leave-one-out, or against the population when
+  the user has none; a whole-run cadence lock by its shape alone. Level statistics are sums,
+  so the clean stage collects them in pass 1 and decides in pass 2 with bounded memory.
+
+Pauses (`pause_step`) cut the drive (the runner stood) and restart the warm-up. The detector
+only finds faults and the spans they cover; what to do with each (correct, mask, reject) is
+the caller's policy (params.yaml clean.correct.actions).
 """
 
 from __future__ import annotations
@@ -20,7 +30,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hrpred.clean.config import DetectorConfig
+from hrpred.clean.config import FAULT_PRECEDENCE, DetectorConfig
+from hrpred.clean.pauses import since_pause_s
+from hrpred.clean.sensor import (
+    RunShape,
+    follows_speed,
+    grow_lock,
+    low_dropouts,
+    noisy_segment,
+    run_shape,
+    slow_lock,
+    strap_drying,
+)
 from hrpred.clean.signal import (
     best_segments,
     exp_smooth,
@@ -31,16 +52,6 @@ from hrpred.clean.signal import (
 )
 from hrpred.timeseries import interpolate_gaps, rolling_median
 
-# Faults the detector can name, by precedence when a workout shows several.
-FAULT_PRECEDENCE = (
-    "offset_partial",
-    "cadence_lock",
-    "offset_full",
-    "flatline",
-    "dropout",
-    "spike",
-    "gps_corruption",
-)
 N_LEVEL_STATS = 9  # n, sd, st, sdd, sdt, stt, sh, sdh, sth
 
 
@@ -52,7 +63,12 @@ class Analysis:
     low: np.ndarray  # bool: other samples below the valid range (may be an offset)
     spike: np.ndarray  # bool
     flat: np.ndarray  # bool
-    normal: np.ndarray  # bool: none of the above
+    low_dropout: np.ndarray  # bool: abrupt falls to implausibly low values (not 0)
+    normal: np.ndarray  # bool: none of the above, and outside a start fault
+    speed: np.ndarray  # km/h (for telling a cadence lock that follows the pace)
+    shape: RunShape  # whole-run statistics (warm-up, lag, level)
+    start: tuple[str, int, str] | None  # (slow_lock | strap_drying, end, reason)
+    noisy: tuple[int, int, float] | None  # lagging, noisy segment: (start, end, log ratio)
     level_drive: np.ndarray  # expected-HR drive of the level model (km/h)
     hours: np.ndarray  # elapsed time (h)
     level_mask: np.ndarray  # bool: samples used for the workout's level
@@ -77,7 +93,9 @@ class Verdict:
 
     faults: list[str]  # every fault found, by FAULT_PRECEDENCE
     heart_rate: np.ndarray  # offset-corrected HR
-    invalid: np.ndarray  # bool: samples that are not heartbeats (to mask or interpolate)
+    invalid: np.ndarray  # bool: samples that are not heartbeats (to mask or interpolate):
+    # every fault's span but the offsets'
+    spans: dict[str, np.ndarray]  # bool samples each fault covers (offsets included)
     offset_kind: str  # none | offset_full | offset_partial
     offset_bpm: float  # BPM added on [offset_start, offset_end)
     offset_start: int  # -1 when none
@@ -104,13 +122,19 @@ def robust_noise(e: np.ndarray) -> float:
 
 
 def sample_faults(
-    hr: np.ndarray, hr_low: float, hr_high: float, cfg: DetectorConfig
+    hr: np.ndarray,
+    hr_low: float,
+    hr_high: float,
+    cfg: DetectorConfig,
+    pause_step: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(dropout, low, spike, flat) masks.
 
     A dropout is a run at or below dropout_max_bpm that falls from at least
     dropout_jump_bpm (its neighbours); low samples that do not fall abruptly are only
-    'low' (a large offset can push a slow start below the valid range).
+    'low' (a large offset can push a slow start below the valid range). Spikes are
+    measured against a rolling median within each stretch between pauses (`pause_step`:
+    first samples after them), so the HR recovered during a pause is no spike.
     """
     n = hr.size
     zero = hr <= cfg.dropout_max_bpm
@@ -127,7 +151,13 @@ def sample_faults(
     low = out_low & ~dropout
     bad = out_low | (hr > hr_high)
     base = interpolate_gaps(hr, bad, np.arange(n, dtype=np.float64)) if (~bad).any() else hr
-    med = rolling_median(base, cfg.spike_window)
+    cuts = [0, *(int(k) for k in (pause_step if pause_step is not None else ())), n]
+    med = np.concatenate(
+        [
+            rolling_median(base[a:b], cfg.spike_window)
+            for a, b in zip(cuts[:-1], cuts[1:], strict=True)
+        ]
+    )
     spike = short_runs(np.abs(hr - med) > cfg.spike_bpm, cfg.spike_max_run) & ~out_low
     spike |= hr > hr_high
     flat = identical_runs(hr, cfg.flatline_run, ignore=out_low)
@@ -175,6 +205,58 @@ def is_weak_lock(
     )
 
 
+def _drying(
+    t: np.ndarray,
+    hr: np.ndarray,
+    normal: np.ndarray,
+    level_drive: np.ndarray,
+    hours: np.ndarray,
+    before_pause: np.ndarray,
+    cfg: DetectorConfig,
+) -> tuple[str, int, str] | None:
+    """A drying strap over the first minutes (before any pause), or None: measured against
+    HR expected from the level drive, fitted on the usable run after drying_fit_from_s."""
+    late = normal & (t >= cfg.drying_fit_from_s)
+    if late.sum() < cfg.level_min_points:
+        return None
+    X = np.column_stack((np.ones(t.size), level_drive, hours))
+    coef, *_ = np.linalg.lstsq(X[late], hr[late], rcond=None)
+    expected = X @ coef
+    noise = robust_noise(hr[late] - expected[late])
+    window = normal & before_pause & (t < cfg.drying_fit_from_s)
+    dry = strap_drying(t, hr, expected, noise, window, cfg)
+    return None if dry is None else ("strap_drying", dry[0], dry[2])
+
+
+def _segments(
+    ts: np.ndarray, hr: np.ndarray, drives: np.ndarray, normal: np.ndarray, cfg: DetectorConfig
+) -> tuple[list[tuple[int, int, float, float]], float]:
+    """Change-point candidates passing the thresholds (best first) and the best score."""
+    n = hr.size
+    idx = np.flatnonzero(normal)
+    segments: list[tuple[int, int, float, float]] = []
+    best = 0.0
+    if idx.size < 2 * cfg.segment_min_len + 2:
+        return segments, best
+    X = drives[idx]
+    y = hr[idx]
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    noise = robust_noise(y - X @ coef)
+    for a, b, shift, drop in best_segments(y, X, cfg.segment_min_len, cfg.segment_grid):
+        score = drop / noise**2
+        best = max(best, score)
+        if b <= a:
+            continue
+        first = 0 if a == 0 else int(idx[a])
+        last = n if b >= idx.size else int(idx[b])
+        if score >= cfg.segment_min_score and abs(shift) >= cfg.segment_min_shift_bpm:
+            segments.append((first, last, float(shift), float(score)))
+        elif is_weak_lock(first, last, shift, score, n, cfg):
+            segments.append((first, last, float(shift), float(score)))
+    segments.sort(key=lambda c: -c[3])
+    return segments, best
+
+
 def analyse(
     ts: np.ndarray,
     hr: np.ndarray,
@@ -183,56 +265,86 @@ def analyse(
     hr_low: float,
     hr_high: float,
     cfg: DetectorConfig,
+    pause_step: np.ndarray | None = None,
 ) -> Analysis:
-    """Pass 1 on one workout: sample faults, change-point segment, level statistics."""
+    """Pass 1 on one workout: sample faults, whole-run shape, a slow lock at the start,
+    change-point segments, a drying strap at the start (against the rest of the run, its
+    segments left out), a noisy segment, level statistics.
+
+    `pause_step` (first samples after pauses): no drive over a pause (the runner stood), and
+    the warm-up transient restarts after it."""
     n = hr.size
+    steps = np.zeros(0, dtype=np.int64) if pause_step is None else np.asarray(pause_step)
     t = (ts - ts[0]).astype(np.float64)
-    dropout, low, spike, flat = sample_faults(hr, hr_low, hr_high, cfg)
-    normal = ~(dropout | low | spike | flat)
+    resume = np.zeros(n, dtype=bool)
+    resume[steps] = True
+    since = since_pause_s(ts, resume)
+    before_pause = np.arange(n) < (int(steps.min()) if steps.size else n)
+    dropout, low, spike, flat = sample_faults(hr, hr_low, hr_high, cfg, steps)
+    low_drop = low_dropouts(hr, cfg, resume) & ~dropout
+    low &= ~low_drop
+    usable = ~(dropout | low | spike | flat | low_drop)
     eq = equivalent_speed(speed, alt, ts, cfg)
+    eq[resume] = 0.0
     hours = t / 3600.0
-    idx = np.flatnonzero(normal)
-    segments: list[tuple[int, int, float, float]] = []
-    best = 0.0
-    noise = 1.0
-    if idx.size >= 2 * cfg.segment_min_len + 2:
-        X = np.column_stack(
-            (
-                np.ones(idx.size),
-                exp_smooth(eq, ts, cfg.tau_fast_s, y0=0.0)[idx],
-                exp_smooth(eq, ts, cfg.tau_slow_s, y0=0.0)[idx],
-                hours[idx],
-                np.exp(-t[idx] / cfg.tau_start_s),
-            )
+    drives = np.column_stack(
+        (
+            np.ones(n),
+            exp_smooth(eq, ts, cfg.tau_fast_s, y0=0.0),
+            exp_smooth(eq, ts, cfg.tau_slow_s, y0=0.0),
+            hours,
+            np.exp(-since / cfg.tau_start_s),
         )
-        y = hr[idx]
-        coef, *_ = np.linalg.lstsq(X, y, rcond=None)
-        noise = robust_noise(y - X @ coef)
-        for a, b, shift, drop in best_segments(y, X, cfg.segment_min_len, cfg.segment_grid):
-            score = drop / noise**2
-            best = max(best, score)
-            if b <= a:
-                continue
-            start = 0 if a == 0 else int(idx[a])
-            end = n if b >= idx.size else int(idx[b])
-            if score >= cfg.segment_min_score and abs(shift) >= cfg.segment_min_shift_bpm:
-                segments.append((start, end, float(shift), float(score)))
-            elif is_weak_lock(start, end, shift, score, n, cfg):
-                segments.append((start, end, float(shift), float(score)))
-        segments.sort(key=lambda c: -c[3])
-    strong = [c for c in segments if not is_weak_lock(*c, n, cfg)]
+    )
     level_drive = exp_smooth(eq, ts, cfg.level_tau_s, y0=0.0)
-    level_mask = normal & (t >= cfg.level_warmup_s)
-    for start, end, _, _ in strong:
-        level_mask[start:end] = False
+    shape = run_shape(t, hr, speed, drives[:, :4], usable, cfg)
+    whole = shape.whole_lock(cfg) or shape.stuck(cfg)
+    normal = usable.copy()
+    start: tuple[str, int, str] | None = None
+    if not shape.whole_lock(cfg):
+        lock = slow_lock(t, hr, usable & before_pause, shape.start_bpm, cfg)
+        if lock is not None:
+            start = ("slow_lock", lock[0], lock[1])
+            normal[: lock[0]] = False
+    segments, best = _segments(ts, hr, drives, normal, cfg)
+    strong = [c for c in segments if not is_weak_lock(*c, n, cfg)]
+    if start is None and not whole:
+        rest = normal.copy()  # the segments but those that may be the drying itself:
+        for first, last, shift, _ in strong:  # a low start, or a high rest after it
+            early = t[min(last, n - 1)] <= cfg.drying_fit_from_s and t[first] < cfg.drying_min_s
+            high_rest = last == n and t[first] <= cfg.drying_fit_from_s
+            if not ((shift < 0 and early) or (shift > 0 and high_rest)):
+                rest[first:last] = False
+        start = _drying(t, hr, rest, level_drive, hours, before_pause, cfg)
+        if start is not None:  # the segments again, without the drying
+            normal[: start[1]] = False
+            segments, best = _segments(ts, hr, drives, normal, cfg)
+            strong = [c for c in segments if not is_weak_lock(*c, n, cfg)]
+    noisy = noisy_segment(hr, usable, cfg, resume)
+    level_mask = normal & (since >= cfg.level_warmup_s)
+    for first, last, _, _ in strong:
+        level_mask[first:last] = False
+    if noisy is not None:
+        level_mask[noisy[0] : noisy[1]] = False
     stats = level_stats(level_drive[level_mask], hours[level_mask], hr[level_mask])
-    eligible = not strong and int(level_mask.sum()) >= cfg.level_min_points
+    eligible = (
+        not strong
+        and start is None
+        and noisy is None
+        and not whole
+        and int(level_mask.sum()) >= cfg.level_min_points
+    )
     return Analysis(
         dropout=dropout,
         low=low,
         spike=spike,
         flat=flat,
+        low_dropout=low_drop,
         normal=normal,
+        speed=speed,
+        shape=shape,
+        start=start,
+        noisy=noisy,
         level_drive=level_drive,
         hours=hours,
         level_mask=level_mask,
@@ -278,7 +390,7 @@ def _diff_noise(hr: np.ndarray, mask: np.ndarray) -> float:
 class SegmentCall:
     """What a change-point segment is, once the user's level is known."""
 
-    fault: str  # offset_partial | cadence_lock | benign
+    fault: str  # offset_partial | cadence_lock | cadence_follow | benign
     start: int
     end: int
     offset_bpm: float  # BPM to add on [start, end) for offsets
@@ -312,7 +424,8 @@ def _classify_one(
     model: LevelModel,
     cfg: DetectorConfig,
 ) -> SegmentCall:
-    """Partial offset, cadence lock or benign for one change-point candidate.
+    """Partial offset, cadence lock (fixed or following the pace) or benign for one
+    change-point candidate.
 
     The candidate splits the workout into a lower and a higher part. The lower part can
     be a partial offset (long enough, entered and left abruptly); the higher part can be
@@ -357,14 +470,19 @@ def _classify_one(
         offset_ok = not lock_ok
         why = f" (user level: lower part {d_low:+.0f}, higher part {d_high:+.0f} BPM)"
     if lock_ok:
+        span = np.zeros(n, dtype=bool)
+        span[hi_s:hi_e] = True
+        follow, tstat = follows_speed(hr, an.speed, span & an.normal, cfg)
+        hi_s, hi_e = grow_lock(hr, an.speed, an.normal, hi_s, hi_e)
+        what = "the cadence" if follow else "a fixed value"
         return SegmentCall(
-            "cadence_lock",
+            "cadence_follow" if follow else "cadence_lock",
             hi_s,
             hi_e,
             0.0,
             conf,
-            f"HR locked at {hi_med:.0f} ({size:.0f} BPM above the rest, noise x{ratio:.2f}) "
-            f"on [{hi_s},{hi_e}){why}",
+            f"HR locked at {hi_med:.0f} ({size:.0f} BPM above the rest, noise x{ratio:.2f}, "
+            f"{what}: speed slope t={tstat:.1f}) on [{hi_s},{hi_e}){why}",
         )
     if offset_ok:
         return SegmentCall(
@@ -400,6 +518,13 @@ def classify_segment(
     return calls[0] if calls else None
 
 
+def _span(n: int, start: int, end: int, margin: int = 0) -> np.ndarray:
+    """Samples [start - margin, end + margin) of n."""
+    out = np.zeros(n, dtype=bool)
+    out[max(start - margin, 0) : end + margin] = True
+    return out
+
+
 def decide(
     an: Analysis,
     hr: np.ndarray,
@@ -409,54 +534,107 @@ def decide(
     hr_high: float,
     cfg: DetectorConfig,
 ) -> Verdict:
-    """Pass 2: every fault found, the offset-corrected HR, the invalid-sample mask, the
-    offset applied, a confidence, the level deficit and a reason.
+    """Pass 2: every fault found with the samples it covers, the offset-corrected HR, the
+    invalid-sample mask, the offset applied, a confidence, the level deficit and a reason.
 
-    Masks only: the caller turns them into masking or interpolation and checks the
-    share of bad samples.
+    In order: a whole-run cadence lock (shape alone) or stuck-low reading (shape and a
+    level deficit beyond the full-offset threshold) covers the whole run and ends the
+    search; else a start fault, the change-point segment (a partial offset or a lock), a
+    lagging noisy segment (unless the segment lies inside it: the lag explains the shift),
+    a full offset when no segment fault was found, and the sample faults.
+
+    The spans of a start fault, a lock and a noisy segment are widened by span_margin
+    samples each side (their boundaries are estimates; a partial offset's are exact).
+    Masks only: the caller applies each fault's action (correct, mask, reject), turns masks
+    into masking or interpolation and checks the share of bad samples.
     """
     n = hr.size
     faults: list[str] = []
     reasons: list[str] = []
+    spans: dict[str, np.ndarray] = {}
     corrected = hr.astype(np.float64, copy=True)
-    locked = np.zeros(n, dtype=bool)
     offset: tuple[str, float, int, int] = ("none", 0.0, -1, -1)
     confidence = 1.0
-    d = float("nan")
+    d = deficit(model, an, hr, an.level_mask)
+    thr = full_threshold(model.k, cfg)
+    basis = f"{model.k} other workouts" if model.k else "population"
+    shape = an.shape
+    whole = ""
+    if shape.whole_lock(cfg):
+        whole = "whole_run_lock"
+        reasons.append(
+            f"whole run locked: starts at {shape.start_bpm:.0f}, rises {shape.rise_bpm:+.0f}, "
+            f"follows speed without lag (R2 {shape.r2_instant:.2f} vs {shape.r2_lagged:.2f})"
+        )
+    elif shape.stuck(cfg) and np.isfinite(d) and d > thr:
+        whole = "stuck_low"
+        reasons.append(
+            f"stuck low: 95% of HR <= {shape.p95_bpm:.0f}, rises {shape.rise_bpm:+.0f}, "
+            f"{d:.0f} BPM below expected ({basis}; threshold {thr:.0f})"
+        )
+    if whole:
+        spans[whole] = np.ones(n, dtype=bool)
+        return Verdict(
+            [whole], corrected, np.ones(n, dtype=bool), spans, "none", 0.0, -1, -1, 1.0, d,
+            "; ".join(reasons),
+        )  # fmt: skip
+    if an.start is not None:
+        kind, end, why = an.start
+        faults.append(kind)
+        spans[kind] = _span(n, 0, end, cfg.span_margin)
+        reasons.append(why)
     call = classify_segment(an, hr, model, cfg)
+    if call is not None and an.noisy is not None and call.fault != "benign":
+        a, b, _ = an.noisy
+        if a <= call.start and call.end <= b:
+            reasons.append(f"({call.reason}: inside the noisy segment)")
+            call = None
     if call is not None:
         reasons.append(call.reason)
         confidence = call.confidence
         if call.fault == "offset_partial":
             corrected[call.start : call.end] += call.offset_bpm
             offset = ("offset_partial", call.offset_bpm, call.start, call.end)
-            faults.append("offset_partial")
-        elif call.fault == "cadence_lock":
-            locked[call.start : call.end] = True
-            faults.append("cadence_lock")
+        if call.fault != "benign":
+            faults.append(call.fault)
+            margin = 0 if call.fault == "offset_partial" else cfg.span_margin
+            spans[call.fault] = _span(n, call.start, call.end, margin)
+    if an.noisy is not None:
+        a, b, ratio = an.noisy
+        faults.append("lagging_noisy")
+        spans["lagging_noisy"] = _span(n, a, b, cfg.span_margin)
+        reasons.append(f"noisy segment [{a},{b}): step changes x{np.exp(ratio / 2):.1f}")
     if call is None or call.fault == "benign":
-        d = deficit(model, an, hr, an.level_mask)
-        thr = full_threshold(model.k, cfg)
-        basis = f"{model.k} other workouts" if model.k else "population"
         if np.isfinite(d) and d > thr:
             corrected += d
             offset = ("offset_full", d, 0, n)
             faults.append("offset_full")
+            spans["offset_full"] = np.ones(n, dtype=bool)
             confidence = _logistic((d - thr) / cfg.full_noise_bpm)
             reasons.append(f"HR {d:.0f} BPM below expected ({basis}; threshold {thr:.0f})")
         elif np.isfinite(d):
             confidence = _logistic((thr - d) / cfg.full_noise_bpm)
-    for name, mask in (("flatline", an.flat), ("dropout", an.dropout), ("spike", an.spike)):
+    for name, mask in (
+        ("flatline", an.flat),
+        ("low_dropout", an.low_dropout),
+        ("dropout", an.dropout),
+        ("spike", an.spike),
+    ):
         if mask.any():
             faults.append(name)
+            spans[name] = mask
             reasons.append(f"{name}: {int(mask.sum())} samples")
     if gps_fault:
         faults.append("gps_corruption")
         reasons.append("GPS/speed spikes repaired")
-    invalid = an.dropout | an.spike | an.flat | locked
+    invalid = np.zeros(n, dtype=bool)
+    for name, mask in spans.items():
+        if name not in ("offset_full", "offset_partial"):
+            invalid |= mask
     invalid |= (corrected < hr_low) | (corrected > hr_high)
     faults.sort(key=FAULT_PRECEDENCE.index)
     kind, bpm, start, end = offset
     return Verdict(
-        faults, corrected, invalid, kind, bpm, start, end, confidence, d, "; ".join(reasons)
-    )
+        faults, corrected, invalid, spans, kind, bpm, start, end, confidence, d,
+        "; ".join(reasons),
+    )  # fmt: skip

@@ -36,6 +36,8 @@ WORKOUTS_SCHEMA = pa.schema(
         ("offset_start", pa.int64()),
         ("offset_end", pa.int64()),
         ("confidence", pa.float64()),
+        ("pause_step", pa.list_(pa.int64())),  # first sample after each pause (gap kept)
+        ("pause_s", _F64),  # each pause's length (s): the gap step's length
     ]
 )
 REJECTS_SCHEMA = pa.schema(
@@ -67,6 +69,7 @@ REPORT_SCHEMA = pa.schema(
         ("segment_score", pa.float64()),
         ("speed_source", pa.string()),
         ("n_invalid", pa.int64()),  # HR samples masked
+        ("n_pauses", pa.int64()),  # gaps kept as pauses (0 when rejected before judging)
         ("detail", pa.string()),
     ]
 )
@@ -105,6 +108,7 @@ def report_row(**kw: Any) -> dict[str, Any]:
         "segment_score": float("nan"),
         "speed_source": "",
         "n_invalid": 0,
+        "n_pauses": 0,
         "detail": "",
     }
     row.update(kw)

@@ -1,11 +1,14 @@
 """The clean stage's work on one chunk of input lines, run in the worker processes.
 
 Pass 1 (`pass1_chunk`): parse, keep the configured sports, coerce, structural rules,
-speed, content rules, per-workout analysis (sample faults, change-point segment, level
-statistics). Rejected lines and candidate workouts of a chunk are pickled to a temporary
-file; only small per-workout level statistics go back to the driver.
-Pass 2 (`pass2_chunk`): with the user's level model, decisions and corrections; returns the
-chunk's output batches (sorted by line) and its counts.
+speed, content rules, recording gaps (under `gap_action: pause`), per-workout analysis
+(sample faults, sensor faults, change-point segment, level statistics). Rejected lines and
+candidate workouts of a chunk are pickled to a temporary file; only small per-workout level
+statistics go back to the driver.
+Pass 2 (`pass2_chunk`): with the user's level model, decisions, each fault's action
+(params.yaml clean.correct.actions), the gaps judged pause or clock jump on the HR the
+detector trusts, and corrections; returns the chunk's output batches (sorted by line) and
+its counts.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from hrpred.clean.config import CleanConfig
+from hrpred.clean.config import OFFSET_FAULTS, CleanConfig
 from hrpred.clean.corrections import (
     fill_short_gaps,
     hr_filter_reason,
@@ -35,6 +38,7 @@ from hrpred.clean.outputs import (
     list_column,
     report_row,
 )
+from hrpred.clean.pauses import gap_steps, judge_gaps
 from hrpred.clean.rules import INFO_FLAGS, rule_flags, structural_reason
 from hrpred.clean.workout import Workout, coerce_workout
 from hrpred.io.raw import (
@@ -114,6 +118,8 @@ class Candidate:
     speed_detail: str
     flags: dict[str, float]
     an: Analysis
+    gaps: np.ndarray  # first sample after each gap (int64; judged in pass 2, once the
+    # detector has said which HR samples can be trusted)
 
 
 @dataclass
@@ -146,6 +152,12 @@ def examine(item: RawItem, cfg: CleanConfig) -> Rejected | Candidate:
     reason = structural_reason(w, cfg.rules)
     if reason is not None:
         return Rejected(item.line, wid, uid, sport, reason, "")
+    gaps = np.zeros(0, dtype=np.int64)
+    if cfg.rules.gap_action == "pause":
+        gaps = gap_steps(w.ts, cfg.rules.gap_max_s)
+    # The detector's drive stops over the gaps that look like pauses on the raw HR (a clock
+    # jump has no pause in it); pass 2 judges again on the HR the detector trusts.
+    pauses, _ = judge_pauses(w, gaps, w.hr, cfg)
     sp = speed_from_recording(w.ts, w.speed, w.lat, w.lon, cfg.speed)
     if sp.speed is None:
         return Rejected(item.line, wid, uid, sport, "no_speed", sp.reason)
@@ -157,14 +169,21 @@ def examine(item: RawItem, cfg: CleanConfig) -> Rejected | Candidate:
     raw_speed = sp.raw if sp.raw is not None else sp.speed
     flags = rule_flags(w.ts, w.hr, w.alt, raw_speed, sp.speed, cfg.rules)
     an = analyse(
-        w.ts, w.hr, sp.speed, w.alt, cfg.rules.hr_low_bpm, cfg.rules.hr_high_bpm, cfg.detector
+        w.ts,
+        w.hr,
+        sp.speed,
+        w.alt,
+        cfg.rules.hr_low_bpm,
+        cfg.rules.hr_high_bpm,
+        cfg.detector,
+        pauses,
     )
     gps_fault = sp.n_spikes > 0 and sp.raw_max > cfg.detector.speed_fault_min_kmh
     w.speed = None  # the chosen speed travels on; the native copy is not needed again
     detail = (
         f"{sp.n_spikes} speed samples repaired (raw max {sp.raw_max:.0f} km/h)" if gps_fault else ""
     )
-    return Candidate(w, sp.speed, sp.source, gps_fault, detail, flags, an)
+    return Candidate(w, sp.speed, sp.source, gps_fault, detail, flags, an, gaps)
 
 
 def pass1_chunk(task: Task) -> Pass1Result:
@@ -225,6 +244,29 @@ class Pass2Result:
     corrected: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     speed_source: Counter[str] = field(default_factory=Counter)
+    pauses: Counter[str] = field(default_factory=Counter)  # workouts, pauses, seconds (kept)
+
+
+def judge_pauses(
+    w: Workout, gaps: np.ndarray, hr: np.ndarray, cfg: CleanConfig
+) -> tuple[np.ndarray, str]:
+    """(first samples after the gaps kept as pauses, '' or the first clock jump's
+    description) of a workout, judged on `hr` (NaN where it is not to be trusted)."""
+    if gaps.size == 0:
+        return gaps, ""
+    r = cfg.rules
+    calls = judge_gaps(
+        w.ts, hr, w.lat, w.lon, gaps, r.hr_low_bpm, r.pause_hr_drop_bpm, r.jump_max_move_steps
+    )
+    jumps = [g for g in calls if g.kind == "clock_jump"]
+    steps = np.array([g.step for g in calls if g.kind == "pause"], dtype=np.int64)
+    if not jumps:
+        return steps, ""
+    g = jumps[0]
+    return steps, (
+        f"clock jump of {g.seconds:.0f} s at step {g.step} (HR {g.hr_drop_bpm:+.0f} BPM "
+        f"across it, moved {g.moved_steps:.1f} steps)"
+    )
 
 
 def finalize(
@@ -234,9 +276,20 @@ def finalize(
     w, an = c.w, c.an
     det = cfg.detector
     v = decide(an, w.hr, model, c.gps_fault, cfg.rules.hr_low_bpm, cfg.rules.hr_high_bpm, det)
-    faults, hr, invalid, reason = v.faults, v.heart_rate, v.invalid, v.reason
+    faults, hr, invalid, reason = v.faults, v.heart_rate.copy(), v.invalid.copy(), v.reason
     kind, offset_bpm, o_start, o_end = v.offset_kind, v.offset_bpm, v.offset_start, v.offset_end
     confidence, deficit = v.confidence, v.deficit_bpm
+    reject_fault = None
+    for f in faults:  # each fault's action (params.yaml clean.correct.actions)
+        action = cfg.correct.actions.get(f)
+        if action == "reject" and reject_fault is None:
+            reject_fault = f
+        elif action == "mask" and f in OFFSET_FAULTS:
+            span = v.spans[f]
+            hr[span] = w.hr[span]
+            invalid |= span
+            kind, offset_bpm, o_start, o_end = "none", 0.0, -1, -1
+    pause_step, jump = judge_pauses(w, c.gaps, np.where(invalid, np.nan, hr), cfg)
     correction = kind
     masked = invalid.copy()
     if masked.any() and cfg.correct.short_faults == "interpolate":
@@ -253,7 +306,13 @@ def finalize(
     else:
         fault = "none"
     reject = None
-    if masked.mean() > cfg.correct.max_masked_fraction:
+    if reject_fault is not None:
+        reject, fault = "unusable", reject_fault
+        reason = f"{reason}; {reject_fault} rejects the workout".lstrip("; ")
+    elif jump:
+        reject = "timestamp_gap"
+        reason = f"{reason}; {jump}".lstrip("; ")
+    elif masked.mean() > cfg.correct.max_masked_fraction:
         reject = "unusable"  # too many bad HR samples to keep (fault says which kind)
         reason = f"{reason}; {masked.mean():.0%} of HR samples invalid".lstrip("; ")
     elif kind != "none":
@@ -284,6 +343,7 @@ def finalize(
         segment_score=float(an.score),
         speed_source=c.speed_source,
         n_invalid=int(masked.sum()),
+        n_pauses=int(pause_step.size),
         detail=detail,
     )
     if reject is not None:
@@ -310,6 +370,8 @@ def finalize(
         "offset_start": int(o_start),
         "offset_end": int(o_end),
         "confidence": float(confidence),
+        "pause_step": pause_step,
+        "pause_s": np.diff(w.ts)[pause_step - 1].astype(np.float64),
     }
     return report, out
 
@@ -385,6 +447,10 @@ def pass2_chunk(task: Pass2Task) -> Pass2Result:
             res.kept += 1
             res.corrected[out["correction"]] += 1
             res.speed_source[out["speed_source"]] += 1
+            if out["pause_step"].size:
+                res.pauses["workouts"] += 1
+                res.pauses["pauses"] += int(out["pause_step"].size)
+                res.pauses["seconds"] += int(out["pause_s"].sum())
     res.report = pa.RecordBatch.from_pylist(reports, schema=REPORT_SCHEMA)
     res.rejects = pa.RecordBatch.from_pylist(rejects, schema=REJECTS_SCHEMA)
     if rows:

@@ -167,6 +167,7 @@ def _run(
     corrected: Counter[str] = Counter()
     faults: Counter[str] = Counter()
     speed_source: Counter[str] = Counter()
+    pauses: Counter[str] = Counter()
     writers = {
         "workouts": BatchWriter(layout.clean_workouts, WORKOUTS_SCHEMA),
         "rejects": BatchWriter(layout.clean_rejects, REJECTS_SCHEMA),
@@ -183,6 +184,7 @@ def _run(
                 corrected.update(res.corrected)
                 faults.update(res.faults)
                 speed_source.update(res.speed_source)
+                pauses.update(res.pauses)
                 bar.update(1)
     finally:
         for wr in writers.values():
@@ -211,6 +213,12 @@ def _run(
         "faults": dict(sorted(faults.items())),
         "sports": dict(sorted(sports.items())),
         "speed_source": dict(sorted(speed_source.items())),
+        "pauses": {
+            "gap_action": cfg.rules.gap_action,
+            "workouts_kept_with_pauses": pauses["workouts"],
+            "pauses_kept": pauses["pauses"],
+            "paused_minutes": round(pauses["seconds"] / 60.0, 1),
+        },
         "population_level_model": [round(float(c), 4) for c in pop],
         "accounting": {"ok": all(accounting.values()), **accounting},
     }

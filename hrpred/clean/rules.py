@@ -2,7 +2,8 @@
 
 Two kinds of rule:
 - `structural_reason`: the workout cannot be used at all (lengths, timestamps, altitude
-  range, too short...). Returns a reject reason.
+  range, too short...). Returns a reject reason. Gaps reject here only under
+  `gap_action: reject`; under `pause` they are judged later (hrpred/clean/pauses.py).
 - `rule_flags`: content checks on HR, speed, timestamps and altitude. They never reject
   by themselves; they are evidence for the detector and go to the per-workout report.
   Speed-based checks run on the speed chosen for every workout (native or GPS).
@@ -142,7 +143,7 @@ def rule_flags(
             flags["hr_speed_mismatch"] = r
 
     dts = np.diff(ts).astype(np.float64)
-    if cfg.gap_action != "reject" and (dts > cfg.gap_max_s).any():  # TS01
+    if cfg.gap_action == "flag" and (dts > cfg.gap_max_s).any():  # TS01 (pause: judged apart)
         flags["timestamp_gap"] = float(dts.max())
     if (dts == 0).any():  # TS04
         flags["timestamp_duplicate"] = float((dts == 0).sum())

@@ -19,6 +19,11 @@ Semantics (steps are samples, not seconds, unless the name says `s`):
 - `gender`: male 1.0, female 0.0, unknown/other 0.5 (halfway, so "unknown" is not read as
   either sex); constant over the workout and never scaled.
 - `elapsed_time`: seconds since the first timestamp.
+- `since_pause`: seconds since the first sample after the last pause, or since the start. A
+  pause is a step longer than `hrpred.clean.pauses.PAUSE_MIN_S` (60 s) between timestamps
+  (the clean stage keeps pauses as such long steps and rejects clock jumps), or, for inputs
+  whose samples cover the pause (a resampled grid), the `resume` marks given to
+  `WorkoutInputs`. HR recovers while the runner stands, so it restarts lower after a pause.
 - `speed_ema_{30,60,120}s`: exponential moving average with a time constant in seconds over
   irregular timestamps: y[0] = v[0], y[t] = y[t-1] + (1 - exp(-dt/tau)) (v[t] - y[t-1]);
   non-positive dt leaves y unchanged.
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrpred.clean.hr_types import hr_workout_type
+from hrpred.clean.pauses import PAUSE_MIN_S, since_pause_s
 from hrpred.timeseries import trailing_mean
 
 GENDER_CODES: dict[str, float] = {"male": 1.0, "female": 0.0}
@@ -57,6 +63,9 @@ class WorkoutInputs:
     speed_kmh: np.ndarray  # km/h
     altitude_m: np.ndarray  # m
     gender: str  # male | female | unknown
+    # bool per sample: the first sample after a pause; None: pauses are the timestamps'
+    # steps longer than PAUSE_MIN_S (see `since_pause`)
+    resume: np.ndarray | None = None
 
     @classmethod
     def from_arrays(
@@ -65,8 +74,10 @@ class WorkoutInputs:
         speed_kmh: Sequence[float],
         altitude_m: Sequence[float],
         gender: str | None,
+        resume: Sequence[bool] | None = None,
     ) -> WorkoutInputs:
-        """Coerce lists/arrays to float64 numpy and check the lengths agree."""
+        """Coerce lists/arrays to float64 numpy (`resume` to bool) and check the lengths
+        agree."""
         ts = np.asarray(timestamp, dtype=np.float64)
         sp = np.asarray(speed_kmh, dtype=np.float64)
         al = np.asarray(altitude_m, dtype=np.float64)
@@ -75,7 +86,12 @@ class WorkoutInputs:
                 f"timestamp, speed and altitude must be 1-D of equal length, got "
                 f"{ts.shape}, {sp.shape}, {al.shape}"
             )
-        return cls(ts, sp, al, gender or "unknown")
+        marks = None if resume is None else np.asarray(resume, dtype=bool)
+        if marks is not None and marks.shape != ts.shape:
+            raise ValueError(
+                f"resume must have the timestamps' shape {ts.shape}, got {marks.shape}"
+            )
+        return cls(ts, sp, al, gender or "unknown", marks)
 
     def __len__(self) -> int:
         return len(self.speed_kmh)
@@ -210,6 +226,11 @@ _add(
     "seconds since the first sample",
 )
 _add("grade", grade, "altitude change / step distance, clipped")
+_add(
+    "since_pause",
+    lambda w: since_pause_s(w.timestamp, w.resume, PAUSE_MIN_S),
+    f"seconds since the last pause (a step over {PAUSE_MIN_S:.0f} s) or the start",
+)
 
 for _k in (1, 2, 3, 5, 10, 15, 20, 30, 45, 60, 90, 120):
     _add(f"speed_lag_{_k}", lambda w, k=_k: lag(w.speed_kmh, k), f"speed {_k} steps earlier")

@@ -24,8 +24,30 @@ FAULTS: tuple[str, ...] = (
     "length_mismatch",
     "altitude_unrealistic",
     "malformed_line",
+    "slow_lock",
+    "cadence_follow",
+    "whole_run_lock",
+    "stuck_low",
+    "lagging_noisy",
+    "low_dropout",
+    "strap_drying",
 )
-HR_FAULTS: tuple[str, ...] = FAULTS[:6]
+# Faults of the HR channel only (the clean stage's detector targets).
+HR_FAULTS: tuple[str, ...] = (
+    "offset_full",
+    "offset_partial",
+    "dropout",
+    "flatline",
+    "spike",
+    "cadence_lock",
+    "slow_lock",
+    "cadence_follow",
+    "whole_run_lock",
+    "stuck_low",
+    "lagging_noisy",
+    "low_dropout",
+    "strap_drying",
+)
 ARCHETYPES: tuple[str, ...] = ("easy", "steady", "progressive", "intervals", "hilly")
 TERRAINS: tuple[str, ...] = ("flat", "rolling", "hilly")
 # [low, high] ranges of the simulator's draws.
@@ -38,7 +60,33 @@ RANGES: tuple[str, ...] = (
     "tau_down_ratio",
     "drift_bpm_per_h",
     "offset_bpm",
+    "cadence_spm",
+    "cadence_spm_per_kmh",
+    "cadence_clip_spm",
 )
+
+
+@dataclass(frozen=True)
+class PauseConfig:
+    """`simulate.pauses` in params.yaml: stops with the watch auto-paused (nothing recorded)."""
+
+    rate: float  # share of workouts with pauses
+    count: tuple[int, int]  # pauses per such workout (uniform, inclusive)
+    pause_min_s: float  # shortest pause (s)
+    pause_max_s: float  # longest pause (s); lengths are log-uniform in between
+    standing_hrr: float  # HR-reserve fraction the HR relaxes towards while paused
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rate <= 1:
+            raise ParamError("params.yaml: simulate.pauses.rate must lie in [0, 1]")
+        if not 1 <= self.count[0] <= self.count[1]:
+            raise ParamError("params.yaml: simulate.pauses.count must be [low, high] with low >= 1")
+        if not 1 <= self.pause_min_s <= self.pause_max_s:
+            raise ParamError(
+                "params.yaml: simulate.pauses needs 1 <= pause_min_s <= pause_max_s (s)"
+            )
+        if not 0 <= self.standing_hrr < 1:
+            raise ParamError("params.yaml: simulate.pauses.standing_hrr must lie in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -74,6 +122,10 @@ class SimConfig:
     native_speed_rate: float
     stop_rate: float
     offset_bpm: tuple[float, float]
+    cadence_spm: tuple[float, float]  # a runner's cadence at threshold speed (uniform)
+    cadence_spm_per_kmh: tuple[float, float]  # ... and its rise per km/h (uniform)
+    cadence_clip_spm: tuple[float, float]  # cadence kept within (steps/min)
+    pauses: PauseConfig  # auto-paused stops (clock jumps, HR recovers)
     level: LevelConfig  # slow change of each runner's HR level (simulate/level.py)
     sports: dict[str, float]
     archetypes: dict[str, float]

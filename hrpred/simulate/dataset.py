@@ -159,6 +159,15 @@ def plan_counts(plan: Plan) -> dict[str, Any]:
         "faults_runs": {f: int(np.sum(runs & (plan.fault == f))) for f in ("none", *FAULTS)},
         "min_hr_fault_support_runs": int(min(np.sum(runs & (plan.fault == f)) for f in HR_FAULTS)),
         "native_speed_runs": int(np.sum(runs & plan.native_speed)),
+        "pauses": {
+            "workouts": int(np.sum(plan.n_pauses > 0)),
+            "runs": int(np.sum(runs & (plan.n_pauses > 0))),
+            "pauses": int(plan.n_pauses.sum()),
+            "pauses_runs": int(plan.n_pauses[runs].sum()),
+            "runs_with_hr_fault": int(
+                np.sum(runs & (plan.n_pauses > 0) & np.isin(plan.fault, HR_FAULTS))
+            ),
+        },
         "runs": int(runs.sum()),
     }
 
@@ -179,6 +188,7 @@ def simulate_dataset(
     workers = max(1, min(cfg.workers if cfg.workers > 0 else os.cpu_count() or 1, total))
     tmp_out, tmp_truth = out.with_name(out.name + ".tmp"), truth.with_name(truth.name + ".tmp")
     stats: list[np.ndarray] = []
+    pause_s: list[float] = []
     written = 0
     # Fork the workers first, before tqdm/pyarrow start threads in this process.
     if workers == 1:
@@ -198,6 +208,7 @@ def simulate_dataset(
                     written += len(res.lines)
                     truth_writer.write(res.truth)
                     stats.append(res.stats)
+                    pause_s.extend(s for w in res.truth["pause_s"] for s in w)
                     bar.update(len(res.truth["line"]))
         finally:
             truth_writer.close()
@@ -209,6 +220,11 @@ def simulate_dataset(
     os.replace(tmp_out, out)
     os.replace(tmp_truth, truth)
     metrics = plan_counts(plan)
+    metrics["pauses"]["seconds"] = {
+        "min": float(min(pause_s, default=0.0)),
+        "median": float(np.median(pause_s)) if pause_s else 0.0,
+        "max": float(max(pause_s, default=0.0)),
+    }
     metrics["bytes"] = written
     metrics["realism"] = realism(
         np.concatenate(stats) if stats else np.zeros((0, len(STAT_COLUMNS)))

@@ -1,8 +1,15 @@
 """Fault injection: the recording problems the clean stage must find.
 
 `apply_fault` edits one workout's recorded arrays in place and returns where the fault is
-(step indices, end exclusive) and the sensor offset for offset faults. `corrupt_line`
-damages a serialised line (malformed_line). At most one fault per workout.
+(step indices, end exclusive) and the sensor offset for offset faults; outside that span the
+arrays are left as they were. `corrupt_line` damages a serialised line (malformed_line). At
+most one fault per workout.
+
+Besides the original short faults, the real failure modes of optical and chest sensors:
+slow_lock (the first minutes read low or at cadence), cadence_follow / whole_run_lock (HR
+reads the runner's step cadence, which follows pace), stuck_low (the whole workout reads
+60-100 BPM), lagging_noisy (a long segment lags the truth and is noisy), low_dropout
+(implausibly low values, not 0) and strap_drying (too low early, recovering smoothly).
 """
 
 from __future__ import annotations
@@ -21,18 +28,89 @@ def _segment(rng: np.random.Generator, n: int, lo: int, hi: int) -> tuple[int, i
     return start, start + length
 
 
+def _lock_noise(rng: np.random.Generator, size: int) -> np.ndarray:
+    return rng.normal(0, 1.5, size)
+
+
+def _first_step_after(rec: dict[str, np.ndarray], seconds: float) -> int:
+    """First step at least `seconds` after the start (at least 1, at most n - 1)."""
+    ts = rec["timestamp"]
+    n = ts.size
+    return int(np.clip(np.searchsorted(ts - ts[0], seconds, side="left"), 1, n - 1))
+
+
+def _sensor_fault(
+    rng: np.random.Generator, kind: str, rec: dict[str, np.ndarray], cadence: np.ndarray
+) -> tuple[int, int, float] | None:
+    """The real-sensor HR faults (module doc); None for any other kind."""
+    hr = rec["heart_rate"]
+    n = hr.size
+    if kind == "slow_lock":
+        # Optical sensor locks late: reads low and drifting up, or the cadence, then joins.
+        end = _first_step_after(rec, rng.uniform(60, 300))
+        if rng.random() < 0.5:
+            first = rng.uniform(60, 85)
+            last = min(first + rng.uniform(5, 15), 100.0)
+            hr[:end] = np.linspace(first, last, end) + rng.normal(0, 1.0, end)
+        else:
+            hr[:end] = cadence[:end] + _lock_noise(rng, end)
+        return 0, end, 0.0
+    if kind == "cadence_follow":
+        start, end = _segment(rng, n, 20, 150)
+        hr[start:end] = cadence[start:end] + _lock_noise(rng, end - start)
+        return start, end, 0.0
+    if kind == "whole_run_lock":
+        hr[:] = cadence + _lock_noise(rng, n)
+        return 0, n, 0.0
+    if kind == "stuck_low":
+        level = rng.uniform(65, 95)
+        wander = np.cumsum(rng.normal(0, 0.4, n))
+        wander -= np.linspace(0, wander[-1], n)  # a bridge: starts and ends at the level
+        hr[:] = np.clip(level + wander + rng.normal(0, 1.5, n), 60, 100)
+        return 0, n, 0.0
+    if kind == "lagging_noisy":
+        length = int(rng.uniform(0.2, 0.6) * n)
+        start = int(rng.integers(0, n - length + 1))
+        end = start + length
+        t = rec["timestamp"].astype(np.float64)
+        lag, sd = rng.uniform(20, 90), rng.uniform(4, 10)
+        lagged = np.interp(t[start:end] - lag, t, hr)  # before the first sample: its value
+        hr[start:end] = lagged + rng.normal(0, sd, length)
+        return start, end, 0.0
+    if kind == "low_dropout":
+        start, end = _segment(rng, n, 5, 60)
+        level = rng.uniform(30, 55)
+        hr[start:end] = np.clip(level + rng.normal(0, 3, end - start), 25, 60)
+        return start, end, 0.0
+    if kind == "strap_drying":
+        # A dry chest strap under-reads until sweat makes contact: the factor rises smoothly
+        # (half a cosine) from 0.6-0.85 to 1 over the first 3-15 min.
+        end = _first_step_after(rec, rng.uniform(180, 900))
+        ts = rec["timestamp"][:end]
+        frac = (ts - ts[0]) / max(float(rec["timestamp"][end] - ts[0]), 1.0)
+        low = rng.uniform(0.6, 0.85)
+        hr[:end] *= low + (1 - low) * 0.5 * (1 - np.cos(np.pi * frac))
+        return 0, end, 0.0
+    return None
+
+
 def apply_fault(
     rng: np.random.Generator,
     kind: str,
     rec: dict[str, np.ndarray],
     offset_range: tuple[float, float],
+    cadence: np.ndarray,
 ) -> tuple[int, int, float]:
     """Inject fault `kind` into `rec` (timestamp, heart_rate, altitude, latitude, longitude,
-    optional speed). Returns (fault_start, fault_end, offset_bpm)."""
+    optional speed); `cadence` is the runner's step cadence at each step (steps/min), read
+    by the lock faults. Returns (fault_start, fault_end, offset_bpm)."""
     hr = rec["heart_rate"]
     n = hr.size
     if kind in ("none", "malformed_line"):
         return NO_FAULT
+    sensor = _sensor_fault(rng, kind, rec, cadence)
+    if sensor is not None:
+        return sensor
     if kind == "offset_full":
         # Strap slipping / optical sensor under-reading for the whole workout.
         offset = float(rng.uniform(*offset_range))

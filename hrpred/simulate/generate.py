@@ -1,12 +1,13 @@
 """Simulate one chunk of workouts: kinematics, physiology, sensors, faults, lines.
 
-A chunk's random numbers come from (seed, 1, chunk index) only, so the file is the same
-whatever the number of worker processes.
+A chunk's random numbers come from (seed, 1, chunk index) only, and its pauses' from
+(seed, 3, chunk index), so the file is the same whatever the number of worker processes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,9 +16,10 @@ from hrpred.simulate.faults import apply_fault, corrupt_line
 from hrpred.simulate.physiology import (
     DEFAULT_SPORT,
     SPORTS,
+    cadence,
     cardiac_drift,
     effort_fraction,
-    first_order_kinetics,
+    paused_kinetics,
     smooth_noise,
 )
 from hrpred.simulate.plan import Plan
@@ -44,7 +46,7 @@ class ChunkResult:
 
     index: int
     lines: bytes  # newline-terminated FitRec lines
-    truth: dict[str, np.ndarray]  # truth columns; hr_physio / hr_clean are [B, n]
+    truth: dict[str, Any]  # truth columns; hr_physio / hr_clean are [B, n], pause_* lists
     stats: np.ndarray  # [k, len(STAT_COLUMNS)] for the chunk's fault-free runs
 
 
@@ -55,6 +57,26 @@ def chunk_bounds(cfg: SimConfig, index: int) -> tuple[int, int]:
 
 def n_chunks(cfg: SimConfig) -> int:
     return -(-cfg.n_workouts // cfg.chunk_size)
+
+
+def draw_pauses(
+    rng: np.random.Generator, counts: np.ndarray, n: int, cfg: SimConfig
+) -> list[list[tuple[int, float]]]:
+    """(step, seconds) of each workout's pauses, by step: `counts[b]` distinct steps in the
+    middle 90% of the workout (the first sample after the pause) and whole-second lengths,
+    log-uniform in [pause_min_s, pause_max_s]."""
+    lo, hi = max(n // 20, 1), n - n // 20
+    low, high = np.log(cfg.pauses.pause_min_s), np.log(cfg.pauses.pause_max_s)
+    out: list[list[tuple[int, float]]] = []
+    for k in counts:
+        steps = np.sort(rng.choice(np.arange(lo, hi), size=int(k), replace=False))
+        seconds = np.clip(
+            np.rint(np.exp(rng.uniform(low, high, int(k)))),
+            np.ceil(cfg.pauses.pause_min_s),
+            np.floor(cfg.pauses.pause_max_s),
+        )
+        out.append([(int(p), float(s)) for p, s in zip(steps, seconds, strict=True)])
+    return out
 
 
 def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
@@ -75,7 +97,13 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
 
     # Kinematics: sampling times, pace, terrain-adjusted speed, altitude.
     dt = sample_steps(rng, b, n, cfg.step_s_mean, cfg.step_s_spread)
-    t = np.cumsum(dt, axis=1)
+    t = np.cumsum(dt, axis=1)  # moving time: pauses come on top (clock only)
+    pause_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 3, index]))
+    pauses = draw_pauses(pause_rng, plan.n_pauses[rows], n, cfg)
+    paused = np.zeros((b, n))  # paused seconds before each sample
+    for i, workout_pauses in enumerate(pauses):
+        for p, seconds in workout_pauses:
+            paused[i, p:] += seconds
     rel = np.stack([relative_pace(rng, a, t[i]) for i, a in enumerate(plan.archetype[rows])])
     rel *= 1.0 + smooth_noise(rng, (b, n), 0.04, 8)  # pace wanders
     stops = rng.random(b) < cfg.stop_rate
@@ -100,7 +128,9 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
     level = plan.level_bpm[rows]  # slow drift of the runner's level (fitness, breaks, device)
     target = (rest + day_form + level)[:, None] + (max_hr - rest)[:, None] * hrr
     hr0 = rest + rng.uniform(15, 40, b)
-    kin = first_order_kinetics(target, dt, hr0, us.tau_up_s[u], us.tau_down_s[u])
+    # While paused, HR relaxes towards standing (zero running effort).
+    standing = rest + day_form + level + (max_hr - rest) * cfg.pauses.standing_hrr
+    kin = paused_kinetics(target, dt, hr0, us.tau_up_s[u], us.tau_down_s[u], pauses, standing)
     drift = cardiac_drift(dt, hrr / hrr_thr[:, None], us.drift_bpm_per_h[u])
     physio = np.clip(kin + drift, (rest - 5)[:, None], (max_hr + 3)[:, None])
     sd = cfg.sensor_noise_bpm
@@ -113,7 +143,15 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
     lat, lon = gps_track(rng, step_m, start_lat, start_lon)
     alt = np.round(alt_true + smooth_noise(rng, (b, n), 2.5, 20) + rng.normal(0, 0.3, (b, n)), 1)
     speed = np.round(np.maximum(v + rng.normal(0, 0.25, (b, n)), 0.0), 4)
-    ts = plan.start_time[rows][:, None] + t.astype(np.int64)
+    ts = plan.start_time[rows][:, None] + (t + paused).astype(np.int64)
+    # Step cadence at the running-equivalent speed: what the lock faults read.
+    cad = cadence(
+        v / speed_factor[:, None],
+        thr,
+        us.cadence_spm[u],
+        us.cadence_spm_per_kmh[u],
+        cfg.cadence_clip_spm,
+    )
 
     lines: list[bytes] = []
     f_start = np.full(b, -1, dtype=np.int64)
@@ -132,7 +170,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
         }
         if native:
             rec["speed"] = speed[i].copy()
-        f_start[i], f_end[i], offset[i] = apply_fault(rng, fault, rec, cfg.offset_bpm)
+        f_start[i], f_end[i], offset[i] = apply_fault(rng, fault, rec, cfg.offset_bpm, cad[i])
         hr_rec = np.maximum(np.rint(rec["heart_rate"]), 0).astype(np.int64)
         uid = int(us.user_id[u[i]])
         workout = {
@@ -179,6 +217,8 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
         "level_bpm": level,
         "hr_physio": np.round(physio, 3),
         "hr_clean": np.round(clean, 3),
+        "pause_step": [[p for p, _ in w] for w in pauses],
+        "pause_s": [[s for _, s in w] for w in pauses],
     }
     stats_arr = np.array(stats, dtype=np.float64).reshape(-1, len(STAT_COLUMNS))
     return ChunkResult(index, b"\n".join(lines) + b"\n", truth, stats_arr)

@@ -9,6 +9,10 @@ HR model (per workout, vectorised over a batch of workouts of equal length):
                 when falling, exact for the irregular time steps
   drift(t)    = drift rate * integral of relative intensity over elapsed time
   sensor      = physiology + white and slow noise (BPM)
+  pauses      : the watch auto-pauses (nothing recorded); HR relaxes towards a standing
+                target over the pause, then on towards the running target over the next step
+  cadence(t)  = the runner's cadence at threshold + slope * (running-equivalent speed -
+                threshold speed), clipped: what an optical sensor locked on the arm swing reads
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class Users:
     drift_bpm_per_h: np.ndarray
     home_lat: np.ndarray
     home_lon: np.ndarray
+    cadence_spm: np.ndarray  # step cadence at threshold speed (steps/min)
+    cadence_spm_per_kmh: np.ndarray  # cadence rise per km/h
 
 
 def make_users(rng: np.random.Generator, cfg: SimConfig) -> Users:
@@ -77,6 +83,8 @@ def make_users(rng: np.random.Generator, cfg: SimConfig) -> Users:
     home_lat = np.where(us, rng.uniform(30, 48, n), rng.uniform(36, 62, n))
     home_lon = np.where(us, rng.uniform(-122, -72, n), rng.uniform(-9, 30, n))
     ids = 1_000_000 + rng.choice(50_000_000, size=n, replace=False)
+    # Cadence from its own stream, so the draws above stay what they were without it.
+    cadence_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 4]))
     return Users(
         user_id=ids.astype(np.int64),
         gender=np.where(female, "female", "male"),
@@ -90,7 +98,22 @@ def make_users(rng: np.random.Generator, cfg: SimConfig) -> Users:
         drift_bpm_per_h=rng.uniform(*cfg.drift_bpm_per_h, n),
         home_lat=home_lat,
         home_lon=home_lon,
+        cadence_spm=cadence_rng.uniform(*cfg.cadence_spm, n),
+        cadence_spm_per_kmh=cadence_rng.uniform(*cfg.cadence_spm_per_kmh, n),
     )
+
+
+def cadence(
+    run_speed_kmh: np.ndarray,
+    threshold_kmh: np.ndarray,
+    cadence_spm: np.ndarray,
+    per_kmh: np.ndarray,
+    clip_spm: tuple[float, float],
+) -> np.ndarray:
+    """Step cadence (steps/min) [B, n] at running-equivalent speeds [B, n]: each runner's
+    line through (threshold speed, cadence at threshold) with slope `per_kmh`, clipped."""
+    line = cadence_spm[:, None] + per_kmh[:, None] * (run_speed_kmh - threshold_kmh[:, None])
+    return np.clip(line, *clip_spm)
 
 
 def effort_fraction(
@@ -132,6 +155,42 @@ def first_order_kinetics(
         prev = tgt + (prev - tgt) * np.where(tgt > prev, a_up[:, i], a_down[:, i])
         hr[:, i] = prev
     return hr
+
+
+def paused_kinetics(
+    target: np.ndarray,
+    dt: np.ndarray,
+    hr0: np.ndarray,
+    tau_up: np.ndarray,
+    tau_down: np.ndarray,
+    pauses: list[list[tuple[int, float]]],
+    standing: np.ndarray,
+) -> np.ndarray:
+    """`first_order_kinetics` with pauses: `pauses[b]` lists (step, seconds) of workout b,
+    the step being the first sample after the pause. Over a pause HR relaxes towards
+    `standing[b]`, then over `dt[b, step]` towards `target[b, step]` as before.
+
+    Each pause is an extra sample on the time grid, dropped afterwards; workouts with fewer
+    pauses pad at the end (zero steps after their last sample), so they come out the same
+    as without pauses.
+    """
+    extra = max((len(p) for p in pauses), default=0)
+    if extra == 0:
+        return first_order_kinetics(target, dt, hr0, tau_up, tau_down)
+    b, n = target.shape
+    width = n + extra
+    tgt = np.repeat(target[:, -1:], width, axis=1)
+    step = np.zeros((b, width))
+    columns = np.empty((b, n), dtype=np.int64)
+    for i in range(b):
+        steps = sorted(p for p, _ in pauses[i])
+        col = np.arange(n) + np.searchsorted(steps, np.arange(n), side="right")
+        columns[i] = col
+        tgt[i, col], step[i, col] = target[i], dt[i]
+        for j, (p, seconds) in enumerate(sorted(pauses[i])):
+            tgt[i, p + j], step[i, p + j] = standing[i], seconds  # the column before sample p
+    hr = first_order_kinetics(tgt, step, hr0, tau_up, tau_down)
+    return np.take_along_axis(hr, columns, axis=1)
 
 
 def cardiac_drift(

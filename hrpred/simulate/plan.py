@@ -34,6 +34,7 @@ class Plan:
     native_speed: np.ndarray  # bool
     level_bpm: np.ndarray  # the user's HR level shift on that day (BPM; simulate/level.py)
     noise_scale: np.ndarray  # sensor-noise scale on that day (device changes)
+    n_pauses: np.ndarray  # auto-paused stops in the workout (0 for most)
 
 
 def _choice(rng: np.random.Generator, mix: dict[str, float], size: int) -> np.ndarray:
@@ -74,6 +75,10 @@ def make_plan(cfg: SimConfig) -> Plan:
     # Level drift from its own stream: the choices above stay as they were without it.
     level_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2]))
     level, noise_scale = workout_levels(level_rng, cfg.level, user, day, span_days)
+    # Pauses from their own stream too (where and how long: per chunk, in generate).
+    pause_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 3]))
+    has_pause = pause_rng.random(n) < cfg.pauses.rate
+    n_pauses = np.where(has_pause, pause_rng.integers(*cfg.pauses.count, n, endpoint=True), 0)
     return Plan(
         users=users,
         user=user,
@@ -87,4 +92,5 @@ def make_plan(cfg: SimConfig) -> Plan:
         native_speed=native,
         level_bpm=level,
         noise_scale=noise_scale,
+        n_pauses=n_pauses.astype(np.int64),
     )

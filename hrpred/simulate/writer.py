@@ -36,6 +36,8 @@ TRUTH_SCHEMA = pa.schema(
         ("level_bpm", pa.float64()),
         ("hr_physio", pa.list_(pa.float64())),
         ("hr_clean", pa.list_(pa.float64())),
+        ("pause_step", pa.list_(pa.int64())),
+        ("pause_s", pa.list_(pa.float64())),
     ]
 )
 
@@ -64,12 +66,15 @@ def fitrec_line_bytes(workout: dict[str, Any]) -> bytes:
     return b"{" + b", ".join(parts) + b"}"
 
 
-def truth_table(columns: dict[str, np.ndarray]) -> pa.Table:
-    """Arrow table in TRUTH_SCHEMA from chunk columns ([B, n] arrays for the HR lists)."""
+def truth_table(columns: dict[str, Any]) -> pa.Table:
+    """Arrow table in TRUTH_SCHEMA from chunk columns ([B, n] arrays for the HR lists,
+    lists of lists for the pause columns)."""
     arrays = []
     for field in TRUTH_SCHEMA:
         values = columns[field.name]
-        if pa.types.is_list(field.type):
+        if isinstance(values, list):
+            arrays.append(pa.array(values, type=field.type))
+        elif pa.types.is_list(field.type):
             values = np.asarray(values, dtype=np.float64)
             offsets = np.arange(values.shape[0] + 1, dtype=np.int32) * values.shape[1]
             arrays.append(pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.ravel())))
@@ -90,7 +95,7 @@ class TruthWriter:
             use_byte_stream_split=["hr_physio.list.element", "hr_clean.list.element"],
         )
 
-    def write(self, columns: dict[str, np.ndarray]) -> None:
+    def write(self, columns: dict[str, Any]) -> None:
         self._writer.write_table(truth_table(columns))
 
     def close(self) -> None:

@@ -1,0 +1,174 @@
+"""The real sensor failure modes on hand-built runs: each is found, named and spanned; the
+physiology they resemble (a walk, a pause, a warm-up) is left alone."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from synthetic_clean import physio_run
+
+from hrpred.clean.config import CleanConfig, DetectorConfig
+from hrpred.clean.detector import LevelModel, Verdict, analyse, decide
+from hrpred.clean.sensor import follows_speed, low_dropouts
+
+SEEDS = (0, 1, 2)
+NO_LEVEL = LevelModel(np.array([np.nan, 0.0, 0.0]), 0)  # no level check
+
+
+@pytest.fixture(scope="module")
+def det(config) -> DetectorConfig:
+    return config(CleanConfig, "clean").detector
+
+
+def verdict(det, run, pauses=None, model=NO_LEVEL) -> Verdict:
+    an = analyse(run["ts"], run["hr"], run["speed"], run["alt"], 30.0, 220.0, det, pauses)
+    return decide(an, run["hr"], model, False, 30.0, 220.0, det)
+
+
+def span(v: Verdict, fault: str) -> tuple[int, int]:
+    idx = np.flatnonzero(v.spans[fault])
+    return int(idx[0]), int(idx[-1]) + 1
+
+
+def elapsed(run) -> np.ndarray:
+    return (run["ts"] - run["ts"][0]).astype(float)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_walks_and_pauses_are_physiology(det, seed):
+    """A run that slows to a walk and recovers (HR follows), or stands in a pause: no fault,
+    no correction, nothing masked; the same with the user's own level as reference."""
+    rng = np.random.default_rng(seed)
+    walk = physio_run(rng, walks=((150, 175), (300, 330)))
+    pause = physio_run(rng, pauses=((200, 600.0),))
+    long_walk = physio_run(rng, walks=((120, 220),))
+    for run, pauses in ((walk, None), (pause, np.array([200])), (long_walk, None)):
+        v = verdict(det, run, pauses)
+        assert v.faults == [] and v.offset_kind == "none" and not v.invalid.any(), v.reason
+    own = LevelModel(np.array([70.0, 7.5, 0.0]), 5)  # ~ the runs' own HR-vs-speed line
+    v = verdict(det, walk, model=own)
+    assert v.faults == [] and v.offset_kind == "none", v.reason
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_low_dropout(det, seed):
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng)
+    run["hr"][200:230] = np.round(40 + rng.normal(0, 3, 30))
+    v = verdict(det, run)
+    assert v.faults == ["low_dropout"] and span(v, "low_dropout") == (200, 230)
+    assert v.invalid.sum() == 30 and v.offset_kind == "none"
+
+
+def test_low_values_after_a_pause_are_no_dropout(det):
+    hr = np.full(40, 150.0)
+    resume = np.zeros(40, dtype=bool)
+    resume[20] = True
+    hr[20] = 58.0  # HR recovered while standing, then climbs
+    assert not low_dropouts(hr, det, resume).any()
+    assert low_dropouts(hr, det, np.zeros(40, dtype=bool))[20]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("reads", ["low", "cadence"])
+def test_slow_lock(det, seed, reads):
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng)
+    k = int(np.searchsorted(elapsed(run), 200.0))
+    lock = np.linspace(70, 80, k) if reads == "low" else run["cadence"][:k]
+    run["hr"][:k] = np.round(lock + rng.normal(0, 1.2, k))
+    v = verdict(det, run)
+    assert v.faults == ["slow_lock"]
+    start, end = span(v, "slow_lock")
+    assert start == 0 and k <= end <= k + 2 * det.span_margin
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_strap_drying(det, seed):
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng)
+    t = elapsed(run)
+    k = int(np.searchsorted(t, 600.0))
+    factor = 0.7 + 0.3 * 0.5 * (1 - np.cos(np.pi * t[:k] / t[k]))
+    run["hr"][:k] = np.round(run["hr_true"][:k] * factor + rng.normal(0, 2.5, k))
+    v = verdict(det, run)
+    assert v.faults == ["strap_drying"] and v.offset_kind == "none"
+    start, end = span(v, "strap_drying")
+    assert start == 0 and abs(end - k) <= 10
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_lagging_noisy(det, seed):
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng, walks=((100, 130), (250, 280)))
+    t = elapsed(run)
+    lagged = np.interp(t[150:330] - 45.0, t, run["hr_true"])
+    run["hr"][150:330] = np.round(lagged + rng.normal(0, 7, 180))
+    v = verdict(det, run)
+    assert v.faults == ["lagging_noisy"]
+    start, end = span(v, "lagging_noisy")
+    overlap = min(end, 330) - max(start, 150)
+    assert overlap >= 0.75 * 180 and (end - start) <= 180 + 40
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cadence_follow_and_fixed_lock(det, seed):
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng)
+    run["speed"][200:300] += np.linspace(-1.5, 1.5, 100)  # the pace changes in the lock
+    cadence = np.clip(172 + 2.5 * (run["speed"] - 11.0), 150, 190)
+    follow = run["hr"].copy()
+    follow[200:300] = np.round(cadence[200:300] + rng.normal(0, 1.5, 100))
+    v = verdict(det, {**run, "hr": follow})
+    assert v.faults == ["cadence_follow"]
+    start, end = span(v, "cadence_follow")
+    assert start <= 200 and end >= 300 and end - start <= 100 + 4 * det.span_margin
+    fixed = run["hr"].copy()
+    fixed[200:280] = np.round(181 + rng.normal(0, 1.5, 80))
+    assert verdict(det, {**run, "hr": fixed}).faults == ["cadence_lock"]
+
+
+def test_follows_speed_reads_the_slope(det):
+    rng = np.random.default_rng(4)
+    speed = 10 + np.linspace(-1, 1, 60)
+    mask = np.ones(60, dtype=bool)
+    rising = 172 + 2.5 * (speed - 10) + rng.normal(0, 1.5, 60)
+    assert follows_speed(rising, speed, mask, det)[0]
+    flat = 180 + rng.normal(0, 1.5, 60)
+    assert not follows_speed(flat, speed, mask, det)[0]
+    assert follows_speed(flat - 20, speed, mask, det)[0]  # too low for a fixed lock
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_whole_run_lock(det, seed):
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng, walks=((100, 130), (250, 280)))
+    run["hr"] = np.round(run["cadence"] + rng.normal(0, 1.5, run["hr"].size))
+    v = verdict(det, run)
+    assert v.faults == ["whole_run_lock"] and v.invalid.all() and v.offset_kind == "none"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_stuck_low_against_the_level(det, seed):
+    """Flat and low: stuck_low when the level (population or the user's runs) expects far
+    more; the same reading is no fault where the level agrees."""
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng)
+    run["hr"] = np.round(80 + rng.normal(0, 1.5, run["hr"].size))
+    v = verdict(det, run, model=LevelModel(np.array([90.0, 6.0, 0.0]), 0))
+    assert v.faults == ["stuck_low"] and v.invalid.all()
+    agree = LevelModel(np.array([80.0, 0.0, 0.0]), 5)
+    assert "stuck_low" not in verdict(det, run, model=agree).faults
+
+
+def test_whole_run_checks_need_a_locked_start(det):
+    """A warm start (HR already high) that then tracks the heart's lag is no lock."""
+    rng = np.random.default_rng(5)
+    run = physio_run(rng, walks=((100, 130), (250, 280)))
+    run["hr"][:20] = np.maximum(run["hr"][:20], 150.0)
+    assert "whole_run_lock" not in verdict(det, run).faults
+    strict = replace(det, start_high_bpm=250.0)  # no start reads that high: no lock call
+    locked = {**run, "hr": np.round(run["cadence"] + rng.normal(0, 1.5, run["hr"].size))}
+    assert "whole_run_lock" not in verdict(strict, locked).faults
