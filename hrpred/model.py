@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hrpred.features.scaler import apply_scaler, scaler_arrays
+from hrpred.features.scaler import apply_scaler, batch_of_rows, scaler_arrays
 from hrpred.store import json_ready
 
 CHECKPOINT_FORMAT = 2  # bump when the keys of models/model.pt change (2: spread head)
@@ -367,15 +367,7 @@ def predict(
     `hrpred.personal.context.CONTEXT_FEATURES`, mask [N, K]) or, for a single workout,
     ([K, C], [K]); None = cold start. A checkpoint without history support ignores it.
     """
-    arr = features_unscaled
-    single = arr.ndim == 2
-    if single:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise ValueError(f"features must be [N, T, F] or [T, F], got shape {arr.shape}")
-    n_feat = len(ckpt["features"])
-    if arr.shape[-1] != n_feat:
-        raise ValueError(f"features have {arr.shape[-1]} columns, the model expects {n_feat}")
+    arr, single = batch_of_rows(features_unscaled, len(ckpt["features"]))
     device = next(model.parameters()).device
     mean, std = _scaler_tensors(ckpt, device)
     ctx = cmask = None

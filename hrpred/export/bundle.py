@@ -40,6 +40,7 @@ import numpy as np
 
 from hrpred.errors import HrpredError
 from hrpred.export.cards import render_model_card
+from hrpred.features.scaler import batch_of_rows
 from hrpred.personal.config import OffsetConfig
 from hrpred.store import json_ready
 from hrpred.timeseries import SpeedConfig
@@ -349,16 +350,7 @@ class Bundle:
         `hrpred.model.predict`; the graph holds the feature and context scalers, so it is fed
         the unscaled features, the raw context values and the mask as float 0/1."""
         assert self.session is not None
-        arr = features_unscaled
-        single = arr.ndim == 2
-        if single:
-            arr = arr[None]
-        if arr.ndim != 3:
-            raise ValueError(f"features must be [N, T, F] or [T, F], got shape {arr.shape}")
-        if arr.shape[-1] != len(self.features):
-            raise ValueError(
-                f"features have {arr.shape[-1]} columns, the model expects {len(self.features)}"
-            )
+        arr, single = batch_of_rows(features_unscaled, len(self.features))
         n = arr.shape[0]
         ctx = mask = None
         if self.history is not None:

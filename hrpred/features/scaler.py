@@ -47,3 +47,14 @@ def apply_scaler(x: A, mean: Any, std: Any) -> A:
         scaled = (np.asarray(x, dtype=np.float32) - mean) / std
         return np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0)
     return ((x.float() - mean) / std).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def batch_of_rows(features: np.ndarray, n_features: int) -> tuple[np.ndarray, bool]:
+    """Unscaled features [N, T, F] or one workout [T, F] -> ([N, T, F], was it one workout);
+    ValueError for another rank or a feature count other than the model's (every backend)."""
+    arr = features[None] if features.ndim == 2 else features
+    if arr.ndim != 3:
+        raise ValueError(f"features must be [N, T, F] or [T, F], got shape {features.shape}")
+    if arr.shape[-1] != n_features:
+        raise ValueError(f"features have {arr.shape[-1]} columns, the model expects {n_features}")
+    return arr, features.ndim == 2
