@@ -19,6 +19,7 @@ from hrpred.serve.predict import (
     DEFAULT_MAX_HR,
     ZONES,
     BundleError,
+    grid_features,
     load_bundle,
     predict_activity,
     resample_activity,
@@ -173,6 +174,12 @@ def test_recording_gaps_get_their_average_speed():
     assert not grid.paused[~inside].any()
     # the pause is reported (start and length from the file's own timestamps), the run kept
     assert grid.pauses == [(595.0, 305.0)]
+    # since_pause restarts at the grid's first step after the pause, as on the cleaned data
+    # (where the pause is one long step): 0 there, the elapsed time before it
+    sp = grid_features(["since_pause"], grid, None)[:, 0]
+    after = int(np.flatnonzero(grid.timestamp >= 900)[0])
+    assert sp[after] == 0.0 and sp[after - 1] > 0 and sp[after + 1] == grid.step_s
+    assert np.array_equal(sp[:after], grid.timestamp[:after] - grid.timestamp[0])
     from hrpred.serve.cli import format_pauses
 
     line = format_pauses([{"start_s": a, "duration_s": d} for a, d in grid.pauses])

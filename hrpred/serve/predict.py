@@ -248,7 +248,12 @@ def grid_features(features: list[str], grid: Grid, gender: str | None) -> np.nda
     """Unscaled features [n, F] of a grid, with the registry featurize uses."""
     from hrpred.features.registry import WorkoutInputs, compute_features
 
-    inputs = WorkoutInputs.from_arrays(grid.timestamp, grid.speed_kmh, grid.altitude_m, gender)
+    # the grid covers a pause with steps of its own: mark the first step after each one, where
+    # `since_pause` restarts (clean keeps a pause as one long step: the same restart there)
+    resume = ~grid.paused & np.r_[False, grid.paused[:-1]]
+    inputs = WorkoutInputs.from_arrays(
+        grid.timestamp, grid.speed_kmh, grid.altitude_m, gender, resume=resume
+    )
     return compute_features(features, inputs)
 
 
