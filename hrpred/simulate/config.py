@@ -11,27 +11,6 @@ from dataclasses import dataclass
 from hrpred.params import ParamError
 from hrpred.simulate.level import LevelConfig
 
-FAULTS: tuple[str, ...] = (
-    "offset_full",
-    "offset_partial",
-    "dropout",
-    "flatline",
-    "spike",
-    "cadence_lock",
-    "gps_spike",
-    "timestamp_gap",
-    "timestamp_nonmonotonic",
-    "length_mismatch",
-    "altitude_unrealistic",
-    "malformed_line",
-    "slow_lock",
-    "cadence_follow",
-    "whole_run_lock",
-    "stuck_low",
-    "lagging_noisy",
-    "low_dropout",
-    "strap_drying",
-)
 # Faults of the HR channel only (the clean stage's detector targets).
 HR_FAULTS: tuple[str, ...] = (
     "offset_full",
@@ -48,6 +27,16 @@ HR_FAULTS: tuple[str, ...] = (
     "low_dropout",
     "strap_drying",
 )
+# Faults of the recording itself (positions, clock, arrays, the line).
+RECORDING_FAULTS: tuple[str, ...] = (
+    "gps_spike",
+    "timestamp_gap",
+    "timestamp_nonmonotonic",
+    "length_mismatch",
+    "altitude_unrealistic",
+    "malformed_line",
+)
+FAULTS: tuple[str, ...] = (*HR_FAULTS, *RECORDING_FAULTS)  # every fault the simulator injects
 ARCHETYPES: tuple[str, ...] = ("easy", "steady", "progressive", "intervals", "hilly")
 TERRAINS: tuple[str, ...] = ("flat", "rolling", "hilly")
 # [low, high] ranges of the simulator's draws.
