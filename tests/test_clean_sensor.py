@@ -11,7 +11,7 @@ from synthetic_clean import physio_run
 
 from hrpred.clean.config import CleanConfig, DetectorConfig
 from hrpred.clean.detector import LevelModel, Verdict, analyse, decide
-from hrpred.clean.sensor import follows_speed, low_dropouts
+from hrpred.clean.sensor import follows_speed, low_dropouts, quiet_lock
 
 SEEDS = (0, 1, 2)
 NO_LEVEL = LevelModel(np.array([np.nan, 0.0, 0.0]), 0)  # no level check
@@ -139,6 +139,40 @@ def test_follows_speed_reads_the_slope(det):
     flat = 180 + rng.normal(0, 1.5, 60)
     assert not follows_speed(flat, speed, mask, det)[0]
     assert follows_speed(flat - 20, speed, mask, det)[0]  # too low for a fixed lock
+
+
+def test_follows_speed_nearer_the_cadence_than_flat(det):
+    """The pace barely varies: the t-statistic cannot tell, the slope can, where a cadence is
+    as likely as a fixed lock (below follow_slope_max_bpm); above it the lock is fixed."""
+    rng = np.random.default_rng(5)
+    speed = 11 + rng.normal(0, 0.15, 40)
+    mask = np.ones(40, dtype=bool)
+    slope = (det.follow_min_slope + 2.5) / 2  # between the threshold and a cadence's rise
+    cadence = 174 + slope * (speed - 11) + rng.normal(0, 1.5, 40)
+    follow, tstat = follows_speed(cadence, speed, mask, det)
+    assert tstat < det.follow_min_t and follow
+    high = cadence - 174 + det.follow_slope_max_bpm + 5
+    assert not follows_speed(high, speed, mask, det)[0]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_quiet_lock_at_the_runners_own_hr(det, seed):
+    """A lock reading the cadence at nearly the heart's own level shifts nothing for the
+    change point: found by its steady, white reading (its edges are loose: the heart beside
+    it reads the same values); a heart's run alone is left alone."""
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng, pace_kmh=12.0)
+    resume = np.zeros(run["hr"].size, dtype=bool)
+    normal = np.ones(run["hr"].size, dtype=bool)
+    assert quiet_lock(run["hr"], run["speed"], normal, det, resume) is None
+    level = float(run["hr_true"][150:300].mean())
+    speed = run["speed"][150:300]
+    hr = run["hr"].copy()
+    hr[150:300] = np.round(level + 2.0 * (speed - speed.mean()) + rng.normal(0, 1.5, 150))
+    found = quiet_lock(hr, run["speed"], normal, det, resume)
+    assert found is not None
+    start, end, _ = found
+    assert min(end, 300) - max(start, 150) >= 0.75 * 150 and end - start <= 1.5 * 150
 
 
 @pytest.mark.parametrize("seed", SEEDS)

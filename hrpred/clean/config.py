@@ -153,6 +153,10 @@ class DetectorConfig:
     noisy_max_step_corr: float
     follow_min_t: float
     lock_fixed_min_bpm: float
+    follow_min_slope: float
+    follow_slope_max_bpm: float
+    quiet_min_score: float
+    quiet_max_white: float
     span_margin: int
 
     def __post_init__(self) -> None:

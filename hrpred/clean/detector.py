@@ -11,8 +11,10 @@ grade-adjusted speed ("drive"), plus a slow drift and a warm-up transient. On on
   A segment reading high is a cadence lock: fixed (cadence_lock) or rising with the pace
   (cadence_follow);
 - real sensor failure modes (hrpred/clean/sensor.py): low dropouts (25-60 BPM), a slow
-  lock or a drying strap over the first minutes, a long lagging and noisy segment, and the
-  whole-run shape (no warm-up, HR following the speed without the heart's lag);
+  lock or a drying strap over the first minutes, a long lagging and noisy segment, a lock
+  at nearly the runner's own HR (much steadier than the rest and white about a line in the
+  speed; called when the change point finds no segment fault), and the whole-run shape (no
+  warm-up, HR following the speed without the heart's lag);
 - whole-run faults need a level: full offsets (HR too low, tracking the speed) and stuck
   low readings (too low, flat, never warming up) are judged against a per-user model fitted
   on the user's other (unflagged) workouts, leave-one-out, or against the population when
@@ -38,6 +40,7 @@ from hrpred.clean.sensor import (
     grow_lock,
     low_dropouts,
     noisy_segment,
+    quiet_lock,
     run_shape,
     slow_lock,
     strap_drying,
@@ -69,6 +72,7 @@ class Analysis:
     shape: RunShape  # whole-run statistics (warm-up, lag, level)
     start: tuple[str, int, str] | None  # (slow_lock | strap_drying, end, reason)
     noisy: tuple[int, int, float] | None  # lagging, noisy segment: (start, end, log ratio)
+    quiet: tuple[int, int, float] | None  # lock at nearly the runner's HR: (start, end, score)
     level_drive: np.ndarray  # expected-HR drive of the level model (km/h)
     hours: np.ndarray  # elapsed time (h)
     level_mask: np.ndarray  # bool: samples used for the workout's level
@@ -321,6 +325,7 @@ def analyse(
             segments, best = _segments(ts, hr, drives, normal, cfg)
             strong = [c for c in segments if not is_weak_lock(*c, n, cfg)]
     noisy = noisy_segment(hr, usable, cfg, resume)
+    quiet = None if whole or noisy is not None else quiet_lock(hr, speed, normal, cfg, resume)
     level_mask = normal & (since >= cfg.level_warmup_s)
     for first, last, _, _ in strong:
         level_mask[first:last] = False
@@ -345,6 +350,7 @@ def analyse(
         shape=shape,
         start=start,
         noisy=noisy,
+        quiet=quiet,
         level_drive=level_drive,
         hours=hours,
         level_mask=level_mask,
@@ -518,6 +524,28 @@ def classify_segment(
     return calls[0] if calls else None
 
 
+def _quiet_call(an: Analysis, hr: np.ndarray, cfg: DetectorConfig) -> SegmentCall:
+    """The lock call of a quiet segment (sensor.quiet_lock): fixed or following the pace."""
+    assert an.quiet is not None
+    a, b, score = an.quiet
+    span = np.zeros(hr.size, dtype=bool)
+    span[a:b] = True
+    follow, tstat = follows_speed(hr, an.speed, span & an.normal, cfg)
+    a, b = grow_lock(hr, an.speed, an.normal, a, b)
+    med = float(np.median(hr[span & an.normal]))
+    conf = _logistic(2.0 * np.log(score / cfg.quiet_min_score) + 1.0)
+    what = "the cadence" if follow else "a fixed value"
+    return SegmentCall(
+        "cadence_follow" if follow else "cadence_lock",
+        a,
+        b,
+        0.0,
+        conf,
+        f"HR locked at {med:.0f} (steady like a sensor, not a heart: score {score:.0f}; "
+        f"{what}: speed slope t={tstat:.1f}) on [{a},{b})",
+    )
+
+
 def _span(n: int, start: int, end: int, margin: int = 0) -> np.ndarray:
     """Samples [start - margin, end + margin) of n."""
     out = np.zeros(n, dtype=bool)
@@ -539,7 +567,8 @@ def decide(
 
     In order: a whole-run cadence lock (shape alone) or stuck-low reading (shape and a
     level deficit beyond the full-offset threshold) covers the whole run and ends the
-    search; else a start fault, the change-point segment (a partial offset or a lock), a
+    search; else a start fault, the change-point segment (a partial offset or a lock; when
+    it is none or benign, a quiet lock at nearly the runner's own HR, if any), a
     lagging noisy segment (unless the segment lies inside it: the lag explains the shift),
     a full offset when no segment fault was found, and the sample faults.
 
@@ -589,6 +618,8 @@ def decide(
         if a <= call.start and call.end <= b:
             reasons.append(f"({call.reason}: inside the noisy segment)")
             call = None
+    if (call is None or call.fault == "benign") and an.quiet is not None:
+        call = _quiet_call(an, hr, cfg)
     if call is not None:
         reasons.append(call.reason)
         confidence = call.confidence

@@ -14,6 +14,9 @@ fault is, or nothing:
 - `strap_drying`: the first minutes read a fraction of the truth that rises smoothly to 1
   (a dry chest strap), measured against the expected HR fitted on the rest of the run;
 - `noisy_segment`: a long segment much noisier than the rest (lagging, noisy HR);
+- `quiet_lock`: a segment much steadier than the rest whose HR reads a line in the speed
+  plus white noise: a lock on the cadence at nearly the runner's own HR, which shifts the
+  level too little for the change point to see;
 - `follows_speed`: whether a locked segment reads the cadence (rises with speed) or a fixed
   value.
 """
@@ -240,6 +243,73 @@ def noisy_segment(
     return start, end, float(delta)
 
 
+def quiet_lock(
+    hr: np.ndarray,
+    speed: np.ndarray,
+    normal: np.ndarray,
+    cfg: DetectorConfig,
+    resume: np.ndarray,
+) -> tuple[int, int, float] | None:
+    """(start, end, score) of a lock that reads nearly the runner's own HR, else None.
+
+    A locked sensor reads the cadence, a line in the speed with no lag, plus white noise
+    smaller than a heart's sensor noise; a heart's reading also wanders (HR kinetics, slow
+    sensor noise). Change point on log(dHR^2 + 4) between consecutive usable samples (as
+    `noisy_segment`, first steps after a pause left out): the segment of at least
+    segment_min_len samples with the largest fall; its RSS drop / variance must be at
+    least quiet_min_score and it at most lock_weak_max_fraction of the run. Its boundaries
+    are loose, so the lock is the run around the segment's middle half that keeps to the
+    middle half's line in the speed (within 3 of its step noise / sqrt 2, at least 1 BPM),
+    within the segment. A call needs that run's median HR in [lock_min_bpm, lock_max_bpm]
+    and its HR white noise around its own line in the speed: residual variance / half the
+    step variance at most quiet_max_white (1 for white noise, more for a wandering heart).
+    """
+    n = hr.size
+    idx = np.flatnonzero(normal & ~_near_resume(resume))
+    m = idx.size - 1
+    if m < 2 * cfg.segment_min_len + 2:
+        return None
+    d = np.diff(hr[idx])
+    y = np.log(d * d + 4.0)
+    var = float(y.var())
+    if var <= 0:
+        return None
+    (a, b, _, drop), _ = best_segments(y, np.ones((m, 1)), cfg.segment_min_len, cfg.segment_grid)
+    start = int(idx[a])
+    end = int(idx[b]) if b < idx.size else n
+    score = drop / var
+    if score < cfg.quiet_min_score or end - start > cfg.lock_weak_max_fraction * n:
+        return None
+    quarter = (end - start) // 4
+    core = np.zeros(n, dtype=bool)
+    core[start + quarter : end - quarter] = True
+    core &= normal
+    if core.sum() < 5:
+        return None
+    A = np.column_stack((np.ones(n), speed))
+    coef, *_ = np.linalg.lstsq(A[core], hr[core], rcond=None)
+    sigma = max(float(np.std(np.diff(hr[core]))) / np.sqrt(2.0), 1.0)
+    keeps = (np.abs(hr - A @ coef) <= 3.0 * sigma) | ~normal
+    lo, hi = start + quarter, end - quarter
+    while lo > start and keeps[lo - 1]:
+        lo -= 1
+    while hi < end and keeps[hi]:
+        hi += 1
+    inside = np.zeros(n, dtype=bool)
+    inside[lo:hi] = True
+    inside &= normal
+    x = hr[inside]
+    if x.size < cfg.segment_min_len:
+        return None
+    if not cfg.lock_min_bpm <= float(np.median(x)) <= cfg.lock_max_bpm:
+        return None
+    coef, *_ = np.linalg.lstsq(A[inside], x, rcond=None)
+    steps = float(np.diff(x).var()) / 2.0
+    if steps <= 0 or float((x - A[inside] @ coef).var()) / steps > cfg.quiet_max_white:
+        return None
+    return lo, hi, float(score)
+
+
 def grow_lock(
     hr: np.ndarray, speed: np.ndarray, normal: np.ndarray, start: int, end: int
 ) -> tuple[int, int]:
@@ -274,18 +344,22 @@ def follows_speed(
 
     The cadence rises with pace; a fixed lock does not. Reads the cadence when the slope's
     t-statistic is at least follow_min_t, or the level is below lock_fixed_min_bpm (fixed
-    locks read high)."""
+    locks read high), or, at a level below follow_slope_max_bpm (where a cadence is as
+    likely as a fixed lock), the slope itself is at least follow_min_slope (BPM per km/h:
+    nearer the cadence's rise than flat, when the pace varies too little for the
+    t-statistic to tell)."""
     y, x = hr[mask], speed[mask]
     if y.size < 5:
         return False, float("nan")
     xc = x - x.mean()
     sxx = float(xc @ xc)
-    if sxx <= 1e-9:
-        tstat = 0.0
-    else:
+    slope = tstat = 0.0
+    if sxx > 1e-9:
         slope = float(xc @ (y - y.mean())) / sxx
         resid = y - y.mean() - slope * xc
         se = np.sqrt(max(float(resid @ resid) / max(y.size - 2, 1), 1e-12) / sxx)
         tstat = slope / se
     low = float(np.median(y)) < cfg.lock_fixed_min_bpm
-    return bool(tstat >= cfg.follow_min_t or low), float(tstat)
+    near = slope >= cfg.follow_min_slope and float(np.median(y)) < cfg.follow_slope_max_bpm
+    follow = tstat >= cfg.follow_min_t or near or low
+    return bool(follow), float(tstat)
