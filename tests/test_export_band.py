@@ -54,7 +54,8 @@ BAND_REPORT = {
     "workout_avg_coverage": 0.7931,
     "by_history": {
         "0": {"n_workouts": 40, "coverage": 0.7899, "width_bpm": 17.25,
-              "workout_avg_coverage": 0.775},
+              "workout_avg_coverage": 0.775, "n_runners": 9,
+              "coverage_runner_interval_90": [0.7312, 0.8456]},
         "10+": {"n_workouts": 35, "coverage": 0.8123, "width_bpm": 11.5,
                 "workout_avg_coverage": 0.8},
     },
@@ -276,7 +277,8 @@ def test_card_states_the_band(history_band) -> None:
     assert "| 10+ | 78 | 1.20 | 0.90 |" in card and "| all | 300 | 1.60 | 1.30 |" in card
     assert "per-step coverage 80.1%, mean width 14.57 BPM" in card
     assert "workout-average band coverage 79.3%" in card
-    assert "| 0 | 40 | 79.0% | 17.25 | 77.5% |" in card
+    assert "| 0 | 40 | 9 | 79.0% | 73.1%-84.6% | 17.25 | 77.5% |" in card
+    assert "| 10+ | 35 | n/a | 81.2% | n/a-n/a | 11.50 | 80.0% |" in card  # older metrics
     assert f"`{ONNX_LOWER}` and `{ONNX_UPPER}`" in card
     assert not math.isnan(config["onnx"]["parity"]["by_output_bpm"][ONNX_UPPER])
 

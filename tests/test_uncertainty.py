@@ -25,6 +25,7 @@ from hrpred.uncertainty import (
     conformal_quantile,
     coverage,
     pinball,
+    runner_interval,
     workout_level,
 )
 
@@ -50,7 +51,7 @@ def _laplace_rows(rng: np.random.Generator, n: int, t: int, scale: np.ndarray):
 
 def test_calibration_recovers_the_known_noise_and_covers_80_percent() -> None:
     rng = np.random.default_rng(1)
-    cfg = BandConfig(level=0.8, min_workouts=15)
+    cfg = BandConfig(level=0.8, min_workouts=15, runner_resamples=0)
     sizes = np.repeat([0, 2, 5, 20], 50)
     # the spread head is 2x too small for history 0, right elsewhere: calibration fixes both
     true = np.where(sizes == 0, 8.0, 3.0)
@@ -81,9 +82,29 @@ def test_small_buckets_use_the_pooled_constant() -> None:
     rng = np.random.default_rng(2)
     sizes = np.array([0] * 40 + [1] * 3)
     y, c, s, v = _laplace_rows(rng, len(sizes), 50, np.full(len(sizes), 3.0))
-    cal = calibrate(y, c, s, v, sizes, BandConfig(level=0.8, min_workouts=15))
+    cal = calibrate(y, c, s, v, sizes, BandConfig(level=0.8, min_workouts=15, runner_resamples=0))
     assert "1-2" not in cal.step and cal.n_workouts["1-2"] == 3
     assert cal.multipliers(np.array([1]))[0] == cal.step["all"]
+
+
+def test_runner_interval_resamples_runners_not_steps() -> None:
+    """Against a plain pandas/loop reference with the same draws; a runner-level error widens
+    the interval, identical runners collapse it."""
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    runners = np.repeat([7, 3, 9, 5], [4, 2, 5, 1])
+    valid = rng.integers(50, 100, len(runners))
+    inside = np.floor(valid * rng.uniform(0.3, 1.0, len(runners)))
+    lo, hi = runner_interval(inside, valid, runners, 500, seed=11)
+    per = pd.DataFrame({"r": runners, "i": inside, "n": valid}).groupby("r").sum()
+    pick = np.random.default_rng(11).integers(0, len(per), (500, len(per)))
+    cov = [per["i"].to_numpy()[p].sum() / per["n"].to_numpy()[p].sum() for p in pick]
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(cov, [0.05, 0.95])))
+    assert lo < inside.sum() / valid.sum() < hi
+    same = runner_interval(np.full(6, 80.0), np.full(6, 100.0), np.arange(6), 200, seed=0)
+    assert same == pytest.approx((0.8, 0.8))
+    assert all(math.isnan(x) for x in runner_interval(inside, valid, runners, 0, seed=0))
 
 
 def test_pinball_matches_a_hand_computation() -> None:

@@ -30,6 +30,7 @@ from hrpred.uncertainty import (
     coverage,
     pinball,
     quantile_levels,
+    runner_interval,
 )
 
 if TYPE_CHECKING:
@@ -87,10 +88,13 @@ def band_report(
     personal: PersonalResult,
     cal: Calibration,
     constant_hr: float,
+    resamples: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """metrics/evaluate.json `test.band`: the calibrated band on test, overall and per history
-    bucket, beside the uncalibrated Laplace band and a constant band. Sets `personal.band`
-    (the test rows' calibrated bounds, for the example traces)."""
+    bucket (with a 90% interval of each per-step coverage over `resamples` redraws of the
+    test runners), beside the uncalibrated Laplace band and a constant band. Sets
+    `personal.band` (the test rows' calibrated bounds, for the example traces)."""
     assert personal.spread is not None
     y = read_rows(ds.data.target, test.rows)
     v = np.asarray(read_rows(ds.data.mask, test.rows), dtype=bool)
@@ -99,10 +103,20 @@ def band_report(
     q, q_avg = cal.multipliers(sizes), cal.multipliers(sizes, "average")
     personal.band = band(center, spread, q)  # for the example traces
     labels = history_buckets(sizes)
+    lo, hi = personal.band
+    inside = ((y >= lo) & (y <= hi) & v).sum(axis=1)
+    runners = ds.data.index["user_id"].to_numpy()[test.rows]
+
+    def spread_of(sel: np.ndarray) -> dict[str, Any]:
+        interval = runner_interval(inside[sel], v[sel].sum(axis=1), runners[sel], resamples, seed)
+        return {"n_runners": int(len(np.unique(runners[sel]))),
+                "coverage_runner_interval_90": list(interval)}  # fmt: skip
+
     out: dict[str, Any] = {
         "level": cal.level,
         "method": "split-conformal on validation, |residual| / Laplace spread, per history bucket",
         **_scores(y, center, spread, v, q, q_avg, taus),
+        **spread_of(np.ones(len(labels), bool)),
         "by_history": {},
     }
     for b in BUCKETS:
@@ -111,6 +125,7 @@ def band_report(
             out["by_history"][b] = {
                 "n_workouts": int(sel.sum()),
                 **_scores(y[sel], center[sel], spread[sel], v[sel], q[sel], q_avg[sel], taus),
+                **spread_of(sel),
             }
     # the same spread without calibration: the Laplace central band |r| <= b ln(1 / (1 - level))
     raw = math.log(1.0 / (1.0 - cal.level))

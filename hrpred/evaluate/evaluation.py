@@ -136,8 +136,9 @@ def run_evaluate(
         cal = calibrate_on_val(ds, results["val"], history, learned, cfg, residual_cfg, cfg.band)
         write_calibration(layout.calibration, cal)
         band = report["test"]["band"] = band_report(
-            ds, results["test"], results["val"], personal, cal, baselines.constant.value
-        )
+            ds, results["test"], results["val"], personal, cal, baselines.constant.value,
+            cfg.band.runner_resamples, cfg.seed,
+        )  # fmt: skip
     else:  # a population model has no history-aware spread: no band (the file says so)
         write_json(layout.calibration, {"format": "hrpred-calibration", "available": False})
     write_json(layout.metrics("evaluate"), report, digits=6)

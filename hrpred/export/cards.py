@@ -232,16 +232,25 @@ def _band_section(config: Mapping[str, Any]) -> list[str]:
             f"mean width {fmt_metric(report.get('width_bpm'))} BPM; workout-average band "
             f"coverage {_pct(report.get('workout_avg_coverage'))}.",
             "",
-            "| test history bucket | workouts | coverage | width (BPM) | workout-average coverage |",
-            "|---|---:|---:|---:|---:|",
+            "| test history bucket | workouts | runners | coverage | 90% over runners "
+            "| width (BPM) | workout-average coverage |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for k, row in report.get("by_history", {}).items():
+            iv = row.get("coverage_runner_interval_90") or [None, None]
             lines.append(
-                f"| {k} | {fmt_metric(row.get('n_workouts'))} | {_pct(row.get('coverage'))} "
+                f"| {k} | {fmt_metric(row.get('n_workouts'))} | {fmt_metric(row.get('n_runners'))} "
+                f"| {_pct(row.get('coverage'))} | {_pct(iv[0])}-{_pct(iv[1])} "
                 f"| {fmt_metric(row.get('width_bpm'))} "
                 f"| {_pct(row.get('workout_avg_coverage'))} |"
             )
-        lines.append("")
+        lines += [
+            "",
+            "The interval is where a bucket's coverage lands when its test runners are redrawn "
+            "(bootstrap): the steps of one runner share their level error, so a few dozen "
+            "runners measure coverage only this precisely.",
+            "",
+        ]
     lines += [
         "Coverage is over the steps (and workouts) of a bucket, not a promise for every "
         "single workout; the per-step band is not a simultaneous band for the whole curve.",
