@@ -224,25 +224,16 @@ def test_faults_are_where_the_truth_says(small, small_cfg) -> None:
     assert seen == FAULT_NAMES - {"malformed_line"}
 
 
-# issue 15's real-world sensor faults and pauses: off in the default (params.yaml says why),
-# at these rates in the realistic setting
+# issue 15's real-world sensor faults and pauses, on in the default
 REAL_WORLD_FAULTS = ("slow_lock", "cadence_follow", "whole_run_lock", "stuck_low",
                      "lagging_noisy", "low_dropout", "strap_drying")  # fmt: skip
-
-
-def realistic(cfg: SimConfig) -> SimConfig:
-    """The default simulation with issue 15's faults (0.025 each) and pauses (15%) on."""
-    assert all(cfg.faults[f] == 0.0 for f in REAL_WORLD_FAULTS) and cfg.pauses.rate == 0.0
-    faults = cfg.faults | {f: 0.025 for f in REAL_WORLD_FAULTS}
-    return dataclasses.replace(
-        cfg, faults=faults, pauses=dataclasses.replace(cfg.pauses, rate=0.15)
-    )
 
 
 def test_realism_bands_on_default_params(tmp_path: Path, config) -> None:
     """params.yaml's size (with the real-world faults and pauses on); statistics recomputed
     from the raw file with numpy."""
-    cfg = realistic(config(SimConfig, "simulate"))
+    cfg = config(SimConfig, "simulate")
+    assert all(cfg.faults[f] > 0 for f in REAL_WORLD_FAULTS) and cfg.pauses.rate > 0
     out, truth, metrics = _run(cfg, tmp_path)
     clean_runs = pq.read_table(truth, columns=["line", "sport", "fault"]).to_pandas()
     keep = set(clean_runs.line[(clean_runs.sport == "run") & (clean_runs.fault == "none")])
