@@ -206,3 +206,81 @@ def test_whole_run_checks_need_a_locked_start(det):
     strict = replace(det, start_high_bpm=250.0)  # no start reads that high: no lock call
     locked = {**run, "hr": np.round(run["cadence"] + rng.normal(0, 1.5, run["hr"].size))}
     assert "whole_run_lock" not in verdict(strict, locked).faults
+
+
+def _saturating_run(rng, hold: int, noise: float, pause_at: int = 380) -> dict[str, np.ndarray]:
+    """A hard run at a steady pace whose HR climbs to the runner's maximum and stays there;
+    a 5-minute pause at `pause_at` (HR held `hold` samples by the watch, then 20 BPM lower,
+    recovering to the maximum in about a minute), as in a real GPX run of ../shared."""
+    n, cap = 500, 195.0
+    dt = np.full(n, 3.0)
+    dt[0] = 0.0
+    t = np.cumsum(dt)
+    clock = t + np.where(np.arange(n) >= pause_at, 300.0, 0.0)
+    hr = np.minimum(150.0 + 40.0 * t / 1140.0, cap)
+    after = np.arange(n - pause_at - hold) * 3.0
+    hr[pause_at + hold :] = cap - 20.0 * np.exp(-after / 40.0)
+    hr[pause_at : pause_at + hold] = hr[pause_at - 1]
+    return {
+        "ts": (1_400_000_000 + clock).astype(np.int64),
+        "hr": np.round(hr + rng.normal(0, noise, n)),
+        "speed": 13.5 + rng.normal(0, 0.3, n),
+        "alt": np.full(n, 100.0),
+    }
+
+
+def test_a_low_part_soon_after_a_pause_is_recovery_not_an_offset(det):
+    """HR that drops across a pause and climbs back is the heart, not a sensor reading low:
+    never offset-corrected (without the rule, the change point calls these partial offsets
+    and would add ~15-20 BPM to good HR). A real offset away from the pause is still
+    corrected."""
+    cases = [(s, hold, noise) for s in range(3) for hold in (0, 14) for noise in (0.5, 1.5)]
+    runs = [_saturating_run(np.random.default_rng(s), hold, noise) for s, hold, noise in cases]
+    pause = np.array([380])
+    assert all(verdict(det, run, pause).offset_kind == "none" for run in runs)
+    no_rule = replace(det, offset_after_pause_s=0.0)
+    assert sum(verdict(no_rule, run, pause).offset_kind != "none" for run in runs) >= 6
+    rng = np.random.default_rng(5)
+    run = physio_run(rng, pauses=((380, 300.0),))
+    run["hr"][150:] -= 35.0  # the sensor reads 35 BPM low from step 150 on
+    v = verdict(det, run, pause)
+    assert v.offset_kind == "offset_partial" and abs(v.offset_bpm - 35.0) < 4.0, v.reason
+
+
+def _drifting_run(rng, hold: int = 14) -> dict[str, np.ndarray]:
+    """A steady hard run (quiet chest strap) whose HR drifts up 40 BPM/h, with a 5-minute
+    pause at step 380: HR held `hold` samples by the watch, then 23 BPM lower, climbing back."""
+    n, p = 500, 380
+    dt = np.full(n, 3.0)
+    dt[0] = 0.0
+    t = np.cumsum(dt)
+    clock = t + np.where(np.arange(n) >= p, 300.0, 0.0)
+    drift = 172.0 + 40.0 * t / 3600.0
+    hr = np.minimum(135.0 + (drift - 135.0) * (1 - np.exp(-t / 40.0)), 196.0)
+    after = np.arange(n - p - hold) * 3.0
+    rec = 173.0 + (drift[p + hold :] - 173.0) * (1 - np.exp(-after / 40.0))
+    hr[p + hold :] = np.minimum(rec, 197.0)
+    hr[p : p + hold] = hr[p - 1]
+    return {
+        "ts": (1_400_000_000 + clock).astype(np.int64),
+        "hr": np.round(hr + rng.normal(0, 1.0, n)),
+        "speed": 13.5 + rng.normal(0, 0.3, n),
+        "alt": np.full(n, 100.0),
+    }
+
+
+def test_hr_that_relaxes_in_a_pause_is_no_lock(det):
+    """A quiet, drifting HR around a pause looks steady like a lock, but it falls while the
+    runner stands: the heart. Without the rule nearly every such run is called a cadence lock
+    (masked or rejected)."""
+    runs = [_drifting_run(np.random.default_rng(s)) for s in range(6)]
+    pause = np.array([380])
+    assert all(verdict(det, run, pause).faults == [] for run in runs)
+    off = replace(det, lock_pause_drop_bpm=0.0)
+    assert sum("cadence_lock" in verdict(off, run, pause).faults for run in runs) >= 4
+    # a simulated lock across a pause reads the cadence on both sides: still a lock
+    rng = np.random.default_rng(2)
+    run = physio_run(rng, pauses=((250, 300.0),))
+    run["hr"][180:320] = np.round(run["cadence"][180:320] + rng.normal(0, 1.5, 140))
+    v = verdict(det, run, np.array([250]))
+    assert set(v.faults) & {"cadence_lock", "cadence_follow"}, v.reason

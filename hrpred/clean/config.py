@@ -110,6 +110,7 @@ class DetectorConfig:
     segment_min_score: float
     offset_min_len: int
     offset_abrupt_fraction: float
+    offset_after_pause_s: float
     lock_min_bpm: float
     lock_max_bpm: float
     lock_noise_ratio: float
@@ -117,6 +118,7 @@ class DetectorConfig:
     lock_weak_min_shift_bpm: float
     lock_weak_max_fraction: float
     lock_weak_noise_ratio: float
+    lock_pause_drop_bpm: float
     level_tau_s: float
     level_warmup_s: float
     level_min_points: int

@@ -6,9 +6,8 @@ grade-adjusted speed ("drive"), plus a slow drift and a warm-up transient. On on
   median), flatlines (a stuck value), out-of-range samples;
 - segment faults: the single segment whose HR shift best explains HR beyond the expected
   model (change point on the HR-minus-expected residual, fitted jointly with the model).
-  A segment reading low is a partial offset, one jumping high and flat into the cadence
-  band is a cadence lock;
-  A segment reading high is a cadence lock: fixed (cadence_lock) or rising with the pace
+  A segment reading low is a partial offset, one reading high, steadier than the rest and in
+  the cadence band a cadence lock: fixed (cadence_lock) or rising with the pace
   (cadence_follow);
 - real sensor failure modes (hrpred/clean/sensor.py): low dropouts (25-60 BPM), a slow
   lock or a drying strap over the first minutes, a long lagging and noisy segment, a lock
@@ -21,7 +20,10 @@ grade-adjusted speed ("drive"), plus a slow drift and a warm-up transient. On on
   the user has none; a whole-run cadence lock by its shape alone. Level statistics are sums,
   so the clean stage collects them in pass 1 and decides in pass 2 with bounded memory.
 
-Pauses (`pause_step`) cut the drive (the runner stood) and restart the warm-up. The detector
+Pauses (`pause_step`) cut the drive (the runner stood) and restart the warm-up; HR that is
+low just after a pause is the heart recovering, never a partial offset, and HR that falls in a
+pause inside a would-be lock is the heart relaxing, not a sensor reading the cadence (both seen
+on real runs, where watches also hold the last HR value across a pause). The detector
 only finds faults and the spans they cover; what to do with each (correct, mask, reject) is
 the caller's policy (params.yaml clean.correct.actions).
 """
@@ -75,6 +77,7 @@ class Analysis:
     quiet: tuple[int, int, float] | None  # lock at nearly the runner's HR: (start, end, score)
     level_drive: np.ndarray  # expected-HR drive of the level model (km/h)
     hours: np.ndarray  # elapsed time (h)
+    resume: np.ndarray  # bool: first samples after pauses
     level_mask: np.ndarray  # bool: samples used for the workout's level
     segments: list[tuple[int, int, float, float]]  # change-point candidates passing the
     # thresholds, best first: (start, end exclusive, HR shift vs the rest in BPM, score)
@@ -353,6 +356,7 @@ def analyse(
         quiet=quiet,
         level_drive=level_drive,
         hours=hours,
+        resume=resume,
         level_mask=level_mask,
         segments=segments,
         score=float(best),
@@ -467,6 +471,7 @@ def _classify_one(
         and (edge or seg_low)
         and lo_e - lo_s >= cfg.offset_min_len
         and _abrupt(hr, an.normal, lo_s, lo_e, size, cfg.offset_abrupt_fraction)
+        and not _soon_after_pause(an, lo_s, cfg.offset_after_pause_s)
     )
     why = ""
     if lock_ok and offset_ok and model.k >= 1:
@@ -480,6 +485,9 @@ def _classify_one(
         span[hi_s:hi_e] = True
         follow, tstat = follows_speed(hr, an.speed, span & an.normal, cfg)
         hi_s, hi_e = grow_lock(hr, an.speed, an.normal, hi_s, hi_e)
+        relaxes = _relaxes_in_pause(an, hr, hi_s, hi_e, cfg.lock_pause_drop_bpm)
+        if relaxes:
+            return SegmentCall("benign", a, b, 0.0, conf, f"HR high on [{hi_s},{hi_e}) {relaxes}")
         what = "the cadence" if follow else "a fixed value"
         return SegmentCall(
             "cadence_follow" if follow else "cadence_lock",
@@ -502,6 +510,30 @@ def _classify_one(
     return SegmentCall(
         "benign", a, b, 0.0, conf, f"HR shift {shift:+.0f} BPM on [{a},{b}) not a sensor fault"
     )
+
+
+def _relaxes_in_pause(an: Analysis, hr: np.ndarray, start: int, end: int, drop_bpm: float) -> str:
+    """Why [start, end) is the heart, not a lock ('' when nothing says so): HR falls by at
+    least `drop_bpm` across a pause inside it (median of the last 3 usable samples before
+    the pause minus the lowest usable sample of the 20 after it; watches may hold the last
+    value for a while). A locked sensor reads the runner's cadence, not a heart relaxing
+    while the runner stands."""
+    if drop_bpm <= 0:
+        return ""
+    for r in np.flatnonzero(an.resume[start + 1 : end]) + start + 1:
+        before = hr[max(r - 6, 0) : r][an.normal[max(r - 6, 0) : r]][-3:]
+        after = hr[r : r + 20][an.normal[r : r + 20]]
+        if before.size and after.size and np.median(before) - after.min() >= drop_bpm:
+            return f"relaxes by {np.median(before) - after.min():.0f} BPM in the pause at {r}"
+    return ""
+
+
+def _soon_after_pause(an: Analysis, start: int, within_s: float) -> bool:
+    """Whether sample `start` comes less than `within_s` after a pause's first sample: a low
+    part entered there is the heart recovering from the stop (watches also hold the last HR
+    across a pause, so the drop can come a few samples late), not a sensor reading low."""
+    before = np.flatnonzero(an.resume[: start + 1])
+    return bool(before.size) and 3600.0 * (an.hours[start] - an.hours[before[-1]]) < within_s
 
 
 def _part_bounds(seg: tuple[int, int], n: int, inside: bool) -> tuple[int, int]:
@@ -532,6 +564,9 @@ def _quiet_call(an: Analysis, hr: np.ndarray, cfg: DetectorConfig) -> SegmentCal
     span[a:b] = True
     follow, tstat = follows_speed(hr, an.speed, span & an.normal, cfg)
     a, b = grow_lock(hr, an.speed, an.normal, a, b)
+    relaxes = _relaxes_in_pause(an, hr, a, b, cfg.lock_pause_drop_bpm)
+    if relaxes:
+        return SegmentCall("benign", a, b, 0.0, 0.0, f"steady HR on [{a},{b}) {relaxes}")
     med = float(np.median(hr[span & an.normal]))
     conf = _logistic(2.0 * np.log(score / cfg.quiet_min_score) + 1.0)
     what = "the cadence" if follow else "a fixed value"
