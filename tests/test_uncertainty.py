@@ -51,7 +51,7 @@ def _laplace_rows(rng: np.random.Generator, n: int, t: int, scale: np.ndarray):
 
 def test_calibration_recovers_the_known_noise_and_covers_80_percent() -> None:
     rng = np.random.default_rng(1)
-    cfg = BandConfig(level=0.8, min_workouts=15, runner_resamples=0)
+    cfg = BandConfig(level=0.8, min_workouts=15, pool_history=False, runner_resamples=0)
     sizes = np.repeat([0, 2, 5, 20], 50)
     # the spread head is 2x too small for history 0, right elsewhere: calibration fixes both
     true = np.where(sizes == 0, 8.0, 3.0)
@@ -82,9 +82,37 @@ def test_small_buckets_use_the_pooled_constant() -> None:
     rng = np.random.default_rng(2)
     sizes = np.array([0] * 40 + [1] * 3)
     y, c, s, v = _laplace_rows(rng, len(sizes), 50, np.full(len(sizes), 3.0))
-    cal = calibrate(y, c, s, v, sizes, BandConfig(level=0.8, min_workouts=15, runner_resamples=0))
+    cal = calibrate(
+        y,
+        c,
+        s,
+        v,
+        sizes,
+        BandConfig(level=0.8, min_workouts=15, pool_history=False, runner_resamples=0),
+    )
     assert "1-2" not in cal.step and cal.n_workouts["1-2"] == 3
     assert cal.multipliers(np.array([1]))[0] == cal.step["all"]
+
+
+def test_pooled_history_shares_one_multiplier_and_keeps_the_cold_one() -> None:
+    """pool_history: every bucket with history gets the quantile of all their scores together
+    (checked against the per-bucket calibration of the same rows relabelled as one bucket);
+    the cold bucket keeps its own."""
+    rng = np.random.default_rng(4)
+    sizes = np.repeat([0, 1, 5, 20], [30, 20, 25, 35])
+    true = np.where(sizes == 0, 8.0, np.where(sizes < 10, 3.5, 2.5))
+    y, c, _, v = _laplace_rows(rng, len(sizes), 60, true)
+    s = np.full(y.shape, 3.0)
+    cfg = BandConfig(level=0.8, min_workouts=15, pool_history=True, runner_resamples=0)
+    cal = calibrate(y, c, s, v, sizes, cfg)
+    apart = calibrate(y, c, s, v, sizes, replace(cfg, pool_history=False))
+    assert cal.step["0"] == apart.step["0"] and cal.average["0"] == apart.average["0"]
+    as_one = calibrate(y, c, s, v, np.where(sizes > 0, 20, 0), replace(cfg, pool_history=False))
+    for b in ("1-2", "3-9", "10+"):
+        assert cal.step[b] == as_one.step["10+"] and cal.average[b] == as_one.average["10+"]
+    assert len({apart.step[b] for b in ("1-2", "3-9", "10+")}) == 3  # apart, they differ
+    assert cal.n_workouts == apart.n_workouts == {"all": 110, "0": 30, "1-2": 20, "3-9": 25,
+                                                  "10+": 35}  # fmt: skip
 
 
 def test_runner_interval_resamples_runners_not_steps() -> None:

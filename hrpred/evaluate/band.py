@@ -3,7 +3,8 @@
 The band is the learned model's personalised prediction (network + residual correction, as
 scored in `hrpred.evaluate.personal`) -/+ a conformal multiple of its spread head
 (`hrpred.uncertainty`). Validation rows are predicted exactly as test rows (their own history,
-their own residual correction), calibrated per history bucket; the test split is then scored:
+their own residual correction), calibrated per group of history buckets (`evaluate.band`); the
+test split is then scored:
 per-step coverage and width, the workout-average band's coverage, and the pinball loss of the
 band's ends for the model, its uncalibrated Laplace band and a constant +- residual-quantile
 band (fitted on validation).
@@ -114,7 +115,8 @@ def band_report(
 
     out: dict[str, Any] = {
         "level": cal.level,
-        "method": "split-conformal on validation, |residual| / Laplace spread, per history bucket",
+        "method": "split-conformal on validation, |residual| / Laplace spread, per group of "
+        "history buckets",
         **_scores(y, center, spread, v, q, q_avg, taus),
         **spread_of(np.ones(len(labels), bool)),
         "by_history": {},

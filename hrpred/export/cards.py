@@ -207,7 +207,8 @@ def _band_section(config: Mapping[str, Any]) -> list[str]:
         "- Method: split-conformal calibration on the validation split. The score of a step is "
         "|recorded - predicted| / spread; q is its "
         f"ceil((n + 1) x {level:g}) / n empirical quantile, per history bucket (the number of "
-        "earlier workouts the prediction is conditioned on; a bucket with too few validation "
+        "earlier workouts the prediction is conditioned on; with `evaluate.band.pool_history` "
+        "the buckets with history share one constant; a bucket with too few validation "
         "workouts uses the pooled constant `all`). The workout-average band (the average HR of "
         "a whole workout) is calibrated the same way on |mean recorded - mean predicted| / mean "
         "spread.",
