@@ -284,3 +284,17 @@ def test_hr_that_relaxes_in_a_pause_is_no_lock(det):
     run["hr"][180:320] = np.round(run["cadence"][180:320] + rng.normal(0, 1.5, 140))
     v = verdict(det, run, np.array([250]))
     assert set(v.faults) & {"cadence_lock", "cadence_follow"}, v.reason
+
+
+def test_hr_held_across_a_pause_is_masked(det):
+    """A watch that holds the last HR across a pause: the repeated values right after it are
+    a flatline (masked), a chance repeat of one or two values is not; no pause, no mask."""
+    from hrpred.clean.detector import sample_faults
+
+    hr = np.array([150.0, 152, 151, 153, 152, 152, 152, 152, 152, 130, 133, 137, 140, 142])
+    *_, flat = sample_faults(hr, 30.0, 220.0, det, np.array([5]))
+    assert flat.tolist() == [False] * 5 + [True] * 4 + [False] * 5
+    *_, flat = sample_faults(hr, 30.0, 220.0, det, None)
+    assert not flat.any()
+    hr[7:9] = [140.0, 138.0]  # held twice only
+    assert not sample_faults(hr, 30.0, 220.0, det, np.array([5]))[3].any()

@@ -60,6 +60,9 @@ from hrpred.timeseries import interpolate_gaps, rolling_median
 N_LEVEL_STATS = 9  # n, sd, st, sdd, sdt, stt, sh, sdh, sth
 
 
+HELD_MIN = 3  # a value repeated this often right after a pause was held by the watch
+
+
 @dataclass
 class Analysis:
     """Pass-1 findings on one workout (arrays have the workout's length)."""
@@ -141,7 +144,10 @@ def sample_faults(
     dropout_jump_bpm (its neighbours); low samples that do not fall abruptly are only
     'low' (a large offset can push a slow start below the valid range). Spikes are
     measured against a rolling median within each stretch between pauses (`pause_step`:
-    first samples after them), so the HR recovered during a pause is no spike.
+    first samples after them), so the HR recovered during a pause is no spike. A flatline is
+    a run of flatline_run identical values, or the value before a pause repeated right after
+    it at least HELD_MIN times (watches hold the last HR across a pause while the heart
+    relaxes; up to flatline_run samples).
     """
     n = hr.size
     zero = hr <= cfg.dropout_max_bpm
@@ -168,6 +174,12 @@ def sample_faults(
     spike = short_runs(np.abs(hr - med) > cfg.spike_bpm, cfg.spike_max_run) & ~out_low
     spike |= hr > hr_high
     flat = identical_runs(hr, cfg.flatline_run, ignore=out_low)
+    for k in cuts[1:-1]:  # the last value held across a pause: the heart relaxed meanwhile
+        held = k
+        while held < n and hr[held] == hr[k - 1] and held - k < cfg.flatline_run:
+            held += 1
+        if held - k >= HELD_MIN:  # fewer: chance repeats of a noisy reading
+            flat[k:held] = True
     return dropout, low, spike, flat
 
 
