@@ -11,8 +11,9 @@ et al.; Lei et al. 2018), per group of history-size buckets (a group with fewer 
 earlier workout) and every bucket with history together (`pool_history`; the spread head
 already narrows with history, and a few dozen validation runners split four ways gave noisier
 multipliers: on halves of the validation runners, the pooled groups' coverage missed 0.8 by
-0.024-0.029 overall against 0.044-0.048 per bucket), or each bucket alone. The workout-average band (the average HR of a whole workout) is calibrated the same
-way on the score |mean recorded - mean predicted| / mean b per workout.
+0.024-0.029 overall against 0.044-0.048 per bucket), or each bucket alone. The workout-average
+band (the average HR of a whole workout) is calibrated the same way on the score
+|mean recorded - mean predicted| / mean b per workout.
 
 Pure numpy: training, evaluation and serving share it; the constants are
 models/calibration.json (written by evaluate, carried in the bundle).
@@ -45,7 +46,7 @@ class BandConfig:
     """params.yaml `evaluate.band`."""
 
     level: float  # nominal coverage of the band (0.8: the 10-90% band)
-    min_workouts: int  # fewer validation workouts in a history bucket: pooled constant
+    min_workouts: int  # fewer validation workouts in a group of buckets: the pooled constant
     pool_history: bool  # one multiplier for every bucket with history; the cold bucket its own
     runner_resamples: int  # bootstrap resamples of test runners for coverage intervals (0: none)
 
