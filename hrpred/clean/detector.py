@@ -576,11 +576,11 @@ def _quiet_call(an: Analysis, hr: np.ndarray, cfg: DetectorConfig) -> SegmentCal
     span[a:b] = True
     follow, tstat = follows_speed(hr, an.speed, span & an.normal, cfg)
     a, b = grow_lock(hr, an.speed, an.normal, a, b)
+    conf = _logistic(2.0 * np.log(score / cfg.quiet_min_score) + 1.0)
     relaxes = _relaxes_in_pause(an, hr, a, b, cfg.lock_pause_drop_bpm)
     if relaxes:
-        return SegmentCall("benign", a, b, 0.0, 0.0, f"steady HR on [{a},{b}) {relaxes}")
+        return SegmentCall("benign", a, b, 0.0, conf, f"steady HR on [{a},{b}) {relaxes}")
     med = float(np.median(hr[span & an.normal]))
-    conf = _logistic(2.0 * np.log(score / cfg.quiet_min_score) + 1.0)
     what = "the cadence" if follow else "a fixed value"
     return SegmentCall(
         "cadence_follow" if follow else "cadence_lock",
