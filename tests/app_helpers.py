@@ -24,10 +24,9 @@ def make_tiny_bundle(out_dir: Path, seed: int = 0, step_s: float = 5.0) -> Path:
     """A bundle holding an untrained 1-layer LSTM (random weights, fixed seed)."""
     import torch
 
-    from hrpred.export.bundle import build_config, write_bundle
     from hrpred.features.registry import BINARY_FEATURES
     from hrpred.model import build_model, cpu_state_dict
-    from tests.predict_fixtures import personal_rules, speed_rules
+    from tests.predict_fixtures import write_test_bundle
 
     torch.manual_seed(seed)
     arch = {"input_size": len(TINY_FEATURES), "hidden": 8, "layers": 1, "dropout": 0.0}
@@ -51,18 +50,7 @@ def make_tiny_bundle(out_dir: Path, seed: int = 0, step_s: float = 5.0) -> Path:
         "seq_len": 500,
     }
     sampling = {"median_step_s": step_s, "mean_step_s": step_s}
-    config = build_config(
-        ckpt,
-        {},
-        sampling,
-        "median",
-        {"source": "test"},
-        BINARY_FEATURES,
-        speed=speed_rules(),
-        personal=personal_rules(),
-    )
-    write_bundle(Path(out_dir), cpu_state_dict(model), config, onnx=False)
-    return Path(out_dir)
+    return write_test_bundle(out_dir, ckpt, cpu_state_dict(model), sampling, {"source": "test"})
 
 
 def write_gpx_fixture(path: Path, minutes: float = 20.0, step_s: float = 2.0) -> Path:

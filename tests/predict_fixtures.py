@@ -85,6 +85,28 @@ def personal_rules():  # -> dict[str, hrpred.personal.config.OffsetConfig]
     return {k: load_config(OffsetConfig, f"personal.{k}", PARAMS) for k in ("offset", "residual")}
 
 
+def write_test_bundle(
+    out_dir: Path,
+    ckpt: dict,
+    state_dict: dict,
+    sampling: dict,
+    data: dict,
+    metrics: dict | None = None,
+    onnx: bool = False,
+) -> Path:
+    """build_config + write_bundle as export does, with the committed params' speed and
+    personalisation rules."""
+    from hrpred.export.bundle import build_config, write_bundle
+    from hrpred.features.registry import BINARY_FEATURES
+
+    config = build_config(
+        ckpt, metrics or {}, sampling, "median", data, BINARY_FEATURES,
+        speed=speed_rules(), personal=personal_rules(),
+    )  # fmt: skip
+    write_bundle(Path(out_dir), state_dict, config, onnx=onnx)
+    return Path(out_dir)
+
+
 def make_bundle(
     out_dir: Path,
     *,
@@ -98,7 +120,6 @@ def make_bundle(
     """A complete bundle with a random 2-layer LSTM (16 units) and fake metrics."""
     import torch
 
-    from hrpred.export.bundle import build_config, write_bundle
     from hrpred.features.registry import BINARY_FEATURES
     from hrpred.model import build_model, cpu_state_dict
 
@@ -144,12 +165,8 @@ def make_bundle(
         "protocol": "user-disjoint (no user in more than one split)",
         "splits": {"train": {"workouts": 70, "users": 7}, "val": {"workouts": 15, "users": 2}},
     }
-    config = build_config(
-        ckpt, metrics if metrics is not None else FAKE_METRICS, sampling, "median", data,
-        BINARY_FEATURES, speed=speed_rules(), personal=personal_rules(),
-    )  # fmt: skip
-    write_bundle(Path(out_dir), cpu_state_dict(model), config, onnx=onnx)
-    return Path(out_dir)
+    metrics = metrics if metrics is not None else FAKE_METRICS
+    return write_test_bundle(out_dir, ckpt, cpu_state_dict(model), sampling, data, metrics, onnx)
 
 
 @dataclass
@@ -371,7 +388,7 @@ def make_history_bundle(root: Path, *, users: int = 40, runs: int = 4, seed: int
     import pandas as pd
 
     from hrpred import store
-    from hrpred.export.bundle import build_config, load_bundle, write_bundle
+    from hrpred.export.bundle import load_bundle
     from hrpred.features.registry import BINARY_FEATURES
     from hrpred.model import load_checkpoint
     from hrpred.params import load_config
@@ -432,16 +449,6 @@ def make_history_bundle(root: Path, *, users: int = 40, runs: int = 4, seed: int
     fit(cfg, data, paths, history=load_history_data(data, fdir, sdir, learned))
     _, ckpt = load_checkpoint(paths.model)
     sampling = {"median_step_s": 8.0, "mean_step_s": 8.0}
-    config = build_config(
-        ckpt,
-        {},
-        sampling,
-        "median",
-        {"source": "tests"},
-        BINARY_FEATURES,
-        speed=speed_rules(),
-        personal=personal_rules(),
-    )
-    write_bundle(root / "bundle", ckpt["state_dict"], config, onnx=False)
+    write_test_bundle(root / "bundle", ckpt, ckpt["state_dict"], sampling, {"source": "tests"})
     load_bundle(root / "bundle")  # loads as a history bundle
     return root / "bundle"
