@@ -51,7 +51,7 @@ def main() -> None:
         keep = np.isin(ids, np.load(args.ids))
         rows, ids = rows[keep], ids[keep]
     needed = history[history["workout_id"].isin(np.unique(ids))]
-    net, _, shift = learned_with_residual(ds, rows, needed, ids, learned, cfg, residual)
+    net, _, shift, _ = learned_with_residual(ds, rows, needed, ids, learned, cfg, residual)
     y = read_rows(ds.data.target, rows).astype(np.float64)
     v = np.asarray(read_rows(ds.data.mask, rows), dtype=bool)
     cold, _ = learned.cold(read_rows(ds.data.features, rows))

@@ -354,3 +354,23 @@ def test_backend_choice_and_errors(history_band, tmp_path, monkeypatch) -> None:
     (broken / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(BundleError, match="cannot load the weights"):
         load_bundle(broken)  # checked at load on the ONNX backend too
+
+
+def test_card_states_the_runner_scale_and_orders_the_buckets() -> None:
+    """The runner scale's bullet appears only with one; test buckets print in history order
+    (the metrics file sorts "10+" before "3-9")."""
+    from dataclasses import replace
+
+    from hrpred.export.cards import _band_section
+
+    runner = {"ref": 1.0657, "k": 10.0, "shrink": 5.0, "half_life_days": 60.0}
+    report = {**BAND_REPORT, "by_history": {"10+": BAND_REPORT["by_history"]["10+"],
+                                            "0": BAND_REPORT["by_history"]["0"]}}  # fmt: skip
+    metrics = {"test": {"band": report}}
+    text = "\n".join(
+        _band_section({"band": replace(CAL, runner=runner).to_json(), "metrics": metrics})
+    )
+    assert "Runner scale:" in text and "ref 1.07" in text and "10 most recent" in text
+    assert text.index("| 0 | 40 |") < text.index("| 10+ | 35 |")
+    without = "\n".join(_band_section({"band": CAL.to_json(), "metrics": metrics}))
+    assert "Runner scale:" not in without

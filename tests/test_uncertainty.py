@@ -7,12 +7,14 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from fake_eval_data import write_data
 from test_personal_model import add_user_levels
 
 from hrpred.model import load_checkpoint
+from hrpred.personal.config import OffsetConfig
 from hrpred.train import loop
 from hrpred.train.config import TrainConfig, TrainPaths
 from hrpred.train.data import load_train_data
@@ -20,14 +22,18 @@ from hrpred.train.losses import spread_nll
 from hrpred.uncertainty import (
     BandConfig,
     Calibration,
+    CalibrationError,
     band,
     calibrate,
     conformal_quantile,
     coverage,
     pinball,
+    runner_factors,
     runner_interval,
     workout_level,
 )
+
+NO_RUNNER = OffsetConfig(k=0, shrink=1.0, half_life_days=60.0)  # the runner scale off
 
 
 def test_conformal_quantile_is_the_finite_sample_rank() -> None:
@@ -51,7 +57,9 @@ def _laplace_rows(rng: np.random.Generator, n: int, t: int, scale: np.ndarray):
 
 def test_calibration_recovers_the_known_noise_and_covers_80_percent() -> None:
     rng = np.random.default_rng(1)
-    cfg = BandConfig(level=0.8, min_workouts=15, pool_history=False, runner_resamples=0)
+    cfg = BandConfig(
+        level=0.8, min_workouts=15, pool_history=False, runner_resamples=0, runner=NO_RUNNER
+    )
     sizes = np.repeat([0, 2, 5, 20], 50)
     # the spread head is 2x too small for history 0, right elsewhere: calibration fixes both
     true = np.where(sizes == 0, 8.0, 3.0)
@@ -88,7 +96,9 @@ def test_small_buckets_use_the_pooled_constant() -> None:
         s,
         v,
         sizes,
-        BandConfig(level=0.8, min_workouts=15, pool_history=False, runner_resamples=0),
+        BandConfig(
+            level=0.8, min_workouts=15, pool_history=False, runner_resamples=0, runner=NO_RUNNER
+        ),
     )
     assert "1-2" not in cal.step and cal.n_workouts["1-2"] == 3
     assert cal.multipliers(np.array([1]))[0] == cal.step["all"]
@@ -103,7 +113,9 @@ def test_pooled_history_shares_one_multiplier_and_keeps_the_cold_one() -> None:
     true = np.where(sizes == 0, 8.0, np.where(sizes < 10, 3.5, 2.5))
     y, c, _, v = _laplace_rows(rng, len(sizes), 60, true)
     s = np.full(y.shape, 3.0)
-    cfg = BandConfig(level=0.8, min_workouts=15, pool_history=True, runner_resamples=0)
+    cfg = BandConfig(
+        level=0.8, min_workouts=15, pool_history=True, runner_resamples=0, runner=NO_RUNNER
+    )
     cal = calibrate(y, c, s, v, sizes, cfg)
     apart = calibrate(y, c, s, v, sizes, replace(cfg, pool_history=False))
     assert cal.step["0"] == apart.step["0"] and cal.average["0"] == apart.average["0"]
@@ -118,8 +130,6 @@ def test_pooled_history_shares_one_multiplier_and_keeps_the_cold_one() -> None:
 def test_runner_interval_resamples_runners_not_steps() -> None:
     """Against a plain pandas/loop reference with the same draws; a runner-level error widens
     the interval, identical runners collapse it."""
-    import pandas as pd
-
     rng = np.random.default_rng(3)
     runners = np.repeat([7, 3, 9, 5], [4, 2, 5, 1])
     valid = rng.integers(50, 100, len(runners))
@@ -176,3 +186,57 @@ def test_the_spread_head_never_changes_the_central_prediction(
     assert central and all(torch.equal(with_spread[k], without[k]) for k in central)
     # and the spread head did learn (the comparison above could fail)
     assert not torch.equal(with_spread["spread.weight"], without["spread.weight"])
+
+
+def _runner_history() -> tuple[pd.DataFrame, pd.Series]:
+    """Five workouts of one runner, a day apart (ids 1..5), with their history table and
+    scores; workout 3 has no valid step (nan score)."""
+    from hrpred.split.history import build_history
+
+    index = pd.DataFrame({"row": range(5), "user_id": 1, "start_time": np.arange(5) * 86400})
+    assignment = pd.DataFrame({"row": range(5), "workout_id": np.arange(1, 6), "split": "test"})
+    scores = pd.Series([2.0, 0.5, np.nan, 1.5, 9.0], index=np.arange(1, 6))
+    return build_history(assignment, index, max_history=50), scores
+
+
+def test_runner_factors_against_a_hand_computation() -> None:
+    """factor = 1 + sum w (score - ref) / (sum w + shrink) / ref over the k most recent earlier
+    workouts with a score, w = 2^(-days / half-life): computed by hand for workout 5."""
+    history, scores = _runner_history()
+    rule, ref = OffsetConfig(k=3, shrink=2.0, half_life_days=10.0), 1.2
+    got = runner_factors(rule, ref, history, scores, np.arange(1, 6))
+    # workout 5: the 3 most recent are 4, 3 (no score), 2 -> 4 and 2, 1 and 3 days before
+    w = 2.0 ** (-np.array([1.0, 3.0]) / 10.0)
+    dev = np.array([1.5, 0.5]) - ref
+    assert got[4] == pytest.approx(1 + (w @ dev) / (w.sum() + 2.0) / ref)
+    assert got[0] == 1.0  # no earlier workout
+    w2 = 2.0 ** (-np.array([1.0]) / 10.0)  # workout 2 reads workout 1 only
+    assert got[1] == pytest.approx(1 + w2[0] * (2.0 - ref) / (w2[0] + 2.0) / ref)
+    off = Calibration(0.8, {"all": 1.0}, {"all": 1.0}, {"all": 5},
+                      {"ref": ref, "k": 0, "shrink": 2.0, "half_life_days": 10.0})  # fmt: skip
+    assert (off.factors(history, scores, np.arange(1, 6)) == 1.0).all()
+
+
+def test_runner_factor_reads_only_earlier_workouts() -> None:
+    """Changing a workout's own score, or a later one's, never changes its factor."""
+    history, scores = _runner_history()
+    rule = OffsetConfig(k=10, shrink=1.0, half_life_days=60.0)
+    base = runner_factors(rule, 1.0, history, scores, np.arange(1, 6))
+    for wid in range(1, 6):
+        changed = scores.copy()
+        changed.loc[wid:] = 50.0
+        again = runner_factors(rule, 1.0, history, changed, np.arange(1, 6))
+        assert again[:wid] == pytest.approx(base[:wid])  # itself and the earlier ones
+        if wid < 5:
+            assert again[wid] != pytest.approx(base[wid])  # the next one reads it
+
+
+def test_calibration_round_trips_the_runner_scale() -> None:
+    cal = Calibration(0.8, {"all": 1.3}, {"all": 1.1}, {"all": 9},
+                      {"ref": 1.04, "k": 10.0, "shrink": 5.0, "half_life_days": 60.0})  # fmt: skip
+    assert Calibration.from_json(cal.to_json()) == cal
+    old = {k: v for k, v in cal.to_json().items() if k != "runner"}
+    assert Calibration.from_json(old).runner_rule() is None  # a calibration from before it
+    bad = {**cal.to_json(), "runner": {"ref": 0.0, "k": 1, "shrink": 1, "half_life_days": 1}}
+    with pytest.raises(CalibrationError):
+        Calibration.from_json(bad)

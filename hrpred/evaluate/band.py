@@ -13,6 +13,7 @@ band (fitted on validation).
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from hrpred.uncertainty import (
     coverage,
     pinball,
     quantile_levels,
+    runner_factors,
     runner_interval,
 )
 
@@ -51,11 +53,18 @@ def calibrate_on_val(
     """Conformal constants from the validation rows' personalised predictions."""
     ids = ds.data.index["workout_id"].to_numpy()[val.rows]
     needed = history[history["workout_id"].isin(np.unique(ids))]
-    center, spread, resid = learned_with_residual(ds, val.rows, needed, ids, learned, cfg, residual)
+    center, spread, resid, scores = learned_with_residual(
+        ds, val.rows, needed, ids, learned, cfg, residual
+    )
     y = read_rows(ds.data.target, val.rows)
     v = np.asarray(read_rows(ds.data.mask, val.rows), dtype=bool)
     sizes = history_sizes(history, ids)
-    return calibrate(y, center + resid[:, None], spread, v, sizes, bcfg)
+    runner = None
+    if bcfg.runner.k > 0:  # the reference: the mean score of the validation workouts
+        ref = float(np.nanmean(scores.reindex(np.unique(ids)).to_numpy()))
+        runner = {"ref": ref, **{k: float(x) for k, x in asdict(bcfg.runner).items()}}
+        spread = spread * runner_factors(bcfg.runner, ref, needed, scores, ids)[:, None]
+    return calibrate(y, center + resid[:, None], spread, v, sizes, bcfg, runner)
 
 
 def _scores(
@@ -96,10 +105,13 @@ def band_report(
     bucket (with a 90% interval of each per-step coverage over `resamples` redraws of the
     test runners), beside the uncalibrated Laplace band and a constant band. Sets
     `personal.band` (the test rows' calibrated bounds, for the example traces)."""
-    assert personal.spread is not None
+    assert personal.spread is not None and personal.scores is not None
+    assert personal.history is not None
     y = read_rows(ds.data.target, test.rows)
     v = np.asarray(read_rows(ds.data.mask, test.rows), dtype=bool)
-    center, spread, sizes = personal.model, personal.spread, personal.sizes
+    ids = ds.data.index["workout_id"].to_numpy()[test.rows]
+    factor = cal.factors(personal.history, personal.scores, ids)
+    center, spread, sizes = personal.model, personal.spread * factor[:, None], personal.sizes
     taus = tuple(quantile_levels(cal.level))
     q, q_avg = cal.multipliers(sizes), cal.multipliers(sizes, "average")
     personal.band = band(center, spread, q)  # for the example traces
@@ -115,8 +127,9 @@ def band_report(
 
     out: dict[str, Any] = {
         "level": cal.level,
-        "method": "split-conformal on validation, |residual| / Laplace spread, per group of "
-        "history buckets",
+        "method": "split-conformal on validation, |residual| / (Laplace spread x runner "
+        "scale), per group of history buckets",
+        "runner_factor": _quantiles(factor),
         **_scores(y, center, spread, v, q, q_avg, taus),
         **spread_of(np.ones(len(labels), bool)),
         "by_history": {},
@@ -132,7 +145,7 @@ def band_report(
     # the same spread without calibration: the Laplace central band |r| <= b ln(1 / (1 - level))
     raw = math.log(1.0 / (1.0 - cal.level))
     ones = np.full(len(sizes), raw)
-    out["uncalibrated"] = _scores(y, center, spread, v, ones, ones, taus)
+    out["uncalibrated"] = _scores(y, center, personal.spread, v, ones, ones, taus)
     # constant +- the validation residual quantiles
     yv = read_rows(ds.data.target, val.rows).astype(np.float64)
     vv = np.asarray(read_rows(ds.data.mask, val.rows), dtype=bool)
@@ -145,6 +158,11 @@ def band_report(
         "pinball": 0.5 * (pinball(y, lo, taus[0], v) + pinball(y, hi, taus[1], v)),
     }
     return out
+
+
+def _quantiles(a: np.ndarray) -> dict[str, float]:
+    """Min, median and max of the runner factors of the test rows."""
+    return {"min": float(a.min()), "median": float(np.median(a)), "max": float(a.max())}
 
 
 def band_plot(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from hrpred.personal.offset import workout_offsets
 from hrpred.personal.summaries import SUMMARY_FEATURES, compute_summaries
 from hrpred.split.history import BUCKETS, history_buckets, history_sizes
 from hrpred.store import Dataset, read_rows
+from hrpred.uncertainty import score_sums, workout_scores
 
 if TYPE_CHECKING:
     from hrpred.evaluate.evaluation import EvalConfig
@@ -116,6 +117,8 @@ class PersonalResult:
     learned: str
     residual: np.ndarray | None = None  # the learned model's residual correction [n_test] (BPM)
     spread: np.ndarray | None = None  # the learned model's spread [n_test, T] (BPM)
+    scores: pd.Series | None = None  # the band's per-workout scores (test rows + their history)
+    history: pd.DataFrame | None = None  # the history lines of the test rows
     band: tuple[np.ndarray, np.ndarray] | None = None  # calibrated (lower, upper) [n_test, T]
 
 
@@ -186,9 +189,9 @@ def personalise(
     speed_col, alt_col = feature_index(ds, "speed"), feature_index(ds, "altitude")
     parts: dict[str, list[RowSums]] = {name: [] for name in (*test.sums, "offset")}
     kept = np.empty_like(test.model)
-    resid = spread = None
+    resid = spread = scores = None
     if learned is not None:
-        kept, spread, resid = learned_with_residual(
+        kept, spread, resid, scores = learned_with_residual(
             ds, test.rows, needed, test_ids, learned, cfg, residual
         )
     for start, chunk in chunks(test.rows, cfg.batch_rows, "evaluate personal"):
@@ -217,6 +220,8 @@ def personalise(
         learned=OFFSET_ONLY if learned is None else learned.name,
         residual=resid,
         spread=spread,
+        scores=scores,
+        history=needed,
     )
 
 
@@ -228,12 +233,14 @@ def learned_with_residual(
     learned: LearnedPersonal,
     cfg: EvalConfig,
     residual: OffsetConfig | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Series]:
     """The learned model's personalised predictions [n, T] and spreads [n, T] of
-    `rows_wanted` (sorted rows), and each one's residual correction [n] (zeros when `residual`
+    `rows_wanted` (sorted rows), each one's residual correction [n] (zeros when `residual`
     is None): the offset rule over the network's personalised residuals on the history
-    workouts (`needed`: their history lines). Every row wanted or in the history of one is
-    predicted once, with its own context (chunk by chunk)."""
+    workouts (`needed`: their history lines), and the band's per-workout scores
+    (`hrpred.uncertainty.workout_scores`, by workout id, of every row predicted). Every row
+    wanted or in the history of one is predicted once, with its own context (chunk by
+    chunk)."""
     data = ds.data
     ids_all = data.index["workout_id"].to_numpy()
     hist_ids = np.unique(needed["hist_workout_id"].to_numpy())
@@ -243,7 +250,7 @@ def learned_with_residual(
     out_pos = np.cumsum(wanted) - 1
     kept = np.empty((len(rows_wanted), data.seq_len), dtype=np.float32)
     spread = np.empty_like(kept)
-    sums = []
+    sums, sq, nz = [], [], []
     for start, chunk in chunks(rows, cfg.batch_rows, "evaluate learned personal"):
         sl = slice(start, start + len(chunk))
         x = read_rows(data.features, chunk)
@@ -254,10 +261,14 @@ def learned_with_residual(
         y = read_rows(data.target, chunk)
         v = np.asarray(read_rows(data.mask, chunk), dtype=bool)
         sums.append(row_sums(y, pred, v, read_rows(data.elapsed, chunk)))
+        a, b_n = score_sums(y, pred, b, v)
+        sq.append(a)
+        nz.append(b_n)
+    scores = workout_scores(ids_all[rows], np.concatenate(sq), np.concatenate(nz))
     if residual is None:
-        return kept, spread, np.zeros(len(rows_wanted))
+        return kept, spread, np.zeros(len(rows_wanted)), scores
     s, n = _by_workout(ids_all[rows], RowSums.concat(sums))
-    return kept, spread, workout_offsets(residual, needed, s, n, wanted_ids)
+    return kept, spread, workout_offsets(residual, needed, s, n, wanted_ids), scores
 
 
 def _short(s: RowSums) -> dict[str, float | int]:

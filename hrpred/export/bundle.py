@@ -11,7 +11,12 @@ The 80% band (issue 14): config.json `band` holds the split-conformal constants 
 `Bundle.predict_band` gives HR -/+ q * spread, q the step multiplier of the row's history bucket
 (the number of context entries used; 0 = cold start or a population model). model.onnx has the
 same band as outputs `hr_p10`, `hr_p90` beside `spread_bpm` (the multipliers are constants in the
-graph), and only `hr_bpm`, `spread_bpm` when the bundle has no band.
+graph), and only `hr_bpm`, `spread_bpm` when the bundle has no band. Both are the band WITHOUT
+the runner scale (factor 1): a calibration with one (`band.runner`, `Calibration.runner`)
+multiplies a personalised prediction's spread by a factor from the scores of the runner's
+earlier runs, which neither the graph nor `predict_band` sees; predict passes the scaled spread
+to `step_band` and `average_band` (`hrpred.serve.profile.profile_runner_factor`). A bundle
+exported before the runner scale has no `runner` in its band: factor 1.
 
 A history-conditioned model (`hrpred.model.HistoryHRModel`, personalisation) adds a `history`
 section to config.json (the checkpoint's: architecture, context features, context scaler) and
@@ -62,8 +67,8 @@ ONNX_CONTEXT = "context"
 ONNX_CONTEXT_MASK = "context_mask"
 ONNX_OUTPUT = "hr_bpm"
 ONNX_SPREAD = "spread_bpm"  # the per-step Laplace scale b (BPM)
-ONNX_LOWER = "hr_p10"  # lower end of the calibrated band (hr_bpm - q * spread_bpm)
-ONNX_UPPER = "hr_p90"  # upper end (hr_bpm + q * spread_bpm)
+ONNX_LOWER = "hr_p10"  # lower end of the calibrated band (hr_bpm - q * spread_bpm), factor 1
+ONNX_UPPER = "hr_p90"  # upper end (hr_bpm + q * spread_bpm), without the runner scale
 BACKEND_ENV = "HRPRED_BACKEND"  # "torch": never ONNX Runtime; "onnx": only it; unset/"auto"
 BACKENDS = ("auto", "onnx", "torch")
 PREDICT_BATCH = 256  # workouts per forward pass (as `hrpred.model.predict`)
@@ -443,7 +448,8 @@ class Bundle:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(lower, upper) float32 = hr -/+ q * spread, q the step multiplier of the history
         bucket of `n_context` (context entries used: an int for [T] curves, [N] for [N, T]).
-        A center shifted by a constant (a residual correction) shifts its band by the same."""
+        A center shifted by a constant (a residual correction) shifts its band by the same; the
+        runner scale is the caller's: pass the spread times its factor (see the module doc)."""
         from hrpred.uncertainty import band
 
         q = self.require_calibration().multipliers(np.atleast_1d(n_context))
@@ -457,7 +463,8 @@ class Bundle:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(HR, lower, upper) in BPM, float32, the shapes of `predict` ([T, F] -> [T],
         [N, T, F] -> [N, T]): the central curve and its calibrated band (`step_band`, history
-        bucket = the context mask's count, 0 = cold start). BundleError without a band."""
+        bucket = the context mask's count, 0 = cold start), without the runner scale (factor 1,
+        as the ONNX outputs). BundleError without a band."""
         self.require_calibration()
         hr, spread = self.predict_spread(features_unscaled, context)
         counts = self.context_counts(context, 1 if hr.ndim == 1 else len(hr))
@@ -473,8 +480,9 @@ class Bundle:
     ) -> tuple[Any, Any, Any]:
         """The workout-average HR and its calibrated band (mean, lower, upper): half-width =
         the average multiplier of the history bucket * the mean spread over the valid steps
-        (default: where hr and spread are finite). Floats for a [T] curve, float64 [N] for
-        [N, T] (`n_context` then [N]); nan for a row without a valid step."""
+        (default: where hr and spread are finite; with the runner scale, the spread times its
+        factor). Floats for a [T] curve, float64 [N] for [N, T] (`n_context` then [N]); nan
+        for a row without a valid step."""
         q = self.require_calibration().multipliers(np.atleast_1d(n_context), "average")
         h, b = np.asarray(hr, np.float64), np.asarray(spread, np.float64)
         v = np.isfinite(h) & np.isfinite(b) if valid is None else np.asarray(valid, bool)

@@ -185,6 +185,22 @@ def _pct(value: Any) -> str:
     return f"{100 * value:.1f}%"
 
 
+def _runner_lines(runner: Any) -> list[str]:
+    """The runner scale's bullet of the band section (none when the band has no runner scale)."""
+    if not isinstance(runner, Mapping) or not runner.get("k"):
+        return []
+    return [
+        "- Runner scale: the spread of a prediction personalised with the runner's earlier "
+        "workouts is multiplied by 1 + rule(score - ref) / ref, the score of an earlier workout "
+        "being the RMS of (recorded - predicted) / spread over its valid steps, ref "
+        f"{fmt_metric(runner.get('ref'))} the validation workouts' mean, and rule the shrunk, "
+        f"recency-weighted mean over the {int(runner['k'])} most recent (prior "
+        f"{fmt_metric(runner.get('shrink'))} workouts, half-life "
+        f"{fmt_metric(runner.get('half_life_days'))} days); 1 with no earlier workout. The "
+        "multipliers below were calibrated on the scaled spread.",
+    ]
+
+
 def _band_section(config: Mapping[str, Any]) -> list[str]:
     """The calibrated band (issue 14): its constants (config.json `band`) and its test
     coverage and width (metrics `test.band`, when evaluate reported them); none without a band."""
@@ -214,6 +230,7 @@ def _band_section(config: Mapping[str, Any]) -> list[str]:
         "spread.",
         "- A personalised prediction shifted by a constant (the residual correction) shifts its "
         "band by the same constant.",
+        *_runner_lines(band.get("runner")),
         "",
         "| history bucket | validation workouts | step multiplier | workout-average multiplier |",
         "|---|---:|---:|---:|",
@@ -237,7 +254,9 @@ def _band_section(config: Mapping[str, Any]) -> list[str]:
             "| width (BPM) | workout-average coverage |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
-        for k, row in report.get("by_history", {}).items():
+        rows = report.get("by_history", {})
+        for k in [b for b in BUCKETS if b in rows] + [b for b in rows if b not in BUCKETS]:
+            row = rows[k]
             iv = row.get("coverage_runner_interval_90") or [None, None]
             lines.append(
                 f"| {k} | {fmt_metric(row.get('n_workouts'))} | {fmt_metric(row.get('n_runners'))} "
@@ -273,7 +292,9 @@ def _onnx_line(config: Mapping[str, Any]) -> list[str]:
     if isinstance(band, Mapping):
         extra += (
             f"; `{band['lower_output']}` and `{band['upper_output']}` [batch, time] the "
-            f"calibrated {band['level']:.0%} band (its multipliers are inside the graph)"
+            f"calibrated {band['level']:.0%} band (its multipliers are inside the graph; "
+            "without the runner scale: multiply hr_bpm - hr_p10 by the factor of the runner's "
+            "earlier runs, as `hrpred predict` does)"
         )
     return [
         f"- `model.onnx` (opset {onnx['opset']}): input `{onnx['input']}` float32 "

@@ -11,8 +11,10 @@ when the bundle has a band (config.json `band`), `hr_p10` / `hr_p90` [batch, tim
 hr_bpm -/+ q * spread_bpm: the calibrated band of `Bundle.predict_band`. The step multipliers q
 are constants of the graph: a history graph looks q up by the number of real context entries
 (the count of `context_mask` > 0.5, 0..K, mapped to its history bucket at export time); a
-population graph uses the cold-start ("0", else pooled) multiplier. `hr_bpm` is computed exactly
-as before: the band outputs only add nodes beside it.
+population graph uses the cold-start ("0", else pooled) multiplier. The band has no runner
+scale (`evaluate.band.runner`, factor 1): it needs the runner's earlier runs' scores, which a
+caller applies by multiplying the half-width. `hr_bpm` is computed exactly as before: the band
+outputs only add nodes beside it.
 """
 
 from __future__ import annotations

@@ -130,6 +130,15 @@ def format_band(curve: dict[str, Any]) -> str:
     )
 
 
+def format_runner(curve: dict[str, Any]) -> str:
+    """The band's runner scale when earlier runs set it: " (band x1.12 from 4 earlier runs'
+    errors)"; "" otherwise (factor 1)."""
+    band = curve["band"]
+    if not band.get("runner_runs"):
+        return ""
+    return f" (band x{band['runner_factor']:.2f} from {band['runner_runs']} earlier runs' errors)"
+
+
 def _zone_edges(bounds: list[float]) -> list[str]:
     return (
         ["<" + f"{bounds[0]:.0f}"]
@@ -205,7 +214,7 @@ def format_summary(name: str, summary: dict[str, Any], warnings: list[str]) -> s
         key = summary["headline"]
         if key != "population":
             what = HEADLINE_NAMES[key]
-            lines.append(f"  {what}: {format_band(summary[key])}")
+            lines.append(f"  {what}: {format_band(summary[key])}{format_runner(summary[key])}")
             banded.append((COLUMN_NAMES[key], summary[key]))
         lines.append(f"  time in zones ({summary['zone_basis']}):")
         lines += format_zone_bands(banded, bounds)

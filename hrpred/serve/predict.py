@@ -26,12 +26,18 @@ Steps (the inputs the model trained on; tests/test_skew.py measures the remainin
    of the headline prediction (the most personal one: learned, else + offset, else
    population) and, beside it, of the population one (see "The band" below).
 
-The band: per grid step, center -/+ q * spread (`Bundle.step_band`), the network's spread and
-q the conformal multiplier of the history bucket (the number of earlier runs the network read
-as context; 0 for the population prediction). A personalised curve is the network's output +
-a constant (residual correction, or the offset for a population bundle, whose network reads no
-history: bucket 0), and its band is moved by the same constant. The workout-average band is
-`Bundle.average_band`; the max's band is (max of the lower curve, max of the upper curve); the
+The band: per grid step, center -/+ q * spread * factor (`Bundle.step_band` of the scaled
+spread), the network's spread, q the conformal multiplier of the history bucket (the number of
+earlier runs the network read as context; 0 for the population prediction) and factor the
+runner scale of the calibration (`hrpred.uncertainty`): for the learned personalised curve,
+from the scores of the profile's runs that started strictly before this one
+(`hrpred.serve.profile.profile_runner_factor`), as the evaluate stage scored the band; 1 for
+the population and the + offset curves, for a calibration without a runner scale (a bundle
+exported before it) and without an earlier run (the ONNX graph's hr_p10/hr_p90 are the band
+with factor 1). A personalised curve is the network's output + a constant (residual
+correction, or the offset for a population bundle, whose network reads no history: bucket 0),
+and its band is moved by the same constant. The workout-average band is `Bundle.average_band`
+of the same scaled spread; the max's band is (max of the lower curve, max of the upper curve); the
 time in each zone is a range: the least and most of the times on the lower, central and upper
 curves (an indication, not a calibrated interval). `frame` gains `hr_p10`, `hr_p50` (= the
 headline column) and `hr_p90`, the band on the file's points. The + offset curve of a history
@@ -354,12 +360,15 @@ BAND_COLUMNS = ("hr_p10", "hr_p50", "hr_p90")  # the headline's band on the file
 
 @dataclass
 class Curve:
-    """A predicted curve on the grid with what its band needs: the network's spread (BPM) and
-    the number of earlier runs the network read (its history bucket)."""
+    """A predicted curve on the grid with what its band needs: the network's spread (BPM), the
+    number of earlier runs the network read (its history bucket), and the runner scale's
+    factor of the spread with the number of earlier runs it read (1 and 0 without one)."""
 
     hr: np.ndarray
     spread: np.ndarray
     n_context: int
+    factor: float
+    factor_runs: int
 
 
 def _curve_summary(
@@ -374,17 +383,21 @@ def _curve_summary(
 def band_summary(
     bundle: Bundle, grid: Grid, curve: Curve, bounds: list[float]
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """The calibrated band of a grid curve: its summary (level, history bucket size, the
-    workout-average band, the max's band and the zone times' ranges, see the module doc) and
-    the lower and upper curves on the grid (float64). BundleError without a band."""
+    """The calibrated band of a grid curve: its summary (level, history bucket size, the runner
+    scale's factor (rounded) and runs, the workout-average band, the max's band and the zone
+    times' ranges, see the module doc) and the lower and upper curves on the grid (float64),
+    around the curve's spread times its factor. BundleError without a band."""
     level = bundle.require_calibration().level
-    lo32, hi32 = bundle.step_band(curve.hr, curve.spread, curve.n_context)
+    spread = np.asarray(curve.spread, dtype=np.float64) * curve.factor
+    lo32, hi32 = bundle.step_band(curve.hr, spread, curve.n_context)
     lo, hi = np.asarray(lo32, dtype=np.float64), np.asarray(hi32, dtype=np.float64)
-    _, avg_lo, avg_hi = bundle.average_band(curve.hr, curve.spread, curve.n_context)
+    _, avg_lo, avg_hi = bundle.average_band(curve.hr, spread, curve.n_context)
     zones = [zone_times(c, bounds, grid.step_s) for c in (lo, curve.hr, hi)]
     summary = {
         "level": float(level),
         "history_runs": int(curve.n_context),
+        "runner_factor": round(float(curve.factor), 4),
+        "runner_runs": int(curve.factor_runs),
         "avg_hr": [float(avg_lo), float(avg_hi)],
         "max_hr": [float(np.max(lo)), float(np.max(hi))],
         "zones": {z: [min(t[z] for t in zones), max(t[z] for t in zones)] for z in ZONES},
@@ -408,10 +421,17 @@ def _personalise(
 
     Offset: the cold (population) prediction `cold` + the bundle's offset rule over those
     runs' cold residuals. Learned (history bundle): the network with those runs as context +
-    the bundle's residual correction over their personalised residuals. Reads the profile's
-    stored residuals, never this run's recorded HR."""
+    the bundle's residual correction over their personalised residuals, its band's spread
+    scaled by the calibration's runner scale over their scores (`profile_runner_factor`; 1
+    without a band). Reads the profile's stored residuals and scores, never this run's
+    recorded HR."""
     from hrpred.io.limits import MIN_TIMESTAMP_S
-    from hrpred.serve.profile import check_compatible, profile_context, profile_offset
+    from hrpred.serve.profile import (
+        check_compatible,
+        profile_context,
+        profile_offset,
+        profile_runner_factor,
+    )
 
     check_compatible(profile, bundle)
     start = float(activity.timestamp[0])
@@ -428,7 +448,8 @@ def _personalise(
     columns: dict[str, np.ndarray] = {}
     summary: dict[str, Any] = {"history": {"earlier_runs": earlier, "later_runs_left_out": later}}
     offset, n_off = profile_offset(profile, start, bundle.personaliser("offset"), "cold")
-    curves = {"offset": Curve(cold.hr + offset, cold.spread, 0)}  # the network reads no history
+    # the network reads no history: the cold bucket, no runner scale
+    curves = {"offset": Curve(cold.hr + offset, cold.spread, 0, 1.0, 0)}
     columns["hr_offset"], summary["offset"] = _curve_summary(
         grid, curves["offset"].hr, bounds, activity
     )
@@ -438,7 +459,13 @@ def _personalise(
         net, spread = bundle.predict_spread(feats, context=context)
         corr, n_res = profile_offset(profile, start, bundle.personaliser("residual"), "personal")
         n_context = int(bundle.context_counts(context, 1)[0])
-        curves = {"personal": Curve(np.asarray(net, np.float64) + corr, spread, n_context)}
+        cal = bundle.calibration
+        factor, n_factor = (1.0, 0) if cal is None else profile_runner_factor(profile, start, cal)
+        curves = {
+            "personal": Curve(
+                np.asarray(net, np.float64) + corr, spread, n_context, factor, n_factor
+            )
+        }
         columns["hr_personal"], summary["personal"] = _curve_summary(
             grid, curves["personal"].hr, bounds, activity
         )
@@ -465,9 +492,10 @@ def predict_activity(
 
     `summary["headline"]` names the most personal prediction (`personal`, `offset` or
     `population`). With a calibrated bundle, `summary["band"]` (population) and the headline's
-    `summary[headline]["band"]` hold its band (`band_summary`) and `frame` the headline's
-    `hr_p10`, `hr_p50`, `hr_p90`; without one `summary["band"]` is None and nothing else
-    changes."""
+    `summary[headline]["band"]` hold its band (`band_summary`; the learned personalised band
+    scaled by the runner factor, `runner_factor` and `runner_runs` there) and `frame` the
+    headline's `hr_p10`, `hr_p50`, `hr_p90` (that scaled band for a learned headline);
+    without one `summary["band"]` is None and nothing else changes."""
     import pandas as pd
 
     max_hr = _check_range("max HR", max_hr, 100, 240)
@@ -511,7 +539,7 @@ def predict_activity(
     summary["zone_max_hr"] = top
     summary["gender"] = gender or "unknown"
     summary["source"] = activity.source
-    curves = {"population": Curve(hr_grid, spread, 0)}
+    curves = {"population": Curve(hr_grid, spread, 0, 1.0, 0)}
     if profile is not None:
         columns, personal, banded = _personalise(
             bundle, profile, activity, feats, grid, curves["population"], bounds, warns

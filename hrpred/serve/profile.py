@@ -11,7 +11,10 @@ interpolated onto the grid, paused steps and implausible HR left out):
 - for a history bundle, `residuals.personal`: the same for the network's personalised
   prediction, the run predicted with the profile's runs that started strictly before it as
   context, what the learned model's residual correction averages (as the evaluate stage does,
-  `hrpred.evaluate.personal`).
+  `hrpred.evaluate.personal`), and `score_sq`: the sum over the same steps of
+  ((recorded - predicted) / spread)^2, spread the network's per-step Laplace scale of that
+  prediction, whose RMS (`Profile.scores`) the band's runner scale reads
+  (`hrpred.uncertainty`, `evaluate.band.runner`).
 Files without HR, or without a real date, are skipped with a warning. Residuals belong to the
 model that made them: the profile records the bundle's fingerprint (`bundle_fingerprint`) and
 predict refuses a profile of another bundle.
@@ -19,9 +22,12 @@ predict refuses a profile of another bundle.
 Predicting a run with a profile uses only the runs that started STRICTLY before it (start
 times compared): their summaries as context, the K most recent first
 (`hrpred.personal.context.build_context`), and their residuals for the offsets
-(`hrpred.personal.offset.workout_offsets`); the others are left out with a warning. The
-profile also states an estimated personal level (HR at 10 km/h from each run's HR-speed line)
-and its change over time, for the runner to read.
+(`hrpred.personal.offset.workout_offsets`) and, with a calibrated history bundle whose band
+has a runner scale, their scores for the band's factor (`profile_runner_factor`: the band of
+the personalised prediction is center -/+ q * spread * factor, as the evaluate stage scored
+it); the others are left out with a warning. The profile also states an estimated personal
+level (HR at 10 km/h from each run's HR-speed line) and its change over time, for the runner
+to read.
 """
 
 from __future__ import annotations
@@ -45,9 +51,10 @@ from hrpred.personal.config import OffsetConfig
 from hrpred.personal.context import Context, build_context
 from hrpred.personal.offset import workout_offsets
 from hrpred.personal.summaries import SUMMARY_FEATURES, Summaries, row_stats, summaries_from_stats
+from hrpred.uncertainty import Calibration, score_sums, workout_scores
 
 PROFILE_FORMAT = "hrpred-profile"
-PROFILE_VERSION = 2  # 2: per-run residuals + the bundle's fingerprint
+PROFILE_VERSION = 3  # 2: per-run residuals + the bundle's fingerprint; 3: + score_sq
 LEVEL_FEATURE = "hr_at_10kmh"  # the pace-independent level the profile reports
 LEVEL_RECENT = 10  # the level is the mean over this many most recent runs
 DAY_S = 86400.0
@@ -121,6 +128,21 @@ class Profile:
         ids = pd.Index(np.arange(1, len(runs) + 1, dtype=np.int64))
         return pd.Series(s, index=ids, dtype=np.float64), pd.Series(n, index=ids, dtype=np.int64)
 
+    def scores(self) -> pd.Series:
+        """Per run id (1..R): the band's runner-scale score of the personalised prediction,
+        sqrt(score_sq / n) (nan for a run without a valid step; ProfileError when absent)."""
+        runs = self.runs
+        try:
+            sq = [float(r["residuals"]["personal"]["score_sq"]) for r in runs]
+            n = [int(r["residuals"]["personal"]["n"]) for r in runs]
+        except (KeyError, TypeError) as exc:
+            raise ProfileError(
+                f"the profile has no personalised scores ({exc!r}): rebuild it with "
+                "`hrpred profile ... --bundle` of this bundle"
+            ) from None
+        ids = np.arange(1, len(runs) + 1, dtype=np.int64)
+        return workout_scores(ids, np.array(sq, np.float64), np.array(n, np.int64))
+
 
 @dataclass
 class _Run:
@@ -173,6 +195,12 @@ def _residual(run: _Run, pred: np.ndarray) -> dict[str, float | int]:
     return {"sum": float(err.sum()), "n": int(run.ok.sum())}
 
 
+def _score_sq(run: _Run, pred: np.ndarray, spread: np.ndarray) -> float:
+    """Sum of ((recorded - predicted) / spread)^2 over the run's valid steps."""
+    sq, _ = score_sums(run.hr[None], np.asarray(pred)[None], np.asarray(spread)[None], run.ok[None])
+    return float(sq[0])
+
+
 def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The personal level (mean HR at 10 km/h over the most recent runs) and its trend."""
     if not runs:
@@ -203,7 +231,7 @@ def build_profile(
 ) -> tuple[Profile, list[str]]:
     """Profile of the runner's files for this bundle (any kind); skipped files are listed in
     the warnings. Each run is predicted cold and, with a history bundle, personalised with the
-    kept runs that started before it (see the module doc)."""
+    kept runs that started before it (residual and band score, see the module doc)."""
     from hrpred.io.userfiles import read_activity
 
     read: list[_Run] = []
@@ -248,8 +276,11 @@ def build_profile(
         k_max = int(bundle.history["k_max"])
         for r in kept:  # the context reads summaries only: the residuals' order is free
             ctx, _, _ = profile_context(profile, r.entry["start_time"], k_max)
-            pred = bundle.predict(r.features, context=(ctx.values[0], ctx.mask[0]))
-            r.entry["residuals"]["personal"] = _residual(r, pred)
+            pred, spread = bundle.predict_spread(r.features, context=(ctx.values[0], ctx.mask[0]))
+            r.entry["residuals"]["personal"] = {
+                **_residual(r, pred),
+                "score_sq": _score_sq(r, pred, spread),
+            }
     return profile, warns
 
 
@@ -283,6 +314,7 @@ def load_profile(path: str | Path) -> Profile:
         profile.residuals("cold")
         if content["bundle"]["kind"] == "history":
             profile.residuals("personal")
+            profile.scores()
         if not str(content["bundle"]["fingerprint"]):
             raise ValueError("empty bundle fingerprint")
     except (KeyError, TypeError, ValueError) as exc:
@@ -349,3 +381,21 @@ def profile_offset(
     offset = workout_offsets(cfg, table, s, n, np.array([0]))[0]
     used = table[table["rank"] <= cfg.k]["hist_workout_id"].to_numpy()
     return float(offset), int((n.reindex(used).fillna(0).to_numpy() > 0).sum())
+
+
+def profile_runner_factor(
+    profile: Profile, start_time: float, cal: Calibration
+) -> tuple[float, int]:
+    """The band's runner-scale factor of a run starting at `start_time`
+    (`Calibration.factors`: 1 + rule(score - ref) / ref over the scores of the runs that
+    started strictly before it; 1 when the calibration has no runner scale or no such run
+    has a valid step), and the number of runs it read (the rule's `k` most recent with a
+    score)."""
+    rule = cal.runner_rule()
+    if rule is None:
+        return 1.0, 0
+    table, _ = earlier_runs(profile, start_time)
+    scores = profile.scores()
+    factor = cal.factors(table, scores, np.array([0]))[0]
+    used = table[table["rank"] <= rule[0].k]["hist_workout_id"].to_numpy()
+    return float(factor), int(scores.reindex(used).notna().sum())
