@@ -7,11 +7,11 @@ of every valid step is computed, and the band's half-width is q * b with q the e
 quantile of those scores at level ceil((n + 1) * level) / n, n the number of validation
 WORKOUTS (`workout_level`: the steps of one workout are not exchangeable, workouts are; Vovk
 et al.; Lei et al. 2018), per group of history-size buckets (a group with fewer than
-`min_workouts` validation workouts uses the pooled q). The groups: the cold bucket (no
-earlier workout) and every bucket with history together (`pool_history`; the spread head
-already narrows with history, and a few dozen validation runners split four ways gave noisier
-multipliers: on halves of the validation runners, the pooled groups' coverage missed 0.8 by
-0.024-0.029 overall against 0.044-0.048 per bucket), or each bucket alone. The workout-average
+`min_workouts` validation workouts uses the pooled q). The groups: each history bucket
+alone (the default: unbiased per bucket, as the spread head barely tells the buckets apart),
+or the cold bucket (no earlier workout) and every bucket with history together
+(`pool_history`: less noisy when the validation split holds only a few dozen runners, but
+biased per bucket; `benchmarks/band_grouping.py` measures both). The workout-average
 band (the average HR of a whole workout) is calibrated the same way on the score
 |mean recorded - mean predicted| / mean b per workout.
 
