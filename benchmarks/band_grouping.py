@@ -37,7 +37,14 @@ def main() -> None:
     from hrpred.personal.config import OffsetConfig
     from hrpred.split.history import BUCKETS, history_buckets, history_sizes
     from hrpred.store import Layout, open_dataset, open_history, read_rows
-    from hrpred.uncertainty import band, calibrate, pinball, quantile_levels, runner_factors
+    from hrpred.uncertainty import (
+        band,
+        calibrate,
+        pinball,
+        quantile_levels,
+        runner_entry,
+        runner_factors,
+    )
 
     cfg = load_config(EvalConfig, "evaluate")
     residual = load_config(OffsetConfig, "personal.residual")
@@ -75,7 +82,7 @@ def main() -> None:
     for _ in range(args.splits):
         half = np.isin(users, rng.permutation(runners)[: len(runners) // 2])
         # the runner scale's reference: the calibrating half's mean score
-        ref = float(np.nanmean(scores.reindex(np.unique(ids[half])).to_numpy()))
+        ref = runner_entry(rule, scores, ids[half])["ref"]
         factor = runner_factors(rule, ref, needed, scores, ids) if rule.k > 0 else 1.0
         for g, with_runner in errors:
             s = spread * (np.asarray(factor)[:, None] if with_runner else 1.0)

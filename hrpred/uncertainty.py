@@ -117,6 +117,13 @@ def workout_scores(ids: np.ndarray, sq_sum: np.ndarray, n: np.ndarray) -> pd.Ser
     return np.sqrt(g["s"] / g["n"].where(g["n"] > 0))
 
 
+def runner_entry(rule: OffsetConfig, scores: pd.Series, ids: np.ndarray) -> dict[str, float]:
+    """`Calibration.runner` for calibrating on workouts `ids`: the rule and its reference, the
+    mean score of those workouts (`scores` by workout id)."""
+    ref = float(np.nanmean(scores.reindex(np.unique(ids)).to_numpy()))
+    return {"ref": ref, **{k: float(x) for k, x in asdict(rule).items()}}
+
+
 def runner_factors(
     rule: OffsetConfig,
     ref: float,

@@ -13,7 +13,6 @@ band (fitted on validation).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,6 +31,7 @@ from hrpred.uncertainty import (
     coverage,
     pinball,
     quantile_levels,
+    runner_entry,
     runner_factors,
     runner_interval,
 )
@@ -61,9 +61,8 @@ def calibrate_on_val(
     sizes = history_sizes(history, ids)
     runner = None
     if bcfg.runner.k > 0:  # the reference: the mean score of the validation workouts
-        ref = float(np.nanmean(scores.reindex(np.unique(ids)).to_numpy()))
-        runner = {"ref": ref, **{k: float(x) for k, x in asdict(bcfg.runner).items()}}
-        spread = spread * runner_factors(bcfg.runner, ref, needed, scores, ids)[:, None]
+        runner = runner_entry(bcfg.runner, scores, ids)
+        spread = spread * runner_factors(bcfg.runner, runner["ref"], needed, scores, ids)[:, None]
     return calibrate(y, center + resid[:, None], spread, v, sizes, bcfg, runner)
 
 
