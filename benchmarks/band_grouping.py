@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from hrpred.evaluate.evaluation import EvalConfig
+    from hrpred.evaluate.config import EvalConfig
     from hrpred.evaluate.personal import learned_personal, learned_with_residual
     from hrpred.params import load_config
     from hrpred.personal.config import OffsetConfig

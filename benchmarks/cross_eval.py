@@ -31,7 +31,7 @@ def main() -> None:
     model_path = args.model_repo.resolve() / "models" / "model.pt"
     os.chdir(args.data_repo)  # params.yaml and the data layout are read from here
 
-    from hrpred.evaluate.evaluation import EvalConfig
+    from hrpred.evaluate.config import EvalConfig
     from hrpred.evaluate.personal import learned_personal, learned_with_residual
     from hrpred.params import load_config
     from hrpred.personal.config import OffsetConfig

@@ -45,6 +45,7 @@ from hrpred.params import ParamError
 from hrpred.personal.config import OffsetConfig
 from hrpred.personal.offset import workout_offsets
 from hrpred.split.history import BUCKETS, history_buckets
+from hrpred.store import write_json
 
 POOLED = "all"  # the key of the pooled constants
 CALIBRATION_FORMAT = "hrpred-calibration"
@@ -277,8 +278,6 @@ def pinball(y: np.ndarray, pred: np.ndarray, tau: float, valid: np.ndarray) -> f
 
 
 def write_calibration(path: Path, cal: Calibration) -> None:
-    from hrpred.store import write_json
-
     write_json(Path(path), cal.to_json(), digits=6)
 
 

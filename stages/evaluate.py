@@ -12,7 +12,8 @@ import sys
 from typing import Any
 
 from hrpred.errors import stage_main
-from hrpred.evaluate.evaluation import EvalConfig, run_evaluate, summary_line
+from hrpred.evaluate.config import EvalConfig
+from hrpred.evaluate.evaluation import run_evaluate, summary_line
 from hrpred.params import load_config, load_value
 from hrpred.personal.config import OffsetConfig
 from hrpred.store import Layout

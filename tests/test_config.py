@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from hrpred.clean.config import CleanConfig
-from hrpred.evaluate.evaluation import EvalConfig
+from hrpred.evaluate.config import EvalConfig
 from hrpred.export.exporter import ExportConfig
 from hrpred.features.config import FeaturizeConfig
 from hrpred.personal.config import LearnedConfig, OffsetConfig

@@ -18,7 +18,8 @@ import pytest
 from fake_eval_data import write_data
 from test_personal_model import TINY, add_user_levels
 
-from hrpred.evaluate.evaluation import EvalConfig, load_predictor, run_evaluate
+from hrpred.evaluate.config import EvalConfig
+from hrpred.evaluate.evaluation import load_predictor, run_evaluate
 from hrpred.evaluate.personal import OFFSET_ONLY, learned_personal, personalise
 from hrpred.evaluate.scoring import evaluate_all, fit_baselines
 from hrpred.model import load_checkpoint, predict

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from fake_eval_data import NAMES, stand_in_predictor, write_tree
 
-from hrpred.evaluate.evaluation import EvalConfig, run_evaluate
+from hrpred.evaluate.config import EvalConfig
+from hrpred.evaluate.evaluation import run_evaluate
 from hrpred.evaluate.personal import OFFSET_ONLY
 from hrpred.params import load_config, load_value
 from hrpred.personal.config import OffsetConfig

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from fake_eval_data import stand_in_predictor, write_tree
 
-from hrpred.evaluate.evaluation import EvalConfig
+from hrpred.evaluate.config import EvalConfig
 from hrpred.evaluate.inputs import input_categories
 from hrpred.evaluate.personal import personalise
 from hrpred.evaluate.report import build_report, workout_maes

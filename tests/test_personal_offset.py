@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from fake_eval_data import stand_in_predictor, write_data
 
-from hrpred.evaluate.evaluation import EvalConfig
+from hrpred.evaluate.config import EvalConfig
 from hrpred.evaluate.personal import personalise
 from hrpred.evaluate.scoring import evaluate_all, fit_baselines
 from hrpred.params import ParamError

@@ -13,12 +13,14 @@ band (fitted on validation).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hrpred.evaluate.personal import LearnedPersonal, PersonalResult, learned_with_residual
+from hrpred.evaluate.config import EvalConfig
+from hrpred.evaluate.personal import learned_with_residual
+from hrpred.evaluate.results import LearnedPersonal, PersonalResult, SplitResult
 from hrpred.personal.config import OffsetConfig
 from hrpred.split.history import BUCKETS, history_buckets, history_sizes
 from hrpred.store import Dataset, read_rows
@@ -35,10 +37,6 @@ from hrpred.uncertainty import (
     runner_factors,
     runner_interval,
 )
-
-if TYPE_CHECKING:
-    from hrpred.evaluate.evaluation import EvalConfig
-    from hrpred.evaluate.scoring import SplitResult
 
 
 def calibrate_on_val(

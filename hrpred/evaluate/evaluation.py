@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,10 @@ import numpy as np
 import pandas as pd
 
 from hrpred.evaluate.band import band_plot, band_report, calibrate_on_val, example_band
-from hrpred.evaluate.categories import CategoryRules
+from hrpred.evaluate.config import EvalConfig
 from hrpred.evaluate.figures import animations, figures
 from hrpred.evaluate.inputs import EvalInputError, input_categories, optional_truth
 from hrpred.evaluate.personal import (
-    LearnedPersonal,
-    PersonalResult,
     learned_personal,
     mae_by_history,
     personal_traces,
@@ -35,52 +33,16 @@ from hrpred.evaluate.personal import (
 )
 from hrpred.evaluate.plots import choose_examples, plot_records, write_plot_data
 from hrpred.evaluate.report import build_report, split_traces, workout_maes
-from hrpred.evaluate.scoring import Predictor, SplitResult, evaluate_all, fit_baselines
-from hrpred.params import ParamError
+from hrpred.evaluate.results import LearnedPersonal, PersonalResult, Predictor, SplitResult
+from hrpred.evaluate.scoring import evaluate_all, fit_baselines
 from hrpred.personal.config import OffsetConfig
 from hrpred.store import Dataset, Layout, StoreError, open_dataset, open_history, write_json
-from hrpred.uncertainty import BandConfig, write_calibration
+from hrpred.uncertainty import write_calibration
 
 PredictorFactory = Callable[[Path, list[str]], Predictor]
 # (model path, features dir, dataset, history table) -> the learned history-conditioned model
 # as a personalised predictor, or None (the model is then personalised by the offset)
 PersonalFactory = Callable[[Path, Path, Dataset, pd.DataFrame], LearnedPersonal | None]
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """params.yaml `evaluate:` (units and meaning in the file's comments)."""
-
-    animations: bool
-    seed: int
-    batch_rows: int
-    ridge_alpha: float
-    physio_taus_s: tuple[float, ...]
-    physio_climb_clip: float
-    baseline_fit_rows: int
-    categories: CategoryRules
-    band: BandConfig
-    hr_band_edges: tuple[float, ...]
-    example_quantiles: tuple[float, ...]
-    example_window: float
-    example_min_steps: int
-    n_scatter: int
-    figure_dpi: int
-    animation_frames: int
-    animation_fps: int
-    animation_dpi: int
-
-    def __post_init__(self) -> None:
-        if self.batch_rows < 1 or self.ridge_alpha < 0 or not self.physio_taus_s:
-            raise ParamError("evaluate: batch_rows >= 1, ridge_alpha >= 0, physio_taus_s non-empty")
-        if any(t <= 0 for t in self.physio_taus_s):
-            raise ParamError("evaluate.physio_taus_s must all be > 0 (seconds)")
-        if any(not 0 <= q <= 1 for q in self.example_quantiles) or self.example_window < 0:
-            raise ParamError("evaluate.example_quantiles must be in [0, 1], example_window >= 0")
-        if min(self.figure_dpi, self.animation_frames, self.animation_fps, self.animation_dpi) < 1:
-            raise ParamError("evaluate: figure_dpi and the animation_* values must be >= 1")
-        if self.n_scatter < 0:
-            raise ParamError("evaluate.n_scatter must be >= 0")
 
 
 def load_predictor(path: Path, names: list[str]) -> Predictor:

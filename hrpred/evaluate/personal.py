@@ -20,16 +20,17 @@ prediction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hrpred.evaluate.config import EvalConfig
 from hrpred.evaluate.inputs import EvalInputError, chunks, feature_index
 from hrpred.evaluate.metrics import RowSums, row_sums, summarize_sums
+from hrpred.evaluate.results import LearnedPersonal, PersonalResult, Predictor, SplitResult
+from hrpred.evaluate.scoring import Baselines
 from hrpred.personal.config import OffsetConfig
 from hrpred.personal.context import CONTEXT_FEATURES, build_context
 from hrpred.personal.offset import workout_offsets
@@ -38,24 +39,8 @@ from hrpred.split.history import BUCKETS, history_buckets, history_sizes
 from hrpred.store import Dataset, read_rows
 from hrpred.uncertainty import score_sums, workout_scores
 
-if TYPE_CHECKING:
-    from hrpred.evaluate.evaluation import EvalConfig
-    from hrpred.evaluate.scoring import Baselines, Predictor, SplitResult
-
-# (rows, their unscaled features [n, T, F]) -> (personalised HR [n, T], spread [n, T], BPM)
-PersonalPredictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 MAX_PLOT_HISTORY = 10  # plots/mae_by_history.json: sizes 0..9 and "10 or more" (10)
 OFFSET_ONLY = "none (model + offset)"  # test.learned_personal_model without a learned model
-
-
-@dataclass(frozen=True)
-class LearnedPersonal:
-    """A learned personalised predictor and what it is (metrics: test.learned_personal_model)."""
-
-    name: str
-    predict: PersonalPredictor
-    # unscaled features [n, T, F] -> (cold HR [n, T], its spread [n, T]): no context
-    cold: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def learned_personal(
@@ -98,28 +83,6 @@ def learned_personal(
         return hr, spread
 
     return LearnedPersonal(f"{p['model']}/{p['design']} (k_max {k_max})", run, cold)
-
-
-@dataclass
-class PersonalResult:
-    """Per test row: history size, offsets and sums of every predictor, cold and personal.
-
-    Names: "model" and each baseline, plus "offset" (the model's cold prediction + the offset
-    personaliser; the same as "model" when no learned history-conditioned model is given).
-    `learned`: what personalised "model" (`LearnedPersonal.name`, or OFFSET_ONLY).
-    """
-
-    sizes: np.ndarray
-    offsets: dict[str, np.ndarray]
-    cold: dict[str, RowSums]
-    personal: dict[str, RowSums]
-    model: np.ndarray  # personalised model predictions [n_test, T] (example traces)
-    learned: str
-    residual: np.ndarray | None = None  # the learned model's residual correction [n_test] (BPM)
-    spread: np.ndarray | None = None  # the learned model's spread [n_test, T] (BPM)
-    scores: pd.Series | None = None  # the band's per-workout scores (test rows + their history)
-    history: pd.DataFrame | None = None  # the history lines of the test rows
-    band: tuple[np.ndarray, np.ndarray] | None = None  # calibrated (lower, upper) [n_test, T]
 
 
 def _by_workout(ids: np.ndarray, sums: RowSums) -> tuple[pd.Series, pd.Series]:

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from hrpred.evaluate.metrics import summarize_sums
-from hrpred.evaluate.personal import PersonalResult, personal_entry
+from hrpred.evaluate.personal import personal_entry
 from hrpred.evaluate.plots import Example, Trace
-from hrpred.evaluate.scoring import SplitResult
+from hrpred.evaluate.results import PersonalResult, SplitResult
 from hrpred.store import SPLITS, Dataset, read_rows
 
 

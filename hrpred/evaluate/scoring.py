@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,6 +28,7 @@ from hrpred.evaluate.baselines import (
     fit_ridge,
 )
 from hrpred.evaluate.categories import report_only_hr_band
+from hrpred.evaluate.config import EvalConfig
 from hrpred.evaluate.inputs import (
     EvalInputError,
     chunks,
@@ -37,15 +37,11 @@ from hrpred.evaluate.inputs import (
     feature_index,
     fit_subsample,
 )
-from hrpred.evaluate.metrics import RowSums, row_sums
+from hrpred.evaluate.metrics import NoiseFloorSums, RowSums, row_sums
 from hrpred.evaluate.plots import PlotSums
+from hrpred.evaluate.results import Predictor, SplitResult
 from hrpred.features.scaler import apply_scaler, scaler_arrays
 from hrpred.store import Dataset, read_rows
-
-if TYPE_CHECKING:
-    from hrpred.evaluate.evaluation import EvalConfig
-
-Predictor = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -130,109 +126,6 @@ class _ScaledView:
 
     def __getitem__(self, sl: slice) -> np.ndarray:
         return self._fn(read_rows(self._f, self._rows[sl]))
-
-
-class NoiseFloorSums:
-    """Sums for `noise_floor`, accumulated chunk by chunk from the simulator truth.
-
-    Only rows whose workout id is in the truth with the same number of steps are used (clean
-    keeps steps 1:1 for those).
-    """
-
-    NEED = frozenset({"workout_id", "hr_clean", "hr_physio"})
-    KEYS = ("clean_physio", "target_clean", "target_physio", "model_physio", "model_target")
-
-    def __init__(self, truth: pd.DataFrame) -> None:
-        self.by_id = truth.drop_duplicates("workout_id").set_index("workout_id")
-        self.matched = 0
-        self.unmatched = 0
-        self.n_steps = 0
-        self.abs = dict.fromkeys(self.KEYS, 0.0)
-        self.sq_target_physio = 0.0
-
-    def add(
-        self,
-        index: pd.DataFrame,
-        lengths: np.ndarray,
-        target: np.ndarray,
-        model: np.ndarray,
-        valid: np.ndarray,
-    ) -> None:
-        """One chunk: `index` = its rows of index.parquet, arrays [n, T]."""
-        n, t = valid.shape
-        clean = np.full((n, t), np.nan)
-        physio = np.full((n, t), np.nan)
-        matched = np.zeros(n, dtype=bool)
-        for i, (wid, length, offset, steps) in enumerate(
-            zip(
-                index["workout_id"].to_numpy(),
-                lengths,
-                index["offset"].to_numpy() if "offset" in index else np.zeros(n, dtype=int),
-                index["workout_steps"].to_numpy() if "workout_steps" in index else np.full(n, -1),
-                strict=True,
-            )
-        ):
-            if wid not in self.by_id.index:
-                continue
-            hc = np.asarray(self.by_id.at[wid, "hr_clean"], dtype=np.float64)
-            hp = np.asarray(self.by_id.at[wid, "hr_physio"], dtype=np.float64)
-            if len(hc) != len(hp) or (steps >= 0 and len(hc) != steps) or offset + length > len(hc):
-                continue
-            clean[i, :length] = hc[offset : offset + length]
-            physio[i, :length] = hp[offset : offset + length]
-            matched[i] = True
-        self.matched += int(matched.sum())
-        self.unmatched += int((~matched).sum())
-        v = valid & matched[:, None] & np.isfinite(clean) & np.isfinite(physio)
-        y = np.asarray(target, dtype=np.float64)[v]
-        c, p = clean[v], physio[v]
-        m = np.asarray(model, dtype=np.float64)[v]
-        self.n_steps += int(v.sum())
-        for key, (a, b) in zip(self.KEYS, ((p, c), (c, y), (p, y), (m, p), (m, y)), strict=True):
-            self.abs[key] += float(np.abs(a - b).sum())
-        self.sq_target_physio += float(((p - y) ** 2).sum())
-
-    def result(self) -> dict[str, float | int] | None:
-        """The noise-floor entry of the report; None when no row matched (e.g. real data)."""
-        if not self.matched:
-            return None
-        n = self.n_steps
-
-        def mean(x: float) -> float:
-            return x / n if n else float("nan")
-
-        return {
-            "n_workouts": self.matched,
-            "n_unmatched": self.unmatched,
-            "n_steps": n,
-            "clean_vs_physio_mae": mean(self.abs["clean_physio"]),
-            "target_vs_clean_mae": mean(self.abs["target_clean"]),
-            "target_vs_physio_mae": mean(self.abs["target_physio"]),
-            "target_vs_physio_rmse": float(np.sqrt(self.sq_target_physio / n))
-            if n
-            else float("nan"),
-            "model_vs_physio_mae": mean(self.abs["model_physio"]),
-            "model_mae_same_steps": mean(self.abs["model_target"]),
-        }
-
-
-@dataclass
-class SplitResult:
-    """What the report and plots need of one evaluated split (no [N, T] arrays but `model`).
-
-    `sums`: per-row error sums of "model" and each baseline; `model`: the model's predictions
-    [len(rows), T] in the predictor's dtype (float32 for the LSTM), kept for the test split only
-    (example traces); `bands`: report-only HR band of each row.
-    """
-
-    rows: np.ndarray
-    sums: dict[str, RowSums]
-    bands: list[str]
-    resid_abs_sum: float  # offset diagnostics: sum |err - workout mean error| ...
-    resid_n: int  # ... over this many valid steps
-    plot: PlotSums | None = None
-    noise: NoiseFloorSums | None = None
-    model: np.ndarray | None = None
 
 
 def evaluate_split(

@@ -13,6 +13,9 @@ from importlib.resources import files
 from string import Template
 from typing import Any
 
+from hrpred.split.history import BUCKETS
+from hrpred.uncertainty import POOLED
+
 # Metric keys shown in the model card tables, in this order, when present.
 CARD_METRICS = (
     "mae",
@@ -207,9 +210,6 @@ def _band_section(config: Mapping[str, Any]) -> list[str]:
     band = config.get("band")
     if not isinstance(band, Mapping) or "step" not in band:
         return []
-    from hrpred.split.history import BUCKETS
-    from hrpred.uncertainty import POOLED
-
     level, step, average = band["level"], band["step"], band.get("average", {})
     counts = band.get("n_workouts", {})
     order = [k for k in BUCKETS if k in step or k in counts] + [POOLED]

@@ -24,6 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hrpred.io.activity import Activity, ActivityError, Columns, finish, one_line
+from hrpred.io.csvfile import read_csv
+from hrpred.io.fitfile import read_fit
+from hrpred.io.gpxtcx import read_gpx, read_tcx
 from hrpred.io.limits import MAX_ACTIVITY_BYTES, BoundedGzipReader, InputLimitError, open_input
 
 READ_CHUNK = 1 << 16  # bytes read at a time (decompressed, for a gzip'ed file)
@@ -48,15 +51,9 @@ def file_kind(path: str | Path) -> str:
 
 def _reader(kind: str) -> Callable[[bytes, list[str]], Columns]:
     if kind == "fit":
-        from hrpred.io.fitfile import read_fit
-
         return read_fit
     if kind == "csv":
-        from hrpred.io.csvfile import read_csv
-
         return read_csv
-    from hrpred.io.gpxtcx import read_gpx, read_tcx
-
     return read_gpx if kind == "gpx" else read_tcx
 
 

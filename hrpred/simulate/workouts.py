@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hrpred.simulate.physiology import smooth_noise
 from hrpred.timeseries import EARTH_RADIUS_KM
 
 EARTH_RADIUS_M = EARTH_RADIUS_KM * 1000.0
@@ -124,8 +125,6 @@ def gps_track(
     The heading random-walks; GPS error is slow noise (metres), so the haversine speed
     between consecutive points recovers the true speed within a fraction of a km/h.
     """
-    from hrpred.simulate.physiology import smooth_noise
-
     b, n = step_m.shape
     heading = rng.uniform(0, 2 * np.pi, (b, 1)) + np.cumsum(rng.normal(0, 0.12, (b, n)), axis=1)
     north = np.cumsum(step_m * np.cos(heading), axis=1) + smooth_noise(rng, (b, n), noise_m, 10)

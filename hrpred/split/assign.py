@@ -17,31 +17,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from hrpred.errors import HrpredError
-
-if TYPE_CHECKING:
-    from hrpred.split.config import SplitConfig
+from hrpred.split.config import SplitConfig, SplitError, check_fractions
 
 SPLITS = ("train", "val", "test")
 DROPPED = "dropped"
 MIN_STD = 1e-8  # a scaled feature with a smaller std (constant) gets std 1.0
-
-
-class SplitError(HrpredError, ValueError):
-    """The params cannot split these workouts (message says which value to change)."""
-
-
-def check_fractions(fractions: Sequence[float]) -> list[float]:
-    """Three non-negative fractions summing to 1 (within 1e-6), train > 0."""
-    fr = [float(f) for f in fractions]
-    if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6 or fr[0] <= 0:
-        raise SplitError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
-    return fr
 
 
 def user_hash(user_id: int, seed: int) -> float:

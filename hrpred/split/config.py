@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from hrpred.errors import HrpredError
 from hrpred.params import ParamError
-from hrpred.split.assign import check_fractions
+
+
+class SplitError(HrpredError, ValueError):
+    """The params cannot split these workouts (message says which value to change)."""
+
+
+def check_fractions(fractions: Sequence[float]) -> list[float]:
+    """Three non-negative fractions summing to 1 (within 1e-6), train > 0."""
+    fr = [float(f) for f in fractions]
+    if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-6 or fr[0] <= 0:
+        raise SplitError(f"fractions must be 3 non-negative numbers summing to 1, got {fractions}")
+    return fr
 
 
 @dataclass(frozen=True)
