@@ -5,9 +5,9 @@ Everything else that is unused in the package (outside tests) is dead code: dele
 """
 
 # ruff: noqa: B018, F821
-_.forward  # torch.nn.Module.forward, called through __call__ (model.py, export/bundle.py)
+_.forward  # torch.nn.Module.forward, called through __call__ (model.py, export/onnx_graph.py)
 _.writeable  # numpy array flags set to make views read-only (clean/signal.py)
-_.intra_op_num_threads  # onnxruntime SessionOptions attribute (export/bundle.py)
+_.intra_op_num_threads  # onnxruntime SessionOptions attribute (bundle/backends.py)
 _.required  # argparse subparsers attribute (serve/cli.py)
 exc_type  # __exit__ signature (clean/parallel.py)
 tb  # __exit__ signature (clean/parallel.py)

@@ -43,7 +43,8 @@ BENCH_MD = ROOT / "BENCHMARKS.md"
 
 
 def bench_bundle() -> tuple[Path, str]:
-    from hrpred.export.bundle import BundleError, load_bundle
+    from hrpred.bundle.format import BundleError
+    from hrpred.bundle.runtime import load_bundle
 
     real = ROOT / "models" / "bundle"
     stale = ""
@@ -68,7 +69,7 @@ def bench_bundle() -> tuple[Path, str]:
     # rebuild at the real size: the tiny fixture model would flatter the forward pass
     import torch
 
-    from hrpred.export.bundle import write_bundle
+    from hrpred.export.writer import write_bundle
     from hrpred.model import HistoryHRModel, cpu_state_dict
 
     b = load_bundle(out, backend="torch")

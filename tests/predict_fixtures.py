@@ -96,7 +96,7 @@ def write_test_bundle(
 ) -> Path:
     """build_config + write_bundle as export does, with the committed params' speed and
     personalisation rules."""
-    from hrpred.export.bundle import build_config, write_bundle
+    from hrpred.export.writer import build_config, write_bundle
     from hrpred.features.registry import BINARY_FEATURES
 
     config = build_config(
@@ -388,7 +388,7 @@ def make_history_bundle(root: Path, *, users: int = 40, runs: int = 4, seed: int
     import pandas as pd
 
     from hrpred import store
-    from hrpred.export.bundle import load_bundle
+    from hrpred.bundle.runtime import load_bundle
     from hrpred.features.registry import BINARY_FEATURES
     from hrpred.model import load_checkpoint
     from hrpred.params import load_config

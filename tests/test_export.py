@@ -20,9 +20,12 @@ import pytest
 import yaml
 
 from hrpred import store
-from hrpred.export.bundle import BundleError, ExportError, load_bundle, sampling_stats
+from hrpred.bundle.format import BundleError
+from hrpred.bundle.runtime import load_bundle
 from hrpred.export.cards import fmt_metric, metric_rows, render_model_card
+from hrpred.export.errors import ExportError
 from hrpred.export.hf_dataset import workout_splits
+from hrpred.export.writer import sampling_stats
 from hrpred.features.registry import WorkoutInputs, compute_features
 from hrpred.uncertainty import Calibration
 from tests.predict_fixtures import FAKE_METRICS, FEATURES, make_bundle, simulated_workout
@@ -369,7 +372,7 @@ def test_history_bundle_onnx_matches_pytorch_with_and_without_context(tmp_path) 
     real contexts and on empty ones (cold start)."""
     import onnxruntime as ort
 
-    from hrpred.export.bundle import load_bundle, write_bundle
+    from hrpred.export.writer import write_bundle
     from hrpred.model import HistoryHRModel
     from hrpred.personal.context import build_context
     from hrpred.personal.summaries import compute_summaries

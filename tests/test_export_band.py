@@ -18,14 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hrpred.export.bundle import (
-    ONNX_LOWER,
-    ONNX_OUTPUT,
-    ONNX_SPREAD,
-    ONNX_UPPER,
-    BundleError,
-    load_bundle,
-)
+from hrpred.bundle.format import ONNX_LOWER, ONNX_OUTPUT, ONNX_SPREAD, ONNX_UPPER, BundleError
+from hrpred.bundle.runtime import load_bundle
 from hrpred.export.cards import render_model_card
 from hrpred.features.registry import WorkoutInputs, compute_features
 from hrpred.uncertainty import Calibration
@@ -97,7 +91,7 @@ def write_random_bundle(
     """A bundle of a random (history) model with a randomised spread head, ONNX included."""
     import torch
 
-    from hrpred.export.bundle import build_config, write_bundle
+    from hrpred.export.writer import build_config, write_bundle
     from hrpred.features.registry import BINARY_FEATURES
     from hrpred.model import HistoryHRModel, build_model, make_checkpoint
     from hrpred.personal.context import CONTEXT_FEATURES
@@ -144,7 +138,7 @@ def history_band(tmp_path_factory) -> Path:
 
 @functools.cache
 def _session(model: Path):  # -> onnxruntime.InferenceSession
-    from hrpred.export.onnx_graph import onnx_session
+    from hrpred.bundle.backends import onnx_session
 
     return onnx_session(model)
 
@@ -256,7 +250,8 @@ def test_bundle_without_band(tmp_path) -> None:
      {**CAL.to_json(), "step": {"all": -1.0}}, {**CAL.to_json(), "level": 1.5}],
 )  # fmt: skip
 def test_malformed_band_is_a_one_line_error(history_band, band, tmp_path) -> None:
-    from hrpred.export.bundle import ExportError, write_bundle
+    from hrpred.export.errors import ExportError
+    from hrpred.export.writer import write_bundle
 
     bundle = load_bundle(history_band)
     bundle.config = {**bundle.config, "band": band}
@@ -293,7 +288,7 @@ def _max_diff(got, want) -> float:
 def test_onnx_backend_matches_the_torch_backend(history_band, monkeypatch) -> None:
     """ONNX Runtime (the default with model.onnx) against PyTorch: HR, spread and band, with
     and without context, batched and single, within export's parity tolerance."""
-    import hrpred.export.bundle as bundle_mod
+    import hrpred.bundle.runtime as bundle_mod
 
     ort, ref = load_bundle(history_band), load_bundle(history_band, backend="torch")
     assert (ort.backend, ref.backend) == ("onnx", "torch")

@@ -201,7 +201,7 @@ def test_bundle_carries_the_clean_speed_rules(tmp_path, bundle):
     assert bundle.speed == speed_rules()
     cfg = bundle.config.copy()
     del cfg["speed"]
-    from hrpred.export.bundle import speed_config
+    from hrpred.bundle.format import speed_config
 
     with pytest.raises(BundleError, match="speed rules"):
         speed_config(cfg)

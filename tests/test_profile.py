@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hrpred.export.bundle import load_bundle
+from hrpred.bundle.runtime import load_bundle
 from hrpred.io.userfiles import read_activity
 from hrpred.serve.cli import main
 from hrpred.serve.predict import predict_activity
@@ -324,7 +324,7 @@ def test_onnx_backend_profile_matches_torch(bundle_dir, runner, tmp_path) -> Non
     within export's parity tolerance (1e-3 BPM per step)."""
     import copy
 
-    from hrpred.export.bundle import write_bundle
+    from hrpred.export.writer import write_bundle
 
     ref = load_bundle(bundle_dir)
     onnx_dir = tmp_path / "onnx_bundle"

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrpred.export.bundle import load_bundle
+from hrpred.bundle.runtime import load_bundle
 from hrpred.io.activity import HR_MAX_BPM, HR_MIN_BPM
 from hrpred.io.userfiles import read_activity
 from hrpred.serve.cli import main

@@ -19,17 +19,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from hrpred.export.bundle import (
-    ExportError,
-    StepStatistic,
-    build_config,
-    sampling_stats,
-    write_bundle,
-)
+from hrpred.bundle.format import StepStatistic
+from hrpred.export.errors import ExportError
 from hrpred.export.hf_dataset import export_hf, render_dataset_card, split_facts, workout_splits
+from hrpred.export.writer import build_config, sampling_stats, write_bundle
 from hrpred.features.registry import BINARY_FEATURES
 from hrpred.params import ParamError
 from hrpred.personal.config import OffsetConfig
+from hrpred.personal.context import build_context
+from hrpred.personal.summaries import compute_summaries
 from hrpred.store import (
     Layout,
     StoreError,
@@ -39,6 +37,7 @@ from hrpred.store import (
     read_rows,
 )
 from hrpred.timeseries import SpeedConfig
+from hrpred.uncertainty import Calibration, CalibrationError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -87,9 +86,6 @@ def parity_contexts(
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """The first `n` test rows, those with history first, and their real contexts (the
     evaluate stage's: data/split/history.parquet over data/features summaries)."""
-    from hrpred.personal.context import build_context
-    from hrpred.personal.summaries import compute_summaries
-
     history = open_history(layout.split_dir)
     k_max = int(ckpt["history"]["k_max"])
     ids = index["workout_id"].to_numpy(dtype=np.int64)[test_rows]
@@ -104,8 +100,6 @@ def _calibration(path: Path) -> dict[str, Any] | None:
     content = read_json(path, "evaluate")
     if content.get("available", True) is False:
         return None
-    from hrpred.uncertainty import Calibration, CalibrationError
-
     try:
         return Calibration.from_json(content).to_json()
     except CalibrationError as exc:

@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from hrpred.export.bundle import ExportError
 from hrpred.export.cards import block, fill
+from hrpred.export.errors import ExportError
 
 # data/split name -> file / Hugging Face split name
 SPLIT_FILES = {"train": "train", "val": "validation", "test": "test"}

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from hrpred.export.bundle import (
+from hrpred.bundle.backends import onnx_session
+from hrpred.bundle.format import (
     ONNX_CONTEXT,
     ONNX_CONTEXT_MASK,
     ONNX_INPUT,
@@ -35,10 +36,9 @@ from hrpred.export.bundle import (
     ONNX_OUTPUT,
     ONNX_SPREAD,
     ONNX_UPPER,
-    Bundle,
-    ExportError,
-    onnx_session,
 )
+from hrpred.bundle.runtime import Bundle
+from hrpred.export.errors import ExportError
 from hrpred.features.scaler import apply_scaler, scaler_arrays
 
 Outputs = tuple[torch.Tensor, ...]

@@ -4,7 +4,7 @@
 Errors are one line on stderr with exit status 2, never a traceback. Heavy modules (pandas,
 gradio) are imported only by the subcommand that needs them, so `--help` is instant and
 `predict` does not pay for the web app; `predict` and `profile` import torch only when the
-bundle has no model.onnx (or HRPRED_BACKEND=torch: see `hrpred.export.bundle`).
+bundle has no model.onnx (or HRPRED_BACKEND=torch: see `hrpred.bundle.backends`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 DEFAULT_BUNDLE = "models/bundle"
 EXIT_ERROR = 2
 # One sequence at a time is latency-bound: extra intra-op threads only add contention (the
-# torch backend; ONNX Runtime runs one intra-op thread, `hrpred.export.bundle.onnx_session`).
+# torch backend; ONNX Runtime runs one intra-op thread, `hrpred.bundle.backends.onnx_session`).
 TORCH_THREADS = 1
 
 

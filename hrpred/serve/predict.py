@@ -61,7 +61,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hrpred.export.bundle import Bundle, BundleError, load_bundle
+from hrpred.bundle.format import BundleError
+from hrpred.bundle.runtime import Bundle, load_bundle
 from hrpred.io.limits import MAX_DURATION_S, MAX_POINTS
 from hrpred.io.userfiles import Activity, ActivityError
 from hrpred.timeseries import SpeedConfig, haversine_km, speed_from_recording

@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 from hrpred.errors import HrpredError
-from hrpred.export.bundle import Bundle, dumps_json
+from hrpred.bundle.format import dumps_json
+from hrpred.bundle.runtime import Bundle
 from hrpred.io.activity import HR_MAX_BPM, HR_MIN_BPM, Activity
 from hrpred.io.limits import MIN_TIMESTAMP_S
 from hrpred.personal.config import OffsetConfig
