@@ -13,10 +13,18 @@ from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+EXIT_ERROR = 2  # exit status of the `hrpred` command after a one-line error
 
 
 class HrpredError(Exception):
     """A failure the user can act on; the message is one line."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, else its type's name."""
+    text = str(exc).strip()
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return first or type(exc).__name__
 
 
 def stage_main(stage: str, fn: Callable[[], T]) -> T:

@@ -393,7 +393,7 @@ def make_history_bundle(root: Path, *, users: int = 40, runs: int = 4, seed: int
     from hrpred.model import load_checkpoint
     from hrpred.params import load_config
     from hrpred.personal.config import LearnedConfig
-    from hrpred.serve.predict import grid_features, on_grid, resample_activity
+    from hrpred.serve.inputs import grid_features, on_grid, resample_activity
     from hrpred.split.history import build_history
     from hrpred.train.config import TrainConfig, TrainPaths
     from hrpred.train.data import load_train_data

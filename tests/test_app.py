@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hrpred.serve import app, demo_samples
+from hrpred.serve import app, demo_samples, page, presentation
 from tests.app_helpers import make_tiny_bundle, write_gpx_fixture
 
 predict = pytest.importorskip(
@@ -86,7 +86,7 @@ def test_build_app_bad_bundle_is_one_line(tmp_path: Path) -> None:
 
 
 def test_predict_file_shows_what_predict_activity_computes(bundle, gpx: Path, tmp_path) -> None:
-    view = app.predict_file(bundle, str(gpx), max_hr=190, workdir=tmp_path)
+    view = page.predict_file(bundle, str(gpx), max_hr=190, workdir=tmp_path)
     ref = predict.predict_activity(bundle, userfiles.read_activity(gpx), max_hr=190.0)
     assert view.error is None
     assert view.avg_hr == pytest.approx(ref.summary["avg_hr"], abs=0)
@@ -113,12 +113,12 @@ def test_predict_file_shows_what_predict_activity_computes(bundle, gpx: Path, tm
     east, north = points.get_offsets().T
     assert np.ptp(east) == pytest.approx(1.0 / math.pi, rel=0.01)  # loop diameter, km
     assert np.ptp(north) == pytest.approx(1.0 / math.pi, rel=0.01)
-    assert app.format_number(view.avg_hr) == f"{ref.summary['avg_hr']:.1f}"
+    assert presentation.format_number(view.avg_hr) == f"{ref.summary['avg_hr']:.1f}"
 
 
 def test_bundle_without_band_says_so(bundle, gpx: Path, tmp_path) -> None:
-    view = app.predict_file(bundle, str(gpx), workdir=tmp_path)
-    assert view.status.endswith(app.NO_BAND_STATUS) and view.status.count("band") == 1
+    view = page.predict_file(bundle, str(gpx), workdir=tmp_path)
+    assert view.status.endswith(presentation.NO_BAND_STATUS) and view.status.count("band") == 1
     assert view.avg_band is None and view.max_band is None
     assert list(view.zones.columns) == ["zone", "minutes", "share_%"]
     assert not view.figure.axes[0].collections  # nothing shaded
@@ -134,16 +134,16 @@ def test_band_is_shaded_and_in_the_numbers(bundle_dir, gpx: Path, past: dict, tm
     from tests.test_predict import with_band
 
     banded = predict.load_bundle(with_band(bundle_dir, tmp_path / "banded"))
-    view = app.predict_file(banded, str(gpx), workdir=tmp_path)
+    view = page.predict_file(banded, str(gpx), workdir=tmp_path)
     ref = predict.predict_activity(banded, userfiles.read_activity(gpx))
     band = ref.summary["band"]
-    assert view.error is None and app.NO_BAND_STATUS not in view.status
+    assert view.error is None and presentation.NO_BAND_STATUS not in view.status
     assert view.avg_band == pytest.approx(band["avg_hr"]) and view.max_band == pytest.approx(
         band["max_hr"]
     )
     assert view.avg_band[0] < view.avg_hr < view.avg_band[1]
     assert view.max_band[0] <= view.max_hr <= view.max_band[1]
-    assert app.format_range(view.avg_band) == "{:.1f}-{:.1f}".format(*band["avg_hr"])
+    assert presentation.format_range(view.avg_band) == "{:.1f}-{:.1f}".format(*band["avg_hr"])
     z = view.zones.set_index("zone")
     assert (z["band_low_min"] <= z["minutes"] + 0.05).all()
     assert (z["minutes"] <= z["band_high_min"] + 0.05).all()
@@ -157,11 +157,11 @@ def test_band_is_shaded_and_in_the_numbers(bundle_dir, gpx: Path, past: dict, tm
     pd.testing.assert_frame_equal(csv, ref.frame.reset_index(drop=True), check_dtype=False)
     # personalised (a population bundle: + offset, bucket 0 band moved by the offset)
     files = [str(f) for f in past["earlier"]]
-    mine = app.predict_file(banded, str(gpx), past=files, workdir=tmp_path)
+    mine = page.predict_file(banded, str(gpx), past=files, workdir=tmp_path)
     table = mine.personal.set_index("BPM")
     offset = table.loc["correction", "+ offset"]
-    assert table.loc["avg HR 80% band", "population"] == app.format_range(view.avg_band)
-    assert table.loc["avg HR 80% band", "+ offset"] == app.format_range(mine.avg_band)
+    assert table.loc["avg HR 80% band", "population"] == presentation.format_range(view.avg_band)
+    assert table.loc["avg HR 80% band", "+ offset"] == presentation.format_range(mine.avg_band)
     assert mine.avg_band == pytest.approx(np.add(view.avg_band, offset), abs=0.051)
     assert mine.avg_band[0] < mine.avg_hr < mine.avg_band[1]
     lines = {ln.get_label(): ln for ln in mine.figure.axes[0].get_lines()}
@@ -178,11 +178,11 @@ def test_predict_file_forwards_the_inputs(bundle, gpx: Path, tmp_path: Path) -> 
         calls.append(kwargs)
         return predict.predict_activity(bundle_, activity, **kwargs)
 
-    app.predict_file(
+    page.predict_file(
         bundle, str(gpx), gender="female", max_hr=185, age=40, rest_hr=50,
         workdir=tmp_path, predict_activity=spy,
     )  # fmt: skip
-    app.predict_file(
+    page.predict_file(
         bundle, str(gpx), gender="unknown", max_hr=0, age=None, rest_hr="",
         workdir=tmp_path, predict_activity=spy,
     )  # fmt: skip
@@ -203,7 +203,7 @@ def test_predict_file_forwards_the_inputs(bundle, gpx: Path, tmp_path: Path) -> 
 def test_bad_files_give_one_line_error(bundle, tmp_path: Path, name: str, content: bytes) -> None:
     path = tmp_path / name
     path.write_bytes(content)
-    view = app.predict_file(bundle, str(path), workdir=tmp_path)
+    view = page.predict_file(bundle, str(path), workdir=tmp_path)
     assert view.error, view
     assert "\n" not in view.error and "Traceback" not in view.error
     assert view.error.startswith(name) and view.error.count(name) == 1
@@ -214,12 +214,12 @@ def test_unexpected_failure_is_one_line_not_a_traceback(bundle, gpx: Path, tmp_p
     def broken(*_args, **_kwargs):
         raise RuntimeError("boom\n  File 'x.py', line 1")
 
-    view = app.predict_file(bundle, str(gpx), workdir=tmp_path, predict_activity=broken)
+    view = page.predict_file(bundle, str(gpx), workdir=tmp_path, predict_activity=broken)
     assert view.error == "morning run.gpx: could not predict (RuntimeError: boom)"
 
 
 def test_no_file_is_not_an_error(bundle) -> None:
-    view = app.predict_file(bundle, None)
+    view = page.predict_file(bundle, None)
     assert view.error is None and view.avg_hr is None and "Upload" in view.status
 
 
@@ -227,21 +227,21 @@ def test_no_file_is_not_an_error(bundle) -> None:
 
 
 def test_format_number_and_file_stem() -> None:
-    assert app.format_number(None) == "n/a"
-    assert app.format_number(151.25) == "151.2"  # binary 151.25 rounds half to even
-    assert app.format_number(149.96) == "150.0"
-    assert app.file_stem("/x/Run 1.fit.gz") == "Run_1"
-    assert app.file_stem("a.GPX") == "a"
-    assert app.file_stem("week.tcx") == "week"
-    assert app.file_stem(".gpx") == "workout"
+    assert presentation.format_number(None) == "n/a"
+    assert presentation.format_number(151.25) == "151.2"  # binary 151.25 rounds half to even
+    assert presentation.format_number(149.96) == "150.0"
+    assert page.file_stem("/x/Run 1.fit.gz") == "Run_1"
+    assert page.file_stem("a.GPX") == "a"
+    assert page.file_stem("week.tcx") == "week"
+    assert page.file_stem(".gpx") == "workout"
 
 
 def test_zones_table_matches_hand_computation() -> None:
-    table = app.zones_table({"Z1": 120.0, "Z2": 600.0, "Z3": 0.0, "Z4": 30.0, "Z5": 450.0})
+    table = presentation.zones_table({"Z1": 120.0, "Z2": 600.0, "Z3": 0.0, "Z4": 30.0, "Z5": 450.0})
     assert list(table["zone"]) == ["Z1", "Z2", "Z3", "Z4", "Z5"]
     assert list(table["minutes"]) == [2.0, 10.0, 0.0, 0.5, 7.5]
     assert list(table["share_%"]) == [10.0, 50.0, 0.0, 2.5, 37.5]
-    assert app.zones_table(None).empty
+    assert presentation.zones_table(None).empty
 
 
 # --------------------------------------------------------------------------- samples
@@ -276,7 +276,7 @@ def test_samples_are_read_back_by_the_gpx_reader(tmp_path: Path) -> None:
 
 
 def test_out_of_range_input_is_a_one_line_error(bundle, gpx: Path, tmp_path: Path) -> None:
-    view = app.predict_file(bundle, str(gpx), max_hr=300, workdir=tmp_path)
+    view = page.predict_file(bundle, str(gpx), max_hr=300, workdir=tmp_path)
     assert view.error is not None and view.error.startswith("morning run.gpx: ")
     assert "300" in view.error and "\n" not in view.error and view.csv_path is None
 
@@ -289,7 +289,7 @@ def test_limits_are_set() -> None:
 
     assert app.MAX_UPLOAD == f"{MAX_ACTIVITY_BYTES // (1024 * 1024)}mb"
     assert app.MAX_FILES == 1 and app.CONCURRENCY == 2 and app.QUEUE_MAX == 16
-    assert app.MAX_PAST_FILES == 20
+    assert page.MAX_PAST_FILES == 20
     assert app.DEFAULT_HOST == "127.0.0.1"
 
 
@@ -307,7 +307,7 @@ def test_hostile_uploads_are_one_line_errors_and_leave_nothing(bundle, gpx, tmp_
     work = tmp_path / "work"
     work.mkdir()
     for path, expect in ((bomb, "more than 64 MB once decompressed"), (typo, "spans")):
-        view = app.predict_file(bundle, str(path), workdir=work)
+        view = page.predict_file(bundle, str(path), workdir=work)
         assert view.error.startswith(path.name) and expect in view.error, view.error
         assert "\n" not in view.error and view.csv_path is None
     assert list(work.iterdir()) == []
@@ -316,17 +316,17 @@ def test_hostile_uploads_are_one_line_errors_and_leave_nothing(bundle, gpx, tmp_
 def test_served_csv_is_deleted_and_nothing_outside_the_workdir(bundle, gpx, tmp_path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    view = app.predict_file(bundle, str(gpx), workdir=work)
+    view = page.predict_file(bundle, str(gpx), workdir=work)
     csv_path = Path(view.csv_path)
     assert csv_path.is_file() and work in csv_path.parents
-    assert app.discard_output(view.csv_path, work) is True
+    assert page.discard_output(view.csv_path, work) is True
     assert not csv_path.exists() and list(work.iterdir()) == []
     outside = tmp_path / "keep" / "x.csv"
     outside.parent.mkdir()
     outside.write_text("x")
-    assert app.discard_output(str(outside), work) is False and outside.exists()
-    assert app.discard_output(str(work / "x.csv"), work) is False and work.exists()
-    assert app.discard_output(None, work) is False
+    assert page.discard_output(str(outside), work) is False and outside.exists()
+    assert page.discard_output(str(work / "x.csv"), work) is False and work.exists()
+    assert page.discard_output(None, work) is False
 
 
 # --------------------------------------------------------------------------- issue 13: past runs
@@ -349,7 +349,7 @@ def test_past_runs_personalise_the_prediction(bundle, gpx: Path, past: dict, tmp
     from hrpred.serve.profile import build_profile
 
     files = [str(f) for f in (*past["earlier"], past["no_hr"], past["later"])]
-    view = app.predict_file(bundle, str(gpx), past=files, workdir=tmp_path)
+    view = page.predict_file(bundle, str(gpx), past=files, workdir=tmp_path)
     assert view.error is None, view.error
     profile, _ = build_profile(bundle, files)
     ref = predict.predict_activity(bundle, userfiles.read_activity(gpx), profile=profile)
@@ -381,7 +381,7 @@ def test_past_runs_personalise_the_prediction(bundle, gpx: Path, past: dict, tmp
     csv = pd.read_csv(view.csv_path, float_precision="round_trip")
     pd.testing.assert_frame_equal(csv, ref.frame.reset_index(drop=True), check_dtype=False)
     # no past runs: no table, as before
-    plain = app.predict_file(bundle, str(gpx), past=[], workdir=tmp_path)
+    plain = page.predict_file(bundle, str(gpx), past=[], workdir=tmp_path)
     assert plain.personal is None and "Personalised" not in plain.status
     assert plain.avg_hr == pytest.approx(ref.summary["avg_hr"], abs=0)
 
@@ -393,8 +393,8 @@ def test_past_runs_profile_upload_and_errors(bundle, gpx: Path, past: dict, tmp_
     profile, _ = build_profile(bundle, files)
     me = tmp_path / "me.json"
     save_profile(profile, me)
-    from_json = app.predict_file(bundle, str(gpx), past=[str(me)], workdir=tmp_path)
-    from_runs = app.predict_file(bundle, str(gpx), past=files, workdir=tmp_path)
+    from_json = page.predict_file(bundle, str(gpx), past=[str(me)], workdir=tmp_path)
+    from_runs = page.predict_file(bundle, str(gpx), past=files, workdir=tmp_path)
     assert from_json.error is None
     pd.testing.assert_frame_equal(from_json.personal, from_runs.personal)
     # a profile of another model, a mix, too many files, no run with HR, a broken profile
@@ -410,9 +410,9 @@ def test_past_runs_profile_upload_and_errors(bundle, gpx: Path, past: dict, tmp_
         ([str(bad)], "unreadable profile"),
     ]
     for uploads, expect in cases:
-        view = app.predict_file(bundle, str(gpx), past=uploads, workdir=tmp_path)
+        view = page.predict_file(bundle, str(gpx), past=uploads, workdir=tmp_path)
         assert view.error is not None and view.error.startswith("past runs: "), view.error
         assert expect in view.error and "\n" not in view.error and view.csv_path is None
-    view = app.predict_file(bundle, str(gpx), past=[str(past["no_hr"])], workdir=tmp_path)
+    view = page.predict_file(bundle, str(gpx), past=[str(past["no_hr"])], workdir=tmp_path)
     assert view.error is None and view.personal is None
     assert any("no run with heart rate" in w for w in view.warnings)

@@ -175,7 +175,7 @@ def test_failed_write_leaves_the_previous_out_intact(files, tmp_path, monkeypatc
 def test_batch_with_a_corrupt_file_writes_the_good_ones(files, tmp_path, monkeypatch, capsys):
     """An unexpected exception on one file used to abort the batch without its name."""
     import hrpred.io.userfiles as userfiles
-    from hrpred.serve import cli
+    from hrpred.serve import cli, commands
 
     d, good, _ = files
     real = userfiles.read_activity
@@ -187,7 +187,7 @@ def test_batch_with_a_corrupt_file_writes_the_good_ones(files, tmp_path, monkeyp
             raise KeyError(111)  # as fitdecode did on an unknown base type
         return real(path)
 
-    monkeypatch.setattr(userfiles, "read_activity", read)
+    monkeypatch.setattr(commands, "read_activity", read)
     weird = tmp_path / "weird.fit"
     weird.write_bytes(b"x")
     out = tmp_path / "pred.csv"

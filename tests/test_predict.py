@@ -13,18 +13,13 @@ import pyarrow as pa
 import pytest
 import torch
 
+from hrpred.bundle.format import BundleError
+from hrpred.bundle.runtime import load_bundle
 from hrpred.features.batch import featurize_batch
 from hrpred.io.userfiles import Activity, ActivityError, read_activity
-from hrpred.serve.predict import (
-    DEFAULT_MAX_HR,
-    ZONES,
-    BundleError,
-    grid_features,
-    load_bundle,
-    predict_activity,
-    resample_activity,
-    zone_bounds,
-)
+from hrpred.serve.inputs import grid_features, resample_activity
+from hrpred.serve.predict import predict_activity
+from hrpred.serve.summary import DEFAULT_MAX_HR, ZONES, zone_bounds
 from hrpred.uncertainty import Calibration
 from tests.predict_fixtures import (
     FEATURES,
@@ -180,7 +175,7 @@ def test_recording_gaps_get_their_average_speed():
     after = int(np.flatnonzero(grid.timestamp >= 900)[0])
     assert sp[after] == 0.0 and sp[after - 1] > 0 and sp[after + 1] == grid.step_s
     assert np.array_equal(sp[:after], grid.timestamp[:after] - grid.timestamp[0])
-    from hrpred.serve.cli import format_pauses
+    from hrpred.serve.presentation import format_pauses
 
     line = format_pauses([{"start_s": a, "duration_s": d} for a, d in grid.pauses])
     assert line == "1 pause(s): at 9.9 min for 5.1 min"

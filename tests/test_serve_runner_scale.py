@@ -22,7 +22,8 @@ from hrpred.bundle.runtime import load_bundle
 from hrpred.io.activity import HR_MAX_BPM, HR_MIN_BPM
 from hrpred.io.userfiles import read_activity
 from hrpred.serve.cli import main
-from hrpred.serve.predict import on_grid, predict_activity
+from hrpred.serve.inputs import on_grid
+from hrpred.serve.predict import predict_activity
 from hrpred.serve.profile import (
     Profile,
     ProfileError,

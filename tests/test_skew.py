@@ -21,7 +21,7 @@ from hrpred.clean.passes import Candidate, examine
 from hrpred.features.registry import WorkoutInputs, compute_features
 from hrpred.io.raw import RawItem
 from hrpred.io.userfiles import Activity, read_activity
-from hrpred.serve.predict import Grid, grid_features, on_grid, resample_activity
+from hrpred.serve.inputs import Grid, grid_features, on_grid, resample_activity
 from tests.predict_fixtures import simulated_workout, write_fit, write_gpx
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "samples" / "real"

@@ -43,15 +43,17 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from hrpred.errors import HrpredError
 from hrpred.bundle.format import dumps_json
 from hrpred.bundle.runtime import Bundle
+from hrpred.errors import HrpredError
 from hrpred.io.activity import HR_MAX_BPM, HR_MIN_BPM, Activity
 from hrpred.io.limits import MIN_TIMESTAMP_S
+from hrpred.io.userfiles import read_activity
 from hrpred.personal.config import OffsetConfig
 from hrpred.personal.context import Context, build_context
 from hrpred.personal.offset import workout_offsets
 from hrpred.personal.summaries import SUMMARY_FEATURES, Summaries, row_stats, summaries_from_stats
+from hrpred.serve.inputs import grid_features, on_grid, resample_activity
 from hrpred.uncertainty import Calibration, score_sums, workout_scores
 
 PROFILE_FORMAT = "hrpred-profile"
@@ -162,8 +164,6 @@ def _date(ts: float) -> str:
 def _read_run(bundle: Bundle, activity: Activity, gender: str | None) -> _Run:
     """One run's entry (without residuals) and grid arrays (ProfileError/ActivityError when it
     cannot be summarised)."""
-    from hrpred.serve.predict import grid_features, on_grid, resample_activity
-
     if activity.heart_rate is None or np.isfinite(activity.heart_rate).sum() < 2:
         raise ProfileError("no heart rate recorded: a profile needs runs with HR")
     start = float(activity.timestamp[0])
@@ -233,8 +233,6 @@ def build_profile(
     """Profile of the runner's files for this bundle (any kind); skipped files are listed in
     the warnings. Each run is predicted cold and, with a history bundle, personalised with the
     kept runs that started before it (residual and band score, see the module doc)."""
-    from hrpred.io.userfiles import read_activity
-
     read: list[_Run] = []
     skipped: list[dict[str, str]] = []
     warns: list[str] = []

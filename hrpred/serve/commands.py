@@ -1,0 +1,184 @@
+"""The `hrpred predict` and `hrpred profile` commands (`hrpred.serve.cli` parses the command
+line and calls them): read each file, predict or profile it with the bundle, print the
+summaries (`hrpred.serve.presentation`) and write the outputs. One bad file is one line on
+stderr and never stops the others; the exit status is then EXIT_ERROR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hrpred.bundle.runtime import load_bundle
+from hrpred.errors import EXIT_ERROR, HrpredError, one_line
+from hrpred.io.userfiles import SUPPORTED, read_activity
+from hrpred.serve.predict import predict_activity
+from hrpred.serve.presentation import format_profile, format_summary
+from hrpred.serve.profile import build_profile, check_compatible, load_profile, save_profile
+
+# One sequence at a time is latency-bound: extra intra-op threads only add contention (the
+# torch backend; ONNX Runtime runs one intra-op thread, `hrpred.bundle.backends.onnx_session`).
+TORCH_THREADS = 1
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def write_atomic(table: Any, out: Path) -> None:
+    """Write `table` as CSV to `out` via a temporary file in the same directory and a rename,
+    so a failed write leaves any previous `out` untouched."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            table.to_csv(handle, index=False, float_format="%.3f")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fail(name: str, exc: BaseException, unexpected: bool = False) -> None:
+    msg = one_line(exc)
+    if unexpected:
+        msg = f"unexpected error ({type(exc).__name__}: {msg})"
+    base = Path(name).name
+    print(f"hrpred: {msg if msg.startswith(base) else f'{base}: {msg}'}", file=sys.stderr)
+
+
+def predict_files(args: argparse.Namespace) -> int:
+    """`hrpred predict`: each file's summary (stdout) and per-point predictions (--out)."""
+    out = None if args.out in (None, "-") else Path(args.out)
+    if out is not None:
+        clash = next((f for f in args.files if _same_file(Path(f), out)), None)
+        if clash is not None:
+            print(
+                f"hrpred: --out {args.out} is the input file {clash}: refusing to overwrite it",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        if out.is_dir():
+            print(f"hrpred: --out {args.out} is a directory", file=sys.stderr)
+            return EXIT_ERROR
+    try:
+        bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
+        profile = _own_profile(args, bundle)
+    except HrpredError as exc:
+        print(f"hrpred: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    frames = []
+    failed = 0
+    for name in args.files:
+        try:
+            activity = read_activity(name)
+            pred = predict_activity(
+                bundle,
+                activity,
+                gender=args.gender,
+                max_hr=args.max_hr,
+                rest_hr=args.rest_hr,
+                age=args.age,
+                profile=profile,
+            )
+        except (HrpredError, ValueError, OSError) as exc:
+            _fail(name, exc)
+            failed += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad file must not lose the batch's others
+            _fail(name, exc, unexpected=True)
+            failed += 1
+            continue
+        if not args.quiet:
+            stream = sys.stderr if args.out == "-" else sys.stdout
+            print(format_summary(Path(name).name, pred.summary, pred.warnings), file=stream)
+        frame = pred.frame
+        if len(args.files) > 1:
+            frame = frame.assign(file=Path(name).name)
+        frames.append(frame)
+    if args.out and frames:
+        table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        try:
+            if out is None:
+                table.to_csv(sys.stdout, index=False, float_format="%.3f")
+            else:
+                write_atomic(table, out)
+        except OSError as exc:
+            print(f"hrpred: cannot write {args.out}: {one_line(exc)}", file=sys.stderr)
+            return EXIT_ERROR
+        if out is not None and not args.quiet:
+            print(f"wrote {len(table)} rows to {args.out}")
+    return EXIT_ERROR if failed else 0
+
+
+def _history_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise HrpredError(f"--history {folder}: not a directory")
+    files = sorted(
+        f
+        for f in folder.iterdir()
+        if f.is_file() and f.name.lower().removesuffix(".gz").endswith(SUPPORTED)
+    )
+    if not files:
+        raise HrpredError(f"--history {folder}: no .gpx/.tcx/.fit/.csv files")
+    return files
+
+
+def _own_profile(args: argparse.Namespace, bundle: Any) -> Any:
+    """The profile of --profile, or one built from --history's files; None without either."""
+    if args.profile:
+        profile = load_profile(args.profile)
+        check_compatible(profile, bundle)
+        return profile
+    if args.history:
+        profile, warns = build_profile(bundle, _history_files(Path(args.history)), args.gender)
+        for w in warns:
+            print(f"hrpred: warning: {w}", file=sys.stderr)
+        if not profile.content["n_runs"]:
+            print(
+                f"hrpred: warning: --history {args.history}: no run with heart rate: "
+                "predicting without personalisation",
+                file=sys.stderr,
+            )
+            return None
+        return profile
+    return None
+
+
+def write_profile(args: argparse.Namespace) -> int:
+    """`hrpred profile`: the runner's profile of their files (-o) and its summary."""
+    out = Path(args.out)
+    clash = next((f for f in args.files if _same_file(Path(f), out)), None)
+    if clash is not None:
+        print(f"hrpred: -o {args.out} is the input file {clash}: refusing", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
+        profile, warns = build_profile(bundle, args.files, args.gender)
+    except HrpredError as exc:
+        print(f"hrpred: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    for w in warns:
+        print(f"hrpred: warning: {w}", file=sys.stderr)
+    if not profile.content["n_runs"]:
+        print("hrpred: no run with heart rate among the files: no profile written", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        save_profile(profile, out)
+    except OSError as exc:
+        print(f"hrpred: cannot write {args.out}: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    if not args.quiet:
+        print(format_profile(profile.content))
+        print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,243 @@
+"""One request of the demo app (`hrpred.serve.app`), without Gradio: read the uploaded file,
+personalise with the uploaded earlier runs or profile, predict through `hrpred.serve.predict`
+exactly like `hrpred predict`, and build what the page shows (`PredictionView`: numbers,
+tables from `hrpred.serve.presentation`, the figure, the CSV download). Every failure becomes
+a one-line message.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from hrpred.errors import HrpredError
+from hrpred.io.userfiles import read_activity as read_user_file
+from hrpred.serve.figure import make_figure
+from hrpred.serve.predict import predict_activity as predict_user_activity
+from hrpred.serve.presentation import (
+    HEADLINE_LABELS,
+    NO_BAND_STATUS,
+    band_pair,
+    finite,
+    personal_table,
+    zone_band_note,
+    zones_table,
+)
+from hrpred.serve.profile import ProfileError, build_profile, check_compatible, load_profile
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+# Limits (README "Limits and bad files"; the app's others are in `hrpred.serve.app`)
+MAX_PAST_FILES = 20  # earlier runs per request (the personalisers read the 10 most recent)
+PROFILE_SUFFIX = ".json"  # a past-runs upload with this suffix is a profile (hrpred profile)
+
+
+@dataclass(frozen=True)
+class PredictionView:
+    """What one prediction shows in the page; `error` set means nothing else is."""
+
+    error: str | None = None
+    status: str = ""
+    figure: Figure | None = None
+    avg_hr: float | None = None
+    max_hr: float | None = None
+    avg_band: tuple[float, float] | None = None  # the headline's calibrated band (BPM)
+    max_band: tuple[float, float] | None = None
+    mae: float | None = None
+    drift_bpm: float | None = None
+    zones: pd.DataFrame | None = None
+    zone_basis: str = ""
+    warnings: tuple[str, ...] = ()
+    csv_path: str | None = None
+    personal: pd.DataFrame | None = None  # population vs personalised (with earlier runs)
+
+
+def one_line(message: object) -> str:
+    """First non-empty line of a message, so the page never shows a multi-line trace."""
+    text = str(message).strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first or "unknown error"
+
+
+def _number(value: Any) -> float | None:
+    """Optional numeric input from the page: None for blank, NaN or non-positive."""
+    if value is None or value == "":
+        return None
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        return None
+    return number
+
+
+def file_stem(path: str | Path) -> str:
+    """File name without workout extensions (`run.fit.gz` -> `run`), safe for a download name."""
+    name = Path(path).name
+    name = re.sub(r"(\.(gpx|tcx|fit|csv))?(\.gz)?$", "", name, flags=re.IGNORECASE) or "workout"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _past_paths(past: Any) -> list[str]:
+    """The past-runs upload as a list of paths (Gradio gives a list, a path or None)."""
+    if not past:
+        return []
+    items = [past] if isinstance(past, (str, Path)) else list(past)
+    return [str(getattr(p, "name", p)) for p in items if p]
+
+
+def own_profile(bundle: Any, past: Any, gender: str | None, warnings: list[str]) -> Any:
+    """The profile of the past-runs upload: one profile JSON, or built from earlier run files
+    (files without HR skipped with a warning); None when none was uploaded or no run had HR.
+    HrpredError (one line, prefixed "past runs:") for a bad upload."""
+    paths = _past_paths(past)
+    if not paths:
+        return None
+    if len(paths) > MAX_PAST_FILES:
+        raise ProfileError(
+            f"past runs: {len(paths)} files, at most {MAX_PAST_FILES} (the personalisers read "
+            "the 10 most recent)"
+        )
+    profiles = [p for p in paths if p.lower().endswith(PROFILE_SUFFIX)]
+    if profiles and len(paths) > 1:
+        raise ProfileError("past runs: upload either one profile .json or run files, not both")
+    try:
+        if profiles:
+            profile = load_profile(profiles[0])
+            check_compatible(profile, bundle)
+            return profile
+        profile, warns = build_profile(bundle, paths, gender)
+    except ProfileError as exc:
+        raise ProfileError(f"past runs: {one_line(exc)}") from None
+    warnings += [f"past runs: {w}" for w in warns]
+    if not profile.content["n_runs"]:
+        warnings.append("past runs: no run with heart rate: population prediction only")
+        return None
+    return profile
+
+
+def predict_file(
+    bundle: Any,
+    path: str | None,
+    *,
+    gender: str | None = None,
+    max_hr: Any = None,
+    age: Any = None,
+    rest_hr: Any = None,
+    past: Any = None,
+    workdir: str | Path | None = None,
+    read_activity: Callable[[str], Any] | None = None,
+    predict_activity: Callable[..., Any] | None = None,
+) -> PredictionView:
+    """Read a workout file, predict its HR curve and build everything the page shows.
+
+    `past`: the runner's earlier runs with HR (paths), or one profile JSON: personalises the
+    prediction (only runs that started before this one). Every failure becomes a one-line
+    `error`; the server log keeps the traceback of unexpected ones.
+    `read_activity`/`predict_activity` default to the real `hrpred` API.
+    """
+    if not path:
+        return PredictionView(status="Upload a workout file or pick a sample.")
+    if read_activity is None:
+        read_activity = read_user_file
+    if predict_activity is None:
+        predict_activity = predict_user_activity
+    name = Path(path).name
+    try:
+        gender_arg = None if gender in (None, "", "unknown") else str(gender)
+        activity = read_activity(str(path))
+        extra: list[str] = []
+        profile = own_profile(bundle, past, gender_arg, extra)
+        prediction = predict_activity(
+            bundle,
+            activity,
+            gender=gender_arg,
+            max_hr=_number(max_hr),
+            rest_hr=_number(rest_hr),
+            age=_number(age),
+            **({"profile": profile} if profile is not None else {}),
+        )
+        return _view(prediction, activity, name, workdir, tuple(extra))
+    except (HrpredError, ValueError, OSError) as exc:  # ActivityError, BundleError, ...
+        message = one_line(exc)
+        if message.startswith("past runs: "):
+            return PredictionView(error=message)
+        # readers usually name the file already; the page must say which file failed once
+        return PredictionView(error=message if message.startswith(name) else f"{name}: {message}")
+    except Exception as exc:
+        log.exception("prediction failed for %s", path)
+        return PredictionView(
+            error=f"{name}: could not predict ({type(exc).__name__}: {one_line(exc)})"
+        )
+
+
+def _view(
+    prediction: Any,
+    activity: Any,
+    name: str,
+    workdir: str | Path | None,
+    extra: tuple[str, ...] = (),
+) -> PredictionView:
+    """The page's content for one prediction; writes the CSV download."""
+    frame = prediction.frame
+    summary = dict(prediction.summary)
+    out_dir = Path(tempfile.mkdtemp(prefix="hrpred-app-", dir=workdir))
+    csv_path = out_dir / f"{file_stem(name)}_hr_pred.csv"
+    frame.to_csv(csv_path, index=False)
+    shown = (*extra, *(getattr(prediction, "warnings", ()) or ()))
+    warnings = tuple(one_line(w) for w in shown)
+    history = summary.get("history")
+    # the numbers shown: the headline (most personal) prediction, with its band if any
+    key = summary.get("headline", "population")
+    head = summary if key == "population" else summary[key]
+    band = head.get("band")
+    status = f"Predicted {len(frame)} points ({frame['t_s'].iloc[-1] / 60.0:.1f} min) from {name}."
+    if history is not None:
+        status += f" Personalised with {history['earlier_runs']} earlier run(s)"
+        status += f"; the numbers, zones and band are {HEADLINE_LABELS[key]}."
+    if summary.get("band", False) is None:
+        status += NO_BAND_STATUS
+    return PredictionView(
+        status=status,
+        figure=make_figure(
+            frame,
+            name,
+            getattr(activity, "latitude", None),
+            getattr(activity, "longitude", None),
+            band_level=None if band is None else float(band["level"]),
+        ),
+        avg_hr=finite(head.get("avg_hr")),
+        max_hr=finite(head.get("max_hr")),
+        avg_band=band_pair(head, "avg_hr"),
+        max_band=band_pair(head, "max_hr"),
+        mae=finite(head.get("mae")),
+        drift_bpm=finite(head.get("drift_bpm")),
+        zones=zones_table(head.get("zones"), None if band is None else band["zones"]),
+        zone_basis=str(summary.get("zone_basis") or "") + zone_band_note(band),
+        warnings=warnings,
+        csv_path=str(csv_path),
+        personal=personal_table(summary),
+    )
+
+
+def discard_output(csv_path: str | None, workdir: str | Path) -> bool:
+    """Delete a prediction's CSV directory once Gradio has served (copied) it; only a
+    directory inside the app's temp `workdir` is ever deleted. True if one was."""
+    if not csv_path:
+        return False
+    out_dir = Path(csv_path).resolve().parent
+    root = Path(workdir).resolve()
+    if out_dir == root or root not in out_dir.parents:
+        return False
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return True
