@@ -7,15 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from hrpred.clean.analysis import sample_faults
 from hrpred.clean.config import CleanConfig, DetectorConfig
-from hrpred.clean.detector import (
-    LevelModel,
-    analyse,
-    decide,
-    full_threshold,
-    level_stats,
-    sample_faults,
-)
+from hrpred.clean.detector import LevelModel, analyse, decide
+from hrpred.clean.level import full_threshold, level_stats
 from hrpred.clean.population import level_models
 from hrpred.clean.signal import Segment, best_segments, exp_smooth, identical_runs, short_runs
 

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hrpred.clean.detection import detection_metrics, predicted_label
 from hrpred.clean.outputs import REPORT_SCHEMA, WORKOUTS_SCHEMA
+from hrpred.clean.truth_metrics import detection_metrics, predicted_label
 
 
 def _report_rows():

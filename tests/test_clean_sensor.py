@@ -289,7 +289,7 @@ def test_hr_that_relaxes_in_a_pause_is_no_lock(det):
 def test_hr_held_across_a_pause_is_masked(det):
     """A watch that holds the last HR across a pause: the repeated values right after it are
     a flatline (masked), a chance repeat of one or two values is not; no pause, no mask."""
-    from hrpred.clean.detector import sample_faults
+    from hrpred.clean.analysis import sample_faults
 
     hr = np.array([150.0, 152, 151, 153, 152, 152, 152, 152, 152, 130, 133, 137, 140, 142])
     *_, flat = sample_faults(hr, 30.0, 220.0, det, np.array([5]))

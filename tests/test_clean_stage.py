@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hrpred.clean.config import CleanConfig
-from hrpred.clean.detection import truth_matches
 from hrpred.clean.outputs import REJECTS_SCHEMA, REPORT_SCHEMA, WORKOUTS_SCHEMA
 from hrpred.clean.pipeline import AccountingError, clean_raw, run_clean
 from hrpred.clean.signal import exp_smooth
+from hrpred.clean.truth_metrics import truth_matches
 from hrpred.io.raw import write_fitrec, write_fitrec_line, write_parquet
 from hrpred.params import ParamError, load_config
 from hrpred.store import Layout

@@ -5,8 +5,10 @@ Modules (import them directly; this package module imports nothing, so that
 - `config`: `CleanConfig` and its sub-configs (built by `load_config(CleanConfig, "clean")`).
 - `workout`: raw dict -> typed arrays (or a reject reason).
 - `rules`: the reference's stage-1 checks (structural rejects and content flags).
-- `signal`, `detector`: expected HR from speed/grade, sample faults, change-point
-  segments (partial offset, cadence lock), full offsets against the user's level.
+- `detector`: the detector's two passes as the engine uses them, over `level` (the
+  expected-HR level model from speed/grade), `analysis` (pass 1: sample faults, change-point
+  segments, start faults) and `classify` (pass 2: partial offset, cadence lock, full offsets
+  against the user's level); `signal`: the signal primitives they share.
 - `sensor`: real sensor failure modes (low dropouts, slow lock, drying strap, lagging noisy
   segment, whole-run lock or stuck reading, a lock that follows the cadence).
 - `pauses`: recording gaps judged pause (kept, listed) or clock jump (rejected); the
@@ -17,5 +19,5 @@ Modules (import them directly; this package module imports nothing, so that
 - `outputs`: the schemas of data/clean/*.parquet and their batch writer.
 - `passes`: pass 1 and pass 2 on one chunk of input lines.
 - `pipeline`: the two-pass streaming engine (`clean_raw`) and the stage (`run_clean`).
-- `detection`: detection metrics against the simulator's truth (measurement only).
+- `truth_metrics`: detection metrics against the simulator's truth (measurement only).
 """

@@ -25,12 +25,12 @@ from typing import Any
 import numpy as np
 
 from hrpred.clean.config import CleanConfig
-from hrpred.clean.detection import detection_metrics, truth_matches
 from hrpred.clean.detector import N_LEVEL_STATS
 from hrpred.clean.outputs import REJECTS_SCHEMA, REPORT_SCHEMA, WORKOUTS_SCHEMA, BatchWriter
 from hrpred.clean.parallel import OrderedPool, stop_on_signals
 from hrpred.clean.passes import Pass1Result, init_worker, iter_tasks, pass1_chunk, pass2_chunk
 from hrpred.clean.population import level_models
+from hrpred.clean.truth_metrics import detection_metrics, truth_matches
 from hrpred.errors import HrpredError
 from hrpred.io.raw import require_raw_file
 from hrpred.store import Layout, write_json

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from hrpred.clean.config import DetectorConfig
-from hrpred.clean.detector import full_threshold, normal_equations
+from hrpred.clean.level import full_threshold, normal_equations
 
 
 def _solve(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:

@@ -1,0 +1,369 @@
+"""Pass 2 of the detector on one workout (`decide` -> `Verdict`): what pass 1's findings
+(`hrpred.clean.analysis.Analysis`) are once the user's level model is known
+(`hrpred.clean.level.LevelModel`): a whole-run lock or stuck-low reading, a start fault, the
+change-point segment as a partial offset, a cadence lock (fixed or following the pace) or
+benign (`classify_segment`), a quiet lock, a lagging noisy segment, a full offset, and the
+sample faults, with the samples each covers. The overview is `hrpred.clean.detector`'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hrpred.clean.analysis import Analysis, is_weak_lock
+from hrpred.clean.config import FAULT_PRECEDENCE, DetectorConfig
+from hrpred.clean.level import LevelModel, full_threshold
+from hrpred.clean.sensor import follows_speed, grow_lock
+
+
+@dataclass
+class Verdict:
+    """Pass-2 outcome of the detector for one workout (before masking policy)."""
+
+    faults: list[str]  # every fault found, by FAULT_PRECEDENCE
+    heart_rate: np.ndarray  # offset-corrected HR
+    invalid: np.ndarray  # bool: samples that are not heartbeats (to mask or interpolate):
+    # every fault's span but the offsets'
+    spans: dict[str, np.ndarray]  # bool samples each fault covers (offsets included)
+    offset_kind: str  # none | offset_full | offset_partial
+    offset_bpm: float  # BPM added on [offset_start, offset_end)
+    offset_start: int  # -1 when none
+    offset_end: int
+    confidence: float  # in (0, 1]
+    deficit_bpm: float  # expected minus observed level (NaN when not computed)
+    reason: str  # short human-readable explanation
+
+
+def deficit(model: LevelModel, an: Analysis, hr: np.ndarray, mask: np.ndarray) -> float:
+    """Mean expected-minus-observed HR over `mask` (NaN when empty)."""
+    if not mask.any():
+        return float("nan")
+    expected = model.coef[0] + model.coef[1] * an.level_drive[mask] + model.coef[2] * an.hours[mask]
+    return float(np.mean(expected - hr[mask]))
+
+
+def _logistic(x: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-np.clip(x, -50.0, 50.0))))
+
+
+def _diff_noise(hr: np.ndarray, mask: np.ndarray) -> float:
+    """Sample-to-sample noise of HR on mask: mean |step| without the largest 10 % (real
+    transitions). A mean, not a median: HR is recorded in whole BPM, and the median of
+    small integer steps barely moves between noisy and steady signals."""
+    x = hr[mask]
+    if x.size < 4:
+        return float("nan")
+    steps = np.sort(np.abs(np.diff(x)))
+    return float(steps[: max(int(0.9 * steps.size), 1)].mean())
+
+
+@dataclass
+class SegmentCall:
+    """What a change-point segment is, once the user's level is known."""
+
+    fault: str  # offset_partial | cadence_lock | cadence_follow | benign
+    start: int
+    end: int
+    offset_bpm: float  # BPM to add on [start, end) for offsets
+    confidence: float
+    reason: str
+
+
+def _abrupt(
+    hr: np.ndarray, normal: np.ndarray, start: int, end: int, size: float, fraction: float
+) -> bool:
+    """Whether HR steps into the low part [start, end) and out of it within a couple of
+    samples, by at least `fraction` of the shift: a sensor offset switches on at once,
+    physiology (a stop, a slower stretch) glides with the HR kinetics."""
+    n = hr.size
+    x = np.where(normal, hr, np.nan)
+    for edge, sign in ((start, 1.0), (end, -1.0)):
+        if edge <= 0 or edge >= n:
+            continue
+        lo, hi = max(edge - 2, 1), min(edge + 3, n)
+        steps = sign * (x[lo - 1 : hi - 1] - x[lo:hi])  # drop into / rise out of the part
+        steps = steps[np.isfinite(steps)]
+        if steps.size == 0 or steps.max() < fraction * size:
+            return False
+    return True
+
+
+def _classify_one(
+    an: Analysis,
+    cand: tuple[int, int, float, float],
+    hr: np.ndarray,
+    model: LevelModel,
+    cfg: DetectorConfig,
+) -> SegmentCall:
+    """Partial offset, cadence lock (fixed or following the pace) or benign for one
+    change-point candidate.
+
+    The candidate splits the workout into a lower and a higher part. The lower part can
+    be a partial offset (long enough, entered and left abruptly); the higher part can be
+    a cadence lock (long enough, its median HR in the cadence band, and steadier than the
+    rest: a lock follows the cadence, not the heart). A middle segment has a split
+    complement, so only the segment itself can be the fault. When a segment touching an
+    edge allows both readings, the user's level (other workouts) says which part is
+    normal; without other workouts, the lock reading wins (its checks are stricter).
+    """
+    n = hr.size
+    a, b, shift, score = cand
+    in_seg = np.zeros(n, dtype=bool)
+    in_seg[a:b] = True
+    inside, outside = in_seg & an.normal, ~in_seg & an.normal
+    seg_low = shift < 0
+    lower, higher = (inside, outside) if seg_low else (outside, inside)
+    edge = a == 0 or b == n
+    size = abs(shift)
+    conf = _logistic(2.0 * np.log(max(score, 1e-9) / cfg.segment_min_score) + 1.0)
+    lo_s, lo_e = _part_bounds((a, b), n, inside=seg_low)
+    hi_s, hi_e = _part_bounds((a, b), n, inside=not seg_low)
+    hi_med = float(np.median(hr[higher])) if higher.any() else float("nan")
+    ratio = _diff_noise(hr, higher) / max(_diff_noise(hr, lower), 1e-9)
+    weak = is_weak_lock(a, b, shift, score, n, cfg)
+    lock_ok = (
+        (edge or not seg_low)
+        and hi_e - hi_s >= cfg.segment_min_len
+        and cfg.lock_min_bpm <= hi_med <= cfg.lock_max_bpm
+        and bool(ratio < (cfg.lock_weak_noise_ratio if weak else cfg.lock_noise_ratio))
+    )
+    offset_ok = (
+        not weak
+        and (edge or seg_low)
+        and lo_e - lo_s >= cfg.offset_min_len
+        and _abrupt(hr, an.normal, lo_s, lo_e, size, cfg.offset_abrupt_fraction)
+        and not _soon_after_pause(an, lo_s, cfg.offset_after_pause_s)
+    )
+    why = ""
+    if lock_ok and offset_ok and model.k >= 1:
+        d_low = deficit(model, an, hr, lower)
+        d_high = deficit(model, an, hr, higher)
+        lock_ok = bool(abs(d_low) <= abs(d_high))  # the lower part is the normal one
+        offset_ok = not lock_ok
+        why = f" (user level: lower part {d_low:+.0f}, higher part {d_high:+.0f} BPM)"
+    if lock_ok:
+        span = np.zeros(n, dtype=bool)
+        span[hi_s:hi_e] = True
+        follow, tstat = follows_speed(hr, an.speed, span & an.normal, cfg)
+        hi_s, hi_e = grow_lock(hr, an.speed, an.normal, hi_s, hi_e)
+        relaxes = _relaxes_in_pause(an, hr, hi_s, hi_e, cfg.lock_pause_drop_bpm)
+        if relaxes:
+            return SegmentCall("benign", a, b, 0.0, conf, f"HR high on [{hi_s},{hi_e}) {relaxes}")
+        what = "the cadence" if follow else "a fixed value"
+        return SegmentCall(
+            "cadence_follow" if follow else "cadence_lock",
+            hi_s,
+            hi_e,
+            0.0,
+            conf,
+            f"HR locked at {hi_med:.0f} ({size:.0f} BPM above the rest, noise x{ratio:.2f}, "
+            f"{what}: speed slope t={tstat:.1f}) on [{hi_s},{hi_e}){why}",
+        )
+    if offset_ok:
+        return SegmentCall(
+            "offset_partial",
+            lo_s,
+            lo_e,
+            size,
+            conf,
+            f"HR {size:.0f} BPM low on [{lo_s},{lo_e}){why}",
+        )
+    return SegmentCall(
+        "benign", a, b, 0.0, conf, f"HR shift {shift:+.0f} BPM on [{a},{b}) not a sensor fault"
+    )
+
+
+def _relaxes_in_pause(an: Analysis, hr: np.ndarray, start: int, end: int, drop_bpm: float) -> str:
+    """Why [start, end) is the heart, not a lock ('' when nothing says so): HR falls by at
+    least `drop_bpm` across a pause inside it (median of the last 3 usable samples before
+    the pause minus the lowest usable sample of the 20 after it; watches may hold the last
+    value for a while). A locked sensor reads the runner's cadence, not a heart relaxing
+    while the runner stands."""
+    if drop_bpm <= 0:
+        return ""
+    for r in np.flatnonzero(an.resume[start + 1 : end]) + start + 1:
+        before = hr[max(r - 6, 0) : r][an.normal[max(r - 6, 0) : r]][-3:]
+        after = hr[r : r + 20][an.normal[r : r + 20]]
+        if before.size and after.size and np.median(before) - after.min() >= drop_bpm:
+            return f"relaxes by {np.median(before) - after.min():.0f} BPM in the pause at {r}"
+    return ""
+
+
+def _soon_after_pause(an: Analysis, start: int, within_s: float) -> bool:
+    """Whether sample `start` comes less than `within_s` after a pause's first sample: a low
+    part entered there is the heart recovering from the stop (watches also hold the last HR
+    across a pause, so the drop can come a few samples late), not a sensor reading low."""
+    before = np.flatnonzero(an.resume[: start + 1])
+    return bool(before.size) and 3600.0 * (an.hours[start] - an.hours[before[-1]]) < within_s
+
+
+def _part_bounds(seg: tuple[int, int], n: int, inside: bool) -> tuple[int, int]:
+    """Bounds of the segment itself, or of its complement when the segment touches an edge."""
+    a, b = seg
+    if inside:
+        return a, b
+    return (b, n) if a == 0 else (0, a)
+
+
+def classify_segment(
+    an: Analysis, hr: np.ndarray, model: LevelModel, cfg: DetectorConfig
+) -> SegmentCall | None:
+    """The first change-point candidate (best score first) that is a sensor fault, else
+    the best candidate's benign call; None without candidates."""
+    calls = [_classify_one(an, c, hr, model, cfg) for c in an.segments]
+    for call in calls:
+        if call.fault != "benign":
+            return call
+    return calls[0] if calls else None
+
+
+def _quiet_call(an: Analysis, hr: np.ndarray, cfg: DetectorConfig) -> SegmentCall:
+    """The lock call of a quiet segment (sensor.quiet_lock): fixed or following the pace."""
+    assert an.quiet is not None
+    a, b, score = an.quiet
+    span = np.zeros(hr.size, dtype=bool)
+    span[a:b] = True
+    follow, tstat = follows_speed(hr, an.speed, span & an.normal, cfg)
+    a, b = grow_lock(hr, an.speed, an.normal, a, b)
+    conf = _logistic(2.0 * np.log(score / cfg.quiet_min_score) + 1.0)
+    relaxes = _relaxes_in_pause(an, hr, a, b, cfg.lock_pause_drop_bpm)
+    if relaxes:
+        return SegmentCall("benign", a, b, 0.0, conf, f"steady HR on [{a},{b}) {relaxes}")
+    med = float(np.median(hr[span & an.normal]))
+    what = "the cadence" if follow else "a fixed value"
+    return SegmentCall(
+        "cadence_follow" if follow else "cadence_lock",
+        a,
+        b,
+        0.0,
+        conf,
+        f"HR locked at {med:.0f} (steady like a sensor, not a heart: score {score:.0f}; "
+        f"{what}: speed slope t={tstat:.1f}) on [{a},{b})",
+    )
+
+
+def _span(n: int, start: int, end: int, margin: int = 0) -> np.ndarray:
+    """Samples [start - margin, end + margin) of n."""
+    out = np.zeros(n, dtype=bool)
+    out[max(start - margin, 0) : end + margin] = True
+    return out
+
+
+def decide(
+    an: Analysis,
+    hr: np.ndarray,
+    model: LevelModel,
+    gps_fault: bool,
+    hr_low: float,
+    hr_high: float,
+    cfg: DetectorConfig,
+) -> Verdict:
+    """Pass 2: every fault found with the samples it covers, the offset-corrected HR, the
+    invalid-sample mask, the offset applied, a confidence, the level deficit and a reason.
+
+    In order: a whole-run cadence lock (shape alone) or stuck-low reading (shape and a
+    level deficit beyond the full-offset threshold) covers the whole run and ends the
+    search; else a start fault, the change-point segment (a partial offset or a lock; when
+    it is none or benign, a quiet lock at nearly the runner's own HR, if any), a
+    lagging noisy segment (unless the segment lies inside it: the lag explains the shift),
+    a full offset when no segment fault was found, and the sample faults.
+
+    The spans of a start fault, a lock and a noisy segment are widened by span_margin
+    samples each side (their boundaries are estimates; a partial offset's are exact).
+    Masks only: the caller applies each fault's action (correct, mask, reject), turns masks
+    into masking or interpolation and checks the share of bad samples.
+    """
+    n = hr.size
+    faults: list[str] = []
+    reasons: list[str] = []
+    spans: dict[str, np.ndarray] = {}
+    corrected = hr.astype(np.float64, copy=True)
+    offset: tuple[str, float, int, int] = ("none", 0.0, -1, -1)
+    confidence = 1.0
+    d = deficit(model, an, hr, an.level_mask)
+    thr = full_threshold(model.k, cfg)
+    basis = f"{model.k} other workouts" if model.k else "population"
+    shape = an.shape
+    whole = ""
+    if shape.whole_lock(cfg):
+        whole = "whole_run_lock"
+        reasons.append(
+            f"whole run locked: starts at {shape.start_bpm:.0f}, rises {shape.rise_bpm:+.0f}, "
+            f"follows speed without lag (R2 {shape.r2_instant:.2f} vs {shape.r2_lagged:.2f})"
+        )
+    elif shape.stuck(cfg) and np.isfinite(d) and d > thr:
+        whole = "stuck_low"
+        reasons.append(
+            f"stuck low: 95% of HR <= {shape.p95_bpm:.0f}, rises {shape.rise_bpm:+.0f}, "
+            f"{d:.0f} BPM below expected ({basis}; threshold {thr:.0f})"
+        )
+    if whole:
+        spans[whole] = np.ones(n, dtype=bool)
+        return Verdict(
+            [whole], corrected, np.ones(n, dtype=bool), spans, "none", 0.0, -1, -1, 1.0, d,
+            "; ".join(reasons),
+        )  # fmt: skip
+    if an.start is not None:
+        kind, end, why = an.start
+        faults.append(kind)
+        spans[kind] = _span(n, 0, end, cfg.span_margin)
+        reasons.append(why)
+    call = classify_segment(an, hr, model, cfg)
+    if call is not None and an.noisy is not None and call.fault != "benign":
+        a, b, _ = an.noisy
+        if a <= call.start and call.end <= b:
+            reasons.append(f"({call.reason}: inside the noisy segment)")
+            call = None
+    if (call is None or call.fault == "benign") and an.quiet is not None:
+        call = _quiet_call(an, hr, cfg)
+    if call is not None:
+        reasons.append(call.reason)
+        confidence = call.confidence
+        if call.fault == "offset_partial":
+            corrected[call.start : call.end] += call.offset_bpm
+            offset = ("offset_partial", call.offset_bpm, call.start, call.end)
+        if call.fault != "benign":
+            faults.append(call.fault)
+            margin = 0 if call.fault == "offset_partial" else cfg.span_margin
+            spans[call.fault] = _span(n, call.start, call.end, margin)
+    if an.noisy is not None:
+        a, b, ratio = an.noisy
+        faults.append("lagging_noisy")
+        spans["lagging_noisy"] = _span(n, a, b, cfg.span_margin)
+        reasons.append(f"noisy segment [{a},{b}): step changes x{np.exp(ratio / 2):.1f}")
+    if call is None or call.fault == "benign":
+        if np.isfinite(d) and d > thr:
+            corrected += d
+            offset = ("offset_full", d, 0, n)
+            faults.append("offset_full")
+            spans["offset_full"] = np.ones(n, dtype=bool)
+            confidence = _logistic((d - thr) / cfg.full_noise_bpm)
+            reasons.append(f"HR {d:.0f} BPM below expected ({basis}; threshold {thr:.0f})")
+        elif np.isfinite(d):
+            confidence = _logistic((thr - d) / cfg.full_noise_bpm)
+    for name, mask in (
+        ("flatline", an.flat),
+        ("low_dropout", an.low_dropout),
+        ("dropout", an.dropout),
+        ("spike", an.spike),
+    ):
+        if mask.any():
+            faults.append(name)
+            spans[name] = mask
+            reasons.append(f"{name}: {int(mask.sum())} samples")
+    if gps_fault:
+        faults.append("gps_corruption")
+        reasons.append("GPS/speed spikes repaired")
+    invalid = np.zeros(n, dtype=bool)
+    for name, mask in spans.items():
+        if name not in ("offset_full", "offset_partial"):
+            invalid |= mask
+    invalid |= (corrected < hr_low) | (corrected > hr_high)
+    faults.sort(key=FAULT_PRECEDENCE.index)
+    kind, bpm, start, end = offset
+    return Verdict(
+        faults, corrected, invalid, spans, kind, bpm, start, end, confidence, d,
+        "; ".join(reasons),
+    )  # fmt: skip
