@@ -69,6 +69,7 @@ def prepare(work: Path, n: int, train_batches: int) -> dict[str, str]:
     work.mkdir(parents=True)
     for rel in ["hrpred", "stages"]:
         shutil.copytree(ROOT / rel, work / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "params", work / "params")  # the calibrated params files
     for rel in ["dvc.yaml", "pyproject.toml"]:
         shutil.copy2(ROOT / rel, work / rel)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hrpred.clean.pauses import PAUSE_MIN_S  # a gap over this (and 3 steps): a pause, speed 0
 from hrpred.export.bundle import Bundle, BundleError, load_bundle
 from hrpred.io.limits import MAX_DURATION_S, MAX_POINTS
 from hrpred.io.userfiles import Activity, ActivityError
@@ -86,7 +87,6 @@ __all__ = [
 DEFAULT_MAX_HR = 190.0  # BPM, used for zones when neither max_hr nor age is given
 ZONE_FRACTIONS = (0.6, 0.7, 0.8, 0.9)  # lower bounds of Z2..Z5 (fraction of max HR or HRR)
 ZONES = ("Z1", "Z2", "Z3", "Z4", "Z5")
-PAUSE_MIN_S = 60.0  # a recording gap longer than this (and 3 steps) is a pause: speed 0
 MIN_DURATION_S = 60.0  # shorter files cannot give a meaningful HR curve
 SHORT_WARN_S = 600.0  # HR needs minutes to settle: warn below 10 min
 MIN_DISTANCE_M = 50.0  # "no movement": the whole file covers less than this
