@@ -185,7 +185,6 @@ def main() -> None:
         load_config(TrainConfig, "train", ROOT / "params.yaml"),
         device=args.device,
         num_threads=args.threads,
-        progress=False,
     )
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         root = Path(tmp)

@@ -69,12 +69,13 @@ def prepare(work: Path, n: int, train_batches: int) -> dict[str, str]:
     work.mkdir(parents=True)
     for rel in ["hrpred", "stages"]:
         shutil.copytree(ROOT / rel, work / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "params", work / "params")  # the calibrated params files
     for rel in ["dvc.yaml", "pyproject.toml"]:
         shutil.copy2(ROOT / rel, work / rel)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["simulate"]["n_workouts"] = n
     params["simulate"]["n_users"] = max(20, round(REAL_USERS * n / REAL_WORKOUTS))
-    params["train"].update({"max_epochs": 1, "max_batches": train_batches, "progress": False})
+    params["train"].update({"max_epochs": 1, "max_batches": train_batches})
     params["evaluate"]["animations"] = False
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = dict(os.environ)

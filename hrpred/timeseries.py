@@ -5,8 +5,8 @@
 - `trailing_mean`: causal moving mean over the last <= w samples (pandas
   `rolling(w, min_periods=1)`); the featurize stage's `rolling_*` features, clean's optional
   input smoothing and the smoothing of derived speed all use it.
-- `speed_from_recording`: the speed of one recording, with the rules of params.yaml
-  `clean.speed` (`SpeedConfig`). The clean stage applies it to every workout; the bundle
+- `speed_from_recording`: the speed of one recording, with the rules of params/clean.yaml
+  `speed` (config key clean.speed, `SpeedConfig`). The clean stage applies it to every workout; the bundle
   carries the same settings (config.json `speed`) and `hrpred predict` applies it to the
   user's file on the training grid, so training and serving derive speed with the same rules.
 
@@ -125,7 +125,7 @@ def interpolate_gaps(values: np.ndarray, bad: np.ndarray, t: np.ndarray) -> np.n
 
 @dataclass(frozen=True)
 class SpeedConfig:
-    """Speed rules (params.yaml `clean.speed`; copied into the bundle's config.json)."""
+    """Speed rules (params/clean.yaml `speed`; copied into the bundle's config.json)."""
 
     max_kmh: float  # hard cap: faster samples are spikes (km/h)
     spike_window: int  # rolling-median window for spike detection (samples)

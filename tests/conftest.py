@@ -1,6 +1,7 @@
-"""Shared fixtures: the real configuration (params.yaml), changed one field at a time.
+"""Shared fixtures: the real configuration, changed one field at a time.
 
-Tests build a stage's config the way the stage does, from the committed params.yaml, then
+Tests build a stage's config the way the stage does, from the committed params files
+(params.yaml with params/<section>.yaml merged in, `hrpred.params.read_params`), then
 change only what they test (`dataclasses.replace(cfg, lr=...)`), so no default lives in the
 tests either (the flax examples' pattern).
 """
@@ -23,7 +24,7 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="session")
 def params() -> dict[str, Any]:
-    """The committed params.yaml, parsed once."""
+    """The committed params files, merged (hrpred.params.read_params) and parsed once."""
     return read_params(PARAMS)
 
 

@@ -12,7 +12,7 @@ import pytest
 from synthetic_clean import fitrec_dict, physio_run
 
 from hrpred.clean.config import CleanConfig
-from hrpred.clean.pauses import PAUSE_MIN_S, gap_steps, judge_gaps, since_pause_s
+from hrpred.clean.pauses import gap_steps, judge_gaps, since_pause_s
 from hrpred.clean.pipeline import clean_raw
 from hrpred.features.registry import WorkoutInputs, compute_features
 from hrpred.io.raw import write_fitrec_line
@@ -102,10 +102,9 @@ def test_pauses_are_kept_marked_and_counted(tmp_path, cfg):
     ts = np.asarray(rows[0]["timestamp"], dtype=float)
     inputs = WorkoutInputs.from_arrays(ts, rows[0]["speed"], rows[0]["altitude"], "male")
     since = compute_features(["since_pause"], inputs)[:, 0]
-    assert cfg.rules.gap_max_s == PAUSE_MIN_S
     np.testing.assert_array_equal(np.flatnonzero(since == 0)[1:], rows[0]["pause_step"])
-    # The same input under the old rule: both gapped runs rejected.
-    strict = replace(cfg, rules=replace(cfg.rules, gap_action="reject", gap_max_s=300.0))
+    # The same input under gap_action reject: both gapped runs rejected.
+    strict = replace(cfg, rules=replace(cfg.rules, gap_action="reject"))
     m, _ = _clean(tmp_path, strict, _lines([paused, jumped, plain]), "reject")
     assert m["rejected"] == {"timestamp_gap": 2} and m["pauses"]["pauses_kept"] == 0
 

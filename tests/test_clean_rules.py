@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hrpred.clean.config import CleanConfig, RuleConfig
+from hrpred.clean.pauses import PAUSE_MIN_S
 from hrpred.clean.rules import longest_run, rule_flags, structural_reason
 from hrpred.clean.workout import Workout, coerce_workout
 
@@ -249,8 +250,9 @@ def test_structural_rules_in_order(rules):
     five = 1_400_000_000 + np.round(np.linspace(0, 300, N)).astype(np.int64)
     assert structural_reason(_workout(ts=five), rules) is None
     gap = base()["ts"].copy()
-    reject = replace(rules, gap_action="reject", gap_max_s=300.0)
-    gap[60:] += 290  # step 300 s: allowed
+    reject = replace(rules, gap_action="reject")
+    assert PAUSE_MIN_S == 60.0  # the gap threshold (hrpred/clean/pauses.py)
+    gap[60:] += 50  # step 60 s: allowed
     assert structural_reason(_workout(ts=gap), reject) is None
     gap[60:] += 1
     assert structural_reason(_workout(ts=gap), reject) == "timestamp_gap"

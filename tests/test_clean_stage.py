@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -281,6 +282,7 @@ def test_stage_exits_with_a_message_when_raw_is_missing(tmp_path):
         .replace("raw: data/raw/simulated.json", "raw: data/raw/nothing-here.json")
     )
     (tmp_path / "params.yaml").write_text(params)
+    shutil.copytree(ROOT / "params", tmp_path / "params")  # the thresholds (params/clean.yaml)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
         [sys.executable, "-m", "stages.clean"],

@@ -1,4 +1,4 @@
-"""Every stage runs with exactly the config built from the committed params.yaml.
+"""Every stage runs with exactly the config built from the committed params files.
 
 Defaults live in params.yaml only: no stage config dataclass (nor any nested one) has a
 default, so code, tests and benchmarks cannot drift from the file (as `train.num_threads` once
@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from hrpred.clean.config import CleanConfig
 from hrpred.evaluate.config import EvalConfig
 from hrpred.export.exporter import ExportConfig
 from hrpred.features.config import FeaturizeConfig
+from hrpred.params import SHARED_KEYS, has_key
 from hrpred.personal.config import LearnedConfig, OffsetConfig
 from hrpred.simulate.config import SimConfig
 from hrpred.split.config import SplitConfig
@@ -117,3 +119,40 @@ def test_stage_scripts_are_thin(stage) -> None:
     loops = (ast.For, ast.While, ast.ListComp, ast.DictComp, ast.SetComp, ast.GeneratorExp)
     assert not [n for n in ast.walk(ast.parse(text)) if isinstance(n, loops)]
     assert "SystemExit" not in text, "stages raise HrpredError via hrpred.errors.stage_main"
+
+
+def declared_params(stage: str) -> dict[str, list[str] | None]:
+    """A stage's dvc.yaml params: file -> keys (None: the whole file)."""
+    out: dict[str, list[str] | None] = {}
+    for entry in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["params"]:
+        if isinstance(entry, str):
+            out.setdefault("params.yaml", []).append(entry)  # type: ignore[union-attr]
+        else:
+            out.update(entry)
+    return out
+
+
+def covers(keys: list[str] | None, key: str) -> bool:
+    return keys is None or any(key == k or key.startswith(f"{k}.") for k in keys)
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
+def test_stage_declares_every_params_file_it_reads(stage, params) -> None:
+    """dvc.yaml lists, per stage, the params.yaml sections and the params/<section>.yaml keys
+    its configs are built from (shared keys at their home), so `dvc repro`, `dvc params diff`
+    and `dvc exp run -S params/<file>:key=value` see every value the stage reads."""
+    declared, sources = declared_params(stage), params.sources
+    for _, section in STAGE_CONFIGS[stage]:
+        top, *below = section.split(".")
+        if has_key(sources.tree, section.split(".")):
+            assert covers(declared.get("params.yaml", []), section), (stage, section)
+        if top in sources.parts:
+            file, tree = sources.parts[top]
+            if has_key(tree, below):
+                rel = str(file.relative_to(ROOT))
+                assert rel in declared and covers(declared[rel], ".".join(below)), (stage, rel)
+        for key, home in SHARED_KEYS.items():
+            if key.startswith(f"{section}."):
+                htop, hkey = home.split(".", 1)
+                rel = str(sources.parts[htop][0].relative_to(ROOT))
+                assert rel in declared and covers(declared[rel], hkey), (stage, home)

@@ -16,7 +16,7 @@ from fake_eval_data import NAMES, stand_in_predictor, write_tree
 from hrpred.evaluate.config import EvalConfig
 from hrpred.evaluate.evaluation import run_evaluate
 from hrpred.evaluate.personal import OFFSET_ONLY
-from hrpred.params import load_config, load_value
+from hrpred.params import load_config, load_value, read_params
 from hrpred.personal.config import OffsetConfig
 from hrpred.store import Layout
 
@@ -39,7 +39,7 @@ PERSONAL_KEYS = {"cold", "personal", "by_history"}
 
 def _setup(root: Path, animations: bool = True) -> dict:
     arrays = write_tree(root)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = read_params(ROOT / "params.yaml")  # params/evaluate.yaml merged in (categories)
     params["evaluate"]["animations"] = animations
     params["evaluate"].update(  # small and quick; the rules under test are the same
         example_min_steps=30, animation_frames=4, animation_dpi=40, figure_dpi=40, n_scatter=300

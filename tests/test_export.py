@@ -27,6 +27,7 @@ from hrpred.export.errors import ExportError
 from hrpred.export.hf_dataset import workout_splits
 from hrpred.export.writer import sampling_stats
 from hrpred.features.registry import WorkoutInputs, compute_features
+from hrpred.params import read_params
 from hrpred.uncertainty import Calibration
 from tests.predict_fixtures import FAKE_METRICS, FEATURES, make_bundle, simulated_workout
 from tests.synthetic_clean import make_clean_rows, write_clean
@@ -173,7 +174,7 @@ def test_sampling_stats_against_numpy():
     assert s["mean_active_step_s"] == pytest.approx(steps[steps <= 10].mean())
     assert s["n_steps"] == len(steps)
     with pytest.raises(ExportError, match="no positive time steps"):
-        sampling_stats(np.zeros((2, 5)), np.array([5, 5]))
+        sampling_stats(np.zeros((2, 5)), np.array([5, 5]), pause_s=60.0)
 
 
 def test_workout_splits_rejects_a_workout_in_two_splits():
@@ -191,7 +192,7 @@ def test_workout_splits_rejects_a_workout_in_two_splits():
 
 def _write_params(root: Path) -> None:
     """The sections export reads, from the committed params.yaml."""
-    real = yaml.safe_load((ROOT / "params.yaml").read_text())
+    real = read_params(ROOT / "params.yaml")  # params/clean.yaml merged in (clean.speed)
     params = {
         "data": {"raw": "data/raw/simulated.json"},
         "clean": {"speed": real["clean"]["speed"]},

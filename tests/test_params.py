@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import pytest
 
-from hrpred.params import ParamError, from_mapping, load_config, load_value, read_params
+from hrpred.params import (
+    SHARED_KEYS,
+    ParamError,
+    from_mapping,
+    has_key,
+    load_config,
+    load_value,
+    read_params,
+    read_yaml,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -117,3 +129,114 @@ def test_missing_or_broken_file(tmp_path) -> None:
     bad.write_text("a: [1,\n")
     with pytest.raises(ParamError, match="not valid YAML"):
         read_params(bad)
+
+
+# ------------------------------------------------ params.yaml + params/<section>.yaml
+
+
+@dataclass(frozen=True)
+class Band:
+    lo: float
+    hi: float
+
+    def __post_init__(self) -> None:
+        if self.lo > self.hi:
+            raise ParamError("params.yaml: stage.band needs lo <= hi")
+
+
+@dataclass(frozen=True)
+class Stage:
+    seed: int
+    rate: float
+    band: Band
+    inner: Inner
+    mix: dict[str, float]
+
+
+MAIN = "data:\n  raw: x.json\nstage:\n  seed: 3\n  band:\n    lo: 1.0\n"
+PART = "rate: 0.5\nband:\n  hi: 2.0\ninner:\n  rate: 0.1\nmix:\n  run: 1\n"
+
+
+@pytest.fixture
+def write_files(tmp_path, monkeypatch):
+    """`write_files(main, part)`: params.yaml and params/stage.yaml in a fresh working dir."""
+    monkeypatch.chdir(tmp_path)
+
+    def write(main: str, part: str) -> Path:
+        Path("params").mkdir(exist_ok=True)
+        Path("params/stage.yaml").write_text(part)
+        Path("params.yaml").write_text(main)
+        return Path("params.yaml")
+
+    return write
+
+
+def test_a_section_is_assembled_from_its_two_files(write_files) -> None:
+    path = write_files(MAIN, PART)
+    want = Stage(3, 0.5, Band(1.0, 2.0), Inner(0.1), {"run": 1.0})
+    assert load_config(Stage, "stage", path) == want
+    assert load_value("stage.band.hi", float, path) == 2.0
+    params = read_params(path)
+    assert params["stage"]["band"] == {"lo": 1.0, "hi": 2.0} and params["data"]["raw"] == "x.json"
+
+
+@pytest.mark.parametrize(
+    ("main", "part", "message"),
+    [  # each error names the file that holds the key (or should)
+        (MAIN, PART.replace("0.5", "fast"), "params/stage.yaml: stage.rate must be a number"),
+        (MAIN.replace("3", "3.5"), PART, "params.yaml: stage.seed must be an integer"),
+        (MAIN, PART + "typo: 1\n", "params/stage.yaml: unknown key 'stage.typo'"),
+        (MAIN, PART.replace("  run: 1", "  run: x"), "params/stage.yaml: stage.mix.run must be"),
+        (MAIN, PART.replace("2.0", "0.5"), "params/stage.yaml: stage.band needs lo <= hi"),
+        (MAIN.replace("1.0", "3.0"), PART, "params.yaml and params/stage.yaml: stage.band needs"),
+        (MAIN, PART.replace("  rate: 0.1", "  rote: 0.1"), "params/stage.yaml: unknown key "
+         "'stage.inner.rote'"),
+        (MAIN, PART.replace("  rate: 0.1\n", "  {}\n").replace("inner:\n", "inner:"),
+         "params/stage.yaml: missing key 'stage.inner.rate': add it to params/stage.yaml"),
+        (MAIN, PART.replace("rate: 0.5\n", ""), "params.yaml or params/stage.yaml: missing key "
+         "'stage.rate': add it to params.yaml or params/stage.yaml"),
+        (MAIN, PART + "seed: 4\n", "params/stage.yaml: stage.seed is also set in params.yaml: "
+         "keep it in one file"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_right_file(write_files, main: str, part: str, message: str) -> None:
+    path = write_files(main, part)
+    with pytest.raises(ParamError, match=message) as e:
+        load_config(Stage, "stage", path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_part_file_must_be_a_mapping(write_files) -> None:
+    path = write_files(MAIN, "- 1\n")
+    with pytest.raises(ParamError, match="params/stage.yaml must be a mapping"):
+        read_params(path)
+
+
+def test_shared_keys_have_one_home(params, config, tmp_path) -> None:
+    from hrpred.clean.config import CleanConfig
+    from hrpred.simulate.config import SimConfig
+
+    assert SHARED_KEYS, "nothing shared: drop SHARED_KEYS and this test"
+    clean, sim = config(CleanConfig, "clean"), config(SimConfig, "simulate")
+    for key, home in SHARED_KEYS.items():
+        assert home.startswith("simulate.") and key.startswith("clean.detector.")
+        name = key.rsplit(".", 1)[1]
+        assert getattr(clean.detector, name) == getattr(sim, home.split(".", 1)[1])
+        assert not has_key(params.sources.tree, key.split(".")), f"{key} is {home}: not set twice"
+    data = {**params, "clean": {**params["clean"], "detector": {
+        **params["clean"]["detector"], "grade_cost_up": 3.0}}}  # fmt: skip
+    with pytest.raises(ParamError, match="grade_cost_up is simulate.grade_cost_up"):
+        load_config(CleanConfig, "clean", data=data)
+
+
+def test_params_yaml_stays_a_knob_file() -> None:
+    """params.yaml holds the knobs (<= 120 leaf keys, a list is one); the calibrated values
+    live in params/<section>.yaml, each merged into a section of params.yaml."""
+
+    def leaves(v: object) -> int:
+        return sum(leaves(x) for x in v.values()) if isinstance(v, dict) else 1
+
+    main = read_yaml(ROOT / "params.yaml")
+    assert leaves(main) <= 120
+    for part in sorted((ROOT / "params").glob("*.yaml")):
+        assert part.stem in main, f"{part.name} extends no section of params.yaml"

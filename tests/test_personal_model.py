@@ -42,7 +42,6 @@ TINY = {
     "max_epochs": 25,
     "device": "cpu",
     "num_threads": 1,
-    "progress": False,
 }
 
 

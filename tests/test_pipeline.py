@@ -10,6 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
+from hrpred.params import load_value
 from tests.pipeline_repo import dvc, git, make_repo, ran_stages, run, set_params
 
 pytestmark = pytest.mark.slow
@@ -81,6 +82,22 @@ def test_exp_run_metrics_and_params_diff(repo):
         params = json.loads(dvc("params", "diff", "HEAD", "--json", cwd=repo).stdout)
         change = params["params.yaml"]["train.dropout"]
         assert (change["old"], change["new"]) == (0.3, 0.25)
+    finally:
+        restore(repo)
+
+
+def test_exp_run_sets_a_key_of_a_calibrated_params_file(repo):
+    """params/clean.yaml keys are DVC params of stage clean: `dvc exp run -S` sets one,
+    the loader reads it (clean reruns, simulate does not) and `dvc params diff` shows it."""
+    key = "detector.lock_min_bpm"
+    proc = dvc("exp", "run", "-S", f"params/clean.yaml:{key}=150.0", cwd=repo)
+    ran = ran_stages(proc)
+    try:
+        assert "clean" in ran and "simulate" not in ran, ran
+        params = json.loads(dvc("params", "diff", "HEAD", "--json", cwd=repo).stdout)
+        change = params["params/clean.yaml"][key]
+        assert (change["old"], change["new"]) == (145.0, 150.0)
+        assert load_value(f"clean.{key}", float, repo / "params.yaml") == 150.0
     finally:
         restore(repo)
 

@@ -44,7 +44,6 @@ TINY = {  # small and quick; every other value comes from params.yaml
     "max_epochs": 4,
     "device": "cpu",
     "num_threads": 1,  # tiny tensors: extra threads only add contention
-    "progress": False,
 }
 N, T = 40, 24  # workouts and steps of the default tree
 

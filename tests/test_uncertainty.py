@@ -170,8 +170,7 @@ def test_the_spread_head_never_changes_the_central_prediction(
     (the loss reads detached outputs, its head is created last, it is clipped on its own)."""
     write_data(tmp_path, n=60, t=20, seed=3)
     add_user_levels(tmp_path)
-    cfg = replace(config(TrainConfig, "train"), hidden=8, layers=1, batch_size=8, max_epochs=2,
-                  progress=False)  # fmt: skip
+    cfg = replace(config(TrainConfig, "train"), hidden=8, layers=1, batch_size=8, max_epochs=2)
     data = load_train_data(tmp_path / "data" / "features", tmp_path / "data" / "split")
 
     def train(name: str) -> dict[str, torch.Tensor]:

@@ -3,7 +3,8 @@
 `CleanConfig` nests one dataclass per sub-section: speed (`SpeedConfig`, owned by
 hrpred.timeseries, shared with serving), rules, detector, correct, smooth, hr_filters.
 
-Fields carry types, not defaults: params.yaml is the one home of every value, and
+Fields carry types, not defaults: the params files are the one home of every value (the
+policy knobs in params.yaml `clean:`, the thresholds in params/clean.yaml), and
 `load_config(CleanConfig, "clean")` is the one way to build them. Value checks live in
 `__post_init__` (or in `Literal` annotations, which `load_config` checks).
 """
@@ -41,19 +42,18 @@ Action = Literal["correct", "mask", "reject"]
 
 @dataclass(frozen=True)
 class RuleConfig:
-    """Thresholds of the rule checks (values and units: params.yaml clean.rules)."""
+    """Rule checks: thresholds in params/clean.yaml `rules`, gap_action in params.yaml clean.rules."""
 
     min_points: int
     min_duration_min: float
-    gap_max_s: float
-    gap_action: Literal["reject", "flag", "pause"]  # TS01: reject, only flag, or judge each
-    # gap a pause (kept) or a clock jump (rejected as timestamp_gap): hrpred/clean/pauses.py
+    gap_action: Literal["reject", "flag", "pause"]  # TS01, gaps > PAUSE_MIN_S: reject, flag, or
+    # judge each a pause (kept) or a clock jump (rejected as timestamp_gap): clean/pauses.py
     pause_hr_drop_bpm: float  # a gap after which HR reads this much lower is a pause
     jump_max_move_steps: float  # a clock jump moves at most this many typical steps
     altitude_min_m: float
     altitude_max_m: float
     min_mean_speed_kmh: float
-    hr_low_bpm: float
+    hr_low_bpm: float  # valid HR range (BPM); also the clip of offset-corrected HR
     hr_high_bpm: float
     hr_step_spike_bpm: float
     flatline_run: int
@@ -90,7 +90,8 @@ class RuleConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Detector knobs (values and units: params.yaml clean.detector)."""
+    """Detector thresholds (values and units: params/clean.yaml `detector`; the grade costs are
+    params/simulate.yaml's, filled in by hrpred.params.SHARED_KEYS)."""
 
     dropout_max_bpm: float
     dropout_jump_bpm: float
@@ -180,8 +181,6 @@ class CorrectionConfig:
     short_faults: Literal["mask", "interpolate"]  # dropouts, spikes, flatlines, locks
     max_masked_fraction: float  # more bad HR samples than this: reject (fraction)
     max_interpolate_s: float  # interpolate only gaps up to this long (s); else mask
-    offset_hr_min_bpm: float  # corrected HR clipped to [min, max] (BPM)
-    offset_hr_max_bpm: float
     plausible_mean_min_bpm: float  # corrected workout mean HR must lie in range
     plausible_mean_max_bpm: float
     actions: dict[str, Action]  # per detected fault: correct (offsets) | mask | reject
@@ -189,8 +188,6 @@ class CorrectionConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_masked_fraction <= 1.0:
             raise ParamError("params.yaml: clean.correct.max_masked_fraction must be in [0, 1]")
-        if self.offset_hr_min_bpm > self.offset_hr_max_bpm:
-            raise ParamError("params.yaml: clean.correct needs offset_hr_min_bpm <= max")
         if self.plausible_mean_min_bpm > self.plausible_mean_max_bpm:
             raise ParamError("params.yaml: clean.correct needs plausible_mean_min_bpm <= max")
         need = [f for f in FAULT_PRECEDENCE if f != "gps_corruption"]

@@ -38,7 +38,7 @@ from hrpred.clean.outputs import (
     list_column,
     report_row,
 )
-from hrpred.clean.pauses import gap_steps, judge_gaps
+from hrpred.clean.pauses import PAUSE_MIN_S, gap_steps, judge_gaps
 from hrpred.clean.rules import INFO_FLAGS, rule_flags, structural_reason
 from hrpred.clean.workout import Workout, coerce_workout
 from hrpred.io.raw import (
@@ -154,7 +154,7 @@ def examine(item: RawItem, cfg: CleanConfig) -> Rejected | Candidate:
         return Rejected(item.line, wid, uid, sport, reason, "")
     gaps = np.zeros(0, dtype=np.int64)
     if cfg.rules.gap_action == "pause":
-        gaps = gap_steps(w.ts, cfg.rules.gap_max_s)
+        gaps = gap_steps(w.ts, PAUSE_MIN_S)
     # The detector's drive stops over the gaps that look like pauses on the raw HR (a clock
     # jump has no pause in it); pass 2 judges again on the HR the detector trusts.
     pauses, _ = judge_pauses(w, gaps, w.hr, cfg)
@@ -316,7 +316,7 @@ def finalize(
         reject = "unusable"  # too many bad HR samples to keep (fault says which kind)
         reason = f"{reason}; {masked.mean():.0%} of HR samples invalid".lstrip("; ")
     elif kind != "none":
-        hr = np.clip(hr, cfg.correct.offset_hr_min_bpm, cfg.correct.offset_hr_max_bpm)
+        hr = np.clip(hr, cfg.rules.hr_low_bpm, cfg.rules.hr_high_bpm)  # the valid HR range
         if not offset_plausible(hr, valid, cfg.correct):
             reject = "offset_implausible"
     speed, alt, hr_out = smooth_inputs(c.speed, w.alt, hr, cfg.smooth)

@@ -1,6 +1,6 @@
 """Pauses: recording gaps where the runner stopped (the watch auto-paused), kept as pauses.
 
-A gap is a step longer than `clean.rules.gap_max_s`. Under `gap_action: pause` every gap is
+A gap is a step longer than `PAUSE_MIN_S` (below). Under `gap_action: pause` every gap is
 judged (`judge_gaps`):
 - a pause: the runner stood and HR recovered, so HR reads clearly lower after the gap, or the
   position moved on much further than one step (a recording gap of someone who ran on);
@@ -13,7 +13,9 @@ The model's view of pauses is the registry feature `since_pause` (seconds since 
 pause or the start), a function of the timestamps alone: a step longer than `PAUSE_MIN_S` is
 a pause, in the clean data (where the clock jumps are gone) and at serving alike. It is a
 feature definition, fixed like the time constants in `speed_ema_30s`, so a bundle's feature
-means the same whatever params.yaml says; params.yaml's `gap_max_s` is set to the same value.
+means the same whatever the params say, and the one home of the pause threshold: the clean
+stage's gaps (clean.rules.gap_action), export's mean active step (the bundle's
+sampling.pause_s) and serving's pauses (hrpred/serve/predict.py) all use this constant.
 This module imports only numpy so the feature code can use it without loading the engine.
 """
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PAUSE_MIN_S = 60.0  # a step longer than this (s) is a pause for the `since_pause` feature
+PAUSE_MIN_S = 60.0  # a step longer than this (s) is a pause: gap, since_pause, mean active step
 EARTH_RADIUS_M = 6_371_000.0
 
 

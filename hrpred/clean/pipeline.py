@@ -33,6 +33,7 @@ from hrpred.clean.population import level_models
 from hrpred.clean.truth_metrics import detection_metrics, truth_matches
 from hrpred.errors import HrpredError
 from hrpred.io.raw import require_raw_file
+from hrpred.progress import Bar
 from hrpred.store import Layout, write_json
 
 _TMP_PREFIX = "hrpred-clean-"
@@ -92,8 +93,6 @@ def clean_raw(
 
     Raises RawNotFoundError / RawFormatError (from the reader) for unusable input files.
     """
-    from tqdm import tqdm
-
     raw_path = require_raw_file(raw_path)
     layout.clean_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_tmpdirs()
@@ -101,7 +100,7 @@ def clean_raw(
         tmpdir = tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{os.getpid()}-")
         try:
             with OrderedPool(cfg.workers, init_worker, (cfg,)) as pool:
-                return _run(raw_path, layout, cfg, tmpdir, pool, progress, tqdm)
+                return _run(raw_path, layout, cfg, tmpdir, pool, progress)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
@@ -135,11 +134,10 @@ def _run(
     tmpdir: str,
     pool: OrderedPool,
     progress: bool,
-    tqdm: Any,
 ) -> dict[str, Any]:
     # Pass 1: examine every line; keep only per-workout level statistics in memory.
     p1: list[Pass1Result] = []
-    with tqdm(unit=" lines", desc="clean pass 1", disable=not progress) as bar:
+    with Bar("clean pass 1", "lines", enabled=progress) as bar:
         tasks = iter_tasks(raw_path, cfg.chunk_lines, tmpdir)
         for r in pool.map(pass1_chunk, tasks):
             p1.append(r)
@@ -174,7 +172,7 @@ def _run(
         "report": BatchWriter(layout.clean_report, REPORT_SCHEMA),
     }
     try:
-        with tqdm(total=len(p1), unit=" chunks", desc="clean pass 2", disable=not progress) as bar:
+        with Bar("clean pass 2", "chunks", total=len(p1), enabled=progress) as bar:
             for res in pool.map(pass2_chunk, p2_tasks):
                 writers["workouts"].add(res.workouts)
                 writers["rejects"].add(res.rejects)

@@ -2,8 +2,8 @@
 
 Two kinds of rule:
 - `structural_reason`: the workout cannot be used at all (lengths, timestamps, altitude
-  range, too short...). Returns a reject reason. Gaps reject here only under
-  `gap_action: reject`; under `pause` they are judged later (hrpred/clean/pauses.py).
+  range, too short...). Returns a reject reason. Gaps (steps longer than PAUSE_MIN_S) reject
+  here only under `gap_action: reject`; under `pause` they are judged later (hrpred/clean/pauses.py).
 - `rule_flags`: content checks on HR, speed, timestamps and altitude. They never reject
   by themselves; they are evidence for the detector and go to the per-workout report.
   Speed-based checks run on the speed chosen for every workout (native or GPS).
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from hrpred.clean.config import RuleConfig
+from hrpred.clean.pauses import PAUSE_MIN_S
 from hrpred.clean.workout import Workout
 
 # Informational checks (the reference computed them but never acted on them).
@@ -40,7 +41,7 @@ def structural_reason(w: Workout, cfg: RuleConfig) -> str | None:
         return "timestamp_nonmonotonic"
     if (w.ts[-1] - w.ts[0]) / 60.0 < cfg.min_duration_min:
         return "too_short"
-    if cfg.gap_action == "reject" and (dts > cfg.gap_max_s).any():
+    if cfg.gap_action == "reject" and (dts > PAUSE_MIN_S).any():
         return "timestamp_gap"
     if (w.alt < cfg.altitude_min_m).any() or (w.alt > cfg.altitude_max_m).any():
         return "altitude_unrealistic"
@@ -143,7 +144,7 @@ def rule_flags(
             flags["hr_speed_mismatch"] = r
 
     dts = np.diff(ts).astype(np.float64)
-    if cfg.gap_action == "flag" and (dts > cfg.gap_max_s).any():  # TS01 (pause: judged apart)
+    if cfg.gap_action == "flag" and (dts > PAUSE_MIN_S).any():  # TS01 (pause: judged apart)
         flags["timestamp_gap"] = float(dts.max())
     if (dts == 0).any():  # TS04
         flags["timestamp_duplicate"] = float((dts == 0).sum())

@@ -37,7 +37,7 @@ EASY_REFERENCES: tuple[str, ...] = get_args(EasyReference)
 
 @dataclass(frozen=True)
 class CategoryRules:
-    """Thresholds of the input-only category rules (params.yaml `evaluate.categories`)."""
+    """Thresholds of the input-only category rules (params/evaluate.yaml `categories`)."""
 
     smooth_steps: int  # moving-average window on speed/altitude (steps)
     stop_speed_kmh: float  # slower steps are stops, left out of the speed descriptors

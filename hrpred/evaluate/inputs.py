@@ -15,10 +15,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from hrpred.errors import HrpredError
 from hrpred.evaluate.categories import CategoryRules, assign_all, describe_rows
+from hrpred.progress import track
 from hrpred.store import Dataset, read_rows
 
 TRUTH_COLUMNS = ("workout_id", "archetype", "hr_clean", "hr_physio")
@@ -30,9 +30,7 @@ class EvalInputError(HrpredError):
 
 def chunks(rows: np.ndarray, batch_rows: int, desc: str) -> Iterator[tuple[int, np.ndarray]]:
     """(first position, rows) chunks of `rows`, with a progress bar."""
-    for start in tqdm(
-        range(0, len(rows), batch_rows), desc=desc, unit="chunk", file=sys.stderr, leave=False
-    ):
+    for start in track(range(0, len(rows), batch_rows), desc, "chunks"):
         yield start, rows[start : start + batch_rows]
 
 

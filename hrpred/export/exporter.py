@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from hrpred.bundle.format import StepStatistic
+from hrpred.clean.pauses import PAUSE_MIN_S
 from hrpred.export.errors import ExportError
 from hrpred.export.hf_dataset import export_hf, render_dataset_card, split_facts, workout_splits
 from hrpred.export.writer import build_config, sampling_stats, write_bundle
@@ -52,7 +53,6 @@ class ExportConfig:
     parity_workouts: int
     parity_tolerance_bpm: float
     step_statistic: StepStatistic
-    pause_s: float
     bundle_dir: str
     hf_dir: str
     license: str
@@ -63,8 +63,8 @@ class ExportConfig:
             raise ParamError("export.onnx_opset must be >= 17")
         if self.parity_workouts < 0 or not self.parity_tolerance_bpm >= 0:
             raise ParamError("export: parity_workouts and parity_tolerance_bpm must be >= 0")
-        if not self.pause_s > 0 or self.batch_rows < 1:
-            raise ParamError("export: pause_s must be > 0 and batch_rows >= 1")
+        if self.batch_rows < 1:
+            raise ParamError("export: batch_rows must be >= 1")
 
 
 def _read_checkpoint(path: Path) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def run_export(
     if not len(train_rows):
         raise ExportError("the train split is empty: cannot infer the sampling step")
     sampling = sampling_stats(
-        read_rows(ds.data.elapsed, train_rows), ds.data.lengths(train_rows), cfg.pause_s
+        read_rows(ds.data.elapsed, train_rows), ds.data.lengths(train_rows), PAUSE_MIN_S
     )
     assignment = ds.split.assignment
     splits = workout_splits(assignment)

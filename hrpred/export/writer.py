@@ -38,9 +38,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def sampling_stats(
-    elapsed: np.ndarray, lengths: np.ndarray, pause_s: float = 60.0
-) -> dict[str, float]:
+def sampling_stats(elapsed: np.ndarray, lengths: np.ndarray, pause_s: float) -> dict[str, float]:
     """Step statistics (s) of the rows the model trained on.
 
     `elapsed` is [N, T] seconds since start, `lengths` the real steps of each row (the rest is

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from hrpred import store
 from hrpred.features.batch import (
@@ -28,6 +27,7 @@ from hrpred.features.batch import (
 )
 from hrpred.features.config import FeaturizeConfig
 from hrpred.features.registry import HR_FEATURES
+from hrpred.progress import Bar
 
 LENGTH_BATCH = 4096  # workouts per batch of the first (length-only) pass
 
@@ -73,7 +73,7 @@ def run_featurize(cfg: FeaturizeConfig, clean_path: Path, out_dir: Path) -> dict
     writer = store.FeaturesWriter(out_dir, n_rows, seq_len, names)
     in_rows = n_valid = 0
     mismatch: list[pd.DataFrame] = []
-    bar = tqdm(total=len(lengths), desc="featurize", unit="workout", file=sys.stderr)
+    bar = Bar("featurize", "workouts", total=len(lengths))
     for batch in pf.iter_batches(batch_size=cfg.batch_size, columns=columns):  # pass 2
         fb = featurize_batch(batch, names, seq_len, mode)
         arrays = {"features": fb.features, "target": fb.target, "mask": fb.mask}

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hrpred.clean.pauses import PAUSE_MIN_S  # a gap over this (and 3 steps): a pause, speed 0
 from hrpred.features.registry import WorkoutInputs, compute_features
 from hrpred.io.activity import Activity, ActivityError
 from hrpred.io.limits import MAX_DURATION_S, MAX_POINTS
 from hrpred.timeseries import SpeedConfig, haversine_km, speed_from_recording
 
-PAUSE_MIN_S = 60.0  # a recording gap longer than this (and 3 steps) is a pause: speed 0
 MIN_DURATION_S = 60.0  # shorter files cannot give a meaningful HR curve
 SHORT_WARN_S = 600.0  # HR needs minutes to settle: warn below 10 min
 MIN_DISTANCE_M = 50.0  # "no movement": the whole file covers less than this

@@ -1,6 +1,7 @@
 """Simulator settings: one frozen dataclass for the `simulate:` params section.
 
-Fields carry types, not defaults: params.yaml is the one home of every value, and
+Fields carry types, not defaults: the params files are the one home of every value (seed,
+sizes, paths and workers in params.yaml `simulate:`, the world in params/simulate.yaml), and
 `load_config(SimConfig, "simulate")` is the one way to build it.
 """
 
@@ -57,7 +58,7 @@ RANGES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class PauseConfig:
-    """`simulate.pauses` in params.yaml: stops with the watch auto-paused (nothing recorded)."""
+    """`pauses` in params/simulate.yaml: stops with the watch auto-paused (nothing recorded)."""
 
     rate: float  # share of workouts with pauses
     count: tuple[int, int]  # pauses per such workout (uniform, inclusive)
@@ -80,7 +81,8 @@ class PauseConfig:
 
 @dataclass(frozen=True)
 class SimConfig:
-    """Every knob of the simulator (values and units: params.yaml `simulate:`)."""
+    """Every knob of the simulator (values and units: params.yaml `simulate:` and
+    params/simulate.yaml)."""
 
     seed: int
     n_users: int

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
+from hrpred.progress import Bar
 from hrpred.simulate.config import FAULTS, HR_FAULTS, SimConfig
 from hrpred.simulate.generate import STAT_COLUMNS, ChunkResult, n_chunks, simulate_chunk
 from hrpred.simulate.plan import Plan, make_plan
@@ -190,7 +190,7 @@ def simulate_dataset(
     stats: list[np.ndarray] = []
     pause_s: list[float] = []
     written = 0
-    # Fork the workers first, before tqdm/pyarrow start threads in this process.
+    # Fork the workers first, before the bar/pyarrow start threads in this process.
     if workers == 1:
         _init_worker(cfg, plan)
         pool = None
@@ -198,7 +198,7 @@ def simulate_dataset(
     else:
         pool = mp.get_context("fork").Pool(workers, _init_worker, (cfg, plan))
         results = _ordered(pool, total, window=2 * workers)
-    bar = tqdm(total=cfg.n_workouts, unit="workout", disable=not progress, desc="simulate")
+    bar = Bar("simulate", "workouts", total=cfg.n_workouts, enabled=progress)
     try:
         truth_writer = TruthWriter(tmp_truth)
         try:

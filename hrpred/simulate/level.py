@@ -19,7 +19,7 @@ from hrpred.params import ParamError
 
 @dataclass(frozen=True)
 class LevelConfig:
-    """`simulate.level` in params.yaml."""
+    """`level` in params/simulate.yaml (simulate.level)."""
 
     trend_bpm: tuple[float, float]  # total change over the active span (negative: fitter)
     wander_bpm: float  # sd of the slow wander (BPM)

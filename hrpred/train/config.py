@@ -15,8 +15,6 @@ from typing import Any, Literal
 from hrpred.params import ParamError
 from hrpred.train.losses import LOSSES
 
-# Keys that do not change the trained weights: left out of the resume fingerprint.
-NON_RESULT_KEYS = ("progress",)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -46,7 +44,6 @@ class TrainConfig:
     data_on_device: bool  # copy train/val arrays to the GPU once
     num_threads: int  # torch CPU threads (0 = torch default)
     deterministic: bool  # deterministic kernels on CPU, cuDNN deterministic on GPU
-    progress: bool  # tqdm bar on stderr
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> ParamError:
@@ -76,8 +73,8 @@ class TrainConfig:
             raise bad("max_batches must be >= 0 (0 = the whole train set each epoch)")
 
     def result_dict(self) -> dict[str, Any]:
-        """The fields that change the trained weights (stored in model.pt, fingerprinted)."""
-        return {k: v for k, v in asdict(self).items() if k not in NON_RESULT_KEYS}
+        """The config as stored in models/model.pt and hashed into the resume fingerprint."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)

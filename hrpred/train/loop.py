@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from hrpred.errors import HrpredError
 from hrpred.features.scaler import scaler_arrays
@@ -32,6 +31,7 @@ from hrpred.model import (
     make_checkpoint,
     save_checkpoint,
 )
+from hrpred.progress import Bar, write
 from hrpred.train.checkpoint import (
     EarlyStop,
     load_resumable,
@@ -261,14 +261,14 @@ class Trainer:
         self._seed_epoch(epoch, start_batch)
         sizes = self._history_sizes(epoch)
         self.net.train()
-        bar = tqdm(
+        bar = Bar(  # on a log, the epoch's line (fit) is its summary
+            f"epoch {epoch + 1}/{cfg.max_epochs}",
+            "batches",
             total=n_batches,
             initial=start_batch,
-            desc=f"epoch {epoch + 1}/{cfg.max_epochs}",
-            file=sys.stderr,
+            enabled=self.info.is_main,
             leave=False,
-            disable=not (cfg.progress and self.info.is_main),
-            dynamic_ncols=True,
+            summary=False,
         )
         for b in range(start_batch, n_batches):
             pos = positions[b * cfg.batch_size : (b + 1) * cfg.batch_size]
@@ -366,10 +366,9 @@ class Trainer:
                 finished = stopped_early or epoch + 1 >= cfg.max_epochs
                 self._save_resume_state(epoch + 1, 0, finished)
                 if self.info.is_main:
-                    tqdm.write(
+                    write(
                         f"epoch {epoch + 1}: train MAE {tr['mae']:.2f}  val MAE {va['mae']:.2f}  "
-                        f"val RMSE {va['rmse']:.2f} BPM  lr {lr:.2e}  {t2 - t0:.1f}s",
-                        file=sys.stderr,
+                        f"val RMSE {va['rmse']:.2f} BPM  lr {lr:.2e}  {t2 - t0:.1f}s"
                     )
                 if on_epoch_end is not None:
                     on_epoch_end(epoch + 1, record)
