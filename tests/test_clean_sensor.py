@@ -11,7 +11,8 @@ from synthetic_clean import physio_run
 
 from hrpred.clean.config import CleanConfig, DetectorConfig
 from hrpred.clean.detector import LevelModel, Verdict, analyse, decide
-from hrpred.clean.sensor import follows_speed, low_dropouts, quiet_lock
+from hrpred.clean.locks import follows_speed, quiet_lock
+from hrpred.clean.sensor import low_dropouts
 
 SEEDS = (0, 1, 2)
 NO_LEVEL = LevelModel(np.array([np.nan, 0.0, 0.0]), 0)  # no level check
@@ -238,7 +239,15 @@ def test_a_low_part_soon_after_a_pause_is_recovery_not_an_offset(det):
     runs = [_saturating_run(np.random.default_rng(s), hold, noise) for s, hold, noise in cases]
     pause = np.array([380])
     assert all(verdict(det, run, pause).offset_kind == "none" for run in runs)
-    no_rule = replace(det, offset_after_pause_s=0.0)
+    # the rule and the other tests of an offset's edges and depth, off
+    no_rule = replace(
+        det,
+        offset_after_pause_s=0.0,
+        edge_min_s=0.0,
+        edge_fraction=0.0,
+        offset_min_shift_bpm=0.0,
+        offset_min_share=0.0,
+    )
     assert sum(verdict(no_rule, run, pause).offset_kind != "none" for run in runs) >= 6
     rng = np.random.default_rng(5)
     run = physio_run(rng, pauses=((380, 300.0),))
@@ -276,7 +285,7 @@ def test_hr_that_relaxes_in_a_pause_is_no_lock(det):
     runs = [_drifting_run(np.random.default_rng(s)) for s in range(6)]
     pause = np.array([380])
     assert all(verdict(det, run, pause).faults == [] for run in runs)
-    off = replace(det, lock_pause_drop_bpm=0.0)
+    off = replace(det, lock_pause_drop_bpm=0.0, lock_max_white=np.inf)  # any HR a lock's
     assert sum("cadence_lock" in verdict(off, run, pause).faults for run in runs) >= 4
     # a simulated lock across a pause reads the cadence on both sides: still a lock
     rng = np.random.default_rng(2)

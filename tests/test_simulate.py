@@ -35,6 +35,7 @@ TRUTH_CONTRACT = {
     "fault_start": pa.int64(),
     "fault_end": pa.int64(),
     "offset_bpm": pa.float64(),
+    "confounder": pa.string(),
     "age": pa.float64(),
     "rest_hr": pa.float64(),
     "max_hr": pa.float64(),

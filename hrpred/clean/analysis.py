@@ -15,15 +15,17 @@ import numpy as np
 
 from hrpred.clean.config import DetectorConfig
 from hrpred.clean.level import equivalent_speed, level_stats, robust_noise
+from hrpred.clean.locks import quiet_lock
 from hrpred.clean.pauses import since_pause_s
 from hrpred.clean.sensor import (
     RunShape,
+    StartFit,
     low_dropouts,
     noisy_segment,
-    quiet_lock,
     run_shape,
     slow_lock,
     strap_drying,
+    warmup_profile,
 )
 from hrpred.clean.signal import (
     best_segments,
@@ -49,11 +51,15 @@ class Analysis:
     normal: np.ndarray  # bool: none of the above, and outside a start fault
     speed: np.ndarray  # km/h (for telling a cadence lock that follows the pace)
     shape: RunShape  # whole-run statistics (warm-up, lag, level)
-    start: tuple[str, int, str] | None  # (slow_lock | strap_drying, end, reason)
+    start: tuple[str, int, str] | None  # (slow_lock | strap_drying, end, reason); a strap
+    # drying is a candidate until pass 2 has held it against the runner's usual warm-up
+    start_fit: StartFit | None  # the first minutes against expected HR (with a drying call)
+    warmup: np.ndarray  # the run's warm-up shortfall per warmup_bins_s bin (NaN: unknown)
     noisy: tuple[int, int, float] | None  # lagging, noisy segment: (start, end, log ratio)
     quiet: tuple[int, int, float] | None  # lock at nearly the runner's HR: (start, end, score)
     level_drive: np.ndarray  # expected-HR drive of the level model (km/h)
     hours: np.ndarray  # elapsed time (h)
+    since_s: np.ndarray  # seconds since the start or the last pause
     resume: np.ndarray  # bool: first samples after pauses
     level_mask: np.ndarray  # bool: samples used for the workout's level
     segments: list[tuple[int, int, float, float]]  # change-point candidates passing the
@@ -69,6 +75,7 @@ def sample_faults(
     hr_high: float,
     cfg: DetectorConfig,
     pause_step: np.ndarray | None = None,
+    t: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(dropout, low, spike, flat) masks.
 
@@ -77,9 +84,10 @@ def sample_faults(
     'low' (a large offset can push a slow start below the valid range). Spikes are
     measured against a rolling median within each stretch between pauses (`pause_step`:
     first samples after them), so the HR recovered during a pause is no spike. A flatline is
-    a run of flatline_run identical values, or the value before a pause repeated right after
-    it at least HELD_MIN times (watches hold the last HR across a pause while the heart
-    relaxes; up to flatline_run samples).
+    a run of flatline_run identical values lasting flatline_min_s (with times `t`: a watch
+    that records HR only when it changes holds a steady heart's value for a minute), or the
+    value before a pause repeated right after it at least HELD_MIN times (watches hold the
+    last HR across a pause while the heart relaxes; up to flatline_run samples).
     """
     n = hr.size
     zero = hr <= cfg.dropout_max_bpm
@@ -105,7 +113,7 @@ def sample_faults(
     )
     spike = short_runs(np.abs(hr - med) > cfg.spike_bpm, cfg.spike_max_run) & ~out_low
     spike |= hr > hr_high
-    flat = identical_runs(hr, cfg.flatline_run, ignore=out_low)
+    flat = identical_runs(hr, cfg.flatline_run, out_low, t, cfg.flatline_min_s)
     for k in cuts[1:-1]:  # the last value held across a pause: the heart relaxed meanwhile
         held = k
         while held < n and hr[held] == hr[k - 1] and held - k < cfg.flatline_run:
@@ -128,7 +136,7 @@ def is_weak_lock(
     )
 
 
-def _drying(
+def _start_fit(
     t: np.ndarray,
     hr: np.ndarray,
     normal: np.ndarray,
@@ -136,9 +144,10 @@ def _drying(
     hours: np.ndarray,
     before_pause: np.ndarray,
     cfg: DetectorConfig,
-) -> tuple[str, int, str] | None:
-    """A drying strap over the first minutes (before any pause), or None: measured against
-    HR expected from the level drive, fitted on the usable run after drying_fit_from_s."""
+) -> StartFit | None:
+    """The run's first minutes (usable samples before drying_fit_from_s and any pause)
+    against HR expected from the level drive, fitted on the usable run after
+    drying_fit_from_s; None when that part is too short to fit."""
     late = normal & (t >= cfg.drying_fit_from_s)
     if late.sum() < cfg.level_min_points:
         return None
@@ -147,8 +156,11 @@ def _drying(
     expected = X @ coef
     noise = robust_noise(hr[late] - expected[late])
     window = normal & before_pause & (t < cfg.drying_fit_from_s)
-    dry = strap_drying(t, hr, expected, noise, window, cfg)
-    return None if dry is None else ("strap_drying", dry[0], dry[2])
+    first = int(np.searchsorted(t, cfg.drying_fit_from_s, side="right")) + 1
+    return StartFit(
+        t=t[window], t_run=t[:first], resid=(hr - expected)[window],
+        expected=expected[window], noise=noise,
+    )  # fmt: skip
 
 
 def _segments(
@@ -203,7 +215,7 @@ def analyse(
     resume[steps] = True
     since = since_pause_s(ts, resume)
     before_pause = np.arange(n) < (int(steps.min()) if steps.size else n)
-    dropout, low, spike, flat = sample_faults(hr, hr_low, hr_high, cfg, steps)
+    dropout, low, spike, flat = sample_faults(hr, hr_low, hr_high, cfg, steps, t)
     low_drop = low_dropouts(hr, cfg, resume) & ~dropout
     low &= ~low_drop
     usable = ~(dropout | low | spike | flat | low_drop)
@@ -231,6 +243,8 @@ def analyse(
             normal[: lock[0]] = False
     segments, best = _segments(ts, hr, drives, normal, cfg)
     strong = [c for c in segments if not is_weak_lock(*c, n, cfg)]
+    start_fit = None
+    warmup = np.full(len(cfg.warmup_bins_s) - 1, np.nan)
     if start is None and not whole:
         rest = normal.copy()  # the segments but those that may be the drying itself:
         for first, last, shift, _ in strong:  # a low start, or a high rest after it
@@ -238,8 +252,14 @@ def analyse(
             high_rest = last == n and t[first] <= cfg.drying_fit_from_s
             if not ((shift < 0 and early) or (shift > 0 and high_rest)):
                 rest[first:last] = False
-        start = _drying(t, hr, rest, level_drive, hours, before_pause, cfg)
-        if start is not None:  # the segments again, without the drying
+        start_fit = _start_fit(t, hr, rest, level_drive, hours, before_pause, cfg)
+        if start_fit is not None:
+            warmup = warmup_profile(start_fit, cfg.warmup_bins_s)
+            dry = strap_drying(start_fit, None, cfg)  # a candidate: any runner's warm-up
+            start = None if dry is None else ("strap_drying", dry[0], dry[2])
+        if start is None:
+            start_fit = None  # pass 2 needs it only to judge a drying call
+        else:  # the segments again, without the drying
             normal[: start[1]] = False
             segments, best = _segments(ts, hr, drives, normal, cfg)
             strong = [c for c in segments if not is_weak_lock(*c, n, cfg)]
@@ -253,7 +273,7 @@ def analyse(
     stats = level_stats(level_drive[level_mask], hours[level_mask], hr[level_mask])
     eligible = (
         not strong
-        and start is None
+        and (start is None or start[0] == "strap_drying")  # its span is out of the level
         and noisy is None
         and not whole
         and int(level_mask.sum()) >= cfg.level_min_points
@@ -268,10 +288,13 @@ def analyse(
         speed=speed,
         shape=shape,
         start=start,
+        start_fit=start_fit,
+        warmup=warmup,
         noisy=noisy,
         quiet=quiet,
         level_drive=level_drive,
         hours=hours,
+        since_s=since,
         resume=resume,
         level_mask=level_mask,
         segments=segments,

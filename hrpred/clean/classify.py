@@ -15,7 +15,8 @@ import numpy as np
 from hrpred.clean.analysis import Analysis, is_weak_lock
 from hrpred.clean.config import FAULT_PRECEDENCE, DetectorConfig
 from hrpred.clean.level import LevelModel, full_threshold
-from hrpred.clean.sensor import follows_speed, grow_lock
+from hrpred.clean.locks import WHITE, follows_speed, grow_lock, lock_signature, switching_edges
+from hrpred.clean.sensor import strap_drying
 
 
 @dataclass
@@ -71,25 +72,6 @@ class SegmentCall:
     reason: str
 
 
-def _abrupt(
-    hr: np.ndarray, normal: np.ndarray, start: int, end: int, size: float, fraction: float
-) -> bool:
-    """Whether HR steps into the low part [start, end) and out of it within a couple of
-    samples, by at least `fraction` of the shift: a sensor offset switches on at once,
-    physiology (a stop, a slower stretch) glides with the HR kinetics."""
-    n = hr.size
-    x = np.where(normal, hr, np.nan)
-    for edge, sign in ((start, 1.0), (end, -1.0)):
-        if edge <= 0 or edge >= n:
-            continue
-        lo, hi = max(edge - 2, 1), min(edge + 3, n)
-        steps = sign * (x[lo - 1 : hi - 1] - x[lo:hi])  # drop into / rise out of the part
-        steps = steps[np.isfinite(steps)]
-        if steps.size == 0 or steps.max() < fraction * size:
-            return False
-    return True
-
-
 def _classify_one(
     an: Analysis,
     cand: tuple[int, int, float, float],
@@ -106,7 +88,8 @@ def _classify_one(
     rest: a lock follows the cadence, not the heart). A middle segment has a split
     complement, so only the segment itself can be the fault. When a segment touching an
     edge allows both readings, the user's level (other workouts) says which part is
-    normal; without other workouts, the lock reading wins (its checks are stricter).
+    normal; without other workouts, the lock reading wins when the high part reads white about
+    a line in the speed (a sensor), else the offset.
     """
     n = hr.size
     a, b, shift, score = cand
@@ -129,20 +112,38 @@ def _classify_one(
         and cfg.lock_min_bpm <= hi_med <= cfg.lock_max_bpm
         and bool(ratio < (cfg.lock_weak_noise_ratio if weak else cfg.lock_noise_ratio))
     )
+    signature = ""
+    if lock_ok:  # a lock's signature, not just a high, quiet HR (a heart at tempo)
+        resid = _residual(an, hr, (hi_s, hi_e))
+        lock_ok, signature = lock_signature(
+            hr, resid, an.speed, an.since_s, (hi_s, hi_e), size, cfg
+        )
     offset_ok = (
         not weak
         and (edge or seg_low)
+        and size >= cfg.offset_min_shift_bpm
         and lo_e - lo_s >= cfg.offset_min_len
-        and _abrupt(hr, an.normal, lo_s, lo_e, size, cfg.offset_abrupt_fraction)
         and not _soon_after_pause(an, lo_s, cfg.offset_after_pause_s)
     )
+    if offset_ok:  # a sensor reading low throughout, switched on and off
+        resid = _residual(an, hr, (lo_s, lo_e))
+        offset_ok = (
+            _apart_share(resid, (lo_s, lo_e), size) >= cfg.offset_min_share
+            and switching_edges(resid, an.speed, an.since_s, (lo_s, lo_e), -1.0, size, cfg)[0]
+        )
     why = ""
-    if lock_ok and offset_ok and model.k >= 1:
+    if offset_ok and model.k >= 1:
         d_low = deficit(model, an, hr, lower)
         d_high = deficit(model, an, hr, higher)
-        lock_ok = bool(abs(d_low) <= abs(d_high))  # the lower part is the normal one
-        offset_ok = not lock_ok
         why = f" (user level: lower part {d_low:+.0f}, higher part {d_high:+.0f} BPM)"
+        if lock_ok:
+            lock_ok = bool(abs(d_low) <= abs(d_high))  # the lower part is the normal one
+            offset_ok = not lock_ok
+        else:  # an offset reads low against the runner's own level too
+            offset_ok = bool(d_low >= 0.5 * size and d_low > abs(d_high))
+    elif offset_ok and lock_ok:  # no level: switching edges fit both; a lock reads white
+        lock_ok = signature.startswith(WHITE)
+        offset_ok = not lock_ok
     if lock_ok:
         span = np.zeros(n, dtype=bool)
         span[hi_s:hi_e] = True
@@ -159,7 +160,7 @@ def _classify_one(
             0.0,
             conf,
             f"HR locked at {hi_med:.0f} ({size:.0f} BPM above the rest, noise x{ratio:.2f}, "
-            f"{what}: speed slope t={tstat:.1f}) on [{hi_s},{hi_e}){why}",
+            f"{signature}, {what}: speed slope t={tstat:.1f}) on [{hi_s},{hi_e}){why}",
         )
     if offset_ok:
         return SegmentCall(
@@ -170,8 +171,14 @@ def _classify_one(
             conf,
             f"HR {size:.0f} BPM low on [{lo_s},{lo_e}){why}",
         )
+    not_lock = f" ({signature})" if signature else ""
     return SegmentCall(
-        "benign", a, b, 0.0, conf, f"HR shift {shift:+.0f} BPM on [{a},{b}) not a sensor fault"
+        "benign",
+        a,
+        b,
+        0.0,
+        conf,
+        f"HR shift {shift:+.0f} BPM on [{a},{b}) not a sensor fault{not_lock}",
     )
 
 
@@ -189,6 +196,30 @@ def _relaxes_in_pause(an: Analysis, hr: np.ndarray, start: int, end: int, drop_b
         if before.size and after.size and np.median(before) - after.min() >= drop_bpm:
             return f"relaxes by {np.median(before) - after.min():.0f} BPM in the pause at {r}"
     return ""
+
+
+def _residual(an: Analysis, hr: np.ndarray, part: tuple[int, int]) -> np.ndarray:
+    """HR minus HR expected from the level drive, fitted on the usable samples outside
+    `part` (NaN where HR is not usable; all NaN when too few samples are left to fit)."""
+    a, b = part
+    rest = an.normal.copy()
+    rest[a:b] = False
+    out = np.full(hr.size, np.nan)
+    if rest.sum() < 10:
+        return out
+    X = np.column_stack((np.ones(hr.size), an.level_drive, an.hours))
+    coef, *_ = np.linalg.lstsq(X[rest], hr[rest], rcond=None)
+    out[an.normal] = hr[an.normal] - X[an.normal] @ coef
+    return out
+
+
+def _apart_share(resid: np.ndarray, part: tuple[int, int], size: float) -> float:
+    """Share of the usable samples of `part` reading at least half of `size` below the
+    expected HR (`resid`: `_residual`): a sensor offset moves every sample, a misfit of the
+    model (a walk, a hill) only some."""
+    r = resid[part[0] : part[1]]
+    r = r[np.isfinite(r)]
+    return float(np.mean(r <= -0.5 * size)) if r.size else 0.0
 
 
 def _soon_after_pause(an: Analysis, start: int, within_s: float) -> bool:
@@ -283,7 +314,7 @@ def decide(
     offset: tuple[str, float, int, int] = ("none", 0.0, -1, -1)
     confidence = 1.0
     d = deficit(model, an, hr, an.level_mask)
-    thr = full_threshold(model.k, cfg)
+    thr = full_threshold(model.k, cfg, model.spread_bpm)
     basis = f"{model.k} other workouts" if model.k else "population"
     shape = an.shape
     whole = ""
@@ -305,8 +336,15 @@ def decide(
             [whole], corrected, np.ones(n, dtype=bool), spans, "none", 0.0, -1, -1, 1.0, d,
             "; ".join(reasons),
         )  # fmt: skip
-    if an.start is not None:
-        kind, end, why = an.start
+    start = an.start
+    if start is not None and start[0] == "strap_drying" and an.start_fit is not None:
+        # Pass 1's candidate, held against the runner's own usual warm-up.
+        dry = strap_drying(an.start_fit, model.warmup, cfg)
+        start = None if dry is None else ("strap_drying", dry[0], dry[2])
+        if dry is None:
+            reasons.append("slow start within the runner's usual warm-ups")
+    if start is not None:
+        kind, end, why = start
         faults.append(kind)
         spans[kind] = _span(n, 0, end, cfg.span_margin)
         reasons.append(why)

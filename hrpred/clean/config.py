@@ -99,6 +99,7 @@ class DetectorConfig:
     spike_bpm: float
     spike_max_run: int
     flatline_run: int
+    flatline_min_s: float
     tau_fast_s: float
     tau_slow_s: float
     tau_start_s: float
@@ -110,7 +111,17 @@ class DetectorConfig:
     segment_min_shift_bpm: float
     segment_min_score: float
     offset_min_len: int
-    offset_abrupt_fraction: float
+    offset_min_shift_bpm: float
+    offset_min_share: float
+    edge_steps: int
+    edge_window: int
+    edge_fraction: float
+    edge_min_bpm: float
+    edge_sharpness: float
+    edge_max_dspeed_kmh: float
+    edge_min_kmh: float
+    edge_min_s: float
+    lock_max_white: float
     offset_after_pause_s: float
     lock_min_bpm: float
     lock_max_bpm: float
@@ -128,6 +139,10 @@ class DetectorConfig:
     full_few_workouts: float
     full_pop_min_offset_bpm: float
     full_noise_bpm: float
+    full_spread_z: float
+    full_spread_min_runs: int
+    level_local_runs: int
+    level_local_prior: float
     speed_fault_min_kmh: float
     low_dropout_max_bpm: float
     low_dropout_jump_bpm: float
@@ -149,6 +164,10 @@ class DetectorConfig:
     drying_max_s: float
     drying_min_score: float
     drying_min_shortfall: float
+    drying_start_tau_s: tuple[float, ...]
+    warmup_bins_s: tuple[float, ...]
+    warmup_quantile: float
+    warmup_prior_runs: float
     noisy_min_score: float
     noisy_min_log_ratio: float
     noisy_min_fraction: float
@@ -167,6 +186,34 @@ class DetectorConfig:
             raise ParamError(
                 "params.yaml: clean.detector needs 0 < noisy_min_fraction < noisy_max_fraction < 1"
             )
+        bins = self.warmup_bins_s
+        if (
+            len(bins) < 2
+            or any(b <= a for a, b in zip(bins, bins[1:], strict=False))
+            or bins[0] < 0
+        ):
+            raise ParamError(
+                "params.yaml: clean.detector.warmup_bins_s must be >= 2 increasing times >= 0"
+            )
+        if not 0.0 <= self.warmup_quantile <= 1.0 or self.warmup_prior_runs < 0:
+            raise ParamError(
+                "params.yaml: clean.detector needs 0 <= warmup_quantile <= 1 and "
+                "warmup_prior_runs >= 0"
+            )
+        if not self.drying_start_tau_s or min(self.drying_start_tau_s) <= 0:
+            raise ParamError(
+                "params.yaml: clean.detector.drying_start_tau_s must list time constants > 0"
+            )
+        if self.edge_steps < 1 or self.edge_window < 1 or self.level_local_runs < 0:
+            raise ParamError(
+                "params.yaml: clean.detector needs edge_steps, edge_window >= 1 and "
+                "level_local_runs >= 0"
+            )
+        if min(self.level_local_prior, self.full_spread_z, self.flatline_min_s) < 0:
+            raise ParamError(
+                "params.yaml: clean.detector needs level_local_prior, full_spread_z and "
+                "flatline_min_s >= 0"
+            )
         if not 0.0 < self.drying_min_s <= self.drying_max_s <= self.drying_fit_from_s:
             raise ParamError(
                 "params.yaml: clean.detector needs 0 < drying_min_s <= drying_max_s "
@@ -179,7 +226,8 @@ class CorrectionConfig:
     """What to do with detected faults (see params.yaml clean.correct)."""
 
     short_faults: Literal["mask", "interpolate"]  # dropouts, spikes, flatlines, locks
-    max_masked_fraction: float  # more bad HR samples than this: reject (fraction)
+    max_masked_fraction: float  # more bad HR samples than this: reject (fraction) ...
+    min_valid_minutes: float  # ... or fewer minutes of valid HR left than this
     max_interpolate_s: float  # interpolate only gaps up to this long (s); else mask
     plausible_mean_min_bpm: float  # corrected workout mean HR must lie in range
     plausible_mean_max_bpm: float
@@ -188,6 +236,8 @@ class CorrectionConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_masked_fraction <= 1.0:
             raise ParamError("params.yaml: clean.correct.max_masked_fraction must be in [0, 1]")
+        if self.min_valid_minutes < 0:
+            raise ParamError("params.yaml: clean.correct.min_valid_minutes must be >= 0")
         if self.plausible_mean_min_bpm > self.plausible_mean_max_bpm:
             raise ParamError("params.yaml: clean.correct needs plausible_mean_min_bpm <= max")
         need = [f for f in FAULT_PRECEDENCE if f != "gps_corruption"]

@@ -20,10 +20,15 @@ N_LEVEL_STATS = 9  # n, sd, st, sdd, sdt, stt, sh, sdh, sth
 
 @dataclass
 class LevelModel:
-    """Expected HR ~ coef . [1, drive, hours] for one workout, from other workouts."""
+    """What the runner's other workouts say about one workout: expected HR ~ coef . [1,
+    drive, hours], and their usual warm-up."""
 
     coef: np.ndarray  # (3,)
     k: int  # number of the user's other workouts used (0 = population)
+    warmup: np.ndarray | None = None  # usual warm-up shortfall per warmup_bins_s bin (a
+    # quantile of the other runs', `hrpred.clean.population.warmup_templates`); None: none
+    spread_bpm: float = float("nan")  # how far the runner's days scatter about their level
+    # (`hrpred.clean.population.local_levels`; NaN: unknown)
 
 
 def equivalent_speed(
@@ -70,9 +75,13 @@ def normal_equations(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xtx, xty
 
 
-def full_threshold(k: int, cfg: DetectorConfig) -> float:
+def full_threshold(k: int, cfg: DetectorConfig, spread_bpm: float = float("nan")) -> float:
     """Deficit (BPM) above which a workout reads low as a whole: wider with fewer of the
-    user's other workouts (the user's level is less certain), population-wide with none."""
+    user's other workouts (the user's level is less certain), population-wide with none,
+    and at least full_spread_z times the runner's own spread of days (`spread_bpm`)."""
     if k <= 0:
         return cfg.full_pop_min_offset_bpm
-    return cfg.full_min_offset_bpm * float(np.sqrt(1.0 + cfg.full_few_workouts / k))
+    thr = cfg.full_min_offset_bpm * float(np.sqrt(1.0 + cfg.full_few_workouts / k))
+    if np.isfinite(spread_bpm):
+        thr = max(thr, cfg.full_spread_z * spread_bpm)
+    return thr

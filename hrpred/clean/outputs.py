@@ -1,4 +1,4 @@
-"""The clean stage's outputs: data/clean/{workouts,rejects,report}.parquet.
+"""The clean stage's outputs: data/clean/{workouts,rejects,report,users}.parquet.
 
 The schemas are the contract with featurize (workouts) and with the detection metrics
 (report); `BatchWriter` groups the small per-chunk batches into row groups.
@@ -46,6 +46,19 @@ REJECTS_SCHEMA = pa.schema(
         ("workout_id", pa.int64()),
         ("reason", pa.string()),
         ("detail", pa.string()),
+    ]
+)
+USERS_NAME = "users.parquet"  # in the clean directory: one row per user (clean/summary.py)
+USERS_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.int64()),
+        ("runs", pa.int64()),  # workouts of the kept sports that reached a decision
+        ("rejected", pa.int64()),
+        ("masked", pa.int64()),  # kept with HR samples masked
+        ("flagged", pa.int64()),  # any fault found
+        ("rejected_share", pa.float64()),
+        ("masked_share", pa.float64()),
+        ("flagged_share", pa.float64()),
     ]
 )
 REPORT_SCHEMA = pa.schema(

@@ -134,6 +134,8 @@ class Pass1Result:
     users: np.ndarray
     stats: np.ndarray  # [m, N_LEVEL_STATS]
     eligible: np.ndarray
+    warmup: np.ndarray  # [m, warm-up bins]: each run's warm-up shortfall (NaN: unknown)
+    starts: np.ndarray  # [m] each run's first timestamp (s)
 
 
 def examine(item: RawItem, cfg: CleanConfig) -> Rejected | Candidate:
@@ -224,12 +226,17 @@ def pass1_chunk(task: Task) -> Pass1Result:
         users=np.array([c.w.user_id for c in cands], dtype=np.int64),
         stats=np.array([c.an.stats for c in cands]).reshape(-1, N_LEVEL_STATS),
         eligible=np.array([c.an.eligible for c in cands], dtype=bool),
+        warmup=np.array([c.an.warmup for c in cands]).reshape(
+            len(cands), len(cfg.detector.warmup_bins_s) - 1
+        ),
+        starts=np.array([c.w.ts[0] for c in cands], dtype=np.float64),
     )
 
 
 # ------------------------------------------------------------------------------ pass 2
 
-Pass2Task = tuple[int, str, np.ndarray, np.ndarray]  # index, tmpdir, coef [m,3], k [m]
+# index, tmpdir, coef [m, 3], k [m], usual warm-up [m, bins], deficit spread [m]
+Pass2Task = tuple[int, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -267,6 +274,13 @@ def judge_pauses(
         f"clock jump of {g.seconds:.0f} s at step {g.step} (HR {g.hr_drop_bpm:+.0f} BPM "
         f"across it, moved {g.moved_steps:.1f} steps)"
     )
+
+
+def valid_minutes(ts: np.ndarray, valid: np.ndarray) -> float:
+    """Minutes of valid HR: each valid sample's step to the next, pauses (steps of
+    PAUSE_MIN_S or more) left out."""
+    steps = np.diff(ts.astype(np.float64), append=float(ts[-1]))
+    return float(steps[valid & (steps < PAUSE_MIN_S)].sum()) / 60.0
 
 
 def finalize(
@@ -312,9 +326,14 @@ def finalize(
     elif jump:
         reject = "timestamp_gap"
         reason = f"{reason}; {jump}".lstrip("; ")
-    elif masked.mean() > cfg.correct.max_masked_fraction:
-        reject = "unusable"  # too many bad HR samples to keep (fault says which kind)
-        reason = f"{reason}; {masked.mean():.0%} of HR samples invalid".lstrip("; ")
+    elif masked.mean() > cfg.correct.max_masked_fraction or (
+        masked.any() and valid_minutes(w.ts, ~masked) < cfg.correct.min_valid_minutes
+    ):
+        reject = "unusable"  # too little valid HR left to keep (fault says which kind)
+        reason = (
+            f"{reason}; {masked.mean():.0%} of HR samples invalid, "
+            f"{valid_minutes(w.ts, ~masked):.0f} min valid"
+        ).lstrip("; ")
     elif kind != "none":
         hr = np.clip(hr, cfg.rules.hr_low_bpm, cfg.rules.hr_high_bpm)  # the valid HR range
         if not offset_plausible(hr, valid, cfg.correct):
@@ -379,7 +398,7 @@ def finalize(
 def pass2_chunk(task: Pass2Task) -> Pass2Result:
     """Decide every candidate of a chunk and build its output batches (sorted by line)."""
     cfg = _cfg()
-    index, tmpdir, coef, k = task
+    index, tmpdir, coef, k, warm, spread = task
     path = Path(tmpdir) / f"chunk-{index:07d}.pkl"
     with open(path, "rb") as f:
         items: list[Rejected | Candidate] = pickle.load(f)
@@ -413,7 +432,7 @@ def pass2_chunk(task: Pass2Task) -> Pass2Result:
             )
             res.rejected[item.reason] += 1
             continue
-        model = LevelModel(coef[j], int(k[j]))
+        model = LevelModel(coef[j], int(k[j]), warm[j], float(spread[j]))
         j += 1
         try:
             report, out = finalize(item, model, cfg)

@@ -26,10 +26,17 @@ import numpy as np
 
 from hrpred.clean.config import CleanConfig
 from hrpred.clean.detector import N_LEVEL_STATS
-from hrpred.clean.outputs import REJECTS_SCHEMA, REPORT_SCHEMA, WORKOUTS_SCHEMA, BatchWriter
+from hrpred.clean.outputs import (
+    REJECTS_SCHEMA,
+    REPORT_SCHEMA,
+    USERS_NAME,
+    WORKOUTS_SCHEMA,
+    BatchWriter,
+)
 from hrpred.clean.parallel import OrderedPool, stop_on_signals
 from hrpred.clean.passes import Pass1Result, init_worker, iter_tasks, pass1_chunk, pass2_chunk
-from hrpred.clean.population import level_models
+from hrpred.clean.population import baselines, level_models, local_levels, warmup_templates
+from hrpred.clean.summary import summarise
 from hrpred.clean.truth_metrics import detection_metrics, truth_matches
 from hrpred.errors import HrpredError
 from hrpred.io.raw import require_raw_file
@@ -148,14 +155,28 @@ def _run(
     for r in p1:
         sports.update(r.sports)
 
-    # Between passes: leave-one-out level models per user.
+    # Between passes: leave-one-out level models per user (at the level of the time), their
+    # spread and usual warm-ups.
     users = np.concatenate([r.users for r in p1]) if p1 else np.zeros(0, np.int64)
     stats = np.concatenate([r.stats for r in p1]) if p1 else np.zeros((0, N_LEVEL_STATS))
     eligible = np.concatenate([r.eligible for r in p1]) if p1 else np.zeros(0, bool)
     coef, k, pop = level_models(users, stats, eligible, cfg.detector)
+    starts = np.concatenate([r.starts for r in p1]) if p1 else np.zeros(0)
+    use = baselines(stats, eligible, coef, k, cfg.detector)
+    coef, spread = local_levels(users, starts, stats, use, coef, cfg.detector)
+    n_bins = len(cfg.detector.warmup_bins_s) - 1
+    profiles = np.concatenate([r.warmup for r in p1]) if p1 else np.zeros((0, n_bins))
+    warm = warmup_templates(users, profiles, cfg.detector)
     bounds = np.cumsum([0] + [r.users.size for r in p1])
     p2_tasks = (
-        (r.index, tmpdir, coef[bounds[i] : bounds[i + 1]], k[bounds[i] : bounds[i + 1]])
+        (
+            r.index,
+            tmpdir,
+            coef[bounds[i] : bounds[i + 1]],
+            k[bounds[i] : bounds[i + 1]],
+            warm[bounds[i] : bounds[i + 1]],
+            spread[bounds[i] : bounds[i + 1]],
+        )
         for i, r in enumerate(p1)
     )
 
@@ -193,6 +214,7 @@ def _run(
     parsed = lines_read - unparseable
     workouts_read = parsed - other_sports  # workouts of the kept sports
     n_rejected = sum(rejected.values())
+    summary = summarise(layout.clean_report, layout.clean_dir / USERS_NAME)
     accounting = {
         "workouts_read == workouts_kept + sum(rejected)": workouts_read == kept + n_rejected,
         "lines_read == workouts_read + workouts_other_sports + lines_unparseable": lines_read
@@ -218,5 +240,6 @@ def _run(
             "paused_minutes": round(pauses["seconds"] / 60.0, 1),
         },
         "population_level_model": [round(float(c), 4) for c in pop],
+        **summary,
         "accounting": {"ok": all(accounting.values()), **accounting},
     }

@@ -13,12 +13,9 @@ fault is, or nothing:
   truth (the sensor finds the pulse late);
 - `strap_drying`: the first minutes read a fraction of the truth that rises smoothly to 1
   (a dry chest strap), measured against the expected HR fitted on the rest of the run;
-- `noisy_segment`: a long segment much noisier than the rest (lagging, noisy HR);
-- `quiet_lock`: a segment much steadier than the rest whose HR reads a line in the speed
-  plus white noise: a lock on the cadence at nearly the runner's own HR, which shifts the
-  level too little for the change point to see;
-- `follows_speed`: whether a locked segment reads the cadence (rises with speed) or a fixed
-  value.
+- `noisy_segment`: a long segment much noisier than the rest (lagging, noisy HR).
+Locks on the cadence (their signature, a quiet lock, a lock's extent and kind) are
+`hrpred.clean.locks`'.
 """
 
 from __future__ import annotations
@@ -28,18 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrpred.clean.config import DetectorConfig
-from hrpred.clean.signal import best_segments, runs_of
-
-# Samples after a pause's first one in which HR may still move like a new start.
-AFTER_PAUSE = 3
-
-
-def _near_resume(resume: np.ndarray) -> np.ndarray:
-    """Samples within AFTER_PAUSE samples from a pause's first sample (itself included)."""
-    out = resume.copy()
-    for k in range(1, AFTER_PAUSE):
-        out[k:] |= resume[:-k]
-    return out
+from hrpred.clean.signal import best_segments, near_resume, runs_of
 
 
 def low_dropouts(hr: np.ndarray, cfg: DetectorConfig, resume: np.ndarray) -> np.ndarray:
@@ -50,7 +36,7 @@ def low_dropouts(hr: np.ndarray, cfg: DetectorConfig, resume: np.ndarray) -> np.
     n = hr.size
     out = np.zeros(n, dtype=bool)
     starts, ends = runs_of((hr > cfg.dropout_max_bpm) & (hr <= cfg.low_dropout_max_bpm))
-    fresh = _near_resume(resume)
+    fresh = near_resume(resume)
     for s, e in zip(starts, ends, strict=True):  # few runs, not points
         if e - s > cfg.low_dropout_max_run or fresh[s]:
             continue
@@ -130,32 +116,35 @@ def slow_lock(
     scatter. A lock reads flat (scatter <= slow_lock_max_noise_bpm) and then jumps: up by
     slow_lock_min_jump_bpm from at most slow_lock_low_max_bpm (read low), or down by
     slow_lock_cadence_jump_bpm from a start at or above start_high_bpm (read the cadence).
-    A warming heart rises smoothly, with no jump.
+    A warming heart rises smoothly, with no jump. Every candidate join at once, from
+    cumulative sums (the least-squares line through the first j samples).
     """
     idx = np.flatnonzero(normal)
     if idx.size < 8:
         return None
     tt, yy = t[idx], hr[idx]
-    best: tuple[float, int, float, float, float] | None = None
-    for j in range(4, idx.size - 3):  # a few dozen samples at most
-        if tt[j] > cfg.slow_lock_max_s:
-            break
-        if tt[j] < cfg.slow_lock_min_s:
-            continue
-        A = np.column_stack((np.ones(j), tt[:j]))
-        coef, *_ = np.linalg.lstsq(A, yy[:j], rcond=None)
-        resid = yy[:j] - A @ coef
-        scatter = max(float(np.sqrt((resid**2).sum() / (j - 2))), 0.5)
-        jump = float(np.median(yy[j : j + 3])) - float(coef[0] + coef[1] * tt[j])
-        z = abs(jump) / scatter
-        if best is None or z > best[0]:
-            best = (z, j, jump, scatter, float(np.median(yy[:j])))
-    if best is None:
+    j = np.arange(4, idx.size - 3)
+    j = j[(tt[j] >= cfg.slow_lock_min_s) & (tt[j] <= cfg.slow_lock_max_s)]
+    if j.size == 0:
         return None
-    _, j, jump, scatter, level = best
-    if scatter > cfg.slow_lock_max_noise_bpm:
+    # Sums over the first j samples (time rebased for conditioning).
+    t0 = tt - tt[0]
+    c = [np.concatenate(([0.0], np.cumsum(v))) for v in (t0, t0 * t0, yy, t0 * yy, yy * yy)]
+    st, stt, sy, sty, syy = (v[j] for v in c)
+    m = j.astype(np.float64)
+    det = np.maximum(m * stt - st * st, 1e-12)
+    b1 = (m * sty - st * sy) / det
+    b0 = (sy - b1 * st) / m
+    rss = np.maximum(syy - b0 * sy - b1 * sty, 0.0)
+    scatter = np.maximum(np.sqrt(rss / (m - 2.0)), 0.5)
+    nxt = np.median(np.stack([yy[j], yy[j + 1], yy[j + 2]]), axis=0)
+    jump_all = nxt - (b0 + b1 * t0[j])
+    k = int(np.argmax(np.abs(jump_all) / scatter))
+    jj, jump = int(j[k]), float(jump_all[k])
+    if scatter[k] > cfg.slow_lock_max_noise_bpm:
         return None
-    end = int(idx[j])
+    level = float(np.median(yy[:jj]))
+    end = int(idx[jj])
     if jump >= cfg.slow_lock_min_jump_bpm and level <= cfg.slow_lock_low_max_bpm:
         return end, f"slow lock: first {end} samples read {level:.0f} BPM, then +{jump:.0f}"
     if start_bpm >= cfg.start_high_bpm and jump <= -cfg.slow_lock_cadence_jump_bpm:
@@ -163,45 +152,85 @@ def slow_lock(
     return None
 
 
-def strap_drying(
-    t: np.ndarray,
-    hr: np.ndarray,
-    expected: np.ndarray,
-    noise: float,
-    window: np.ndarray,
-    cfg: DetectorConfig,
-) -> tuple[int, float, str] | None:
-    """(end, starting shortfall, reason) of a drying strap at the start, else None.
+@dataclass(frozen=True)
+class StartFit:
+    """The start of a run against HR expected from the speed (fitted on the run after
+    drying_fit_from_s), over the usable samples before drying_max_s and any pause: what pass
+    2 needs to judge a drying strap against the runner's own warm-ups."""
 
-    `expected` is HR expected from the speed, fitted on the run after drying_fit_from_s;
-    `window` the usable samples before drying_max_s. The reading is modelled as expected
-    x (1 - a (1 - s(t/T))) with s a half cosine from 0 to 1 over T, plus a warm-up transient
-    b exp(-t/tau) (tau in 30, 60, 90 s: the heart's own start, which a drying strap
-    outlasts). The best (T, tau) by the drop in squared error over the transient alone;
-    a call needs that drop / noise^2 >= drying_min_score, a >= drying_min_shortfall and
-    T >= drying_min_s.
+    t: np.ndarray  # s since the start
+    t_run: np.ndarray  # s since the start of every sample of the run's first minutes
+    resid: np.ndarray  # HR minus expected (BPM)
+    expected: np.ndarray  # expected HR (BPM)
+    noise: float  # white-noise SD of the residual after drying_fit_from_s (BPM)
+
+
+def warmup_profile(fit: StartFit, edges_s: tuple[float, ...]) -> np.ndarray:
+    """The run's warm-up shortfall: median of -resid / expected in each bin of
+    [edges_s[i], edges_s[i + 1]) s (NaN for a bin with fewer than 2 samples)."""
+    out = np.full(len(edges_s) - 1, np.nan)
+    bins = np.searchsorted(np.asarray(edges_s), fit.t, side="right") - 1
+    short = -fit.resid / np.maximum(fit.expected, 1.0)
+    for i in range(out.size):
+        x = short[bins == i]
+        if x.size >= 2:
+            out[i] = float(np.median(x))
+    return out
+
+
+def template_curve(t: np.ndarray, template: np.ndarray, edges_s: tuple[float, ...]) -> np.ndarray:
+    """A warm-up template (shortfall per bin, `warmup_profile`'s bins; NaN = 0) as a curve
+    over times t: linear between bin middles, flat before the first, 0 from the last edge."""
+    e = np.asarray(edges_s, dtype=np.float64)
+    mid = 0.5 * (e[:-1] + e[1:])
+    y = np.nan_to_num(np.maximum(template, 0.0))
+    return np.interp(t, np.append(mid, e[-1]), np.append(y, 0.0))
+
+
+def strap_drying(
+    fit: StartFit, template: np.ndarray | None, cfg: DetectorConfig
+) -> tuple[int, float, str] | None:
+    """(end sample, starting shortfall, reason) of a drying strap at the start, else None.
+
+    The reading is modelled as expected x (1 - w(t) - a (1 - s(t/T))): w the runner's usual
+    warm-up shortfall (`template`: shortfall per warmup_bins_s bin, from their other runs;
+    None: none), s a half cosine from 0 to 1 over T (a shortfall that holds, then recovers),
+    plus the heart's own start b exp(-t/tau) (tau in drying_start_tau_s: a drying strap
+    outlasts it). The best (T, tau) by the drop in squared error over the start alone; a call
+    needs that drop / noise^2 >= drying_min_score, a >= drying_min_shortfall and
+    T >= drying_min_s: a start lower and slower than the heart's and than the runner's own
+    usual warm-up. Every T at once (2x2 normal equations).
     """
-    if window.sum() < 10:
+    if fit.t.size < 10:
         return None
-    tw, rw, ew = t[window], (hr - expected)[window], expected[window]
-    best = (0.0, 0.0, 0.0)
-    for tau in (30.0, 60.0, 90.0):
+    tw, ew = fit.t, fit.expected
+    rw = fit.resid
+    if template is not None:
+        rw = rw + ew * template_curve(tw, template, cfg.warmup_bins_s)
+    Ts = np.arange(cfg.drying_min_s, cfg.drying_max_s + 1.0, 30.0)
+    s = 0.5 * (1.0 - np.cos(np.pi * np.minimum(tw[None, :], Ts[:, None]) / Ts[:, None]))
+    u = -ew[None, :] * (1.0 - s)  # [nT, n]
+    uu, ur = (u * u).sum(axis=1), u @ rw
+    rr = float(rw @ rw)
+    best = (0.0, 0.0, 0.0)  # (drop in squared error / noise^2, T, a)
+    for tau in cfg.drying_start_tau_s:
         e = np.exp(-tw / tau)
-        base = rw - e * (e @ rw) / max(float(e @ e), 1e-12)
-        rss0 = float(base @ base)
-        for T in np.arange(cfg.drying_min_s, cfg.drying_max_s + 1.0, 30.0):
-            s = 0.5 * (1.0 - np.cos(np.pi * np.minimum(tw, T) / T))
-            A = np.column_stack((e, -ew * (1.0 - s)))
-            coef, *_ = np.linalg.lstsq(A, rw, rcond=None)
-            r = rw - A @ coef
-            drop = (rss0 - float(r @ r)) / noise**2
-            if coef[1] > 0 and drop > best[0]:
-                best = (drop, float(T), float(coef[1]))
+        ee, er, eu = float(e @ e), float(e @ rw), u @ e
+        rss0 = rr - er * er / max(ee, 1e-12)  # the heart's own start alone
+        det = np.maximum(ee * uu - eu * eu, 1e-12)
+        c0 = (uu * er - eu * ur) / det
+        c1 = (ee * ur - eu * er) / det
+        drop = np.where(c1 > 0, (rss0 - (rr - c0 * er - c1 * ur)) / fit.noise**2, -np.inf)
+        k = int(np.argmax(drop))
+        if drop[k] > best[0]:
+            best = (float(drop[k]), float(Ts[k]), float(c1[k]))
     drop, T, a = best
     if drop < cfg.drying_min_score or a < cfg.drying_min_shortfall:
         return None
-    end = int(np.searchsorted(t, T, side="left"))
-    return end, a, f"strap drying: reads {1 - a:.2f} x expected at the start, recovers by {T:.0f} s"
+    end = int(np.searchsorted(fit.t_run, T, side="left"))
+    usual = "" if template is None else " beyond the runner's usual warm-up"
+    why = f"strap drying: reads {1 - a:.2f} x expected at the start{usual}, recovers by {T:.0f} s"
+    return end, a, why
 
 
 def noisy_segment(
@@ -217,7 +246,7 @@ def noisy_segment(
     steps that undo each other like white noise (lag-1 correlation of the steps at most
     noisy_max_step_corr; the heart's own fast changes, at stops or hills, run on).
     """
-    idx = np.flatnonzero(normal & ~_near_resume(resume))
+    idx = np.flatnonzero(normal & ~near_resume(resume))
     m = idx.size - 1
     if m < 40:
         return None
@@ -241,125 +270,3 @@ def noisy_segment(
     start = int(idx[a])
     end = int(idx[b]) if b < idx.size else hr.size
     return start, end, float(delta)
-
-
-def quiet_lock(
-    hr: np.ndarray,
-    speed: np.ndarray,
-    normal: np.ndarray,
-    cfg: DetectorConfig,
-    resume: np.ndarray,
-) -> tuple[int, int, float] | None:
-    """(start, end, score) of a lock that reads nearly the runner's own HR, else None.
-
-    A locked sensor reads the cadence, a line in the speed with no lag, plus white noise
-    smaller than a heart's sensor noise; a heart's reading also wanders (HR kinetics, slow
-    sensor noise). Change point on log(dHR^2 + 4) between consecutive usable samples (as
-    `noisy_segment`, first steps after a pause left out): the segment of at least
-    segment_min_len samples with the largest fall; its RSS drop / variance must be at
-    least quiet_min_score and it at most lock_weak_max_fraction of the run. Its boundaries
-    are loose, so the lock is the run around the segment's middle half that keeps to the
-    middle half's line in the speed (within 3 of its step noise / sqrt 2, at least 1 BPM),
-    within the segment. A call needs that run's median HR in [lock_min_bpm, lock_max_bpm]
-    and its HR white noise around its own line in the speed: residual variance / half the
-    step variance at most quiet_max_white (1 for white noise, more for a wandering heart).
-    """
-    n = hr.size
-    idx = np.flatnonzero(normal & ~_near_resume(resume))
-    m = idx.size - 1
-    if m < 2 * cfg.segment_min_len + 2:
-        return None
-    d = np.diff(hr[idx])
-    y = np.log(d * d + 4.0)
-    var = float(y.var())
-    if var <= 0:
-        return None
-    (a, b, _, drop), _ = best_segments(y, np.ones((m, 1)), cfg.segment_min_len, cfg.segment_grid)
-    start = int(idx[a])
-    end = int(idx[b]) if b < idx.size else n
-    score = drop / var
-    if score < cfg.quiet_min_score or end - start > cfg.lock_weak_max_fraction * n:
-        return None
-    quarter = (end - start) // 4
-    core = np.zeros(n, dtype=bool)
-    core[start + quarter : end - quarter] = True
-    core &= normal
-    if core.sum() < 5:
-        return None
-    A = np.column_stack((np.ones(n), speed))
-    coef, *_ = np.linalg.lstsq(A[core], hr[core], rcond=None)
-    sigma = max(float(np.std(np.diff(hr[core]))) / np.sqrt(2.0), 1.0)
-    keeps = (np.abs(hr - A @ coef) <= 3.0 * sigma) | ~normal
-    lo, hi = start + quarter, end - quarter
-    while lo > start and keeps[lo - 1]:
-        lo -= 1
-    while hi < end and keeps[hi]:
-        hi += 1
-    inside = np.zeros(n, dtype=bool)
-    inside[lo:hi] = True
-    inside &= normal
-    x = hr[inside]
-    if x.size < cfg.segment_min_len:
-        return None
-    if not cfg.lock_min_bpm <= float(np.median(x)) <= cfg.lock_max_bpm:
-        return None
-    coef, *_ = np.linalg.lstsq(A[inside], x, rcond=None)
-    steps = float(np.diff(x).var()) / 2.0
-    if steps <= 0 or float((x - A[inside] @ coef).var()) / steps > cfg.quiet_max_white:
-        return None
-    return lo, hi, float(score)
-
-
-def grow_lock(
-    hr: np.ndarray, speed: np.ndarray, normal: np.ndarray, start: int, end: int
-) -> tuple[int, int]:
-    """[start, end) of a lock grown sample by sample, on each side, while HR keeps reading
-    the lock's own line in speed (HR ~ a + b speed fitted on the segment) within 3 of its
-    scatter (at least 1.5 BPM): a lock that reads the cadence crosses the true HR, so the
-    change point may catch only its clearer part. Grows by at most the segment's length."""
-    n = hr.size
-    inside = np.zeros(n, dtype=bool)
-    inside[start:end] = True
-    inside &= normal
-    if inside.sum() < 5:
-        return start, end
-    A = np.column_stack((np.ones(int(inside.sum())), speed[inside]))
-    coef, *_ = np.linalg.lstsq(A, hr[inside], rcond=None)
-    tol = 3.0 * max(float(np.std(hr[inside] - A @ coef)), 1.5)
-    reads = np.abs(hr - coef[0] - coef[1] * speed) <= tol
-    limit = end - start
-    a = start
-    while a > 0 and start - a < limit and reads[a - 1]:
-        a -= 1
-    b = end
-    while b < n and b - end < limit and reads[b]:
-        b += 1
-    return a, b
-
-
-def follows_speed(
-    hr: np.ndarray, speed: np.ndarray, mask: np.ndarray, cfg: DetectorConfig
-) -> tuple[bool, float]:
-    """(reads the cadence, slope t-statistic): a locked segment's HR against its speed.
-
-    The cadence rises with pace; a fixed lock does not. Reads the cadence when the slope's
-    t-statistic is at least follow_min_t, or the level is below lock_fixed_min_bpm (fixed
-    locks read high), or, at a level below follow_slope_max_bpm (where a cadence is as
-    likely as a fixed lock), the slope itself is at least follow_min_slope (BPM per km/h:
-    nearer the cadence's rise than flat, when the pace varies too little for the
-    t-statistic to tell)."""
-    y, x = hr[mask], speed[mask]
-    if y.size < 5:
-        return False, float("nan")
-    xc = x - x.mean()
-    sxx = float(xc @ xc)
-    slope = tstat = 0.0
-    if sxx > 1e-9:
-        slope = float(xc @ (y - y.mean())) / sxx
-        resid = y - y.mean() - slope * xc
-        se = np.sqrt(max(float(resid @ resid) / max(y.size - 2, 1), 1e-12) / sxx)
-        tstat = slope / se
-    low = float(np.median(y)) < cfg.lock_fixed_min_bpm
-    near = slope >= cfg.follow_min_slope and float(np.median(y)) < cfg.follow_slope_max_bpm
-    follow = tstat >= cfg.follow_min_t or near or low
-    return bool(follow), float(tstat)

@@ -8,6 +8,16 @@ import numpy as np
 
 # exp() of more than this overflows float64 with margin; longer spans are split.
 _MAX_EXP = 600.0
+# Samples after a pause's first one in which HR may still move like a new start.
+AFTER_PAUSE = 3
+
+
+def near_resume(resume: np.ndarray) -> np.ndarray:
+    """Samples within AFTER_PAUSE samples from a pause's first sample (itself included)."""
+    out = resume.copy()
+    for k in range(1, AFTER_PAUSE):
+        out[k:] |= resume[:-k]
+    return out
 
 
 def exp_smooth(x: np.ndarray, t: np.ndarray, tau: float, y0: float | None = None) -> np.ndarray:
@@ -81,14 +91,24 @@ def short_runs(mask: np.ndarray, max_len: int) -> np.ndarray:
     return out
 
 
-def identical_runs(x: np.ndarray, min_len: int, ignore: np.ndarray | None = None) -> np.ndarray:
-    """Mask of runs of at least min_len identical consecutive values (flatlines)."""
+def identical_runs(
+    x: np.ndarray,
+    min_len: int,
+    ignore: np.ndarray | None = None,
+    t: np.ndarray | None = None,
+    min_s: float = 0.0,
+) -> np.ndarray:
+    """Mask of runs of at least min_len identical consecutive values (flatlines) that, when
+    times `t` are given, also last at least min_s (from their first sample to the next)."""
     n = x.size
     if n == 0:
         return np.zeros(0, dtype=bool)
     starts = np.flatnonzero(np.concatenate(([True], x[1:] != x[:-1])))
     ends = np.append(starts[1:], n)
     keep = (ends - starts) >= min_len
+    if t is not None and keep.any():
+        last = np.minimum(ends, n - 1)  # the sample after the run (its own last at the end)
+        keep &= (t[last] - t[starts]) >= min_s
     if ignore is not None and keep.any():
         keep &= ~ignore[starts]
     out = np.zeros(n, dtype=bool)

@@ -180,7 +180,8 @@ def false_alarms(df: pd.DataFrame) -> dict[str, Any]:
     """On fault-free workouts (truth `none`) that reached a verdict (not rejected for
     another reason): the share with any call (a fault found, a correction or a detector or
     gap reject) and the share whose HR values were changed (offsets, interpolation);
-    overall and on the physiologically demanding ones (with pauses, intervals)."""
+    overall, on the physiologically demanding ones (with pauses, intervals) and on those
+    with each confounder (the truth's `confounder`: a slow warm-up, a tempo drift...)."""
     clean = df[(df["fault_truth"] == "none") & (df["pred"] != "other")]
     called = (clean["pred"] != "none") | (clean["correction"] != "none")
     changed = clean["correction"].isin(HR_CHANGING)
@@ -189,6 +190,10 @@ def false_alarms(df: pd.DataFrame) -> dict[str, Any]:
         groups["with_pauses"] = clean["pause_step"].map(len) > 0
     if "archetype" in clean:
         groups["intervals"] = clean["archetype"] == "intervals"
+    if "confounder" in clean:  # physiology that looks like a fault (simulate/confounders.py)
+        groups["confounded"] = clean["confounder"] != "none"
+        for name in sorted(set(clean["confounder"]) - {"none"}):
+            groups[f"confounder_{name}"] = clean["confounder"] == name
     out: dict[str, Any] = {}
     for name, sel in groups.items():
         n = int(sel.sum())
@@ -271,7 +276,7 @@ def detection_metrics(
     cols = ["line", "sport", "fault", "fault_start", "fault_end", "offset_bpm", "user_id"]
     cols += ["n_user_workouts"]
     have = set(pq.ParquetFile(truth_path).schema_arrow.names)
-    cols += [c for c in ("archetype", "pause_step", "pause_s") if c in have]
+    cols += [c for c in ("archetype", "pause_step", "pause_s", "confounder") if c in have]
     truth = pq.read_table(truth_path, columns=cols).to_pandas()
     report = pq.read_table(
         report_path, columns=["line", "decision", "reason", "fault", "correction", "offset_bpm"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hrpred.params import ParamError
+from hrpred.simulate.confounders import ConfounderConfig
 from hrpred.simulate.level import LevelConfig
 
 # Faults of the HR channel only (the clean stage's detector targets).
@@ -118,6 +119,7 @@ class SimConfig:
     cadence_clip_spm: tuple[float, float]  # cadence kept within (steps/min)
     pauses: PauseConfig  # auto-paused stops (clock jumps, HR recovers)
     level: LevelConfig  # slow change of each runner's HR level (simulate/level.py)
+    confounders: ConfounderConfig  # fault-free physiology like a fault (confounders.py)
     sports: dict[str, float]
     archetypes: dict[str, float]
     terrains: dict[str, float]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from hrpred.simulate.config import SimConfig
+from hrpred.simulate.confounders import add_confounders
 from hrpred.simulate.faults import apply_fault, corrupt_line
 from hrpred.simulate.physiology import (
     DEFAULT_SPORT,
@@ -136,6 +137,9 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
     sd = cfg.sensor_noise_bpm
     scale = plan.noise_scale[rows][:, None]
     clean = physio + scale * (rng.normal(0, sd, (b, n)) + smooth_noise(rng, (b, n), 0.6 * sd, 5))
+    physio, clean, confounder = add_confounders(
+        cfg.confounders, cfg.seed, index, u, us.user_id.size, t, v, max_hr, physio, clean
+    )
 
     # Sensors: GPS track, barometric/GPS altitude, native speed.
     start_lat = us.home_lat[u] + rng.normal(0, 0.03, b)
@@ -205,6 +209,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
         "fault_start": f_start,
         "fault_end": f_end,
         "offset_bpm": offset,
+        "confounder": confounder,
         "age": us.age[u],
         "rest_hr": us.rest_hr[u],
         "max_hr": us.max_hr[u],

@@ -24,6 +24,7 @@ TRUTH_SCHEMA = pa.schema(
         ("fault_start", pa.int64()),
         ("fault_end", pa.int64()),
         ("offset_bpm", pa.float64()),
+        ("confounder", pa.string()),  # fault-free physiology like a fault (confounders.py)
         ("age", pa.float64()),
         ("rest_hr", pa.float64()),
         ("max_hr", pa.float64()),
