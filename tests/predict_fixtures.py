@@ -76,13 +76,19 @@ def speed_rules():  # -> hrpred.timeseries.SpeedConfig
     return load_config(SpeedConfig, "clean.speed", PARAMS)
 
 
-def personal_rules():  # -> dict[str, hrpred.personal.config.OffsetConfig]
-    """params personal.offset and personal.residual of the committed params.yaml, as export
-    bundles them."""
+def personal_rules():  # -> hrpred.personal.config.PersonalConfig
+    """params personal of the committed params.yaml, as export bundles it."""
     from hrpred.params import load_config
-    from hrpred.personal.config import OffsetConfig
+    from hrpred.personal.config import PersonalConfig
 
-    return {k: load_config(OffsetConfig, f"personal.{k}", PARAMS) for k in ("offset", "residual")}
+    return load_config(PersonalConfig, "personal", PARAMS)
+
+
+def history_runs() -> int:
+    """params split.max_history of the committed params.yaml, as export bundles it."""
+    from hrpred.params import load_value
+
+    return load_value("split.max_history", int, PARAMS)
 
 
 def write_test_bundle(
@@ -95,13 +101,13 @@ def write_test_bundle(
     onnx: bool = False,
 ) -> Path:
     """build_config + write_bundle as export does, with the committed params' speed and
-    personalisation rules."""
+    personalisation rules and history size."""
     from hrpred.export.writer import build_config, write_bundle
     from hrpred.features.registry import BINARY_FEATURES
 
     config = build_config(
         ckpt, metrics or {}, sampling, "median", data, BINARY_FEATURES,
-        speed=speed_rules(), personal=personal_rules(),
+        speed=speed_rules(), personal=personal_rules(), history_runs=history_runs(),
     )  # fmt: skip
     write_bundle(Path(out_dir), state_dict, config, onnx=onnx)
     return Path(out_dir)

@@ -155,19 +155,30 @@ def test_band_is_shaded_and_in_the_numbers(bundle_dir, gpx: Path, past: dict, tm
     assert ys.max() == pytest.approx(ref.frame["hr_p90"].max())
     csv = pd.read_csv(view.csv_path, float_precision="round_trip")
     pd.testing.assert_frame_equal(csv, ref.frame.reset_index(drop=True), check_dtype=False)
-    # personalised (a population bundle: + offset, bucket 0 band moved by the offset)
+    # personalised (a population bundle: + offset and the headline; the headline's band is
+    # the population spread around the headline, the bucket of the 3 earlier runs its plan
+    # used, factor 1 as this calibration has no runner scale; + offset has none)
+    from hrpred.serve.figure import PERSONAL_CURVES
+    from tests.test_predict import CAL
+
     files = [str(f) for f in past["earlier"]]
     mine = page.predict_file(banded, str(gpx), past=files, workdir=tmp_path)
     table = mine.personal.set_index("BPM")
-    offset = table.loc["correction", "+ offset"]
+    assert list(table.columns) == ["population", "+ offset", "headline"]
     assert table.loc["avg HR 80% band", "population"] == presentation.format_range(view.avg_band)
-    assert table.loc["avg HR 80% band", "+ offset"] == presentation.format_range(mine.avg_band)
-    assert mine.avg_band == pytest.approx(np.add(view.avg_band, offset), abs=0.051)
+    assert table.loc["avg HR 80% band", "+ offset"] == ""
+    assert table.loc["avg HR 80% band", "headline"] == presentation.format_range(mine.avg_band)
+    shift = np.mean(mine.avg_band) - np.mean(view.avg_band)  # the headline's mean - population's
+    assert shift > 5  # this runner sits above the population
+    half = np.diff(view.avg_band)[0] / 2 * CAL.average["3-9"] / CAL.average["0"]
+    assert mine.avg_band == pytest.approx(
+        [np.mean(view.avg_band) + shift - half, np.mean(view.avg_band) + shift + half], abs=1e-6
+    )
     assert mine.avg_band[0] < mine.avg_hr < mine.avg_band[1]
     lines = {ln.get_label(): ln for ln in mine.figure.axes[0].get_lines()}
     (shade,) = mine.figure.axes[0].collections  # in the colour of the curve it surrounds
     assert shade.get_facecolor()[0][:3] == pytest.approx(
-        to_rgb(lines["personalised HR (+ offset)"].get_color())
+        to_rgb(lines[PERSONAL_CURVES["hr_personal"][0]].get_color())
     )
 
 
@@ -353,23 +364,31 @@ def test_past_runs_personalise_the_prediction(bundle, gpx: Path, past: dict, tmp
     assert view.error is None, view.error
     profile, _ = build_profile(bundle, files)
     ref = predict.predict_activity(bundle, userfiles.read_activity(gpx), profile=profile)
-    off = ref.summary["offset"]
-    assert ref.summary["history"] == {"earlier_runs": 3, "later_runs_left_out": 1}
+    off, head = ref.summary["offset"], ref.summary["personal"]
+    hist = ref.summary["history"]
+    assert (hist["earlier_runs"], hist["later_runs_left_out"], hist["used_runs"]) == (3, 1, 3)
     assert "Personalised with 3 earlier run(s)" in view.status
-    # the numbers are the headline (personalised) prediction's; the table puts both side by side
-    assert ref.summary["headline"] == "offset" and "(+ offset)" in view.status
-    assert view.avg_hr == pytest.approx(off["avg_hr"], abs=0)
-    assert view.mae == pytest.approx(off["mae"], abs=0)
-    assert view.drift_bpm == pytest.approx(ref.summary["drift_bpm"])  # + a constant
-    minutes = [off["zones"][z] / 60.0 for z in ("Z1", "Z2", "Z3", "Z4", "Z5")]
+    # the numbers are the headline (personalised) prediction's; the table puts them side by side
+    assert ref.summary["headline"] == "personal" and "(headline)" in view.status
+    assert view.avg_hr == pytest.approx(head["avg_hr"], abs=0)
+    assert view.mae == pytest.approx(head["mae"], abs=0)
+    minutes = [head["zones"][z] / 60.0 for z in ("Z1", "Z2", "Z3", "Z4", "Z5")]
     np.testing.assert_allclose(view.zones["minutes"], minutes, atol=0.05 + 1e-9)
     table = view.personal.set_index("BPM")
-    assert list(table.columns) == ["population", "+ offset"]  # a population bundle: no learned
+    # a population bundle: no learned column
+    assert list(table.columns) == ["population", "+ offset", "headline"]
     assert table.loc["avg HR", "population"] == round(ref.summary["avg_hr"], 1)
     assert table.loc["avg HR", "+ offset"] == round(off["avg_hr"], 1)
+    assert table.loc["avg HR", "headline"] == round(head["avg_hr"], 1)
     assert table.loc["MAE vs recorded", "+ offset"] == round(off["mae"], 1)
+    assert table.loc["MAE vs recorded", "headline"] == round(head["mae"], 1)
     assert table.loc["correction", "+ offset"] == round(off["offset_bpm"], 1)
     assert off["offset_bpm"] > 5  # the runner's HR sits above the population's
+    # the headline weighs the population and the offset (no learned network) by their errors
+    w = head["weights"]
+    assert w["learned"] == 0 and w["population"] + w["offset"] == pytest.approx(1, abs=1e-5)
+    mix = w["population"] * ref.frame["hr_pred"] + w["offset"] * ref.frame["hr_offset"]
+    np.testing.assert_allclose(ref.frame["hr_personal"], mix, atol=1e-3)
     assert any(w.startswith("past runs: nohr.gpx: skipped") for w in view.warnings)
     assert any("did not start before" in w for w in view.warnings)
     # figure: population and personalised curves; CSV: both columns
@@ -377,6 +396,11 @@ def test_past_runs_personalise_the_prediction(bundle, gpx: Path, past: dict, tmp
     np.testing.assert_allclose(lines["population prediction"].get_ydata(), ref.frame["hr_pred"])
     np.testing.assert_allclose(
         lines["personalised HR (+ offset)"].get_ydata(), ref.frame["hr_offset"]
+    )
+    from hrpred.serve.figure import PERSONAL_CURVES
+
+    np.testing.assert_allclose(
+        lines[PERSONAL_CURVES["hr_personal"][0]].get_ydata(), ref.frame["hr_personal"]
     )
     csv = pd.read_csv(view.csv_path, float_precision="round_trip")
     pd.testing.assert_frame_equal(csv, ref.frame.reset_index(drop=True), check_dtype=False)

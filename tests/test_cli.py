@@ -268,11 +268,14 @@ def test_profile_and_predict_on_onnx_runtime_match_torch(tmp_path):
     (prof, table), (prof_t, table_t) = out["auto"], out["torch"]
     assert prof["bundle"] == prof_t["bundle"]  # the same fingerprint on either backend
     for run, run_t in zip(prof["runs"], prof_t["runs"], strict=True):
-        for kind in ("cold", "personal"):
-            got, want = run["residuals"][kind], run_t["residuals"][kind]
-            assert got["n"] == want["n"] > 0
-            assert abs(got["sum"] - want["sum"]) / got["n"] <= 1e-3  # mean residual
+        got, want = run["record"], run_t["record"]
+        assert got["n"] == want["n"] > 0
+        for key in ("cold_sum", "learned_sum"):
+            assert abs(got[key] - want[key]) / got["n"] <= 1e-3, key  # mean residual
+        for p, v in got["abs_sum"].items():
+            assert abs(v - want["abs_sum"][p]) / got["n"] <= 1e-3, p  # MAE
     assert list(table.columns) == list(table_t.columns)
-    assert {"hr_pred", "hr_offset", "hr_personal", "hr_p10", "hr_p90"} <= set(table.columns)
+    cols = {"hr_pred", "hr_offset", "hr_learned", "hr_personal", "hr_p10", "hr_p90"}
+    assert cols <= set(table.columns)
     diff = (table - table_t).abs().max()
     assert diff.max() <= 2e-3, diff

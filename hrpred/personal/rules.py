@@ -1,49 +1,37 @@
-"""The offset personaliser: population prediction + the runner's recent mean residual.
+"""The one averaging rule of personalisation: a shrunk, recency-weighted mean over earlier runs.
 
-For a workout w with history h_1..h_K (its K most recent earlier workouts, `rank <= k` in
-data/split/history.parquet, `days_before` d_j), each history workout contributes its mean
-residual r_j = mean(recorded - predicted) over its valid steps, with a per-workout weight
-w_j = exp(-ln 2 * d_j / half_life_days) (per workout, not per step: a long workout is not
-more informative about the runner's level than a short one). The offset is
+For a run w with earlier runs h_1..h_K (its `k` most recent usable ones, most recent first,
+`days_before` d_j), each earlier run contributes one value v_j (its mean residual vs the
+population prediction for the offset, vs the network's personalised prediction for the
+residual correction, its band score minus the reference for the runner scale) with a
+per-run weight w_j = exp(-ln 2 * d_j / half_life_days) (per run, not per step: a long run
+says no more about the runner's level than a short one). The rule is
 
-    offset(w) = sum_j w_j r_j / (sum_j w_j + shrink)
+    rule(w) = sum_j w_j v_j / (sum_j w_j + shrink)
 
-i.e. the weighted mean residual shrunk by n_eff / (n_eff + shrink) with n_eff = sum_j w_j
-(a prior worth `shrink` workouts at offset 0, the population). No history: offset 0.
-History workouts without valid steps are skipped. It reads only the predictions and recorded
-HR of *earlier* workouts, never w's own HR: honest by construction. It needs no training.
+the weighted mean shrunk by n_eff / (n_eff + shrink), n_eff = sum_j w_j (a prior worth `shrink`
+runs at 0, the population). No usable earlier run: 0. It reads only earlier runs' values,
+never w's own HR: honest by construction, and it needs no training.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from hrpred.personal.config import OffsetConfig
+from hrpred.personal.config import RuleConfig
+
+LN2 = float(np.log(2.0))
 
 
-def workout_offsets(
-    cfg: OffsetConfig,
-    history: pd.DataFrame,
-    resid_sum: pd.Series,
-    resid_n: pd.Series,
-    workout_ids: np.ndarray,
-) -> np.ndarray:
-    """Offset (BPM, float64) of each of `workout_ids` (see the module doc).
-
-    `history`: rows of the history table (workout_id, hist_workout_id, rank, days_before);
-    `resid_sum`/`resid_n`: per history workout id (index), sum of recorded - predicted over its
-    valid steps and their number; ids missing there count as having no valid step.
-    """
-    h = history[history["rank"] <= cfg.k]
-    hid = h["hist_workout_id"].to_numpy()
-    n = resid_n.reindex(hid).fillna(0).to_numpy(dtype=np.float64)
-    s = resid_sum.reindex(hid).fillna(0.0).to_numpy(dtype=np.float64)
-    ok = n > 0
-    w = np.exp(-np.log(2.0) * h["days_before"].to_numpy(dtype=np.float64) / cfg.half_life_days)
-    w = np.where(ok, w, 0.0)
-    r = np.divide(s, n, out=np.zeros_like(s), where=ok)
-    frame = pd.DataFrame({"wid": h["workout_id"].to_numpy(), "w": w, "wr": w * r})
-    g = frame.groupby("wid", sort=False)[["w", "wr"]].sum()
-    g = g.reindex(np.asarray(workout_ids)).fillna(0.0)
-    return (g["wr"] / (g["w"] + cfg.shrink)).fillna(0.0).to_numpy(dtype=np.float64)
+def shrunk_mean(cfg: RuleConfig, values: np.ndarray, days_before: np.ndarray) -> tuple[float, int]:
+    """The rule over earlier runs' `values` [n] with their `days_before` [n], most recent
+    first (nan values are runs without one: skipped before taking the `k` most recent).
+    Returns (the rule's value, how many runs it read)."""
+    v = np.asarray(values, dtype=np.float64)
+    d = np.asarray(days_before, dtype=np.float64)
+    ok = np.isfinite(v)
+    v, d = v[ok][: cfg.k], d[ok][: cfg.k]
+    if len(v) == 0:
+        return 0.0, 0
+    w = np.exp(-LN2 * d / cfg.half_life_days)
+    return float((w * v).sum() / (w.sum() + cfg.shrink)), len(v)

@@ -58,7 +58,7 @@ CONCURRENCY = 2  # predictions at a time
 QUEUE_MAX = 16  # requests waiting; more are turned away with "queue full"
 GENDERS = ("unknown", "female", "male")
 ZONES_LABEL = "Time in HR zones"
-EMPTY_PERSONAL = pd.DataFrame(columns=["BPM", "population", "+ offset", "learned"])
+EMPTY_PERSONAL = pd.DataFrame(columns=["BPM", "population", "+ offset", "learned", "headline"])
 
 # Stable element ids: the browser test and any scripted client read these.
 IDS = {
