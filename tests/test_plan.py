@@ -230,6 +230,8 @@ def test_stops_are_pauses_or_standing(bundle, tmp_path) -> None:
     assert len(s["pauses"]) == 1 and s["pauses"][0]["duration_s"] >= 120
     assert out.summary["finish_s"] == pytest.approx(6.0 * 330 + 150, abs=0.5)
     assert out.summary["stopped_s"] == pytest.approx(150.0)
+    # a stop at km 2 is in the second split (the one that ends there)
+    assert [x["stopped_s"] for x in out.summary["splits"]] == [0, 120, 0, 30, 0, 0]
     speed = out.run.prediction.frame["speed_kmh"].to_numpy()
     standing = (out.run.distance_m > 3990) & (out.run.distance_m < 4010)
     assert (speed[standing][1:-1] == 0).sum() >= 2

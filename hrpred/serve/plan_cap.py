@@ -11,11 +11,13 @@ prediction) in three phases:
    stays below it: each segment's log speed moves by GAIN x (the highest HR from entering it
    until LAG_S after leaving it - (cap - CAP_MARGIN_BPM)) / that response, the moves averaged
    over SMOOTH_M of route (a runner paces stretches, not metres); segments run before the end
-   of the warm-up move with the first one after it. No segment goes faster than the shape
-   allows at the plan's level (the median over segments of speed / shape): the runner slows
-   down where the cap binds (uphill, late in the run) but does not, say, race downhill
-   because the model's HR would allow it (the grade factor's downhill cap, `hrpred.serve.
-   pacing`, holds). The fastest candidate under the cap wins;
+   of the warm-up move with the first one after it. At the plan's level (the median over
+   segments of speed / the shape's relative speed), no segment goes faster than the shape
+   allows where the shape is faster than its median (downhill: the runner does not race
+   down a slope because the model's HR would allow it; the grade factor's downhill cap,
+   `hrpred.serve.pacing`, holds), nor faster than that level elsewhere (a climb is not run
+   faster than the flat); within that, the model's HR decides, so the runner slows down where
+   the cap binds. The fastest candidate under the cap wins;
 3. final level: that shape scaled by the largest factor that holds the cap (bisection to
    FINAL_TOL), so the plan is not needlessly slow.
 Speeds stay within [MIN_SPEED_KMH, the bundle's cap] and, when a pace plan is given, never
@@ -180,6 +182,7 @@ def cap_search(
         return _result(search, best, limited)
     response = search.response()
     relative = shape / float(np.median(shape))
+    envelope = np.maximum(relative, 1.0)  # downhill as the shape allows, uphill as the flat
     log_speed = np.log(best.plan.speed_kmh)
     window = int(round(SMOOTH_M / SEGMENT_M)) | 1
     run = best
@@ -192,8 +195,8 @@ def cap_search(
         move[: known[0]] = move[known[0]]  # the warm-up follows the first segment after it
         move = np.interp(np.arange(move.size), known, move[known])
         speeds = np.exp(log_speed + moving_average(move, window, False))
-        level = float(np.median(speeds / relative))  # within the shape's envelope at its level
-        log_speed = np.log(search.speeds(np.minimum(speeds, level * relative), 1.0))
+        level = float(np.median(speeds / relative))  # within the envelope at the plan's level
+        log_speed = np.log(search.speeds(np.minimum(speeds, level * envelope), 1.0))
         run = search.run(np.exp(log_speed))
         if search.ok(run) and run.timing.finish_s < best.timing.finish_s:
             best = run

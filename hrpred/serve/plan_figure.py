@@ -49,7 +49,7 @@ def make_plan_figure(outcome: PlanOutcome, title: str) -> Figure:
     ax_hr.set_title(f"{title}: {summary['pace']}", fontsize=10)
     edges = outcome.course.edges_m / 1000.0
     pace = np.minimum(60.0 / run.plan.speed_kmh, SLOWEST_SHOWN_MIN_KM)
-    ax_pace.stairs(pace, edges, color="tab:blue", lw=1.0)
+    ax_pace.stairs(pace, edges, baseline=None, color="tab:blue", lw=1.0)
     ax_pace.invert_yaxis()
     ax_pace.set_ylabel("pace (min/km)")
     route = outcome.route

@@ -3,7 +3,8 @@ average and max HR with their bands and time in zones (from `predict_activity`'s
 per-km splits and the training load.
 
 Splits: for each kilometre (the last one shorter), the moving time and pace, the net grade
-(elevation change / distance) and climb, the time stopped, and the headline HR averaged over
+(elevation change / distance) and climb, the time stopped (a stop at km 5 is in the fifth
+split; one at the start in the first), and the headline HR averaged over
 the planned points in it (they are a uniform time grid: a time average), with the band's
 averages.
 
@@ -80,6 +81,7 @@ def splits(run: PlannedRun, route: Route, course: Course) -> list[dict[str, Any]
     for i in range(ends.size - 1):
         a, b = ends[i], ends[i + 1]
         last = i == ends.size - 2
+        at_start = (timing.edges_m == a) & (i == 0)  # a stop at the start: the first split
         inside = (run.distance_m >= a) & ((run.distance_m < b) | last)
         row: dict[str, Any] = {
             "km": i + 1,
@@ -88,7 +90,9 @@ def splits(run: PlannedRun, route: Route, course: Course) -> list[dict[str, Any]
             "pace_s_per_km": float((moving[i + 1] - moving[i]) / (b - a) * 1000.0),
             "grade_pct": float(100.0 * (elevation[i + 1] - elevation[i]) / (b - a)),
             "climb_m": float(climb[i + 1] - climb[i]),
-            "stopped_s": float(dwell[(timing.edges_m >= a) & (timing.edges_m < b)].sum()),
+            "stopped_s": float(
+                dwell[(timing.edges_m > a) & (timing.edges_m <= b) | at_start].sum()
+            ),
             "hr": float(np.mean(run.hr[inside])) if inside.any() else None,
             "hr_band": None,
         }
