@@ -217,7 +217,7 @@ def plan_route(
             evaluate, shape, upper, capped[0], request.warmup_s, max_kmh, bundle.step_s
         )
         run = cap.run
-        pace = f"{pace}; HR cap {capped[1]} after {format_clock(request.warmup_s)}"
+        pace = f"{pace}; HR cap {capped[0]:.0f} BPM after {format_clock(request.warmup_s)}"
     summary = plan_summary(run, route, segments, rest_hr=rest_hr, gender=gender)
     if cap is not None:
         summary["cap"] = {
