@@ -112,6 +112,18 @@ def with_pause(w: Workout, at: int, seconds: int) -> Workout:
     return replace(w, timestamp=t)
 
 
+def with_standing(w: Workout, at: int, n: int) -> Workout:
+    """The workout with the runner standing still for `n` points from point `at`, the watch
+    running (speed 0, the position held)."""
+    from dataclasses import replace
+
+    speed, lat, lon, dist = (x.copy() for x in (w.speed_kmh, w.latitude, w.longitude, w.distance_m))
+    speed[at : at + n] = 0.0
+    for x in (lat, lon, dist):
+        x[at : at + n] = x[at]
+    return replace(w, speed_kmh=speed, latitude=lat, longitude=lon, distance_m=dist)
+
+
 def write_sample_route(path: Path) -> Path:
     """The README's example: `hilly_loop()` as a GPX route."""
     return write_route_gpx(path, *hilly_loop())

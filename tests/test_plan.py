@@ -40,6 +40,7 @@ from tests.plan_fixtures import (
     positions,
     route_of,
     with_pause,
+    with_standing,
     write_route_gpx,
     write_tcx_course,
 )
@@ -260,13 +261,19 @@ def test_pace_and_time_give_the_same_plan(bundle, tmp_path) -> None:
 # --------------------------------------------------------------------------- acceptance: consistency
 
 
-@pytest.mark.parametrize("kind", ["gpx", "fit", "fit-paused"])
+@pytest.mark.parametrize("kind", ["gpx", "fit", "fit-paused", "gpx-standing"])
 def test_recording_planned_at_its_own_pace_is_its_prediction(bundle, profile, tmp_path, kind):
+    """Also a recording with a pause (no points for 150 s: a pause again) and one standing
+    still for 90 s with the watch running (not a pause)."""
     w = simulated_workout(n=700, step_s=3.0, seed=7)
     if kind == "fit-paused":
         w = with_pause(w, 300, 150)
-    writer = write_gpx if kind == "gpx" else write_fit
-    path = writer(tmp_path / f"run.{kind[:3]}", w)
+    if kind == "gpx-standing":
+        w = with_standing(w, 300, 30)
+    if kind.startswith("gpx"):
+        path = write_gpx(tmp_path / "run.gpx", w, speed=kind == "gpx-standing")
+    else:
+        path = write_fit(tmp_path / "run.fit", w)
     act = read_activity(path)
     route = load_route(path, bundle.step_s, bundle.speed)
     for prof in (None, profile):
@@ -275,8 +282,11 @@ def test_recording_planned_at_its_own_pace_is_its_prediction(bundle, profile, tm
         assert out.summary["headline"] == ref.summary["headline"]
         assert _mae_vs_predict(out.run, act, ref) < 0.05
         assert out.summary["finish_s"] == pytest.approx(act.duration_s, abs=bundle.step_s)
-        if kind == "fit-paused":
-            assert len(out.run.prediction.summary["pauses"]) == 1
+        pauses, ref_pauses = out.run.prediction.summary["pauses"], ref.summary["pauses"]
+        assert len(pauses) == len(ref_pauses) == (kind == "fit-paused")
+        for p, q in zip(pauses, ref_pauses, strict=True):  # the plan's gap is on the grid
+            assert p["start_s"] == pytest.approx(q["start_s"], abs=bundle.step_s)
+            assert p["duration_s"] == pytest.approx(q["duration_s"], abs=bundle.step_s)
 
 
 @pytest.mark.parametrize("seed", [3, 8])

@@ -20,7 +20,8 @@ Pace plans (speeds per segment, km/h):
   exact timing (`recorded_timing`) at the recording's own points gives back the speeds
   `hrpred predict` saw;
 - `pace_from`: a recording's pace profile on another route, by share of the distance.
-Speeds stay within [MIN_SPEED_KMH, the bundle's speed cap].
+The plans made here stay within [MIN_SPEED_KMH, the bundle's speed cap]; a recording's own
+speeds are kept as they are.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class Timing:
     leave_s: np.ndarray
     moving_s: np.ndarray
     gaps: tuple[tuple[float, float], ...] = ()  # a recording's own gaps (`recorded_timing`)
+    stops_pause: bool = True  # a stop as long as a pause is a gap (False: a recording's own)
 
     @property
     def finish_s(self) -> float:
@@ -83,7 +85,7 @@ class Timing:
 
     def stopped(self, t_s: np.ndarray, min_s: float) -> np.ndarray:
         """Times inside a stop of at least `min_s` seconds or a recording's gap (strictly)."""
-        long = (self.leave_s - self.arrive_s) >= min_s
+        long = ((self.leave_s - self.arrive_s) >= min_s) & self.stops_pause
         a = np.r_[self.arrive_s[long], [g[0] for g in self.gaps]]
         b = np.r_[self.leave_s[long], [g[1] for g in self.gaps]]
         order = np.argsort(a, kind="stable")
@@ -166,13 +168,13 @@ def recorded_plan(route: Route, course: Course) -> PacePlan:
 def recorded_timing(route: Route) -> Timing:
     """A recording's own timing at its route points and its gaps (exact, unlike
     `recorded_plan`'s speeds on the course's segments): planning it gives back the speeds and
-    pauses `hrpred predict` saw."""
+    pauses `hrpred predict` saw (standing still with the watch running is not a pause)."""
     rec = route.recorded
     if rec is None:
         raise ValueError(f"{route.source}: a route without times has no recorded pace")
     dwell = np.r_[rec.dwell_s[:-1], 0.0]  # the run ends at the finish
     moving = rec.arrive_s - np.r_[0.0, np.cumsum(dwell)[:-1]]
-    return Timing(route.distance_m, rec.arrive_s, rec.arrive_s + dwell, moving, rec.gaps)
+    return Timing(route.distance_m, rec.arrive_s, rec.arrive_s + dwell, moving, rec.gaps, False)
 
 
 def planned_activity(
