@@ -57,9 +57,10 @@ def test_build_app_has_every_element_and_wiring(bundle_dir: Path) -> None:
         for target, event in dep["targets"]
         if event != "then"
     }
-    # each prediction is followed by the clean-up of its CSV (after Gradio copied it)
+    # each prediction (3 events) and each plan (the Plan tab's button) is followed by the
+    # clean-up of its CSV (after Gradio copied it)
     then = [dep for dep in config["dependencies"] if dep["targets"][0][1] == "then"]
-    assert len(then) == 3 and all(len(dep["inputs"]) == 1 for dep in then)
+    assert len(then) == 4 and all(len(dep["inputs"]) == 1 for dep in then)
     ins, outs = wiring[(app.IDS["file"], "change")]
     assert ins[0] == app.IDS["file"]
     assert {app.IDS["gender"], app.IDS["max_hr"], app.IDS["age"], app.IDS["rest_hr"]} <= set(ins)
@@ -440,3 +441,77 @@ def test_past_runs_profile_upload_and_errors(bundle, gpx: Path, past: dict, tmp_
     view = page.predict_file(bundle, str(gpx), past=[str(past["no_hr"])], workdir=tmp_path)
     assert view.error is None and view.personal is None
     assert any("no run with heart rate" in w for w in view.warnings)
+
+
+# --------------------------------------------------------------------------- issue 28: Plan tab
+
+
+def test_plan_tab_has_every_element_and_wiring(bundle_dir: Path) -> None:
+    from hrpred.serve import plan_app
+
+    config = app.build_app(bundle_dir).get_config_file()
+    by_elem = {
+        c["props"].get("elem_id"): c for c in config["components"] if c["props"].get("elem_id")
+    }
+    assert set(plan_app.PLAN_IDS.values()) <= set(by_elem)
+    assert not set(plan_app.PLAN_IDS.values()) & set(app.IDS.values())  # ids stay unique
+    assert by_elem[plan_app.PLAN_IDS["plot"]]["type"] == "plot"
+    tabs = [c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"]
+    assert tabs == ["Predict", "Plan"]
+    ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
+    wiring = {
+        ids[t]: ([ids[i] for i in dep["inputs"]], [ids[o] for o in dep["outputs"]])
+        for dep in config["dependencies"]
+        for t, event in dep["targets"]
+        if event == "click"
+    }
+    ins, outs = wiring[plan_app.PLAN_IDS["button"]]
+    assert ins == [plan_app.PLAN_IDS[k] for k in plan_app.PLAN_REQUEST]
+    assert outs[:-1] == [plan_app.PLAN_IDS[k] for k in plan_app.PLAN_OUTPUTS]  # + the CSV state
+
+
+def test_plan_file_shows_what_plan_route_computes(bundle, tmp_path) -> None:
+    from hrpred.serve import plan_page
+    from hrpred.serve.planner import plan_route
+    from hrpred.serve.route import load_route
+    from tests.plan_fixtures import write_sample_route
+
+    route_path = write_sample_route(tmp_path / "hills.gpx")
+    request = plan_page.plan_request(pace="5:30", stops="5@1:00", warmup_min=0)
+    assert request.pace_s_per_km == 330 and request.warmup_s == 0 and len(request.stops) == 1
+    view = plan_page.plan_file(bundle, str(route_path), request=request, max_hr=185,
+                               workdir=tmp_path)  # fmt: skip
+    assert view.error is None, view.error
+    route = load_route(route_path, bundle.step_s, bundle.speed)
+    ref = plan_route(bundle, route, request, max_hr=185.0)
+    assert view.finish == "56:00" and view.avg_hr == pytest.approx(ref.summary["avg_hr"])
+    assert view.max_hr == pytest.approx(ref.summary["max_hr"])
+    assert list(view.splits["km"]) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert "max HR 185 (given)" in view.zone_basis and "TRIMP" in view.load
+    table = pd.read_csv(view.csv_path)
+    assert len(table) == len(ref.run.hr)
+    np.testing.assert_allclose(table["hr"], ref.run.hr, atol=5e-4)
+    assert view.figure is not None and "finish 56:00" in view.status
+
+
+def test_plan_errors_are_one_line(bundle, gpx: Path, tmp_path) -> None:
+    from hrpred.serve import plan_page
+
+    assert plan_page.plan_file(bundle, None, request=plan_page.plan_request()).error is None
+    with pytest.raises(ValueError, match="expected h:mm:ss"):
+        plan_page.plan_request(pace="fast")
+    with pytest.raises(ValueError, match="warm-up"):
+        plan_page.plan_request(warmup_min=500)
+    recorded = plan_page.plan_file(
+        bundle, str(gpx), request=plan_page.plan_request(pace="5:00"), workdir=tmp_path
+    )
+    assert recorded.error.startswith("morning run.gpx") and "--replan" in recorded.error
+    bad = tmp_path / "bad.gpx"
+    bad.write_text("<gpx")
+    view = plan_page.plan_file(bundle, str(bad), request=plan_page.plan_request(pace="5:00"))
+    assert view.error.startswith("bad.gpx: not a valid GPX") and "\n" not in view.error
+    replanned = plan_page.plan_file(
+        bundle, str(gpx), request=plan_page.plan_request(finish="20:00", replan=True),
+        workdir=tmp_path,
+    )  # fmt: skip
+    assert replanned.error is None and replanned.finish == "20:00"

@@ -21,7 +21,7 @@ from hrpred.io.activity import (
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
-def _xml_text(data: bytes) -> str:
+def xml_text(data: bytes) -> str:
     """The document as text without its declaration (the bytes are decoded already)."""
     text, _ = decode_text(data)
     return _XML_DECL.sub("", text, count=1)
@@ -32,7 +32,7 @@ def read_gpx(data: bytes, warns: list[str]) -> Columns:
     import gpxpy.gpx
 
     try:
-        gpx = gpxpy.parse(_xml_text(data))
+        gpx = gpxpy.parse(xml_text(data))
     except (gpxpy.gpx.GPXException, ValueError) as exc:
         raise ActivityError(f"not a valid GPX file ({one_line(exc)})") from None
     cols = empty_columns()
@@ -71,7 +71,7 @@ def read_tcx(data: bytes, warns: list[str]) -> Columns:
     import xml.etree.ElementTree as ET
 
     try:
-        root = ET.fromstring(_xml_text(data))
+        root = ET.fromstring(xml_text(data))
     except ET.ParseError as exc:
         raise ActivityError(f"not a valid TCX file (XML error: {one_line(exc)})") from None
     if local(root.tag) != "TrainingCenterDatabase":

@@ -1,5 +1,6 @@
 """Demo web app (`hrpred app`): upload a workout file or pick a generated sample, see the
-predicted HR curve with speed and altitude, time in zones and a CSV of the predictions.
+predicted HR curve with speed and altitude, time in zones and a CSV of the predictions; or, in
+the Plan tab (`hrpred.serve.plan_app`), plan a route as `hrpred plan` does.
 Optionally upload your earlier runs with HR (or a profile from `hrpred profile`): the page
 then shows the population and the personalised predictions side by side, as
 `hrpred predict --history/--profile` does (only runs that started before the predicted one).
@@ -38,6 +39,7 @@ from hrpred.serve.page import (
     one_line,
     predict_file,
 )
+from hrpred.serve.plan_app import plan_tab
 from hrpred.serve.presentation import format_number, format_range, zones_table
 
 if TYPE_CHECKING:
@@ -285,11 +287,14 @@ def build_app(bundle_dir: str | Path) -> gr.Blocks:
         delete_cache=CACHE_MAX_AGE,
     ) as demo:
         gr.Markdown(_intro(bundle_dir))
-        with gr.Row():
-            with gr.Column(scale=1, min_width=280):
-                inputs = _input_column()
-            with gr.Column(scale=3):
-                outputs = _output_column(band_name)
+        with gr.Tab("Predict", id="predict-tab"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=280):
+                    inputs = _input_column()
+                with gr.Column(scale=3):
+                    outputs = _output_column(band_name)
+        with gr.Tab("Plan", id="plan-tab"):
+            plan_tab(bundle, workdir, band_name)
         request = [inputs[k] for k in REQUEST]
         # `served`: the CSV's path, deleted once Gradio has copied it
         served = gr.State(None)

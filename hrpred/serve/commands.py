@@ -1,7 +1,8 @@
-"""The `hrpred predict` and `hrpred profile` commands (`hrpred.serve.cli` parses the command
-line and calls them): read each file, predict or profile it with the bundle, print the
-summaries (`hrpred.serve.presentation`) and write the outputs. One bad file is one line on
-stderr and never stops the others; the exit status is then EXIT_ERROR.
+"""The `hrpred predict`, `hrpred plan` and `hrpred profile` commands (`hrpred.serve.cli`
+parses the command line and calls them): read each file, predict, plan or profile it with the
+bundle, print the summaries (`hrpred.serve.presentation`, `hrpred.serve.plan_presentation`) and
+write the outputs. One bad file is one line on stderr and never stops the others; the exit
+status is then EXIT_ERROR.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,13 @@ import pandas as pd
 from hrpred.bundle.runtime import load_bundle
 from hrpred.errors import EXIT_ERROR, HrpredError, one_line
 from hrpred.io.userfiles import SUPPORTED, read_activity
+from hrpred.serve.plan import Stop
+from hrpred.serve.plan_presentation import format_plan, plan_frame
+from hrpred.serve.planner import PlanRequest, plan_route
 from hrpred.serve.predict import predict_activity
 from hrpred.serve.presentation import format_profile, format_summary
 from hrpred.serve.profile import build_profile, check_compatible, load_profile, save_profile
+from hrpred.serve.route import load_route
 
 # One sequence at a time is latency-bound: extra intra-op threads only add contention (the
 # torch backend; ONNX Runtime runs one intra-op thread, `hrpred.bundle.backends.onnx_session`).
@@ -181,4 +187,75 @@ def write_profile(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(format_profile(profile.content))
         print(f"wrote {args.out}")
+    return 0
+
+
+def _outputs_clash(args: argparse.Namespace, inputs: list[str]) -> str | None:
+    """Why --out/--plot cannot be written (the input file, a directory), None when they can."""
+    for flag, value in (("--out", args.out), ("--plot", getattr(args, "plot", None))):
+        if value in (None, "-"):
+            continue
+        path = Path(value)
+        clash = next((f for f in inputs if _same_file(Path(f), path)), None)
+        if clash is not None:
+            return f"{flag} {value} is the input file {clash}: refusing to overwrite it"
+        if path.is_dir():
+            return f"{flag} {value} is a directory"
+    return None
+
+
+def plan_file(args: argparse.Namespace) -> int:
+    """`hrpred plan`: the plan's summary (stdout), its per-step table (--out) and figure
+    (--plot)."""
+    clash = _outputs_clash(args, [args.route])
+    if clash is not None:
+        print(f"hrpred: {clash}", file=sys.stderr)
+        return EXIT_ERROR
+    stops = tuple(Stop(km * 1000.0, s) for km, s in (args.stops or []))
+    request = PlanRequest(
+        pace_s_per_km=args.pace, finish_s=args.time, hr_cap=args.hr_cap, zone=args.zone,
+        warmup_s=args.warmup * 60.0, stops=stops, replan=args.replan, start_time=args.start,
+    )  # fmt: skip
+    try:
+        bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
+        profile = _own_profile(args, bundle)
+    except HrpredError as exc:
+        print(f"hrpred: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        route = load_route(args.route, bundle.step_s, bundle.speed)
+        if args.pace_from:
+            follow = load_route(args.pace_from, bundle.step_s, bundle.speed)
+            if follow.recorded is None:
+                raise ValueError(f"--pace-from {args.pace_from}: a route without times")
+            request = replace(request, pace_from=follow)
+        outcome = plan_route(
+            bundle, route, request, gender=args.gender, max_hr=args.max_hr,
+            rest_hr=args.rest_hr, age=args.age, profile=profile,
+        )  # fmt: skip
+    except (HrpredError, ValueError, OSError) as exc:
+        _fail(args.route, exc)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - a command line user gets a line, not a traceback
+        _fail(args.route, exc, unexpected=True)
+        return EXIT_ERROR
+    if not args.quiet:
+        stream = sys.stderr if args.out == "-" else sys.stdout
+        print(format_plan(Path(args.route).name, outcome), file=stream)
+    try:
+        if args.out == "-":
+            plan_frame(outcome).to_csv(sys.stdout, index=False, float_format="%.3f")
+        elif args.out:
+            write_atomic(plan_frame(outcome), Path(args.out))
+        if args.plot:
+            from hrpred.serve.plan_figure import save_plan_figure  # deferred: matplotlib
+
+            save_plan_figure(outcome, Path(args.route).name, Path(args.plot))
+    except OSError as exc:
+        print(f"hrpred: cannot write the plan's output: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    if not args.quiet and args.out not in (None, "-"):
+        print(f"wrote {len(outcome.run.hr)} steps to {args.out}")
+    if not args.quiet and args.plot:
+        print(f"wrote {args.plot}")
     return 0

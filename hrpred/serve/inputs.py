@@ -67,6 +67,12 @@ NO_SPEED = {  # speed_from_recording reasons, for the one-line error
 }
 
 
+def pause_threshold_s(step_s: float) -> float:
+    """A recording gap longer than this (s) is a pause on a grid of `step_s` seconds: the pause
+    threshold, and at least 3 grid steps."""
+    return max(PAUSE_MIN_S, 3.0 * step_s)
+
+
 def on_grid(t: np.ndarray, x: np.ndarray | None, grid_t: np.ndarray) -> np.ndarray | None:
     """x at the grid times by linear interpolation over its finite samples (None if < 2)."""
     if x is None:
@@ -115,7 +121,7 @@ def resample_activity(activity: Activity, step_s: float, speed: SpeedConfig) -> 
     grid_t = t[0] + step_s * np.arange(n_grid, dtype=np.float64)
 
     # Recording gaps: auto-pause (the runner stood) or sparse "smart" recording (they ran on).
-    pause_s = max(PAUSE_MIN_S, 3.0 * step_s)
+    pause_s = pause_threshold_s(step_s)
     gaps = np.flatnonzero(np.diff(t) > pause_s)
     paused = np.zeros(n_grid, dtype=bool)
     native = on_grid(t, activity.speed, grid_t)

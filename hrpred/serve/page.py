@@ -71,7 +71,7 @@ def one_line(message: object) -> str:
     return first or "unknown error"
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """Optional numeric input from the page: None for blank, NaN or non-positive."""
     if value is None or value == "":
         return None
@@ -162,9 +162,9 @@ def predict_file(
             bundle,
             activity,
             gender=gender_arg,
-            max_hr=_number(max_hr),
-            rest_hr=_number(rest_hr),
-            age=_number(age),
+            max_hr=finite_number(max_hr),
+            rest_hr=finite_number(rest_hr),
+            age=finite_number(age),
             **({"profile": profile} if profile is not None else {}),
         )
         return _view(prediction, activity, name, workdir, tuple(extra))
