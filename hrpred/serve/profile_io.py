@@ -105,6 +105,8 @@ class Number(Spec):
     nullable: bool = False
 
     def check(self, value: Any, path: str) -> None:
+        if type(value) in (float, int) and self.lo <= value <= self.hi:
+            return  # the common case, fast (NaN fails the comparison)
         if value is None and self.nullable:
             return
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -364,7 +366,23 @@ def check_profile(content: Any, name: str) -> None:
 _DEPTH_STEP = np.zeros(256, dtype=np.int8)  # +1 for [ and {, -1 for ] and }
 _DEPTH_STEP[[ord("["), ord("{")]] = 1
 _DEPTH_STEP[[ord("]"), ord("}")]] = -1
-DEPTH_CHUNK = 1 << 18  # bytes counted at a time
+DEPTH_CHUNK = 1 << 20  # bytes counted at a time
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+
+
+def _escaped(b: np.ndarray, at: np.ndarray, carry: int) -> np.ndarray:
+    """Whether the bytes at positions `at` of chunk `b` follow an odd run of backslashes
+    (`carry`: the run that ended the previous chunk)."""
+    out = np.zeros(at.size, dtype=bool)
+    after = at[(at > 0) & (b[np.maximum(at - 1, 0)] == _BACKSLASH)]
+    if at.size and at[0] == 0:
+        out[0] = carry % 2 == 1
+    if after.size:  # rare outside hostile files: the run's start by a scan of the chunk
+        idx = np.arange(b.size, dtype=np.int64)
+        last_other = np.maximum.accumulate(np.where(b == _BACKSLASH, -1, idx))[after - 1]
+        run = np.where(last_other >= 0, after - 1 - last_other, after + carry)
+        out[np.searchsorted(at, after)] = run % 2 == 1
+    return out
 
 
 def nesting_depth(data: bytes, stop: int | None = None) -> int:
@@ -376,22 +394,20 @@ def nesting_depth(data: bytes, stop: int | None = None) -> int:
     backslashes = 0  # the run of backslashes that ended the previous chunk
     for start in range(0, len(data), DEPTH_CHUNK):
         b = np.frombuffer(data, np.uint8, min(DEPTH_CHUNK, len(data) - start), start)
-        idx = np.arange(b.size, dtype=np.int64)
-        slash = b == ord("\\")
-        last_other = np.maximum.accumulate(np.where(slash, -1, idx))  # last non-\\ at or before
-        before = np.empty(b.size, dtype=np.int64)  # backslashes right before each byte
-        before[0] = backslashes
-        prev = last_other[:-1]
-        before[1:] = np.where(prev >= 0, idx[:-1] - prev, idx[1:] + backslashes)
-        real = (b == ord('"')) & (before % 2 == 0)
-        seen = quotes + np.cumsum(real) - real  # real quotes before each byte
-        step = np.where(seen % 2 == 0, _DEPTH_STEP[b], 0).astype(np.int32)
-        running = depth + np.cumsum(step, dtype=np.int64)
-        deepest = max(deepest, int(running.max()))
+        q = np.flatnonzero(b == _QUOTE)
+        real = q[~_escaped(b, q, backslashes)]
+        steps = _DEPTH_STEP[b]
+        at = np.flatnonzero(steps)
+        outside = (quotes + np.searchsorted(real, at)) % 2 == 0
+        running = depth + np.cumsum(steps[at[outside]], dtype=np.int64)
+        if running.size:
+            deepest = max(deepest, int(running.max()))
+            depth = int(running[-1])
         if stop is not None and deepest > stop:
             break
-        depth, quotes = int(running[-1]), int(seen[-1] + real[-1])
-        backslashes = int(before[-1] + 1) if slash[-1] else 0
+        quotes += real.size
+        other = b[::-1] != _BACKSLASH  # the chunk's trailing run of backslashes
+        backslashes = int(np.argmax(other)) if other.any() else backslashes + b.size
     return deepest
 
 
