@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from hrpred.errors import EXIT_ERROR, one_line
-from hrpred.serve.limits import MAX_HISTORY_FILES, MAX_PROFILE_RUNS
+from hrpred.serve.limits import MAX_HISTORY_FILES, MAX_PROFILE_RUNS, SECONDS_PER_FILE
 
 DEFAULT_BUNDLE = "models/bundle"
 
@@ -52,8 +52,8 @@ def _max_files(parser: argparse.ArgumentParser, what: str) -> None:
         type=_count,
         default=MAX_HISTORY_FILES,
         metavar="N",
-        help=f"read at most N {what} (default {MAX_HISTORY_FILES}, about 0.2 s each; more are "
-        "refused before any is read)",
+        help=f"read at most N {what} (default {MAX_HISTORY_FILES}; about {SECONDS_PER_FILE:g} s "
+        "each); more are refused before any is read",
     )
 
 

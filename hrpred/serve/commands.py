@@ -20,7 +20,7 @@ from hrpred.io.atomic import check_output_path
 from hrpred.io.atomic import write_atomic as write_text_atomic
 from hrpred.io.userfiles import SUPPORTED, read_activity
 from hrpred.progress import Bar
-from hrpred.serve.limits import PROGRESS_MIN_FILES
+from hrpred.serve.limits import PROGRESS_MIN_FILES, SECONDS_PER_FILE
 from hrpred.serve.predict import predict_activity
 from hrpred.serve.presentation import format_profile, format_summary
 from hrpred.serve.profile import (
@@ -150,8 +150,8 @@ def _check_count(n: int, max_files: int, what: str) -> None:
     """HrpredError when there are more files than --max-files allows (before reading any)."""
     if n > max_files:
         raise HrpredError(
-            f"{what}: {n:,} files, more than --max-files {max_files:,} (about 0.2 s each): "
-            f"pass --max-files {n} to read them all"
+            f"{what}: {n:,} files, more than --max-files {max_files:,}: pass --max-files {n} "
+            f"to read them all (about {max(1, round(n * SECONDS_PER_FILE / 60))} min)"
         )
 
 
