@@ -11,8 +11,10 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import random
 import re
+import stat
 import time
 from pathlib import Path
 
@@ -314,3 +316,25 @@ def test_features_differ_is_said_so_and_equal_steps_are_equal(made, tmp_path) ->
     with pytest.raises(ProfileError, match=r"grid step 8.40624 s, this one 8 s"):
         check_compatible(load_profile(_write(tmp_path / "t.json", content)), bundle)
     check_compatible(profile, bundle)
+
+
+def test_write_through_links_and_into_pipes(made, tmp_path) -> None:
+    """A link to a profile: the file it points to is replaced, the link stays. A target that
+    is not a regular file (a pipe here; /dev/null or /dev/stdout for a user) is written to,
+    never renamed over (as root that would replace a device)."""
+    import threading
+
+    real = tmp_path / "real.json"
+    real.write_text("old\n")
+    link = tmp_path / "link.json"
+    link.symlink_to(real.name)
+    write_profile(made["pop"], link)
+    assert link.is_symlink() and json.loads(real.read_text()) == made["pop"]
+    pipe = tmp_path / "pipe.json"
+    os.mkfifo(pipe)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_bytes()))
+    reader.start()
+    write_profile(made["pop"], pipe)
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode) and json.loads(got[0]) == made["pop"]

@@ -20,8 +20,21 @@ from typing import TextIO
 def write_atomic(out: Path, write: Callable[[TextIO], None], newline: str | None = None) -> None:
     """Call `write` on a text handle of a temporary file beside `out`, then rename it to `out`
     (`newline` as `open`'s; "" writes line ends as given, e.g. for CSV). The file gets the
-    previous file's permissions, or a new file's (0666 less the umask)."""
+    previous file's permissions, or a new file's (0666 less the umask). A link to a file
+    replaces the file it points to (the link stays); an existing target that is not a regular
+    file (/dev/stdout, /dev/null, a pipe) is written to directly: it holds nothing to keep,
+    and renaming over it would replace a device."""
     out = Path(out)
+    try:
+        st = os.stat(out)
+    except (OSError, ValueError):  # new, a dangling link or a link loop: renamed over
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(out, "w", encoding="utf-8", newline=newline) as handle:
+            write(handle)
+        return
+    if st is not None and out.is_symlink():
+        out = Path(os.path.realpath(out))
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
         os.fchmod(fd, _mode(out))

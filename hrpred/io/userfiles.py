@@ -60,7 +60,7 @@ def file_kind(path: str | Path) -> str:
 
 
 _NOT_REGULAR = (  # what a path is when it is not a regular file, by its mode
-    (stat.S_ISDIR, "a directory, not an activity file"),
+    (stat.S_ISDIR, "a directory, not a file"),
     (stat.S_ISFIFO, "a named pipe (FIFO), not a regular file"),
     (stat.S_ISCHR, "a character device, not a regular file"),
     (stat.S_ISBLK, "a block device, not a regular file"),
