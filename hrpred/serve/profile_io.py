@@ -58,6 +58,9 @@ MAX_INT_DIGITS = 18  # longer integer literals are read as floats (and refused w
 MAX_TIMESTAMP_S = 4_102_444_800.0  # 2100-01-01: later start times are corrupt
 MAX_RUN_STEPS = 10_000_000  # grid steps of one run (24 h at 8.6 ms)
 MAX_SCORE = 1000.0  # a run's RMS error in units of the predicted spread
+# a run's mean error (recorded - predicted): HR is within 25-250 BPM, a prediction is the
+# network's output (not clipped): generous, so that no profile a bundle builds is refused
+MAX_RESIDUAL_BPM = 1000.0
 MAX_TEXT_CHARS = 1000  # a file name or a reason
 MAX_NAME_CHARS = 64  # a feature's name
 SUMMARY_BOUND = 1.0e4  # any summary value (HR at 10 km/h extrapolates to +-4,050 at most)
@@ -235,7 +238,7 @@ class Record(Spec):
 
 DATE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 RESIDUAL = Record(
-    {"sum": Number(-HR_MAX_BPM * MAX_RUN_STEPS, HR_MAX_BPM * MAX_RUN_STEPS),
+    {"sum": Number(-MAX_RESIDUAL_BPM * MAX_RUN_STEPS, MAX_RESIDUAL_BPM * MAX_RUN_STEPS),
      "n": Integer(0, MAX_RUN_STEPS)},
     optional={"score_sq": Number(0.0, MAX_SCORE**2 * MAX_RUN_STEPS)},
 )  # fmt: skip
@@ -333,8 +336,8 @@ def _residuals(c: dict[str, Any]) -> Problems:
             yield f"runs[{i}].residuals.personal", "is missing (a history bundle's profile)"
         for which, r in res.items():
             at = f"runs[{i}].residuals.{which}"
-            if abs(r["sum"]) > HR_MAX_BPM * r["n"]:
-                yield f"{at}.sum", f"is {r['sum']:.6g}: more than {HR_MAX_BPM:g} BPM per step"
+            if abs(r["sum"]) > MAX_RESIDUAL_BPM * r["n"]:
+                yield f"{at}.sum", f"is {r['sum']:.6g}: more than {MAX_RESIDUAL_BPM:g} BPM per step"
             if "score_sq" in r and r["score_sq"] > MAX_SCORE**2 * r["n"]:
                 yield f"{at}.score_sq", f"is {r['score_sq']:.6g}: implausible for {r['n']} steps"
             if history and which == "personal" and "score_sq" not in r:
