@@ -83,7 +83,8 @@ def _parent(content: Any, path: tuple) -> Any:
 
 def _spec_at(path: tuple) -> Any:
     """The schema's spec of the field at `path` (None where the schema has none)."""
-    from hrpred.serve.profile_io import PROFILE_SCHEMA, ListOf, MapOf, Record
+    from hrpred.io.jsonspec import ListOf, MapOf, Record
+    from hrpred.serve.profile_io import PROFILE_SCHEMA
 
     spec: Any = PROFILE_SCHEMA
     for key in path:
@@ -99,7 +100,8 @@ def _spec_at(path: tuple) -> Any:
 def _edge(c: dict, paths: list[tuple], rng: random.Random) -> None:
     """A number set to an edge of its plausible range, or anywhere inside it: still valid
     for its field alone (the rules between fields may refuse it)."""
-    from hrpred.serve.profile_io import SUMMARY_RANGES, Integer, Number
+    from hrpred.io.jsonspec import Integer, Number
+    from hrpred.serve.profile_io import SUMMARY_RANGES
 
     nums = [(p, spec) for p in paths if isinstance(spec := _spec_at(p), Number | Integer)]
     if not nums:

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from hrpred.bundle.runtime import load_bundle
-from hrpred.serve import profile_io
+from hrpred.io import jsonspec
+from hrpred.io.jsonspec import Integer, ListOf, MapOf, Number, Record, Text, nesting_depth
 from hrpred.serve.limits import MAX_PROFILE_BYTES, MAX_PROFILE_DEPTH, MAX_PROFILE_RUNS
 from hrpred.serve.profile import (
     ProfileError,
@@ -30,18 +31,7 @@ from hrpred.serve.profile import (
     load_profile,
     save_profile,
 )
-from hrpred.serve.profile_io import (
-    Integer,
-    ListOf,
-    MapOf,
-    Number,
-    Record,
-    Text,
-    check_profile,
-    nesting_depth,
-    read_profile,
-    write_profile,
-)
+from hrpred.serve.profile_io import check_profile, read_profile, write_profile
 from tests.predict_fixtures import make_bundle
 from tests.profile_helpers import random_history_bundle, sparse_file, write_runs
 
@@ -217,7 +207,7 @@ def _reference_depth(data: bytes) -> int:
 
 @pytest.mark.parametrize("chunk", [3, 7, 1 << 18])
 def test_nesting_depth_matches_a_reference(monkeypatch, chunk) -> None:
-    monkeypatch.setattr(profile_io, "DEPTH_CHUNK", chunk)
+    monkeypatch.setattr(jsonspec, "DEPTH_CHUNK", chunk)
     rng = random.Random(chunk)
     for _ in range(1500):
         data = bytes(rng.choice(b'[]{}"\\a,') for _ in range(rng.randrange(0, 60)))
@@ -263,9 +253,9 @@ def test_specs_directly() -> None:
         ({"a": 0, "b": [], "d": 1}, "d is not a field"),
     ]
     for value, says in bad:
-        with pytest.raises(profile_io._Invalid, match=re.escape(says)):
+        with pytest.raises(jsonspec.Invalid, match=re.escape(says)):
             check_profile_like(value, "")
-    with pytest.raises(profile_io._Invalid, match="x.k is not a number"):
+    with pytest.raises(jsonspec.Invalid, match="x.k is not a number"):
         MapOf(Number(0, 1), 4).check({"k": "1"}, "x")
 
 

@@ -21,8 +21,8 @@ Any violation is a ProfileError of one line naming the file and the field:
 refused) and writes it through `hrpred.io.atomic.write_atomic`: a failed write leaves the
 previous profile intact.
 
-The schema is data: each field is a `Spec` (`Number`, `Integer`, `Text`, `Flag`, `Const`,
-`ListOf`, `MapOf`, `Record`). To add a field to the format, add it to the `Record` that holds
+The schema is data: each field is a `Spec` of `hrpred.io.jsonspec` (`Number`, `Integer`,
+`Text`, `Flag`, `Const`, `ListOf`, `MapOf`, `Record`). To add a field to the format, add it to the `Record` that holds
 it (to `optional` when profiles without it stay valid) and, for a constraint between fields,
 a function to PROFILE_RULES; bump PROFILE_VERSION when older profiles cannot be used.
 tests/test_profile_io.py builds a profile and reads it back, so a field written but missing
@@ -33,18 +33,27 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from hrpred.bundle.format import dumps_json
 from hrpred.errors import HrpredError
 from hrpred.io.activity import HR_MAX_BPM
 from hrpred.io.atomic import write_atomic
+from hrpred.io.jsonspec import (
+    MAX_NAME_CHARS,
+    Const,
+    Flag,
+    Integer,
+    Invalid,
+    ListOf,
+    MapOf,
+    Number,
+    Record,
+    Text,
+    nesting_depth,
+)
 from hrpred.io.limits import MAX_DURATION_S, MIN_TIMESTAMP_S, SPEED_RANGE_KMH
 from hrpred.io.userfiles import check_regular_file
 from hrpred.serve.limits import MAX_PROFILE_BYTES, MAX_PROFILE_DEPTH, MAX_PROFILE_RUNS
@@ -61,177 +70,11 @@ MAX_SCORE = 1000.0  # a run's RMS error in units of the predicted spread
 # a run's mean error (recorded - predicted): HR is within 25-250 BPM, a prediction is the
 # network's output (not clipped): generous, so that no profile a bundle builds is refused
 MAX_RESIDUAL_BPM = 1000.0
-MAX_TEXT_CHARS = 1000  # a file name or a reason
-MAX_NAME_CHARS = 64  # a feature's name
 SUMMARY_BOUND = 1.0e4  # any summary value (HR at 10 km/h extrapolates to +-4,050 at most)
 
 
 class ProfileError(HrpredError, ValueError):
     """A profile that cannot be built, read or used with this bundle (one line)."""
-
-
-class _Invalid(Exception):
-    """A field that breaks the schema: its path and what is wrong with it."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path} {problem}")
-        self.path, self.problem = path, problem
-
-
-def _kind(value: Any) -> str:
-    """What a JSON value is, for a message: a number is shown, anything else named."""
-    if value is None:
-        return "null"
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return f"{value:.6g}"
-    return {bool: "true/false", str: "a text", list: "a list", dict: "an object"}.get(
-        type(value), type(value).__name__
-    )
-
-
-# --------------------------------------------------------------------------- the specs
-
-
-class Spec:
-    """A field's type and range; `check` raises _Invalid(path, problem) on the first fault."""
-
-    def check(self, value: Any, path: str) -> None:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Number(Spec):
-    """A finite number (int or float, not true/false) within lo..hi; None too if nullable."""
-
-    lo: float
-    hi: float
-    nullable: bool = False
-
-    def check(self, value: Any, path: str) -> None:
-        if type(value) in (float, int) and self.lo <= value <= self.hi:
-            return  # the common case, fast (NaN fails the comparison)
-        if value is None and self.nullable:
-            return
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Invalid(path, f"is not a number ({_kind(value)})")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _Invalid(path, "is not a finite number")
-        if not self.lo <= value <= self.hi:
-            raise _Invalid(path, f"is {value:.6g}, outside the plausible {self.lo:g}..{self.hi:g}")
-
-
-@dataclass(frozen=True)
-class Integer(Spec):
-    """An integer (not a float, not true/false) within lo..hi."""
-
-    lo: int
-    hi: int
-
-    def check(self, value: Any, path: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(path, f"is not an integer ({_kind(value)})")
-        if not self.lo <= value <= self.hi:
-            raise _Invalid(path, f"is {value}, outside {self.lo:,}..{self.hi:,}")
-
-
-@dataclass(frozen=True)
-class Text(Spec):
-    """A string of at most `max_chars`, one of `choices` or matching `pattern` if given."""
-
-    max_chars: int = MAX_TEXT_CHARS
-    choices: tuple[str, ...] = ()
-    pattern: str = ""
-
-    def check(self, value: Any, path: str) -> None:
-        if not isinstance(value, str):
-            raise _Invalid(path, f"is not a text ({_kind(value)})")
-        if len(value) > self.max_chars:
-            raise _Invalid(path, f"is longer than {self.max_chars} characters")
-        if self.choices and value not in self.choices:
-            raise _Invalid(path, f"is not one of {', '.join(self.choices)}")
-        if self.pattern and not re.fullmatch(self.pattern, value):
-            raise _Invalid(path, "is not in the expected form")
-
-
-@dataclass(frozen=True)
-class Flag(Spec):
-    """true or false."""
-
-    def check(self, value: Any, path: str) -> None:
-        if not isinstance(value, bool):
-            raise _Invalid(path, f"is not true/false ({_kind(value)})")
-
-
-@dataclass(frozen=True)
-class Const(Spec):
-    """Exactly this value (same type)."""
-
-    value: Any
-
-    def check(self, value: Any, path: str) -> None:
-        if type(value) is not type(self.value) or value != self.value:
-            raise _Invalid(path, f"is not {self.value!r}")
-
-
-@dataclass(frozen=True)
-class ListOf(Spec):
-    """A list of at most `max_items` items, each `item`."""
-
-    item: Spec
-    max_items: int
-
-    def check(self, value: Any, path: str) -> None:
-        if not isinstance(value, list):
-            raise _Invalid(path, f"is not a list ({_kind(value)})")
-        if len(value) > self.max_items:
-            raise _Invalid(path, f"has {len(value):,} items, more than {self.max_items:,}")
-        for i, item in enumerate(value):
-            self.item.check(item, f"{path}[{i}]")
-
-
-@dataclass(frozen=True)
-class MapOf(Spec):
-    """An object of at most `max_items` keys (texts of `key_chars` at most), each value
-    `value` (the per-run summary: feature name -> number)."""
-
-    value: Spec
-    max_items: int
-    key_chars: int = MAX_NAME_CHARS
-
-    def check(self, value: Any, path: str) -> None:
-        if not isinstance(value, dict):
-            raise _Invalid(path, f"is not an object ({_kind(value)})")
-        if len(value) > self.max_items:
-            raise _Invalid(path, f"has {len(value):,} entries, more than {self.max_items:,}")
-        for key, item in value.items():
-            if len(key) > self.key_chars:
-                raise _Invalid(path, f"has a key longer than {self.key_chars} characters")
-            self.value.check(item, f"{path}.{key}")
-
-
-@dataclass(frozen=True)
-class Record(Spec):
-    """An object with exactly these fields: every one of `fields`, any of `optional`, no
-    other."""
-
-    fields: Mapping[str, Spec]
-    optional: Mapping[str, Spec] = field(default_factory=dict)
-
-    def check(self, value: Any, path: str) -> None:
-        if not isinstance(value, dict):
-            raise _Invalid(path, f"is not an object ({_kind(value)})")
-        at = f"{path}." if path else ""
-        for key, spec in self.fields.items():
-            if key not in value:
-                raise _Invalid(f"{at}{key}", "is missing")
-            spec.check(value[key], f"{at}{key}")
-        for key, item in value.items():
-            if key in self.fields:
-                continue
-            if key not in self.optional:
-                shown = key if len(key) <= MAX_NAME_CHARS else key[:MAX_NAME_CHARS] + "..."
-                raise _Invalid(f"{at}{shown}", "is not a field of a profile")
-            self.optional[key].check(item, f"{at}{key}")
 
 
 # --------------------------------------------------------------------------- the schema
@@ -357,7 +200,7 @@ def check_profile(content: Any, name: str) -> None:
     profile of this format: every field by PROFILE_SCHEMA, then PROFILE_RULES."""
     try:
         PROFILE_SCHEMA.check(content, "")
-    except _Invalid as bad:
+    except Invalid as bad:
         raise ProfileError(f"{name}: {bad.path} {bad.problem}: {REBUILD}") from None
     for rule in PROFILE_RULES:
         for path, problem in rule(content):
@@ -365,53 +208,6 @@ def check_profile(content: Any, name: str) -> None:
 
 
 # --------------------------------------------------------------------------- reading
-
-_DEPTH_STEP = np.zeros(256, dtype=np.int8)  # +1 for [ and {, -1 for ] and }
-_DEPTH_STEP[[ord("["), ord("{")]] = 1
-_DEPTH_STEP[[ord("]"), ord("}")]] = -1
-DEPTH_CHUNK = 1 << 20  # bytes counted at a time
-_QUOTE, _BACKSLASH = ord('"'), ord("\\")
-
-
-def _escaped(b: np.ndarray, at: np.ndarray, carry: int) -> np.ndarray:
-    """Whether the bytes at positions `at` of chunk `b` follow an odd run of backslashes
-    (`carry`: the run that ended the previous chunk)."""
-    out = np.zeros(at.size, dtype=bool)
-    after = at[(at > 0) & (b[np.maximum(at - 1, 0)] == _BACKSLASH)]
-    if at.size and at[0] == 0:
-        out[0] = carry % 2 == 1
-    if after.size:  # rare outside hostile files: the run's start by a scan of the chunk
-        idx = np.arange(b.size, dtype=np.int64)
-        last_other = np.maximum.accumulate(np.where(b == _BACKSLASH, -1, idx))[after - 1]
-        run = np.where(last_other >= 0, after - 1 - last_other, after + carry)
-        out[np.searchsorted(at, after)] = run % 2 == 1
-    return out
-
-
-def nesting_depth(data: bytes, stop: int | None = None) -> int:
-    """Deepest nesting of [ and { outside JSON strings (a quote after an odd run of
-    backslashes is escaped), counted in chunks: memory bounded whatever the input; once
-    past `stop` the count ends there."""
-    depth = deepest = 0
-    quotes = 0  # real quotes so far: odd = inside a string
-    backslashes = 0  # the run of backslashes that ended the previous chunk
-    for start in range(0, len(data), DEPTH_CHUNK):
-        b = np.frombuffer(data, np.uint8, min(DEPTH_CHUNK, len(data) - start), start)
-        q = np.flatnonzero(b == _QUOTE)
-        real = q[~_escaped(b, q, backslashes)]
-        steps = _DEPTH_STEP[b]
-        at = np.flatnonzero(steps)
-        outside = (quotes + np.searchsorted(real, at)) % 2 == 0
-        running = depth + np.cumsum(steps[at[outside]], dtype=np.int64)
-        if running.size:
-            deepest = max(deepest, int(running.max()))
-            depth = int(running[-1])
-        if stop is not None and deepest > stop:
-            break
-        quotes += real.size
-        other = b[::-1] != _BACKSLASH  # the chunk's trailing run of backslashes
-        backslashes = int(np.argmax(other)) if other.any() else backslashes + b.size
-    return deepest
 
 
 def _int(text: str) -> int | float:
