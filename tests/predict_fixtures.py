@@ -305,11 +305,15 @@ def write_csv(
     return path
 
 
-def write_fit(path: Path, w: Workout, *, gzip_it: bool = False, phone: bool = False) -> Path:
+def write_fit(
+    path: Path, w: Workout, *, gzip_it: bool = False, phone: bool = False, sport: str = ""
+) -> Path:
     """An activity FIT file (file_id + timer events + one record per sample) via fit_tool.
 
     `phone`: as a phone app writes it: plain speed/altitude fields instead of the enhanced
-    ones, no heart rate, and a manufacturer other than a watch's."""
+    ones, no heart rate, and a manufacturer other than a watch's. `sport` (a fit_tool `Sport`
+    name, e.g. "CYCLING"): a sport message before the records and a session message after
+    them, as a watch writes them."""
     import gzip
 
     from fit_tool.fit_file_builder import FitFileBuilder
@@ -347,7 +351,22 @@ def write_fit(path: Path, w: Workout, *, gzip_it: bool = False, phone: bool = Fa
             r.enhanced_altitude = float(w.altitude_m[i])
             r.heart_rate = int(w.heart_rate[i])
         records.append(r)
+    if sport:
+        from fit_tool.profile.messages.sport_message import SportMessage
+        from fit_tool.profile.profile_type import Sport
+
+        msg = SportMessage()
+        msg.sport = Sport[sport]
+        builder.add(msg)
     builder.add_all(records)
+    if sport:
+        from fit_tool.profile.messages.session_message import SessionMessage
+
+        msg = SessionMessage()
+        msg.timestamp = int(w.timestamp[-1]) * 1000
+        msg.start_time = start_ms
+        msg.sport = Sport[sport]
+        builder.add(msg)
     ev = EventMessage()
     ev.event = Event.TIMER
     ev.event_type = EventType.STOP_ALL

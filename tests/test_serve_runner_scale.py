@@ -304,16 +304,18 @@ def test_old_profile_is_a_one_line_error(bundle_dir, profile, runs, tmp_path, ca
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "rebuild it" in err and err.count("\n") == 1
-    # the current version without the records: malformed, one line
+    # the current version without the records: the field named, one line
     content["format_version"] = profile.content["format_version"]
     old.write_text(json.dumps(content))
-    with pytest.raises(ProfileError, match="malformed profile") as info:
+    with pytest.raises(ProfileError, match=r"runs\[0\]\.record is missing") as info:
         load_profile(old)
     assert "\n" not in str(info.value) and "record" in str(info.value)
     # one record with a field missing: the same
     broken = json.loads(json.dumps(profile.content))
     del broken["runs"][2]["record"]["abs_sum"]["learned"]
     old.write_text(json.dumps(broken))
-    with pytest.raises(ProfileError, match="malformed profile") as info:
+    with pytest.raises(
+        ProfileError, match=r"runs\[2\]\.record\.abs_sum\.learned is missing"
+    ) as info:
         load_profile(old)
     assert "\n" not in str(info.value)

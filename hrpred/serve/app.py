@@ -34,10 +34,12 @@ from hrpred.bundle.runtime import load_bundle
 from hrpred.serve.demo_samples import sample_names, write_sample_gpx
 from hrpred.serve.page import (
     MAX_PAST_FILES,
+    OUTPUT_PREFIXES,
     PredictionView,
     discard_output,
     one_line,
     predict_file,
+    prune_outputs,
 )
 from hrpred.serve.plan_app import plan_tab
 from hrpred.serve.presentation import format_number, format_range, zones_table
@@ -53,7 +55,8 @@ CACHE_MAX_AGE = (3600, 3600)  # s: every hour, drop uploads/downloads Gradio cac
 # most MAX_UPLOAD, plus at most MAX_PAST_FILES (`hrpred.serve.page`) earlier runs (or one
 # profile) of at most MAX_UPLOAD each; read_activity decompresses at most
 # hrpred.io.limits.MAX_ACTIVITY_BYTES; QUEUE_MAX requests wait while CONCURRENCY run; a
-# prediction's CSV is deleted once served.
+# prediction's CSV is deleted once served, and in any case once it is one of more than
+# `hrpred.serve.page.MAX_KEPT_OUTPUTS` or older than its OUTPUT_MAX_AGE_S (API clients).
 MAX_UPLOAD = "64mb"  # = MAX_ACTIVITY_BYTES: a larger file is refused uncompressed anyway
 MAX_FILES = 1  # files per request (gr.File(file_count="single"))
 CONCURRENCY = 2  # predictions at a time
@@ -277,7 +280,8 @@ def build_app(bundle_dir: str | Path) -> gr.Blocks:
     def on_sample(name: str | None) -> Any:
         if not name:
             return gr.update()
-        sample_dir = Path(tempfile.mkdtemp(prefix="sample-", dir=workdir))
+        prune_outputs(workdir)
+        sample_dir = Path(tempfile.mkdtemp(prefix=OUTPUT_PREFIXES[1], dir=workdir))
         return str(write_sample_gpx(name, sample_dir))
 
     with gr.Blocks(

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from hrpred.errors import EXIT_ERROR, one_line
+from hrpred.serve.limits import MAX_HISTORY_FILES, MAX_PROFILE_RUNS, SECONDS_PER_FILE
 from hrpred.serve.plan_args import MAX_WARMUP_MIN, clock_seconds, parse_start, parse_stops
 
 DEFAULT_BUNDLE = "models/bundle"
@@ -32,6 +33,29 @@ def _positive(kind: str, lo: float, hi: float) -> Any:
         return value
 
     return parse
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_PROFILE_RUNS:
+        raise argparse.ArgumentTypeError(
+            f"must be within 1-{MAX_PROFILE_RUNS} (the runs a profile holds), got {text}"
+        )
+    return value
+
+
+def _max_files(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--max-files",
+        type=_count,
+        default=MAX_HISTORY_FILES,
+        metavar="N",
+        help=f"read at most N {what} (default {MAX_HISTORY_FILES}; about {SECONDS_PER_FILE:g} s "
+        "each); more are refused before any is read",
+    )
 
 
 def _checked(parse: Any, kind: str, lo: float | None = None, hi: float | None = None) -> Any:
@@ -72,6 +96,7 @@ def _profile_options(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="personalise with your earlier runs with HR in DIR (.gpx .tcx .fit .csv[.gz])",
     )
+    _max_files(p, "files from --history")
 
 
 def _plan_parser(sub: Any) -> None:
@@ -188,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"model bundle dir ({DEFAULT_BUNDLE})")
     r.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
     r.add_argument("--quiet", action="store_true", help="no summary, only warnings and errors")
+    _max_files(r, "files")
 
     a = sub.add_parser("app", help="start the demo web app", add_help=False)
     a.add_argument("app_args", nargs=argparse.REMAINDER, help="--bundle, --host, --port")

@@ -33,6 +33,7 @@ from hrpred.clean.pauses import PAUSE_MIN_S  # a gap over this (and 3 steps): a 
 from hrpred.features.registry import WorkoutInputs, compute_features
 from hrpred.io.activity import Activity, ActivityError
 from hrpred.io.limits import MAX_DURATION_S, MAX_POINTS
+from hrpred.io.sport import require_running
 from hrpred.timeseries import SpeedConfig, haversine_km, speed_from_recording
 
 MIN_DURATION_S = 60.0  # shorter files cannot give a meaningful HR curve
@@ -100,7 +101,9 @@ def _gap_speed(activity: Activity, t0: float, t1: float, max_kmh: float) -> floa
 
 def resample_activity(activity: Activity, step_s: float, speed: SpeedConfig) -> Grid:
     """The activity on a uniform grid of `step_s` seconds from its start, speed by `speed`'s
-    rules (see the module doc); a file already on that grid keeps its own points."""
+    rules (see the module doc); a file already on that grid keeps its own points. A file that
+    says it is not a run (a ride, a swim: `hrpred.io.sport`) is an ActivityError first."""
+    require_running(activity)
     if step_s <= 0:
         raise ValueError(f"sampling step must be positive, got {step_s}")
     t = np.asarray(activity.timestamp, dtype=np.float64)

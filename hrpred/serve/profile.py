@@ -28,8 +28,8 @@ time, for the runner to read.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,23 +42,25 @@ from hrpred.bundle.runtime import Bundle
 from hrpred.errors import HrpredError
 from hrpred.io.activity import HR_MAX_BPM, HR_MIN_BPM, Activity
 from hrpred.io.limits import MIN_TIMESTAMP_S
+from hrpred.io.sport import require_running
 from hrpred.io.userfiles import read_activity
 from hrpred.personal.engine import PREDICTORS, Plan, RunRecord, record_run
 from hrpred.personal.summaries import SUMMARY_FEATURES, Summaries, row_stats, summaries_from_stats
 from hrpred.serve.inputs import grid_features, on_grid, resample_activity
 from hrpred.serve.personalise import Personalised, earlier_runs, personalise
+from hrpred.serve.profile_io import (
+    PROFILE_FORMAT,
+    PROFILE_VERSION,
+    ProfileError,
+    read_profile,
+    write_profile,
+)
 
-PROFILE_FORMAT = "hrpred-profile"
-PROFILE_VERSION = 4  # 2: residuals + fingerprint; 3: + score_sq; 4: engine records + plans
 LEVEL_FEATURE = "hr_at_10kmh"  # the pace-independent level the profile reports
 LEVEL_RECENT = 10  # the level is the mean over this many most recent runs
 DAY_S = 86400.0
 # config.json sections a prediction depends on (with the weights): the bundle fingerprint
 FINGERPRINT_KEYS = ("model", "features", "scaler", "target", "history", "speed", "seq_len")
-
-
-class ProfileError(HrpredError, ValueError):
-    """A profile that cannot be built, read or used with this bundle (one line)."""
 
 
 def bundle_kind(bundle: Bundle) -> str:
@@ -159,6 +161,7 @@ class _Run:
     features: np.ndarray  # [n_grid, F] unscaled
     hr: np.ndarray  # [n_grid] recorded HR on the grid
     ok: np.ndarray  # [n_grid] valid steps
+    path: str = ""  # the file as given (ties in start time are broken by it)
 
 
 def _date(ts: float) -> str:
@@ -168,6 +171,7 @@ def _date(ts: float) -> str:
 def _read_run(bundle: Bundle, activity: Activity, gender: str | None) -> _Run:
     """One run's entry (without residuals) and grid arrays (ProfileError/ActivityError when it
     cannot be summarised)."""
+    require_running(activity)  # a ride or a swim is skipped as such, whatever else it lacks
     if activity.heart_rate is None or np.isfinite(activity.heart_rate).sum() < 2:
         raise ProfileError("no heart rate recorded: a profile needs runs with HR")
     start = float(activity.timestamp[0])
@@ -220,28 +224,41 @@ def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def build_profile(
-    bundle: Bundle, files: Sequence[str | Path], gender: str | None = None
+    bundle: Bundle,
+    files: Sequence[str | Path],
+    gender: str | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> tuple[Profile, list[str]]:
     """Profile of the runner's files for this bundle (any kind); skipped files are listed in
     the warnings. Each run is predicted cold and, with a history bundle, personalised with the
-    kept runs that started before it (residual and band score, see the module doc)."""
+    kept runs that started before it (residual and band score, see the module doc). The same
+    files in any order give the same profile: they are read in path order, and of two runs
+    with the same start time the first path is kept. `progress` is called after each file."""
     read: list[_Run] = []
     skipped: list[dict[str, str]] = []
     warns: list[str] = []
-    for name in files:
+    for name in sorted(map(str, files)):
+        base = Path(name).name
         try:
-            read.append(_read_run(bundle, read_activity(name), gender))
+            run = _read_run(bundle, read_activity(name), gender)
+            run.path = name
+            read.append(run)
         except (HrpredError, ValueError, OSError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            skipped.append({"file": Path(name).name, "reason": reason})
-            warns.append(f"{Path(name).name}: skipped ({reason})")
-    read.sort(key=lambda r: (r.entry["start_time"], r.entry["file"]))
+            reason = reason.removeprefix(f"{base}: ")
+            skipped.append({"file": base, "reason": reason})
+            warns.append(f"{base}: skipped ({reason})")
+        if progress is not None:
+            progress()
+    read.sort(key=lambda r: (r.entry["start_time"], r.path))
     kept: list[_Run] = []
     for r in read:
         if kept and kept[-1].entry["start_time"] == r.entry["start_time"]:
-            first = kept[-1].entry["file"]
-            skipped.append({"file": r.entry["file"], "reason": f"same start as {first}"})
-            warns.append(f"{r.entry['file']}: skipped (same start time as {first})")
+            first = kept[-1]
+            skipped.append(
+                {"file": r.entry["file"], "reason": f"same start as {first.entry['file']}"}
+            )
+            warns.append(f"{r.path}: skipped (same start time as {first.path})")
             continue
         kept.append(r)
     runs = [r.entry for r in kept]
@@ -305,38 +322,14 @@ def plan_json(plan: Plan, context_runs: int) -> dict[str, Any]:
 
 
 def save_profile(profile: Profile, path: Path) -> None:
-    path.write_text(dumps_json(profile.content))
+    """Write the profile atomically (`hrpred.serve.profile_io.write_profile`)."""
+    write_profile(profile.content, path)
 
 
 def load_profile(path: str | Path) -> Profile:
-    """A profile JSON file, checked (ProfileError with one line otherwise)."""
-    path = Path(path)
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ProfileError(f"{path.name}: unreadable profile ({exc})") from None
-    if not isinstance(content, dict) or content.get("format") != PROFILE_FORMAT:
-        raise ProfileError(f"{path.name}: not an hrpred profile (make one with hrpred profile)")
-    try:
-        version = int(content.get("format_version", 0))
-    except (TypeError, ValueError):
-        version = 0
-    if version > PROFILE_VERSION:
-        raise ProfileError(f"{path.name}: profile format is newer than this hrpred")
-    if version < PROFILE_VERSION:
-        raise ProfileError(
-            f"{path.name}: profile format {version} is older than this hrpred's "
-            f"({PROFILE_VERSION}): rebuild it with `hrpred profile`"
-        )
-    try:
-        profile = Profile(content)
-        profile.summaries()
-        profile.records()
-        if not str(content["bundle"]["fingerprint"]):
-            raise ValueError("empty bundle fingerprint")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProfileError(f"{path.name}: malformed profile ({exc!r})") from None
-    return profile
+    """A profile JSON file, checked field by field (`hrpred.serve.profile_io.read_profile`;
+    ProfileError with one line naming the file and the field otherwise)."""
+    return Profile(read_profile(path))
 
 
 def check_compatible(profile: Profile, bundle: Bundle) -> None:
@@ -345,10 +338,20 @@ def check_compatible(profile: Profile, bundle: Bundle) -> None:
     made = profile.content.get("bundle", {})
     if list(profile.content.get("summary_features", [])) != list(SUMMARY_FEATURES):
         raise ProfileError("the profile's run summaries are of another hrpred version: rebuild it")
-    if float(made.get("step_s", -1)) != bundle.step_s or made.get("features") != bundle.features:
+    if list(made.get("features", [])) != list(bundle.features):
+        mine, theirs = list(made.get("features", [])), list(bundle.features)
+        diff = sorted(set(mine) ^ set(theirs))
+        what = f"{', '.join(diff[:4])}{'...' if len(diff) > 4 else ''}" if diff else "their order"
         raise ProfileError(
-            f"the profile was built with another bundle (grid step {made.get('step_s')} s, this "
-            f"one {bundle.step_s:g} s): rebuild it with `hrpred profile ... --bundle`"
+            f"the profile was built with another bundle: its features differ ({what}; "
+            f"{len(mine)} features, this one {len(theirs)}): rebuild it with "
+            "`hrpred profile ... --bundle`"
+        )
+    step = float(made.get("step_s", -1))
+    if not math.isclose(step, bundle.step_s, rel_tol=1e-9, abs_tol=1e-12):
+        raise ProfileError(
+            f"the profile was built with another bundle (grid step {step:.6g} s, this one "
+            f"{bundle.step_s:.6g} s): rebuild it with `hrpred profile ... --bundle`"
         )
     mine = str(made.get("fingerprint", ""))
     theirs = bundle_fingerprint(bundle)
