@@ -17,3 +17,11 @@ _.duration_s  # Activity.duration_s, public property of a user's recording
 convert_raw  # io/raw.py: writes the raw data in another reader format (used by pipeline tests)
 _.readable  # io.RawIOBase protocol (io/limits.py BoundedGzipReader)
 _.predict_band  # Bundle.predict_band: one-call (HR, lower, upper) for library users, tested (tests/test_export_band.py)
+recompute_test  # evaluate/saved.py: the headline figures from the saved files (tests/test_evaluate_*.py, issue 23)
+_.speed_quantiles_kmh  # simulate/calibration.py CalibrationTargets fields: read through asdict
+_.hr_by_speed_bpm
+_.runner_speed_sd_kmh
+_.runner_hr_sd_bpm
+_.window_change_sd_bpm
+_.window_change_over_10
+_.as_dict  # personal/engine.py Curves.as_dict: the curves by name (tests/test_personal_engine.py)

@@ -12,7 +12,7 @@ Layout (relative to the repository root; `Layout(root)` gives every path):
                      hist_workout_id, rank, days_before: each workout's earlier workouts of
                      the same user, from user_id + start_time only)        (split)
     models/          model.pt, checkpoint.pt                               (train)
-    data/eval/       predictions.parquet                                   (evaluate)
+    data/eval/       predictions.parquet, workouts.parquet                 (evaluate)
     metrics/<stage>.json, plots/, dvclive/train/
 
 Arrays are written row block by row block (`RowWriter`) and read memory-mapped or in bounded
@@ -110,6 +110,10 @@ class Layout:
     @property
     def predictions(self) -> Path:
         return self.eval_dir / "predictions.parquet"
+
+    @property
+    def eval_workouts(self) -> Path:
+        return self.eval_dir / "workouts.parquet"
 
     @property
     def plots_dir(self) -> Path:

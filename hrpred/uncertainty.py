@@ -15,15 +15,19 @@ biased per bucket; `benchmarks/band_grouping.py` measures both). The workout-ave
 band (the average HR of a whole workout) is calibrated the same way on the score
 |mean recorded - mean predicted| / mean b per workout.
 
-The runner's own scale (`evaluate.band.runner`): runners differ in how noisy their HR is
-around any prediction (sensor, physiology), which the spread head, reading speed and altitude,
-cannot see. Each workout's spread is multiplied by a factor from the runner's STRICTLY EARLIER
-workouts: their scores (RMS over valid steps of (recorded - predicted) / b, the network's
-personalised prediction) enter the offset rule of `hrpred.personal.offset` (the `k` most
-recent, recency-weighted, shrunk by a prior of `shrink` workouts) as deviations from the
-validation workouts' mean score `ref`: factor = 1 + rule(score - ref) / ref (1 without
-history, or with k = 0). The conformal multipliers are then calibrated on spread * factor.
-Chosen on validation runners only (`benchmarks/band_grouping.py`).
+The runner's own scale: runners differ in how noisy their HR is around any prediction
+(sensor, physiology), which the spread head, reading speed and altitude, cannot see. Each
+workout's spread is multiplied by a factor from the runner's earlier runs
+(`hrpred.personal.engine`, params `personal.runner_scale`): 1 + rule(score - ref) / ref, the
+scores being the RMS of (recorded - headline) / b of each earlier run and `ref` the validation
+workouts' mean score (`Calibration.runner_ref`). The conformal multipliers are then calibrated
+on spread * factor. The history bucket of a workout is the number of earlier runs its plan
+used (those after the latest level change): right after a change, the band widens to the
+bucket of the few runs since.
+
+`band_of` is the one function that turns (center, spread, factor, history used) into the
+per-step band and the workout-average band: evaluate, the bundle (`hrpred.bundle.runtime`),
+`hrpred predict` and the app call it.
 
 numpy and pandas: training, evaluation and serving share it; the constants are
 models/calibration.json (written by evaluate, carried in the bundle).
@@ -38,12 +42,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from hrpred.errors import HrpredError
 from hrpred.params import ParamError
-from hrpred.personal.config import OffsetConfig
-from hrpred.personal.offset import workout_offsets
 from hrpred.split.history import BUCKETS, history_buckets
 from hrpred.store import write_json
 
@@ -63,7 +64,6 @@ class BandConfig:
     min_workouts: int  # fewer validation workouts in a group of buckets: the pooled constant
     pool_history: bool  # one multiplier for every bucket with history; the cold bucket its own
     runner_resamples: int  # bootstrap resamples of test runners for coverage intervals (0: none)
-    runner: OffsetConfig  # the runner's own scale from earlier workouts' scores (k = 0: off)
 
     def __post_init__(self) -> None:
         if not 0 < self.level < 1 or self.min_workouts < 1 or self.runner_resamples < 0:
@@ -102,44 +102,6 @@ def step_scores(
     return np.abs(np.asarray(y, np.float64) - center)[v] / np.asarray(spread, np.float64)[v]
 
 
-def score_sums(
-    y: np.ndarray, center: np.ndarray, spread: np.ndarray, valid: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the sum of ((y - center) / spread)^2 over valid steps, and their number (the
-    runner scale's per-workout score is sqrt(sum / n))."""
-    v = np.asarray(valid, dtype=bool)
-    z = (np.asarray(y, np.float64) - center) / np.asarray(spread, np.float64)
-    return np.where(v, z * z, 0.0).sum(axis=1), v.sum(axis=1).astype(np.int64)
-
-
-def workout_scores(ids: np.ndarray, sq_sum: np.ndarray, n: np.ndarray) -> pd.Series:
-    """RMS score per workout id (rows of one workout added up; nan without a valid step)."""
-    g = pd.DataFrame({"id": ids, "s": sq_sum, "n": n}).groupby("id", sort=True)[["s", "n"]].sum()
-    return np.sqrt(g["s"] / g["n"].where(g["n"] > 0))
-
-
-def runner_entry(rule: OffsetConfig, scores: pd.Series, ids: np.ndarray) -> dict[str, float]:
-    """`Calibration.runner` for calibrating on workouts `ids`: the rule and its reference, the
-    mean score of those workouts (`scores` by workout id)."""
-    ref = float(np.nanmean(scores.reindex(np.unique(ids)).to_numpy()))
-    return {"ref": ref, **{k: float(x) for k, x in asdict(rule).items()}}
-
-
-def runner_factors(
-    rule: OffsetConfig,
-    ref: float,
-    history: pd.DataFrame,
-    scores: pd.Series,
-    workout_ids: np.ndarray,
-) -> np.ndarray:
-    """The spread factor of each of `workout_ids` from its history workouts' `scores` (per
-    history workout id; missing or nan: no valid step): 1 + rule(score - ref) / ref."""
-    ok = scores.notna()
-    dev = (scores - ref).where(ok, 0.0)
-    offset = workout_offsets(rule, history, dev, ok.astype(np.float64), np.asarray(workout_ids))
-    return 1.0 + offset / ref
-
-
 def average_parts(
     y: np.ndarray, center: np.ndarray, spread: np.ndarray, valid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -162,25 +124,7 @@ class Calibration:
     step: dict[str, float]  # per-step band half-width = step[bucket] * spread
     average: dict[str, float]  # workout-average band half-width = average[bucket] * mean spread
     n_workouts: dict[str, int]  # validation workouts per bucket
-    runner: dict[str, float] | None = None  # the runner scale: ref, k, shrink, half_life_days
-
-    def runner_rule(self) -> tuple[OffsetConfig, float] | None:
-        """The runner scale's rule and reference score (None: no runner scale)."""
-        if not self.runner or int(self.runner["k"]) == 0:
-            return None
-        r = self.runner
-        return OffsetConfig(int(r["k"]), float(r["shrink"]), float(r["half_life_days"])), float(
-            r["ref"]
-        )
-
-    def factors(
-        self, history: pd.DataFrame, scores: pd.Series, workout_ids: np.ndarray
-    ) -> np.ndarray:
-        """The runner-scale factor of each workout (ones without a runner scale)."""
-        rule = self.runner_rule()
-        if rule is None:
-            return np.ones(len(workout_ids))
-        return runner_factors(rule[0], rule[1], history, scores, workout_ids)
+    runner_ref: float | None = None  # the runner scale's reference score (None: no scale)
 
     def multipliers(self, sizes: np.ndarray, kind: str = "step") -> np.ndarray:
         """The multiplier of each workout with `sizes` history entries (float64 [N])."""
@@ -201,7 +145,7 @@ class Calibration:
                 {str(k): float(v) for k, v in content["step"].items()},
                 {str(k): float(v) for k, v in content["average"].items()},
                 {str(k): int(v) for k, v in content["n_workouts"].items()},
-                _runner(content.get("runner")),
+                _runner_ref(content.get("runner_ref")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CalibrationError(f"malformed calibration ({exc!r})") from None
@@ -210,14 +154,13 @@ class Calibration:
         return cal
 
 
-def _runner(content: Any) -> dict[str, float] | None:
+def _runner_ref(content: Any) -> float | None:
     if content is None:
         return None
-    keys = ("ref", "k", "shrink", "half_life_days")
-    out = {k: float(content[k]) for k in keys}
-    if not (out["ref"] > 0 and out["k"] >= 0 and out["shrink"] >= 0 and out["half_life_days"] > 0):
-        raise ValueError(f"runner scale out of range: {out}")
-    return out
+    ref = float(content)
+    if not (math.isfinite(ref) and ref > 0):
+        raise ValueError(f"runner_ref must be a finite number > 0, got {ref}")
+    return ref
 
 
 def calibrate(
@@ -227,10 +170,10 @@ def calibrate(
     valid: np.ndarray,
     sizes: np.ndarray,
     cfg: BandConfig,
-    runner: dict[str, float] | None = None,
+    runner_ref: float | None = None,
 ) -> Calibration:
-    """Calibrate on validation rows (arrays [N, T], `sizes` [N] history entries per row;
-    `spread` already multiplied by the runner factors, whose rule and ref `runner` records)."""
+    """Calibrate on validation rows (arrays [N, T], `sizes` [N] earlier runs each row's plan
+    used; `spread` already multiplied by the runner factors of reference `runner_ref`)."""
     labels = history_buckets(np.asarray(sizes))
     ya, ca, sa = average_parts(y, center, spread, valid)
     avg_score = np.abs(ya - ca) / sa
@@ -255,7 +198,7 @@ def calibrate(
             step[name], average[name] = q_step, q_avg
     if not np.isfinite(step[POOLED]) or not np.isfinite(average[POOLED]):
         raise CalibrationError("no valid validation step to calibrate the band on")
-    return Calibration(cfg.level, step, average, counts, runner)
+    return Calibration(cfg.level, step, average, counts, runner_ref)
 
 
 def band(
@@ -268,6 +211,45 @@ def band(
     )
     c = np.asarray(center, np.float64)
     return c - half, c + half
+
+
+@dataclass(frozen=True)
+class Band:
+    """A curve's calibrated band: per step and for the workout average (float64)."""
+
+    lower: np.ndarray  # [T] or [N, T]
+    upper: np.ndarray
+    average: np.ndarray  # the mean center over valid steps: [] (a 0-d array) or [N]
+    average_lower: np.ndarray
+    average_upper: np.ndarray
+
+
+def band_of(
+    cal: Calibration,
+    center: np.ndarray,
+    spread: np.ndarray,
+    used: np.ndarray | int,
+    factor: np.ndarray | float = 1.0,
+    valid: np.ndarray | None = None,
+) -> Band:
+    """The calibrated band of curves `center` [T] or [N, T] with the network's `spread` (same
+    shape), the earlier runs each curve's plan `used` (int or [N]: its history bucket) and the
+    runner scale `factor` (float or [N]): per step center -/+ q_step * factor * spread; the
+    workout average mean(center) -/+ q_average * factor * mean(spread) over `valid` steps
+    (default: where center and spread are finite; nan without one)."""
+    c = np.asarray(center, dtype=np.float64)
+    b = np.asarray(spread, dtype=np.float64) * np.asarray(factor, np.float64)[..., None]
+    sizes = np.atleast_1d(np.asarray(used, dtype=np.int64))
+    q, q_avg = cal.multipliers(sizes), cal.multipliers(sizes, "average")
+    if c.ndim == 1:
+        q, q_avg = q[0], q_avg[0]
+    lower, upper = band(c, b, q)
+    v = np.isfinite(c) & np.isfinite(b) if valid is None else np.asarray(valid, bool)
+    n = v.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(v, c, 0.0).sum(axis=-1) / n
+        half = q_avg * np.where(v, b, 0.0).sum(axis=-1) / n
+    return Band(lower, upper, mean, mean - half, mean + half)
 
 
 def pinball(y: np.ndarray, pred: np.ndarray, tau: float, valid: np.ndarray) -> float:

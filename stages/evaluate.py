@@ -15,16 +15,15 @@ from hrpred.errors import stage_main
 from hrpred.evaluate.config import EvalConfig
 from hrpred.evaluate.evaluation import run_evaluate, summary_line
 from hrpred.params import load_config, load_value
-from hrpred.personal.config import OffsetConfig
+from hrpred.personal.config import PersonalConfig
 from hrpred.store import Layout
 
 
 def run() -> dict[str, Any]:
     cfg = load_config(EvalConfig, "evaluate")
-    offset_cfg = load_config(OffsetConfig, "personal.offset")
-    residual_cfg = load_config(OffsetConfig, "personal.residual")
+    personal = load_config(PersonalConfig, "personal")
     truth = load_value("clean.truth", str | None)
-    return run_evaluate(cfg, offset_cfg, residual_cfg, truth, Layout())
+    return run_evaluate(cfg, personal, truth, Layout())
 
 
 def main() -> None:

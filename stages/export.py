@@ -13,7 +13,7 @@ from typing import Any
 from hrpred.errors import stage_main
 from hrpred.export.exporter import ExportConfig, run_export, summary_line
 from hrpred.params import load_config, load_value
-from hrpred.personal.config import OffsetConfig
+from hrpred.personal.config import PersonalConfig
 from hrpred.store import Layout
 from hrpred.timeseries import SpeedConfig
 
@@ -22,9 +22,9 @@ def run() -> tuple[dict[str, Any], ExportConfig]:
     cfg = load_config(ExportConfig, "export")
     source = load_value("data.raw", str)
     speed = load_config(SpeedConfig, "clean.speed")
-    offset = load_config(OffsetConfig, "personal.offset")
-    residual = load_config(OffsetConfig, "personal.residual")
-    return run_export(cfg, source, speed, offset, residual, Layout()), cfg
+    personal = load_config(PersonalConfig, "personal")
+    history_runs = load_value("split.max_history", int)
+    return run_export(cfg, source, speed, personal, history_runs, Layout()), cfg
 
 
 def main() -> None:

@@ -76,13 +76,19 @@ def speed_rules():  # -> hrpred.timeseries.SpeedConfig
     return load_config(SpeedConfig, "clean.speed", PARAMS)
 
 
-def personal_rules():  # -> dict[str, hrpred.personal.config.OffsetConfig]
-    """params personal.offset and personal.residual of the committed params.yaml, as export
-    bundles them."""
+def personal_rules():  # -> hrpred.personal.config.PersonalConfig
+    """params personal of the committed params.yaml, as export bundles it."""
     from hrpred.params import load_config
-    from hrpred.personal.config import OffsetConfig
+    from hrpred.personal.config import PersonalConfig
 
-    return {k: load_config(OffsetConfig, f"personal.{k}", PARAMS) for k in ("offset", "residual")}
+    return load_config(PersonalConfig, "personal", PARAMS)
+
+
+def history_runs() -> int:
+    """params split.max_history of the committed params.yaml, as export bundles it."""
+    from hrpred.params import load_value
+
+    return load_value("split.max_history", int, PARAMS)
 
 
 def write_test_bundle(
@@ -95,13 +101,13 @@ def write_test_bundle(
     onnx: bool = False,
 ) -> Path:
     """build_config + write_bundle as export does, with the committed params' speed and
-    personalisation rules."""
+    personalisation rules and history size."""
     from hrpred.export.writer import build_config, write_bundle
     from hrpred.features.registry import BINARY_FEATURES
 
     config = build_config(
         ckpt, metrics or {}, sampling, "median", data, BINARY_FEATURES,
-        speed=speed_rules(), personal=personal_rules(),
+        speed=speed_rules(), personal=personal_rules(), history_runs=history_runs(),
     )  # fmt: skip
     write_bundle(Path(out_dir), state_dict, config, onnx=onnx)
     return Path(out_dir)
@@ -299,11 +305,15 @@ def write_csv(
     return path
 
 
-def write_fit(path: Path, w: Workout, *, gzip_it: bool = False, phone: bool = False) -> Path:
+def write_fit(
+    path: Path, w: Workout, *, gzip_it: bool = False, phone: bool = False, sport: str = ""
+) -> Path:
     """An activity FIT file (file_id + timer events + one record per sample) via fit_tool.
 
     `phone`: as a phone app writes it: plain speed/altitude fields instead of the enhanced
-    ones, no heart rate, and a manufacturer other than a watch's."""
+    ones, no heart rate, and a manufacturer other than a watch's. `sport` (a fit_tool `Sport`
+    name, e.g. "CYCLING"): a sport message before the records and a session message after
+    them, as a watch writes them."""
     import gzip
 
     from fit_tool.fit_file_builder import FitFileBuilder
@@ -341,7 +351,22 @@ def write_fit(path: Path, w: Workout, *, gzip_it: bool = False, phone: bool = Fa
             r.enhanced_altitude = float(w.altitude_m[i])
             r.heart_rate = int(w.heart_rate[i])
         records.append(r)
+    if sport:
+        from fit_tool.profile.messages.sport_message import SportMessage
+        from fit_tool.profile.profile_type import Sport
+
+        msg = SportMessage()
+        msg.sport = Sport[sport]
+        builder.add(msg)
     builder.add_all(records)
+    if sport:
+        from fit_tool.profile.messages.session_message import SessionMessage
+
+        msg = SessionMessage()
+        msg.timestamp = int(w.timestamp[-1]) * 1000
+        msg.start_time = start_ms
+        msg.sport = Sport[sport]
+        builder.add(msg)
     ev = EventMessage()
     ev.event = Event.TIMER
     ev.event_type = EventType.STOP_ALL

@@ -57,9 +57,10 @@ def test_build_app_has_every_element_and_wiring(bundle_dir: Path) -> None:
         for target, event in dep["targets"]
         if event != "then"
     }
-    # each prediction is followed by the clean-up of its CSV (after Gradio copied it)
+    # each prediction (3 events) and each plan (the Plan tab's button) is followed by the
+    # clean-up of its CSV (after Gradio copied it)
     then = [dep for dep in config["dependencies"] if dep["targets"][0][1] == "then"]
-    assert len(then) == 3 and all(len(dep["inputs"]) == 1 for dep in then)
+    assert len(then) == 4 and all(len(dep["inputs"]) == 1 for dep in then)
     ins, outs = wiring[(app.IDS["file"], "change")]
     assert ins[0] == app.IDS["file"]
     assert {app.IDS["gender"], app.IDS["max_hr"], app.IDS["age"], app.IDS["rest_hr"]} <= set(ins)
@@ -155,19 +156,30 @@ def test_band_is_shaded_and_in_the_numbers(bundle_dir, gpx: Path, past: dict, tm
     assert ys.max() == pytest.approx(ref.frame["hr_p90"].max())
     csv = pd.read_csv(view.csv_path, float_precision="round_trip")
     pd.testing.assert_frame_equal(csv, ref.frame.reset_index(drop=True), check_dtype=False)
-    # personalised (a population bundle: + offset, bucket 0 band moved by the offset)
+    # personalised (a population bundle: + offset and the headline; the headline's band is
+    # the population spread around the headline, the bucket of the 3 earlier runs its plan
+    # used, factor 1 as this calibration has no runner scale; + offset has none)
+    from hrpred.serve.figure import PERSONAL_CURVES
+    from tests.test_predict import CAL
+
     files = [str(f) for f in past["earlier"]]
     mine = page.predict_file(banded, str(gpx), past=files, workdir=tmp_path)
     table = mine.personal.set_index("BPM")
-    offset = table.loc["correction", "+ offset"]
+    assert list(table.columns) == ["population", "+ offset", "headline"]
     assert table.loc["avg HR 80% band", "population"] == presentation.format_range(view.avg_band)
-    assert table.loc["avg HR 80% band", "+ offset"] == presentation.format_range(mine.avg_band)
-    assert mine.avg_band == pytest.approx(np.add(view.avg_band, offset), abs=0.051)
+    assert table.loc["avg HR 80% band", "+ offset"] == ""
+    assert table.loc["avg HR 80% band", "headline"] == presentation.format_range(mine.avg_band)
+    shift = np.mean(mine.avg_band) - np.mean(view.avg_band)  # the headline's mean - population's
+    assert shift > 5  # this runner sits above the population
+    half = np.diff(view.avg_band)[0] / 2 * CAL.average["3-9"] / CAL.average["0"]
+    assert mine.avg_band == pytest.approx(
+        [np.mean(view.avg_band) + shift - half, np.mean(view.avg_band) + shift + half], abs=1e-6
+    )
     assert mine.avg_band[0] < mine.avg_hr < mine.avg_band[1]
     lines = {ln.get_label(): ln for ln in mine.figure.axes[0].get_lines()}
     (shade,) = mine.figure.axes[0].collections  # in the colour of the curve it surrounds
     assert shade.get_facecolor()[0][:3] == pytest.approx(
-        to_rgb(lines["personalised HR (+ offset)"].get_color())
+        to_rgb(lines[PERSONAL_CURVES["hr_personal"][0]].get_color())
     )
 
 
@@ -353,23 +365,31 @@ def test_past_runs_personalise_the_prediction(bundle, gpx: Path, past: dict, tmp
     assert view.error is None, view.error
     profile, _ = build_profile(bundle, files)
     ref = predict.predict_activity(bundle, userfiles.read_activity(gpx), profile=profile)
-    off = ref.summary["offset"]
-    assert ref.summary["history"] == {"earlier_runs": 3, "later_runs_left_out": 1}
+    off, head = ref.summary["offset"], ref.summary["personal"]
+    hist = ref.summary["history"]
+    assert (hist["earlier_runs"], hist["later_runs_left_out"], hist["used_runs"]) == (3, 1, 3)
     assert "Personalised with 3 earlier run(s)" in view.status
-    # the numbers are the headline (personalised) prediction's; the table puts both side by side
-    assert ref.summary["headline"] == "offset" and "(+ offset)" in view.status
-    assert view.avg_hr == pytest.approx(off["avg_hr"], abs=0)
-    assert view.mae == pytest.approx(off["mae"], abs=0)
-    assert view.drift_bpm == pytest.approx(ref.summary["drift_bpm"])  # + a constant
-    minutes = [off["zones"][z] / 60.0 for z in ("Z1", "Z2", "Z3", "Z4", "Z5")]
+    # the numbers are the headline (personalised) prediction's; the table puts them side by side
+    assert ref.summary["headline"] == "personal" and "(headline)" in view.status
+    assert view.avg_hr == pytest.approx(head["avg_hr"], abs=0)
+    assert view.mae == pytest.approx(head["mae"], abs=0)
+    minutes = [head["zones"][z] / 60.0 for z in ("Z1", "Z2", "Z3", "Z4", "Z5")]
     np.testing.assert_allclose(view.zones["minutes"], minutes, atol=0.05 + 1e-9)
     table = view.personal.set_index("BPM")
-    assert list(table.columns) == ["population", "+ offset"]  # a population bundle: no learned
+    # a population bundle: no learned column
+    assert list(table.columns) == ["population", "+ offset", "headline"]
     assert table.loc["avg HR", "population"] == round(ref.summary["avg_hr"], 1)
     assert table.loc["avg HR", "+ offset"] == round(off["avg_hr"], 1)
+    assert table.loc["avg HR", "headline"] == round(head["avg_hr"], 1)
     assert table.loc["MAE vs recorded", "+ offset"] == round(off["mae"], 1)
+    assert table.loc["MAE vs recorded", "headline"] == round(head["mae"], 1)
     assert table.loc["correction", "+ offset"] == round(off["offset_bpm"], 1)
     assert off["offset_bpm"] > 5  # the runner's HR sits above the population's
+    # the headline weighs the population and the offset (no learned network) by their errors
+    w = head["weights"]
+    assert w["learned"] == 0 and w["population"] + w["offset"] == pytest.approx(1, abs=1e-5)
+    mix = w["population"] * ref.frame["hr_pred"] + w["offset"] * ref.frame["hr_offset"]
+    np.testing.assert_allclose(ref.frame["hr_personal"], mix, atol=1e-3)
     assert any(w.startswith("past runs: nohr.gpx: skipped") for w in view.warnings)
     assert any("did not start before" in w for w in view.warnings)
     # figure: population and personalised curves; CSV: both columns
@@ -377,6 +397,11 @@ def test_past_runs_personalise_the_prediction(bundle, gpx: Path, past: dict, tmp
     np.testing.assert_allclose(lines["population prediction"].get_ydata(), ref.frame["hr_pred"])
     np.testing.assert_allclose(
         lines["personalised HR (+ offset)"].get_ydata(), ref.frame["hr_offset"]
+    )
+    from hrpred.serve.figure import PERSONAL_CURVES
+
+    np.testing.assert_allclose(
+        lines[PERSONAL_CURVES["hr_personal"][0]].get_ydata(), ref.frame["hr_personal"]
     )
     csv = pd.read_csv(view.csv_path, float_precision="round_trip")
     pd.testing.assert_frame_equal(csv, ref.frame.reset_index(drop=True), check_dtype=False)
@@ -416,3 +441,77 @@ def test_past_runs_profile_upload_and_errors(bundle, gpx: Path, past: dict, tmp_
     view = page.predict_file(bundle, str(gpx), past=[str(past["no_hr"])], workdir=tmp_path)
     assert view.error is None and view.personal is None
     assert any("no run with heart rate" in w for w in view.warnings)
+
+
+# --------------------------------------------------------------------------- issue 28: Plan tab
+
+
+def test_plan_tab_has_every_element_and_wiring(bundle_dir: Path) -> None:
+    from hrpred.serve import plan_app
+
+    config = app.build_app(bundle_dir).get_config_file()
+    by_elem = {
+        c["props"].get("elem_id"): c for c in config["components"] if c["props"].get("elem_id")
+    }
+    assert set(plan_app.PLAN_IDS.values()) <= set(by_elem)
+    assert not set(plan_app.PLAN_IDS.values()) & set(app.IDS.values())  # ids stay unique
+    assert by_elem[plan_app.PLAN_IDS["plot"]]["type"] == "plot"
+    tabs = [c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"]
+    assert tabs == ["Predict", "Plan"]
+    ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
+    wiring = {
+        ids[t]: ([ids[i] for i in dep["inputs"]], [ids[o] for o in dep["outputs"]])
+        for dep in config["dependencies"]
+        for t, event in dep["targets"]
+        if event == "click"
+    }
+    ins, outs = wiring[plan_app.PLAN_IDS["button"]]
+    assert ins == [plan_app.PLAN_IDS[k] for k in plan_app.PLAN_REQUEST]
+    assert outs[:-1] == [plan_app.PLAN_IDS[k] for k in plan_app.PLAN_OUTPUTS]  # + the CSV state
+
+
+def test_plan_file_shows_what_plan_route_computes(bundle, tmp_path) -> None:
+    from hrpred.serve import plan_page
+    from hrpred.serve.planner import plan_route
+    from hrpred.serve.route import load_route
+    from tests.plan_fixtures import write_sample_route
+
+    route_path = write_sample_route(tmp_path / "hills.gpx")
+    request = plan_page.plan_request(pace="5:30", stops="5@1:00", warmup_min=0)
+    assert request.pace_s_per_km == 330 and request.warmup_s == 0 and len(request.stops) == 1
+    view = plan_page.plan_file(bundle, str(route_path), request=request, max_hr=185,
+                               workdir=tmp_path)  # fmt: skip
+    assert view.error is None, view.error
+    route = load_route(route_path, bundle.step_s, bundle.speed)
+    ref = plan_route(bundle, route, request, max_hr=185.0)
+    assert view.finish == "56:00" and view.avg_hr == pytest.approx(ref.summary["avg_hr"])
+    assert view.max_hr == pytest.approx(ref.summary["max_hr"])
+    assert list(view.splits["km"]) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert "max HR 185 (given)" in view.zone_basis and "TRIMP" in view.load
+    table = pd.read_csv(view.csv_path)
+    assert len(table) == len(ref.run.hr)
+    np.testing.assert_allclose(table["hr"], ref.run.hr, atol=5e-4)
+    assert view.figure is not None and "finish 56:00" in view.status
+
+
+def test_plan_errors_are_one_line(bundle, gpx: Path, tmp_path) -> None:
+    from hrpred.serve import plan_page
+
+    assert plan_page.plan_file(bundle, None, request=plan_page.plan_request()).error is None
+    with pytest.raises(ValueError, match="expected h:mm:ss"):
+        plan_page.plan_request(pace="fast")
+    with pytest.raises(ValueError, match="warm-up"):
+        plan_page.plan_request(warmup_min=500)
+    recorded = plan_page.plan_file(
+        bundle, str(gpx), request=plan_page.plan_request(pace="5:00"), workdir=tmp_path
+    )
+    assert recorded.error.startswith("morning run.gpx") and "--replan" in recorded.error
+    bad = tmp_path / "bad.gpx"
+    bad.write_text("<gpx")
+    view = plan_page.plan_file(bundle, str(bad), request=plan_page.plan_request(pace="5:00"))
+    assert view.error.startswith("bad.gpx: not a valid GPX") and "\n" not in view.error
+    replanned = plan_page.plan_file(
+        bundle, str(gpx), request=plan_page.plan_request(finish="20:00", replan=True),
+        workdir=tmp_path,
+    )  # fmt: skip
+    assert replanned.error is None and replanned.finish == "20:00"

@@ -268,11 +268,94 @@ def test_profile_and_predict_on_onnx_runtime_match_torch(tmp_path):
     (prof, table), (prof_t, table_t) = out["auto"], out["torch"]
     assert prof["bundle"] == prof_t["bundle"]  # the same fingerprint on either backend
     for run, run_t in zip(prof["runs"], prof_t["runs"], strict=True):
-        for kind in ("cold", "personal"):
-            got, want = run["residuals"][kind], run_t["residuals"][kind]
-            assert got["n"] == want["n"] > 0
-            assert abs(got["sum"] - want["sum"]) / got["n"] <= 1e-3  # mean residual
+        got, want = run["record"], run_t["record"]
+        assert got["n"] == want["n"] > 0
+        for key in ("cold_sum", "learned_sum"):
+            assert abs(got[key] - want[key]) / got["n"] <= 1e-3, key  # mean residual
+        for p, v in got["abs_sum"].items():
+            assert abs(v - want["abs_sum"][p]) / got["n"] <= 1e-3, p  # MAE
     assert list(table.columns) == list(table_t.columns)
-    assert {"hr_pred", "hr_offset", "hr_personal", "hr_p10", "hr_p90"} <= set(table.columns)
+    cols = {"hr_pred", "hr_offset", "hr_learned", "hr_personal", "hr_p10", "hr_p90"}
+    assert cols <= set(table.columns)
     diff = (table - table_t).abs().max()
     assert diff.max() <= 2e-3, diff
+
+
+# --------------------------------------------------------------------------- issue 28: plan
+
+
+def test_plan_prints_writes_and_plots_without_torch_or_web(files):
+    """`hrpred plan` on a GPX route: the summary, the per-step CSV and the figure; the plan
+    path imports neither torch nor gradio (matplotlib only for --plot)."""
+    from tests.plan_fixtures import write_sample_route
+
+    d, _, _ = files
+    route = write_sample_route(d / "hills.gpx")
+    base = ["plan", str(route), "--bundle", str(d / "bundle"), "--start", "2024-05-01T08:00"]
+    res = run_main([[*base, "--pace", "5:30", "--stops", "5@1:30", "--out", str(d / "p.csv")]], d)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip() == "modules []"
+    assert "hills.gpx: 10.00 km, +" in res.stdout
+    assert "plan: 5:30 min/km on average, spread by grade" in res.stdout
+    assert "finish 56:30 (moving 55:00, average pace 5:30 min/km, stops 1:30)" in res.stdout
+    assert "start 2024-05-01 08:00 UTC" in res.stdout and "training load: TRIMP" in res.stdout
+    assert res.stdout.count("\n  warning:") == 2  # gender not given; the stop is a pause
+    splits = [
+        line
+        for line in res.stdout.splitlines()
+        if re.match(r"^\s+(\d+|\d+\.\d+)\s+\d+:\d\d ", line)
+    ]
+    assert len(splits) == 10
+    table = pd.read_csv(d / "p.csv")
+    assert list(table.columns) == [
+        "t_s", "distance_km", "altitude_m", "grade_pct", "speed_kmh", "pace_min_km", "hr",
+        "hr_pred",
+    ]  # fmt: skip
+    assert table["distance_km"].iloc[-1] == pytest.approx(10.0, abs=0.03)
+    assert (table["hr"] == table["hr_pred"]).all()  # no profile: the population prediction
+    png = d / "plan.png"
+    res = hrpred(*base, "--hr-cap", "150", "--plot", str(png), "--quiet", cwd=d)
+    assert res.returncode == 0 and res.stdout == "" and res.stderr == "", res.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plan_errors_are_one_line(files, tmp_path):
+    from tests.plan_fixtures import write_sample_route
+
+    d, good, _ = files
+    route = write_sample_route(tmp_path / "hills.gpx")
+    bundle = ["--bundle", str(d / "bundle")]
+    cases = {
+        "pass --replan": ["plan", str(good["gpx"]), "--pace", "5:00", *bundle],
+        "give a pace": ["plan", str(route), *bundle],
+        "a stop is KM@M:SS": ["plan", str(route), "--pace", "5:00", "--stops", "5", *bundle],
+        "invalid choice: 5": ["plan", str(route), "--zone", "5", *bundle],
+        "not allowed with argument --pace": [
+            "plan",
+            str(route),
+            "--pace",
+            "5:00",
+            "--time",
+            "1:00:00",
+            *bundle,
+        ],  # fmt: skip
+        "missing.gpx: file not found": [
+            "plan",
+            str(tmp_path / "missing.gpx"),
+            "--pace",
+            "5:00",
+            *bundle,
+        ],  # fmt: skip
+        "is the input file": ["plan", str(route), "--pace", "5:00", "--out", str(route), *bundle],
+        "outside what the route allows": ["plan", str(route), "--time", "2:00", *bundle],
+    }
+    for says, args in cases.items():
+        res = hrpred(*args, cwd=d)
+        assert res.returncode == 2, (args, res.stderr)
+        _no_traceback(res)
+        assert len(res.stderr.strip().splitlines()) == 1 and says in res.stderr, (says, res.stderr)
+    # a recording is planned at its own pace, or anew with --replan
+    res = hrpred("plan", str(good["fit"]), *bundle, "--quiet", cwd=d)
+    assert res.returncode == 0, res.stderr
+    res = hrpred("plan", str(good["fit"]), "--replan", "--time", "20:00", *bundle, cwd=d)
+    assert res.returncode == 0 and "finish 20:00" in res.stdout, res.stderr

@@ -22,9 +22,10 @@ from hrpred.evaluate.config import EvalConfig
 from hrpred.export.exporter import ExportConfig
 from hrpred.features.config import FeaturizeConfig
 from hrpred.params import SHARED_KEYS, has_key
-from hrpred.personal.config import LearnedConfig, OffsetConfig
+from hrpred.personal.config import LearnedConfig, PersonalConfig
 from hrpred.simulate.config import SimConfig
 from hrpred.split.config import SplitConfig
+from hrpred.store import Layout
 from hrpred.timeseries import SpeedConfig
 from hrpred.train.config import TrainConfig
 
@@ -37,17 +38,17 @@ STAGE_CONFIGS: dict[str, list[tuple[type, str]]] = {
     "featurize": [(FeaturizeConfig, "featurize")],
     "split": [(SplitConfig, "split")],
     "train": [(TrainConfig, "train"), (LearnedConfig, "personal.learned")],
-    "evaluate": [
-        (EvalConfig, "evaluate"),
-        (OffsetConfig, "personal.offset"),
-        (OffsetConfig, "personal.residual"),
-    ],
+    "evaluate": [(EvalConfig, "evaluate"), (PersonalConfig, "personal")],
     "export": [
         (ExportConfig, "export"),
         (SpeedConfig, "clean.speed"),
-        (OffsetConfig, "personal.offset"),
-        (OffsetConfig, "personal.residual"),
+        (PersonalConfig, "personal"),
     ],
+}
+# stage -> the plain values (params key) its library function must receive besides the configs
+STAGE_VALUES: dict[str, list[str]] = {
+    "evaluate": ["clean.truth"],
+    "export": ["data.raw", "split.max_history"],
 }
 
 
@@ -65,7 +66,7 @@ def nested_dataclasses(cls: type, seen: set[type] | None = None) -> set[type]:
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_CONFIGS))
-def test_stage_runs_with_the_params_yaml_config(stage, config, monkeypatch) -> None:
+def test_stage_runs_with_the_params_yaml_config(stage, config, params, monkeypatch) -> None:
     module = importlib.import_module(f"stages.{stage}")
     calls: list[tuple[Any, ...]] = []
 
@@ -90,6 +91,12 @@ def test_stage_runs_with_the_params_yaml_config(stage, config, monkeypatch) -> N
     ]
     for e in expected:
         assert e in passed, f"stage {stage} ran with a config other than params.yaml's"
+    plain = [a for a in calls[0] if not dataclasses.is_dataclass(a) and not isinstance(a, Layout)]
+    for key in STAGE_VALUES.get(stage, []):
+        value = params
+        for part in key.split("."):
+            value = value[part]
+        assert any(type(a) is type(value) and a == value for a in plain), (stage, key, plain)
 
 
 @pytest.mark.parametrize("cls", sorted({c for cs in STAGE_CONFIGS.values() for c, _ in cs},
@@ -142,7 +149,8 @@ def test_stage_declares_every_params_file_it_reads(stage, params) -> None:
     its configs are built from (shared keys at their home), so `dvc repro`, `dvc params diff`
     and `dvc exp run -S params/<file>:key=value` see every value the stage reads."""
     declared, sources = declared_params(stage), params.sources
-    for _, section in STAGE_CONFIGS[stage]:
+    sections = [s for _, s in STAGE_CONFIGS[stage]] + STAGE_VALUES.get(stage, [])
+    for section in sections:
         top, *below = section.split(".")
         if has_key(sources.tree, section.split(".")):
             assert covers(declared.get("params.yaml", []), section), (stage, section)

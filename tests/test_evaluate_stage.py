@@ -1,4 +1,7 @@
-"""The evaluate stage on a small synthetic tree: metrics recomputed from its own outputs."""
+"""The evaluate stage on a small synthetic tree with a stand-in population model (no history
+network: personalised by the offset, no band): metrics recomputed from its own outputs, the
+saved predictions (data/eval/predictions.parquet, workouts.parquet) and the offset of one
+workout by hand."""
 
 from __future__ import annotations
 
@@ -11,13 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from eval_fixtures import assert_test_block_recomputes
 from fake_eval_data import NAMES, stand_in_predictor, write_tree
 
 from hrpred.evaluate.config import EvalConfig
 from hrpred.evaluate.evaluation import run_evaluate
-from hrpred.evaluate.personal import OFFSET_ONLY
 from hrpred.params import load_config, load_value, read_params
-from hrpred.personal.config import OffsetConfig
+from hrpred.personal.config import PersonalConfig
+from hrpred.personal.rules import shrunk_mean
 from hrpred.store import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +39,10 @@ SUMMARY_KEYS = {
     "n_steps",
 }
 PERSONAL_KEYS = {"cold", "personal", "by_history"}
+TEST_KEYS = {"learned_personal_model", "personalisation", "after_change", "runners_made_worse"}
+OFFSET_ONLY = "none (population model + offset)"  # what personalised a population model
+PREDICTION_COLUMNS = ["row", "workout_id", "split", "step", "t", "hr_true", "valid", "hr_cold",
+                      "hr_offset", "hr_learned", "hr_personal", "hr_p10", "hr_p90"]  # fmt: skip
 
 
 def _setup(root: Path, animations: bool = True) -> dict:
@@ -47,7 +55,7 @@ def _setup(root: Path, animations: bool = True) -> dict:
     keep = {
         "evaluate": params["evaluate"],
         "clean": {"truth": params["clean"]["truth"]},
-        "personal": {k: params["personal"][k] for k in ("offset", "residual")},
+        "personal": params["personal"],
     }
     (root / "params.yaml").write_text(yaml.safe_dump(keep))
     (root / "models").mkdir()
@@ -58,11 +66,10 @@ def _setup(root: Path, animations: bool = True) -> dict:
 def _run(root: Path) -> dict:
     """The stage's library call on the tree under `root` (no chdir: explicit paths)."""
     cfg = load_config(EvalConfig, "evaluate", root / "params.yaml")
-    ocfg = load_config(OffsetConfig, "personal.offset", root / "params.yaml")
+    pcfg = load_config(PersonalConfig, "personal", root / "params.yaml")
     truth = load_value("clean.truth", str | None, root / "params.yaml")
-    # the stand-in model.pt is no checkpoint: no learned personaliser (the offset's)
-    rcfg = load_config(OffsetConfig, "personal.residual", root / "params.yaml")
-    return run_evaluate(cfg, ocfg, rcfg, truth, Layout(root), stand_in_predictor, lambda *_: None)
+    # the stand-in model.pt is no checkpoint: no learned network (personalised by the offset)
+    return run_evaluate(cfg, pcfg, truth, Layout(root), stand_in_predictor, lambda *_: None)
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +82,10 @@ def stage(tmp_path_factory):
     return root, arrays, metrics, preds
 
 
-def _recompute(df: pd.DataFrame) -> dict:
-    """Independent recomputation of every summary metric from the long table."""
+def _recompute(df: pd.DataFrame, column: str = "hr_cold") -> dict:
+    """Independent recomputation of every summary metric of one curve from the long table."""
     v = df[df["valid"]]
-    err = v["hr_pred"].astype(np.float64) - v["hr_true"].astype(np.float64)
+    err = v[column].astype(np.float64) - v["hr_true"].astype(np.float64)
     per = err.abs().groupby(v["row"]).mean()
     late = v["t"] >= 120
     return {
@@ -97,10 +104,13 @@ def _recompute(df: pd.DataFrame) -> dict:
 def test_metrics_recomputed_from_predictions(stage, split):
     _, _, metrics, preds = stage
     cold = metrics[split]
-    if split == "test":  # headline = personalised; the predictions table holds cold ones
-        assert set(cold) == SUMMARY_KEYS | PERSONAL_KEYS | {"learned_personal_model"}
+    if split == "test":  # headline = the personal prediction; `cold` the population one
+        assert set(cold) == SUMMARY_KEYS | PERSONAL_KEYS | TEST_KEYS
         assert cold["learned_personal_model"] == OFFSET_ONLY
         assert {k: cold[k] for k in SUMMARY_KEYS} == cold["personal"]
+        again = _recompute(preds[preds["split"] == split], "hr_personal")
+        for key, value in again.items():
+            assert cold["personal"][key] == pytest.approx(value, abs=1e-4), key
         cold = cold["cold"]
     assert set(cold) == SUMMARY_KEYS
     again = _recompute(preds[preds["split"] == split])
@@ -109,26 +119,130 @@ def test_metrics_recomputed_from_predictions(stage, split):
     assert cold["rmse"] >= cold["mae"]
 
 
+def test_the_test_block_recomputes_from_the_saved_files(stage):
+    """Issue 23's acceptance: every test figure from predictions.parquet + workouts.parquet
+    (recompute_test and pandas); a population model has no band and no learned row."""
+    root, _, metrics, preds = stage
+    figures = assert_test_block_recomputes(root)
+    assert "band" not in metrics["test"] and "learned" not in metrics["baselines"]
+    assert {"headline.mae", "cold.mae", "offset.mae", "by_history.3-9.personal.mae"} <= set(figures)
+    assert preds[["hr_p10", "hr_p90"]].isna().all().all()
+
+
 def test_predictions_table_covers_real_steps(stage):
-    _, a, _, preds = stage
-    assert list(preds.columns) == [
-        "row",
-        "workout_id",
-        "split",
-        "step",
-        "t",
-        "hr_true",
-        "hr_pred",
-        "valid",
-    ]
+    root, a, _, preds = stage
+    assert list(preds.columns) == PREDICTION_COLUMNS
     rows = np.flatnonzero(np.isin(a["split"], ["val", "test"]))
     assert len(preds) == int(a["lengths"][rows].sum())  # every real step, no padding
     assert set(preds["split"]) == {"val", "test"}
     # the stand-in 'model' is deterministic: its predictions are reproducible from the features
     r = int(preds["row"].iloc[0])
     expected = 60.0 + 7.0 * a["features"][r, :, NAMES.index("rolling_speed_10")]
-    got = preds[preds["row"] == r].sort_values("step")["hr_pred"].to_numpy()
+    got = preds[preds["row"] == r].sort_values("step")["hr_cold"].to_numpy()
     np.testing.assert_allclose(got, expected[: len(got)], rtol=1e-6)
+    # no history network: learned = offset (weight 0); the headline weighs population and
+    # offset by the workout's saved weights; the offset is one constant per workout
+    workouts = pd.read_parquet(root / "data" / "eval" / "workouts.parquet")
+    assert (workouts["w_learned"] == 0).all()
+    assert np.allclose(workouts[["w_population", "w_offset"]].sum(axis=1), 1.0)
+    np.testing.assert_array_equal(preds["hr_learned"], preds["hr_offset"])
+    w = preds.merge(workouts[["workout_id", "w_population", "w_offset", "offset_bpm"]])
+    head = w["w_population"] * w["hr_cold"] + w["w_offset"] * w["hr_offset"]
+    np.testing.assert_allclose(w["hr_personal"], head, atol=1e-3)
+    np.testing.assert_allclose(w["hr_offset"] - w["hr_cold"], w["offset_bpm"], atol=1e-3)
+    assert (workouts.loc[workouts["n_history"] == 0, "offset_bpm"] == 0).all()
+    assert (workouts.loc[workouts["n_history"] > 0, "offset_bpm"] != 0).all()
+
+
+def test_offset_of_one_workout_by_hand(stage, config):
+    """A test runner's 4th workout: the offset is the rule over the mean residuals (recorded -
+    population, valid steps) of its 3 earlier workouts, 1, 2 and 3 days before (pandas from
+    the saved steps)."""
+    root, _, _, preds = stage
+    rule = config(PersonalConfig, "personal").offset
+    workouts = pd.read_parquet(root / "data" / "eval" / "workouts.parquet")
+    w = workouts[(workouts["split"] == "test") & (workouts["n_history"] == 3)].iloc[0]
+    assert w["n_used"] == 3 and not w["change"]
+    earlier = workouts[(workouts["user_id"] == w["user_id"]) & (workouts["n_history"] < 3)]
+    steps = preds[preds["workout_id"].isin(earlier["workout_id"]) & preds["valid"]]
+    resid = (
+        (steps["hr_true"].astype(float) - steps["hr_cold"].astype(float))
+        .groupby(steps["workout_id"])
+        .mean()
+    )
+    # the fake tree starts workout i at day i (ids 1000 + i): most recent first
+    resid = resid.sort_index(ascending=False)
+    days = (w["workout_id"] - resid.index.to_numpy()).astype(float)
+    weights = 0.5 ** (days / rule.half_life_days)
+    want = float((weights * resid).sum() / (weights.sum() + rule.shrink))
+    assert w["offset_bpm"] == pytest.approx(want, abs=1e-4)
+    assert want == pytest.approx(shrunk_mean(rule, resid.to_numpy(), days)[0], abs=1e-9)
+    mine = preds[preds["workout_id"] == w["workout_id"]]
+    np.testing.assert_allclose(mine["hr_offset"] - mine["hr_cold"], want, atol=1e-3)
+
+
+def test_population_model_has_no_band(stage):
+    root, _, metrics, _ = stage
+    cal = json.loads((root / "models" / "calibration.json").read_text())
+    assert cal == {"format": "hrpred-calibration", "available": False}
+    assert json.loads((root / "plots" / "band_by_history.json").read_text()) == []
+    workouts = pd.read_parquet(root / "data" / "eval" / "workouts.parquet")
+    assert (workouts["runner_factor"] == 1.0).all()
+    assert workouts[["avg_lo", "avg_hi", "band_width_bpm"]].isna().all().all()
+    share = metrics["test"]["personalisation"]["headline_weights_mean"]
+    assert share["learned"] == 0 and share["population"] + share["offset"] == pytest.approx(1)
+
+
+WORKOUT_COLUMNS = {
+    "workout_id", "user_id", "split", "n_history", "bucket", "n_used", "band_bucket", "change",
+    "change_shift_bpm", "offset_bpm", "residual_bpm", "runner_factor", "w_population",
+    "w_offset", "w_learned", "n_valid", "n_covered", "mae_cold", "mae_offset", "mae_learned",
+    "mae_personal", "avg_true", "avg_personal", "avg_lo", "avg_hi", "band_width_bpm",
+    "runs_after_change",
+}  # fmt: skip
+
+
+def test_workouts_table_and_its_plot(stage):
+    """workouts.parquet: one line per val/test workout, its MAEs recomputed from the saved
+    steps; plots/mae_by_history.json from it (pandas)."""
+    root, a, _, preds = stage
+    w = pd.read_parquet(root / "data" / "eval" / "workouts.parquet")
+    assert set(w.columns) == WORKOUT_COLUMNS
+    assert sorted(w["workout_id"]) == sorted(a["ids"][np.isin(a["split"], ["val", "test"])])
+    assert (w["runs_after_change"] == -1).all()  # this fake truth has no level changes
+    v = preds[preds["valid"]]
+    for curve, col in (("cold", "hr_cold"), ("offset", "hr_offset"), ("personal", "hr_personal")):
+        mae = (v[col].astype(float) - v["hr_true"].astype(float)).abs().groupby(v["workout_id"])
+        got = w.set_index("workout_id")[f"mae_{curve}"]
+        np.testing.assert_allclose(got.loc[mae.mean().index], mae.mean(), atol=1e-4)
+    np.testing.assert_array_equal(
+        w.set_index("workout_id")["n_valid"].loc[v["workout_id"].unique()],
+        v.groupby("workout_id", sort=False).size(),
+    )
+    plot = json.loads((root / "plots" / "mae_by_history.json").read_text())
+    test = v[v["split"] == "test"].merge(w[["workout_id", "n_history"]])
+    test["h"] = test["n_history"].clip(upper=10)
+    for rec in plot:
+        g = test[test["h"] == rec["history"]]
+        assert rec["n_workouts"] == g["workout_id"].nunique()
+        assert rec["headline"] == pytest.approx(
+            (g["hr_personal"].astype(float) - g["hr_true"].astype(float)).abs().mean(), abs=1e-4
+        )
+        assert rec["cold"] == pytest.approx(
+            (g["hr_cold"].astype(float) - g["hr_true"].astype(float)).abs().mean(), abs=1e-4
+        )
+    assert [r["history"] for r in plot] == sorted(test["h"].unique())
+
+
+def test_runners_made_worse_from_the_saved_workouts(stage):
+    root, _, metrics, _ = stage
+    w = pd.read_parquet(root / "data" / "eval" / "workouts.parquet")
+    w = w[(w["split"] == "test") & (w["n_valid"] > 0)]
+    per = w.assign(c=w["mae_cold"] * w["n_valid"], p=w["mae_personal"] * w["n_valid"])
+    per = per.groupby("user_id")[["c", "p"]].sum()
+    got = metrics["test"]["runners_made_worse"]
+    assert got["n_runners"] == len(per)
+    assert got["share"] == pytest.approx((per["p"] > got["ratio"] * per["c"]).mean())
 
 
 def test_baselines_and_comparison(stage):
@@ -147,12 +261,13 @@ def test_baselines_and_comparison(stage):
         assert sum(x["n_workouts"] for x in buckets.values()) == metrics["test"]["n_workouts"]
     # the fake HR is generated by a first-order model: physio must beat the constant
     assert b["physio"]["test"]["cold"]["mae"] < 0.5 * b["constant"]["test"]["cold"]["mae"]
-    # no learned model here: the model's personal score is the offset personaliser's
-    assert b["offset"]["test"]["mae"] == metrics["test"]["mae"]
+    # the offset row is the same population model + the offset
     assert b["offset"]["test"]["cold"] == metrics["test"]["cold"]
-    # no history: personal == cold
-    zero = metrics["test"]["by_history"]["0"]
-    assert zero["cold"] == zero["personal"]
+    assert b["offset"]["test"]["personal"] != metrics["test"]["cold"]
+    # no history: personal == cold (offset 0: every curve is the population prediction)
+    for entry in (metrics["test"], b["offset"]["test"]):
+        zero = entry["by_history"]["0"]
+        assert zero["n_workouts"] > 0 and zero["cold"] == zero["personal"]
     ratio = metrics["comparison"]["test_mae_ratio_to_constant"]
     assert ratio == pytest.approx(metrics["test"]["mae"] / b["constant"]["test"]["mae"], rel=1e-4)
 
@@ -174,7 +289,7 @@ def test_categories_and_noise_floor(stage):
 def test_offset_diagnostics_recomputed(stage):
     _, _, metrics, preds = stage
     v = preds[(preds["split"] == "test") & preds["valid"]]
-    err = v["hr_pred"].astype(np.float64) - v["hr_true"].astype(np.float64)
+    err = v["hr_cold"].astype(np.float64) - v["hr_true"].astype(np.float64)
     bias = err.groupby(v["row"]).transform("mean")
     diag = metrics["diagnostics"]
     assert diag["test_mae_workout_offset_removed"] == pytest.approx(
@@ -236,6 +351,8 @@ def test_rerun_is_byte_identical(stage, tmp_path):
     for rel in [
         "metrics/evaluate.json",
         "data/eval/predictions.parquet",
+        "data/eval/workouts.parquet",
+        "models/calibration.json",
         "plots/scatter.json",
         "plots/traces.json",
         "plots/mae_by_history.json",
@@ -302,5 +419,5 @@ def test_main_with_a_real_checkpoint(tmp_path, monkeypatch):
     features = np.load(tmp_path / "data/features/features.npy")
     r = int(preds["row"].iloc[0])
     direct = model_lib.predict(*model_lib.load_checkpoint("models/model.pt"), features[r : r + 1])
-    got = preds[preds["row"] == r].sort_values("step")["hr_pred"].to_numpy()
+    got = preds[preds["row"] == r].sort_values("step")["hr_cold"].to_numpy()
     np.testing.assert_allclose(got, direct[0, : len(got)], rtol=1e-5)

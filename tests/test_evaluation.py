@@ -11,11 +11,13 @@ import pytest
 from fake_eval_data import stand_in_predictor, write_tree
 
 from hrpred.evaluate.config import EvalConfig
+from hrpred.evaluate.evaluation import personal_report
 from hrpred.evaluate.inputs import input_categories
 from hrpred.evaluate.personal import personalise
-from hrpred.evaluate.report import build_report, workout_maes
+from hrpred.evaluate.report import workout_maes
+from hrpred.evaluate.saved import workout_table, write_predictions
 from hrpred.evaluate.scoring import evaluate_all, fit_baselines
-from hrpred.personal.config import OffsetConfig
+from hrpred.personal.config import PersonalConfig
 from hrpred.store import open_dataset, open_history, read_rows
 
 
@@ -55,28 +57,33 @@ def tree(tmp_path_factory):
     return root, arrays, ds, truth
 
 
-OFFSET: list[OffsetConfig] = []  # the real personal.offset config, set by `eval_cfg`
+PERSONAL: list[PersonalConfig] = []  # the real personal config, set by `eval_cfg`
 
 
 @pytest.fixture(scope="module")
 def eval_cfg(config) -> EvalConfig:
-    OFFSET[:] = [config(OffsetConfig, "personal.offset")]
+    PERSONAL[:] = [config(PersonalConfig, "personal")]
     return config(EvalConfig, "evaluate")
 
 
 def _run(tree, cfg: EvalConfig, batch_rows: int, name: str):
+    """Scoring, personalisation (offset: no history network), the report and the saved
+    predictions, each chunked by `batch_rows`."""
     root, _, ds, truth = tree
     cfg = replace(cfg, batch_rows=batch_rows, n_scatter=100)
     predict = stand_in_predictor(root, ds.data.names)
     baselines = fit_baselines(ds, cfg)
-    out = root / f"{name}.parquet"
-    results = evaluate_all(ds, predict, baselines, cfg, out, truth)
+    results = evaluate_all(ds, predict, baselines, cfg, truth)
     cats = input_categories(ds, ds.rows["test"], cfg.categories, batch_rows)
     history = open_history(root / "data/split")
-    ocfg = OFFSET[0]
-    personal = personalise(ds, results, history, predict, baselines, cfg, ocfg)
-    report = build_report(ds, results, baselines.params(), cats, truth, personal)
-    return baselines, results, report, pd.read_parquet(out)
+    pcfg = PERSONAL[0]
+    res = personalise(ds, history, results, predict, baselines, pcfg, batch_rows)
+    report = personal_report(ds, res, results, baselines.params(), pcfg, cats, truth)
+    out = root / f"{name}.parquet"
+    write_predictions(out, ds, res, None)
+    workout_table(ds, res, None).to_parquet(root / f"{name}_workouts.parquet", index=False)
+    preds = pd.read_parquet(out)
+    return baselines, results, report, preds, pd.read_parquet(root / f"{name}_workouts.parquet")
 
 
 def test_read_rows_of_a_memmap_equals_fancy_indexing(tree):
@@ -92,7 +99,7 @@ def test_read_rows_of_a_memmap_equals_fancy_indexing(tree):
 def test_chunks_of_three_rows_equal_whole_arrays(tree, eval_cfg):
     root, a, ds, truth = tree
     data = ds.data
-    baselines, results, report, preds = _run(tree, eval_cfg, 3, "chunked")
+    baselines, results, report, preds, _ = _run(tree, eval_cfg, 3, "chunked")
     rows = ds.rows["test"]
     assert len(rows) > 3  # several chunks
     # whole-array reference: every prediction of the split at once, metrics on flat arrays
@@ -132,14 +139,16 @@ def test_chunks_of_three_rows_equal_whole_arrays(tree, eval_cfg):
     test = preds[preds["split"] == "test"]
     assert len(test) == int(lengths.sum())
     inside = np.arange(y.shape[1])[None, :] < lengths[:, None]
-    np.testing.assert_array_equal(test["hr_pred"].to_numpy(), model[inside].astype(np.float32))
+    np.testing.assert_array_equal(test["hr_cold"].to_numpy(), model[inside].astype(np.float32))
     np.testing.assert_array_equal(test["valid"].to_numpy(), v[inside])
+    np.testing.assert_array_equal(test["hr_true"].to_numpy(), y[inside].astype(np.float32))
 
 
 def test_result_does_not_depend_on_batch_rows(tree, eval_cfg):
-    _, _, small, p_small = _run(tree, eval_cfg, 3, "b3")
-    _, _, big, p_big = _run(tree, eval_cfg, 1000, "b1000")
+    _, _, small, p_small, w_small = _run(tree, eval_cfg, 3, "b3")
+    _, _, big, p_big, w_big = _run(tree, eval_cfg, 1000, "b1000")
     pd.testing.assert_frame_equal(p_small, p_big)
+    pd.testing.assert_frame_equal(w_small, w_big)
 
     def close(a, b, path=""):
         if isinstance(a, dict):

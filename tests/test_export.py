@@ -27,7 +27,8 @@ from hrpred.export.errors import ExportError
 from hrpred.export.hf_dataset import workout_splits
 from hrpred.export.writer import sampling_stats
 from hrpred.features.registry import WorkoutInputs, compute_features
-from hrpred.params import read_params
+from hrpred.params import load_config, read_params
+from hrpred.personal.config import PersonalConfig
 from hrpred.uncertainty import Calibration
 from tests.predict_fixtures import FAKE_METRICS, FEATURES, make_bundle, simulated_workout
 from tests.synthetic_clean import make_clean_rows, write_clean
@@ -118,6 +119,27 @@ def test_load_bundle_errors_are_one_line(tmp_path, onnx_bundle):
         load_bundle(broken)
 
 
+def test_bundle_personal_rules_and_history_runs(onnx_bundle):
+    """config.json `personal` (params personal) and `history_runs` (split.max_history) as
+    serving reads them; a bundle of an older format or a damaged one: one-line errors."""
+    bundle = load_bundle(onnx_bundle)
+    real = read_params(ROOT / "params.yaml")
+    assert bundle.personal == load_config(PersonalConfig, "personal", ROOT / "params.yaml")
+    assert bundle.history_runs == real["split"]["max_history"]
+    for personal in (None, {"offset": {"k": 10, "shrink": 1.0, "half_life_days": 60.0}},
+                     {**real["personal"], "offset": {"k": -1, "shrink": 1.0,
+                                                     "half_life_days": 60.0}}):  # fmt: skip
+        bundle.config = {**bundle.config, "personal": personal}
+        with pytest.raises(BundleError, match="personal rules.*dvc repro export") as info:
+            bundle.personal  # noqa: B018 - the property raises
+        assert "\n" not in str(info.value)
+    for runs in (None, -1, 2.5, True, "10"):
+        bundle.config = {**bundle.config, "history_runs": runs}
+        with pytest.raises(BundleError, match="history_runs") as info:
+            bundle.history_runs  # noqa: B018 - the property raises
+        assert "\n" not in str(info.value)
+
+
 def _card_tables(card: str) -> dict[str, dict[str, str]]:
     """{row label: {column: cell}} for every markdown table of the card."""
     rows: dict[str, dict[str, str]] = {}
@@ -196,7 +218,8 @@ def _write_params(root: Path) -> None:
     params = {
         "data": {"raw": "data/raw/simulated.json"},
         "clean": {"speed": real["clean"]["speed"]},
-        "personal": {k: real["personal"][k] for k in ("offset", "residual")},
+        "personal": real["personal"],
+        "split": {"max_history": real["split"]["max_history"]},
         "export": real["export"],
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params))
@@ -275,6 +298,13 @@ def test_export_stage_end_to_end(tmp_path, monkeypatch):
     assert max(config["onnx"]["parity"]["by_output_bpm"].values()) <= 1e-3
     assert "## Uncertainty: the 80% band" in (bundle_dir / "README.md").read_text()
     assert config["seq_len"] == T and config["features"] == FEATURES
+    # params personal and split.max_history as the bundle carries them (format 2)
+    real = read_params(ROOT / "params.yaml")
+    assert config["format_version"] == 2 and config["history_runs"] == real["split"]["max_history"]
+    assert config["personal"] == real["personal"]
+    loaded = load_bundle(bundle_dir)
+    assert loaded.personal == load_config(PersonalConfig, "personal", ROOT / "params.yaml")
+    assert loaded.history_runs == real["split"]["max_history"]
 
     # sampling step = mean step (pauses > 60 s left out) of the train workouts' first T steps,
     # recomputed from the clean file

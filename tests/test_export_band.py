@@ -1,4 +1,4 @@
-"""The bundle's 80% band (issue 14): `Bundle.predict_band` / `average_band`, the ONNX outputs
+"""The bundle's 80% band (issue 14): `Bundle.predict_band` / `Bundle.band`, the ONNX outputs
 `spread_bpm`, `hr_p10`, `hr_p90` and their parity with PyTorch, the model card's band section,
 and the two prediction backends (ONNX Runtime, PyTorch) agreeing on every output.
 
@@ -26,6 +26,7 @@ from hrpred.uncertainty import Calibration
 from tests.predict_fixtures import (
     FAKE_METRICS,
     FEATURES,
+    history_runs,
     personal_rules,
     simulated_workout,
     speed_rules,
@@ -123,7 +124,7 @@ def write_random_bundle(
     config = build_config(
         ckpt, metrics, {"median_step_s": 8.0, "mean_step_s": 8.0}, "median",
         {"source": "tests"}, BINARY_FEATURES, speed=speed_rules(), personal=personal_rules(),
-        band=None if band is None else band.to_json(),
+        history_runs=history_runs(), band=None if band is None else band.to_json(),
     )  # fmt: skip
     x = _features(len(COUNTS)) if check else None
     ctx = _contexts(COUNTS) if check and history else None
@@ -190,20 +191,33 @@ def test_history_band_pytorch_and_onnx_agree_and_follow_the_table(history_band) 
 
 
 def test_workout_average_band(history_band) -> None:
+    """`Bundle.band`: per step hr -/+ q_step x factor x spread, the workout average mean(hr)
+    -/+ q_average x factor x mean(spread) over the valid steps, q of each row's bucket."""
     bundle = load_bundle(history_band)
     x = _features(len(COUNTS), seed=2)
     ctx = _contexts(COUNTS, seed=3)
     hr, spread = bundle.predict_spread(x, context=ctx)
     valid = np.isfinite(x).all(axis=-1)  # the NaN-padded tail is not part of the workout
-    mean, lo, hi = bundle.average_band(hr, spread, COUNTS, valid)
+    factor = np.linspace(0.7, 1.6, len(COUNTS))
+    b = bundle.band(hr, spread, COUNTS, factor, valid)
     for i, c in enumerate(COUNTS):
-        m = hr[i][valid[i]].astype(np.float64).mean()
-        half = _bucket_q(int(c), CAL.average) * spread[i][valid[i]].astype(np.float64).mean()
-        assert mean[i] == pytest.approx(m) and lo[i] == pytest.approx(m - half)
-        assert hi[i] == pytest.approx(m + half)
-    one = bundle.average_band(hr[2][valid[2]], spread[2][valid[2]], int(COUNTS[2]))
-    assert all(isinstance(v, float) for v in one)
-    assert one == pytest.approx((mean[2], lo[2], hi[2]))
+        h, s = hr[i].astype(np.float64), spread[i].astype(np.float64)
+        m = h[valid[i]].mean()
+        half = _bucket_q(int(c), CAL.average) * factor[i] * s[valid[i]].mean()
+        assert b.average[i] == pytest.approx(m) and b.average_lower[i] == pytest.approx(m - half)
+        assert b.average_upper[i] == pytest.approx(m + half)
+        step = _bucket_q(int(c), CAL.step) * factor[i] * s
+        np.testing.assert_allclose(b.lower[i], h - step, rtol=1e-12)
+        np.testing.assert_allclose(b.upper[i], h + step, rtol=1e-12)
+    one = bundle.band(hr[2][valid[2]], spread[2][valid[2]], int(COUNTS[2]), float(factor[2]))
+    assert np.ndim(one.average) == np.ndim(one.average_lower) == 0 and one.lower.ndim == 1
+    got = (float(one.average), float(one.average_lower), float(one.average_upper))
+    assert got == pytest.approx((b.average[2], b.average_lower[2], b.average_upper[2]))
+    # the default factor is 1: predict_band's band (the ONNX outputs' band)
+    _, lo, hi = bundle.predict_band(x, context=ctx)
+    plain = bundle.band(hr, spread, COUNTS)
+    np.testing.assert_allclose(plain.lower, lo, atol=1e-4)
+    np.testing.assert_allclose(plain.upper, hi, atol=1e-4)
 
 
 def test_population_band_uses_the_cold_multiplier(tmp_path) -> None:
@@ -351,21 +365,31 @@ def test_backend_choice_and_errors(history_band, tmp_path, monkeypatch) -> None:
         load_bundle(broken)  # checked at load on the ONNX backend too
 
 
-def test_card_states_the_runner_scale_and_orders_the_buckets() -> None:
-    """The runner scale's bullet appears only with one; test buckets print in history order
-    (the metrics file sorts "10+" before "3-9")."""
+def _card_metrics() -> dict:
+    """Test band metrics with the buckets in the metrics file's order ("10+" before "0")."""
+    report = {**BAND_REPORT, "by_history": {"10+": BAND_REPORT["by_history"]["10+"],
+                                            "0": BAND_REPORT["by_history"]["0"]}}  # fmt: skip
+    return {"test": {"band": report}}
+
+
+def test_card_orders_the_buckets() -> None:
+    """Test buckets print in history order (the metrics file sorts "10+" before "0")."""
+    from hrpred.export.cards import _band_section
+
+    text = "\n".join(_band_section({"band": CAL.to_json(), "metrics": _card_metrics()}))
+    assert text.index("| 0 | 40 |") < text.index("| 10+ | 35 |")
+    assert "Runner scale:" not in text  # no reference score: no runner scale
+
+
+def test_card_states_the_runner_scale() -> None:
+    """A bundle whose calibration has a runner-scale reference and whose personal rules have
+    a runner scale (k > 0) states it on the card: the reference and the rule's constants."""
     from dataclasses import replace
 
     from hrpred.export.cards import _band_section
 
-    runner = {"ref": 1.0657, "k": 10.0, "shrink": 5.0, "half_life_days": 60.0}
-    report = {**BAND_REPORT, "by_history": {"10+": BAND_REPORT["by_history"]["10+"],
-                                            "0": BAND_REPORT["by_history"]["0"]}}  # fmt: skip
-    metrics = {"test": {"band": report}}
-    text = "\n".join(
-        _band_section({"band": replace(CAL, runner=runner).to_json(), "metrics": metrics})
-    )
-    assert "Runner scale:" in text and "ref 1.07" in text and "10 most recent" in text
-    assert text.index("| 0 | 40 |") < text.index("| 10+ | 35 |")
-    without = "\n".join(_band_section({"band": CAL.to_json(), "metrics": metrics}))
-    assert "Runner scale:" not in without
+    config = {"band": replace(CAL, runner_ref=1.0657).to_json(), "metrics": _card_metrics(),
+              "personal": personal_rules().to_json()}  # fmt: skip
+    text = "\n".join(_band_section(config))
+    k = personal_rules().runner_scale.k
+    assert "Runner scale:" in text and "ref 1.07" in text and f"{k} most recent" in text

@@ -3,10 +3,11 @@
 A tiny history model is trained on simulated runners with personal HR levels through
 predict's own feature path (`predict_fixtures.make_history_bundle`); a NEW runner (never
 trained on) writes earlier runs as GPX/FIT files, and the error on a later run must drop when
-those earlier runs personalise it: offset (population + offset) and learned (network with
-context + residual correction), and with a population bundle the offset alone. Only runs that
-started strictly before are used; the run's own HR is never read; a profile is bound to its
-bundle (fingerprint).
+those earlier runs personalise it: offset (population + offset), learned (network with
+context + residual correction) and the headline (their weighted mean), and with a population
+bundle the offset alone. Each profile run's record is the engine's (`record_run`) of the run
+personalised from the runs before it only; only runs that started strictly before are used;
+the run's own HR is never read; a profile is bound to its bundle (fingerprint).
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ import numpy as np
 import pytest
 
 from hrpred.bundle.runtime import load_bundle
+from hrpred.io.activity import HR_MAX_BPM, HR_MIN_BPM
 from hrpred.io.userfiles import read_activity
+from hrpred.personal.engine import PREDICTORS, record_run
 from hrpred.serve.cli import main
+from hrpred.serve.inputs import on_grid
 from hrpred.serve.predict import predict_activity
 from hrpred.serve.profile import (
     PROFILE_VERSION,
@@ -27,9 +31,10 @@ from hrpred.serve.profile import (
     build_profile,
     bundle_fingerprint,
     load_profile,
-    profile_context,
+    record_json,
     save_profile,
 )
+from hrpred.uncertainty import band_of
 from tests.predict_fixtures import make_bundle, runner_workout, write_fit, write_gpx
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "samples" / "real"
@@ -89,20 +94,72 @@ def test_profile_skips_files_without_hr_and_records_runs(bundle_dir, runner) -> 
     assert c["level"]["level_bpm"] == pytest.approx(150 + LEVEL, abs=4)
     # the summary is the model's: the same numbers the bundle's history section names
     assert list(c["runs"][0]["summary"]) == bundle.history["summary_features"]
-    # bound to the bundle; per-run residuals of the cold and the personalised prediction
-    assert c["format_version"] == PROFILE_VERSION and c["bundle"]["kind"] == "history"
+    # bound to the bundle; per run the engine's record and the plan that personalised it
+    assert c["format_version"] == PROFILE_VERSION == 4 and c["bundle"]["kind"] == "history"
     assert c["bundle"]["fingerprint"] == bundle_fingerprint(bundle)
-    for r in c["runs"]:
-        assert set(r["residuals"]) == {"cold", "personal"}
-        assert r["residuals"]["cold"]["n"] == r["residuals"]["personal"]["n"] > 100
-    # the oldest run has no earlier run: its personalised prediction is the cold network's
-    first = c["runs"][0]["residuals"]
-    assert first["personal"]["sum"] == pytest.approx(first["cold"]["sum"], abs=0.5)
+    for i, r in enumerate(c["runs"]):
+        assert set(r["record"]) == {"n", "cold_sum", "learned_sum", "score_sq", "abs_sum"}
+        assert r["record"]["n"] > 100 and r["record"]["score_sq"] > 0
+        assert list(r["record"]["abs_sum"]) == list(PREDICTORS)
+        assert r["plan"]["earlier_runs"] == r["plan"]["used_runs"] == r["plan"]["context_runs"] == i
+    # the oldest run has no earlier run: every predictor is the population one
+    first = c["runs"][0]["record"]
+    assert first["learned_sum"] == pytest.approx(first["cold_sum"], abs=0.5)
+    assert len({round(v, 1) for v in first["abs_sum"].values()}) == 1
+    assert c["runs"][0]["plan"]["offset_bpm"] == 0.0
+    # the later runs are personalised: the runner sits LEVEL above the population
+    assert c["runs"][2]["plan"]["offset_bpm"] > 0.5 * LEVEL
 
 
-def _maes(pred) -> tuple[float, float, float]:
+def _grid_hr(bundle, path: Path):
+    """A file's unscaled grid features, recorded HR on the grid and valid steps, as predict
+    reads the file (recorded HR interpolated onto the grid; paused or implausible left out)."""
+    act = read_activity(path)
+    pred = predict_activity(bundle, act)
+    hr = on_grid(act.timestamp, act.heart_rate, pred.grid.timestamp)
+    ok = np.isfinite(hr) & (hr >= HR_MIN_BPM) & (hr <= HR_MAX_BPM) & ~pred.grid.paused
+    return float(act.timestamp[0]), pred.features, hr, ok
+
+
+def test_each_record_is_the_run_personalised_from_the_earlier_runs_only(bundle_dir, runner):
+    """Run i's record = record_run of the curves its plan gives from a profile of the files
+    BEFORE it only (the later files left out entirely), on the grid predict reads."""
+    bundle = load_bundle(bundle_dir)
+    files = [runner["files"][i] for i in (0, 1, 3)]  # the runs with HR, in start order
+    profile, _ = build_profile(bundle, [*files, runner["later"]])
+    for i, path in enumerate([*files, runner["later"]]):
+        start, feats, hr, ok = _grid_hr(bundle, path)
+        before, _ = build_profile(bundle, files[:i])
+        pop, pop_spread = bundle.predict_spread(feats)
+        done, later = before.personalise(bundle, start, feats, np.asarray(pop, np.float64),
+                                         pop_spread)  # fmt: skip
+        assert later == 0 and done.plan.earlier == i
+        rec = record_run(start, hr, ok, done.curves, done.network, done.spread)
+        stored = profile.runs[i]["record"]
+        want = record_json(rec)
+        assert stored["n"] == want["n"] > 100
+        for key in ("cold_sum", "learned_sum", "score_sq"):
+            assert stored[key] == pytest.approx(want[key], rel=1e-9, abs=1e-6), (i, key)
+        assert stored["abs_sum"] == pytest.approx(want["abs_sum"], rel=1e-9)
+        # the earlier runs' records do not change with the runs after them
+        assert before.records() == profile.records()[:i]
+
+
+def test_profile_does_not_depend_on_the_order_of_its_files(bundle_dir, runner, tmp_path):
+    bundle = load_bundle(bundle_dir)
+    files = [*runner["files"], runner["later"]]
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    save_profile(build_profile(bundle, files)[0], one)
+    save_profile(build_profile(bundle, files[::-1])[0], two)
+    assert one.read_bytes() == two.read_bytes()
+    content = json.loads(one.read_text())
+    starts = [r["start_time"] for r in content["runs"]]
+    assert starts == sorted(starts) and len(starts) == 4
+
+
+def _maes(pred) -> tuple[float, float, float, float]:
     s = pred.summary
-    return s["mae"], s["offset"]["mae"], s["personal"]["mae"]
+    return s["mae"], s["offset"]["mae"], s["learned"]["mae"], s["personal"]["mae"]
 
 
 def test_profile_lowers_the_error_on_a_later_run(bundle_dir, runner, tmp_path) -> None:
@@ -111,16 +168,27 @@ def test_profile_lowers_the_error_on_a_later_run(bundle_dir, runner, tmp_path) -
     assert main(["profile", *args, "--quiet"]) == 0
     bundle, profile = load_bundle(bundle_dir), load_profile(out)
     pred = predict_activity(bundle, read_activity(runner["later"]), profile=profile)
-    cold, offset, learned = _maes(pred)
-    # when written: population 20.2, + offset 5.4, learned 1.9 BPM
-    assert pred.summary["history"] == {"earlier_runs": 3, "later_runs_left_out": 0}
-    assert pred.summary["personal"]["context_runs"] == 3 == pred.summary["offset"]["runs"]
-    assert offset < 0.6 * cold and learned < 0.6 * cold, (cold, offset, learned)
-    for col in ("hr_offset", "hr_personal"):
+    cold, offset, learned, headline = _maes(pred)
+    hist = pred.summary["history"]
+    assert (hist["earlier_runs"], hist["later_runs_left_out"], hist["used_runs"]) == (3, 0, 3)
+    assert not hist["change"]["found"] and "using them all" in hist["note"]
+    assert pred.summary["learned"]["context_runs"] == 3 == pred.summary["offset"]["runs"]
+    assert max(offset, learned, headline) < 0.6 * cold, (cold, offset, learned, headline)
+    for col in ("hr_offset", "hr_learned", "hr_personal"):
         assert col in pred.frame and np.isfinite(pred.frame[col]).all()
     # offset = population + a constant, the one summary["offset"] reports
-    shift = pred.frame["hr_offset"] - pred.frame["hr_pred"]
-    assert np.allclose(shift, pred.summary["offset"]["offset_bpm"])
+    f = pred.frame
+    np.testing.assert_allclose(f["hr_offset"] - f["hr_pred"], pred.summary["offset"]["offset_bpm"])
+    # the headline: the weighted mean of the three with the reported weights
+    w = pred.summary["personal"]["weights"]
+    assert w == hist["weights"] and sum(w.values()) == pytest.approx(1.0, abs=1e-5)
+    assert w["population"] < w["offset"]  # the population prediction is LEVEL BPM off
+    mix = (
+        w["population"] * f["hr_pred"]
+        + w["offset"] * f["hr_offset"]
+        + w["learned"] * f["hr_learned"]
+    )
+    np.testing.assert_allclose(f["hr_personal"], mix, atol=1e-3)
     # the same run without a profile is the population prediction, unchanged
     plain = predict_activity(bundle, read_activity(runner["later"]))
     assert plain.frame["hr_pred"].equals(pred.frame["hr_pred"]) and "personal" not in plain.summary
@@ -131,12 +199,11 @@ def test_only_earlier_runs_are_read_never_the_runs_own_hr(bundle_dir, runner) ->
     files = runner["files"]
     profile, _ = build_profile(bundle, [*files, runner["future"], runner["later"]])
     later = read_activity(runner["later"])
-    ctx, used, left_out = profile_context(profile, float(later.timestamp[0]), 10)
-    assert (used, left_out) == (3, 2)  # the run itself and a later run are not history
     pred = predict_activity(bundle, later, profile=profile)
     assert any("did not start before" in w for w in pred.warnings)
-    assert pred.summary["history"] == {"earlier_runs": 3, "later_runs_left_out": 2}
-    cols = ["hr_pred", "hr_offset", "hr_personal"]
+    hist = pred.summary["history"]
+    assert (hist["earlier_runs"], hist["later_runs_left_out"]) == (3, 2)  # itself and a later
+    cols = ["hr_pred", "hr_offset", "hr_learned", "hr_personal"]
     # another HR in the later runs, the predicted one included (in the file and the profile),
     # changes no prediction: byte-identical
     other, _ = build_profile(bundle, [*files, runner["future_hr"], runner["later_hr"]])
@@ -145,17 +212,18 @@ def test_only_earlier_runs_are_read_never_the_runs_own_hr(bundle_dir, runner) ->
             same = predict_activity(bundle, read_activity(run), profile=prof)
             for c in cols:
                 assert np.array_equal(same.frame[c], pred.frame[c]), (run, c)
-    # another HR in an earlier run changes both personalised predictions
+    # another HR in an earlier run changes every personalised prediction
     early, _ = build_profile(bundle, [runner["early_hr"], *files[1:]])
     moved = predict_activity(bundle, later, profile=early)
     assert np.array_equal(moved.frame["hr_pred"], pred.frame["hr_pred"])
-    for c in ("hr_offset", "hr_personal"):
+    for c in cols[1:]:
         assert np.abs(moved.frame[c] - pred.frame[c]).max() > 0.5, c
     # the oldest run predicted with the profile: no history, personalised = population
     first = predict_activity(bundle, read_activity(files[0]), profile=profile)
     assert first.summary["history"]["earlier_runs"] == 0
     assert np.array_equal(first.frame["hr_offset"], first.frame["hr_pred"])
-    assert np.allclose(first.frame["hr_personal"], first.frame["hr_pred"], atol=1e-3)
+    for c in ("hr_learned", "hr_personal"):
+        np.testing.assert_allclose(first.frame[c], first.frame["hr_pred"], atol=1e-3)
 
 
 def test_cli_prints_population_and_personalised_side_by_side(
@@ -166,12 +234,18 @@ def test_cli_prints_population_and_personalised_side_by_side(
     assert main([*args, "--history", str(runner["past"]), "--out", str(out)]) == 0
     text = capsys.readouterr()
     assert "personalised with 3 earlier run(s)" in text.out
+    assert "no level change in the 3 earlier run(s): using them all" in text.out
     head = next(ln for ln in text.out.splitlines() if "HR (BPM)" in ln).split()
-    assert head[-4:] == ["population", "+", "offset", "learned"]
-    assert "MAE vs recorded" in text.out and "correction" in text.out
+    assert head[-5:] == ["population", "+", "offset", "learned", "headline"]
+    rows = {ln.split("  ")[2].strip(): ln for ln in text.out.splitlines() if ln.startswith("    ")}
+    for label in ("avg", "max", "MAE vs recorded", "bias vs recorded", "correction"):
+        assert any(k.startswith(label) for k in rows), label
+    mae = next(ln for ln in text.out.splitlines() if "MAE vs recorded" in ln).split()[-4:]
+    assert len(mae) == 4 and all(float(x) > 0 for x in mae)  # a number in every column
+    assert "headline = weighted by each one's error on the earlier runs" in text.out
     assert "c.gpx: skipped" in text.err and "did not start before" in text.out
     head = out.read_text().splitlines()[0]
-    assert head.endswith("hr_pred,hr_true,hr_offset,hr_personal")
+    assert head.endswith("hr_pred,hr_true,hr_offset,hr_learned,hr_personal")
 
 
 def test_profile_errors_are_one_line(bundle_dir, runner, tmp_path, capsys) -> None:
@@ -183,13 +257,16 @@ def test_profile_errors_are_one_line(bundle_dir, runner, tmp_path, capsys) -> No
     args = ["predict", str(runner["later"]), "--bundle", str(bundle_dir), "--profile", str(bad)]
     assert main(args) == 2
     assert "not an hrpred profile" in capsys.readouterr().err
-    # a profile of the previous format (no residuals) is refused: rebuild it
-    old = tmp_path / "old.json"
-    old.write_text(json.dumps({"format": "hrpred-profile", "format_version": 1, "runs": []}))
-    args[-1] = str(old)
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "rebuild it" in err and err.count("\n") == 1
+    # a profile of an earlier format (1: no residuals; 3: residuals, no records) is refused
+    for version in (1, 3):
+        old = tmp_path / f"old{version}.json"
+        old.write_text(json.dumps({"format": "hrpred-profile", "format_version": version,
+                                   "runs": []}))  # fmt: skip
+        args[-1] = str(old)
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert f"profile format {version} is older" in err and "rebuild it" in err
+        assert err.count("\n") == 1
 
 
 def test_profile_of_another_bundle_is_refused(bundle_dir, pop_dir, runner, tmp_path, capsys):
@@ -216,20 +293,31 @@ def test_population_bundle_gives_offset_personalisation(pop_dir, runner, tmp_pat
     assert "population bundle (offset personalisation only)" in capsys.readouterr().out
     c = load_profile(me).content
     assert c["bundle"]["kind"] == "population" and c["n_runs"] == 3
-    assert all(set(r["residuals"]) == {"cold"} for r in c["runs"])
+    for r in c["runs"]:  # no network: its sums are the population's, its weight 0
+        rec = r["record"]
+        assert rec["learned_sum"] == rec["cold_sum"]
+        assert rec["abs_sum"]["learned"] == rec["abs_sum"]["offset"]
+        assert r["plan"]["weights"]["learned"] == 0.0 and r["plan"]["context_runs"] == 0
     pred = predict_activity(
         load_bundle(pop_dir), read_activity(runner["later"]), profile=load_profile(me)
     )
-    cold, offset = pred.summary["mae"], pred.summary["offset"]["mae"]
-    assert offset < 0.6 * cold, (cold, offset)  # 27.7 -> 9.3 when written
-    assert "personal" not in pred.summary
-    assert "hr_offset" in pred.frame and "hr_personal" not in pred.frame
+    s = pred.summary
+    cold, offset, headline = s["mae"], s["offset"]["mae"], s["personal"]["mae"]
+    assert offset < 0.6 * cold and headline < 0.6 * cold, (cold, offset, headline)
+    assert "learned" not in s and s["personal"]["weights"]["learned"] == 0.0
+    assert "hr_offset" in pred.frame and "hr_personal" in pred.frame
+    assert "hr_learned" not in pred.frame
+    w = s["personal"]["weights"]
+    mix = w["population"] * pred.frame["hr_pred"] + w["offset"] * pred.frame["hr_offset"]
+    np.testing.assert_allclose(pred.frame["hr_personal"], mix, atol=1e-3)
     out = tmp_path / "p.csv"
     args = ["predict", str(runner["later"]), "--bundle", str(pop_dir), "--out", str(out)]
     assert main([*args, "--profile", str(me)]) == 0
     text = capsys.readouterr().out
     assert "personalised with 3 earlier run(s)" in text and "offset personalisation only" in text
-    assert out.read_text().splitlines()[0].endswith("hr_pred,hr_true,hr_offset")
+    head = next(ln for ln in text.splitlines() if "HR (BPM)" in ln).split()
+    assert head[-4:] == ["population", "+", "offset", "headline"]
+    assert out.read_text().splitlines()[0].endswith("hr_pred,hr_true,hr_offset,hr_personal")
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="../shared/samples/real not present")
@@ -251,9 +339,9 @@ def test_real_files_profile_and_predict(bundle_dir, pop_dir, kind, tmp_path, cap
     import pandas as pd
 
     table = pd.read_csv(out)
-    cols = ["hr_pred", "hr_offset"] + (["hr_personal"] if kind == "history" else [])
+    cols = ["hr_pred", "hr_offset", "hr_personal"] + (["hr_learned"] if kind == "history" else [])
     assert np.isfinite(table[cols].to_numpy()).all()
-    assert (kind == "history") == ("hr_personal" in table)
+    assert (kind == "history") == ("hr_learned" in table)
 
 
 # --------------------------------------------------------------------------- issue 14: the band
@@ -261,9 +349,10 @@ def test_real_files_profile_and_predict(bundle_dir, pop_dir, kind, tmp_path, cap
 
 def test_band_narrows_with_ten_earlier_runs(bundle_dir, tmp_path, capsys) -> None:
     """With a calibration whose 0-history multiplier is the largest (as on the default
-    simulation), the learned personalised band of a runner with 10 earlier runs is narrower
-    than the population band of the same run, and it is the network's (with those runs as
-    context) + residual correction -/+ the 10+ bucket's multiplier x its spread."""
+    simulation), the headline's band of a runner with 10 earlier runs is narrower than the
+    population band of the same run, and it is band_of of the headline curve with the
+    network's spread (with the plan's context), the plan's history bucket (10+) and factor
+    (1: this calibration has no runner scale): center -/+ q_10+ x spread by hand."""
     import pandas as pd
 
     from tests.test_cli import BAND
@@ -279,13 +368,19 @@ def test_band_narrows_with_ten_earlier_runs(bundle_dir, tmp_path, capsys) -> Non
     act = read_activity(later)
     pred = predict_activity(bundle, act, profile=profile)
     s, f = pred.summary, pred.frame
-    assert s["headline"] == "personal" and s["personal"]["context_runs"] == 10
+    assert s["headline"] == "personal" and s["learned"]["context_runs"] == 10
     mine, cold = s["personal"]["band"], s["band"]
     assert (mine["history_runs"], cold["history_runs"]) == (10, 0)
-    ctx, _, _ = profile_context(profile, float(act.timestamp[0]), 10)
-    net, spread = bundle.predict_spread(pred.features, context=(ctx.values[0], ctx.mask[0]))
-    center = np.asarray(net, np.float64) + s["personal"]["residual_bpm"]
-    half = CAL.step["10+"] * np.asarray(spread, np.float64)
+    assert (mine["runner_factor"], mine["runner_runs"]) == (1.0, 0)
+    pop, pop_spread = bundle.predict_spread(pred.features)
+    done, _ = profile.personalise(bundle, float(act.timestamp[0]), pred.features,
+                                  np.asarray(pop, np.float64), pop_spread)  # fmt: skip
+    assert (done.plan.used, done.plan.factor) == (10, 1.0)
+    center = done.curves.headline
+    np.testing.assert_allclose(
+        np.interp(act.timestamp, pred.grid.timestamp, center), f["hr_personal"], atol=1e-6
+    )
+    half = CAL.step["10+"] * np.asarray(done.spread, np.float64)
     grid_t = pred.grid.timestamp
     np.testing.assert_allclose(
         f["hr_p10"], np.interp(act.timestamp, grid_t, center - half), atol=1e-3
@@ -293,6 +388,10 @@ def test_band_narrows_with_ten_earlier_runs(bundle_dir, tmp_path, capsys) -> Non
     np.testing.assert_allclose(
         f["hr_p90"], np.interp(act.timestamp, grid_t, center + half), atol=1e-3
     )
+    b = band_of(CAL, center, done.spread, done.plan.used, done.plan.factor)
+    avg_half = CAL.average["10+"] * np.asarray(done.spread, np.float64).mean()
+    assert mine["avg_hr"] == pytest.approx([center.mean() - avg_half, center.mean() + avg_half])
+    assert mine["avg_hr"] == pytest.approx([float(b.average_lower), float(b.average_upper)])
     np.testing.assert_array_equal(f["hr_p50"], f["hr_personal"])
     assert (f["hr_p10"] <= f["hr_p50"]).all() and (f["hr_p50"] <= f["hr_p90"]).all()
     assert mine["avg_hr"][0] < s["personal"]["avg_hr"] < mine["avg_hr"][1]
@@ -308,7 +407,7 @@ def test_band_narrows_with_ten_earlier_runs(bundle_dir, tmp_path, capsys) -> Non
     args = ["predict", str(later), "--bundle", str(banded), "--history", str(past)]
     assert main([*args, "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    line = next(ln for ln in text.splitlines() if ln.startswith("  learned personalised HR:"))
+    line = next(ln for ln in text.splitlines() if ln.startswith("  personalised HR (headline):"))
     avg, lo, hi = map(int, BAND.search(line).groups()[:3])
     assert lo <= avg <= hi and (lo, hi) == tuple(round(x) for x in mine["avg_hr"])
     assert "avg 80% band" in text and "max 80% band" in text
@@ -336,15 +435,15 @@ def test_onnx_backend_profile_matches_torch(bundle_dir, runner, tmp_path) -> Non
     prof, _ = build_profile(ort, runner["files"])
     prof_t, _ = build_profile(ref, runner["files"])
     assert prof.content["bundle"] == prof_t.content["bundle"]
-    for run, run_t in zip(prof.runs, prof_t.runs, strict=True):
-        for kind in ("cold", "personal"):
-            got, want = run["residuals"][kind], run_t["residuals"][kind]
-            assert got["n"] == want["n"] > 0
-            assert abs(got["sum"] - want["sum"]) <= 1e-3 * got["n"]
+    for got, want in zip(prof.records(), prof_t.records(), strict=True):
+        assert got.n == want.n > 0
+        assert abs(got.cold_sum - want.cold_sum) <= 1e-3 * got.n
+        assert abs(got.learned_sum - want.learned_sum) <= 1e-3 * got.n
+        assert np.allclose(got.abs_sum, want.abs_sum, rtol=0, atol=1e-3 * got.n)
     act = read_activity(runner["later"])
     got, want = predict_activity(ort, act, profile=prof_t), predict_activity(ref, act, profile=prof)
-    for col in ("hr_pred", "hr_offset", "hr_personal"):
+    for col in ("hr_pred", "hr_offset", "hr_learned", "hr_personal"):
         np.testing.assert_allclose(got.frame[col], want.frame[col], rtol=0, atol=2e-3)
-    assert got.summary["personal"]["context_runs"] == want.summary["personal"]["context_runs"] > 0
+    assert got.summary["learned"]["context_runs"] == want.summary["learned"]["context_runs"] > 0
     assert sum(p.numel() for p in ort.model.parameters()) > 0  # built now: the same digest
     assert bundle_fingerprint(ort) == fingerprint

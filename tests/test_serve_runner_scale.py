@@ -1,16 +1,18 @@
-"""The band's runner scale on the serving side: `hrpred profile` stores per run the score of
-its personalised prediction (`residuals.personal.score_sq`), and `hrpred predict` with a
-profile widens or narrows the learned personalised band by the factor from the runs that
-started strictly before the predicted one (`profile_runner_factor`), as evaluate scores it.
+"""The band's runner scale on the serving side: `hrpred profile` stores per run the band score
+of its headline prediction (`record.score_sq`), and `hrpred predict` with a profile widens or
+narrows the headline's band by the plan's factor, 1 + rule(score - ref) / ref over the scores
+of the runs that started strictly before the predicted one (params `personal.runner_scale`,
+carried in the bundle; `ref`: the calibration's `runner_ref`), as evaluate scores it.
 
 A small random history model (no training, randomised spread head) is enough: the factor is
-checked against an independent pandas computation from the stored scores, the band against
+checked against an independent pandas computation from the stored records, the band against
 numpy on the network's spread, the calibration table and that factor.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,32 +26,35 @@ from hrpred.io.userfiles import read_activity
 from hrpred.serve.cli import main
 from hrpred.serve.inputs import on_grid
 from hrpred.serve.predict import predict_activity
-from hrpred.serve.profile import (
-    Profile,
-    ProfileError,
-    build_profile,
-    load_profile,
-    profile_context,
-    profile_runner_factor,
-    save_profile,
-)
+from hrpred.serve.profile import Profile, ProfileError, build_profile, load_profile, save_profile
 from hrpred.uncertainty import Calibration
 from tests.predict_fixtures import FEATURES, runner_workout, write_gpx, write_test_bundle
-from tests.test_predict import with_band
 
 DAY_S = 86400.0
 K_MAX = 10
 STEP = {"all": 1.5, "0": 2.4, "3-9": 1.3, "10+": 1.2}  # "1-2": the pooled multiplier
 AVERAGE = {"all": 1.1, "0": 1.9, "3-9": 0.9, "10+": 0.8}
 COUNTS = {"all": 200, "0": 30, "1-2": 9, "3-9": 90, "10+": 71}
-RULE = {"k": 3.0, "shrink": 1.5, "half_life_days": 20.0}  # k < the earlier runs: the cut counts
+RULE = {"k": 3, "shrink": 1.5, "half_life_days": 20.0}  # k < the earlier runs: the cut counts
 
 
-def calibration(ref: float | None, **rule: float) -> Calibration:
-    """The band's table with a runner scale of reference score `ref` (None: no runner scale,
+def calibration(ref: float | None) -> Calibration:
+    """The band's table with the runner scale's reference score `ref` (None: no runner scale,
     as a bundle exported before it)."""
-    runner = None if ref is None else {"ref": ref, **RULE, **rule}
-    return Calibration(0.8, STEP, AVERAGE, COUNTS, runner)
+    return Calibration(0.8, STEP, AVERAGE, COUNTS, runner_ref=ref)
+
+
+def with_rules(src: Path, dst: Path, cal: Calibration, **rule: float) -> Path:
+    """A copy of bundle `src` carrying `cal` as its band, the runner-scale rule RULE (changed
+    by `rule`) and no level-change detection (every earlier run describes the runner), as
+    export would write them from params (the weights are the same)."""
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    config["band"] = cal.to_json()
+    config["personal"]["runner_scale"] = {**RULE, **rule}
+    config["personal"]["change"]["max_runs"] = 0
+    (dst / "config.json").write_text(json.dumps(config))
+    return dst
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +115,15 @@ def profile(bundle_dir, runs) -> Profile:
     return build_profile(load_bundle(bundle_dir), runs["past"])[0]
 
 
+def scores(profile: Profile) -> pd.Series:
+    """Each run's band score sqrt(score_sq / n), from the stored records."""
+    recs = profile.records()
+    return pd.Series([np.sqrt(r.score_sq / r.n) for r in recs], index=range(1, len(recs) + 1))
+
+
 def _ref(profile: Profile) -> float:
     """A reference score below the runner's: a factor clearly above 1."""
-    return 0.6 * float(profile.scores().median())
+    return 0.6 * float(scores(profile).median())
 
 
 def _start(path: Path) -> float:
@@ -126,100 +137,126 @@ def hand_factor(content: dict, start: float, ref: float, k: int, shrink: float, 
     table = pd.DataFrame(
         {
             "start": [r["start_time"] for r in content["runs"]],
-            "sq": [r["residuals"]["personal"]["score_sq"] for r in content["runs"]],
-            "n": [r["residuals"]["personal"]["n"] for r in content["runs"]],
+            "sq": [r["record"]["score_sq"] for r in content["runs"]],
+            "n": [r["record"]["n"] for r in content["runs"]],
         }
     )
-    recent = table[table["start"] < start].sort_values("start", ascending=False).head(k)
-    recent = recent[recent["n"] > 0]
+    recent = table[(table["start"] < start) & (table["n"] > 0)]
+    recent = recent.sort_values("start", ascending=False).head(k)
+    if recent.empty:
+        return 1.0, 0
     w = np.exp(-np.log(2.0) * (start - recent["start"]) / DAY_S / hl)
     dev = np.sqrt(recent["sq"] / recent["n"]) - ref
-    return 1.0 + float((w * dev).sum() / (w.sum() + shrink)) / ref, len(recent)
+    return max(1.0 + float((w * dev).sum() / (w.sum() + shrink)) / ref, 0.0), len(recent)
 
 
-def test_profile_stores_the_score_of_the_personalised_prediction(bundle_dir, profile, runs):
-    """score_sq = sum over valid steps of ((recorded - predicted) / spread)^2, the network's
-    prediction with the earlier runs as context, recomputed here on predict's grid."""
+def plan_of(bundle, profile: Profile, path: Path):
+    """The run of `path` personalised from the profile (its plan, curves and spread), with the
+    bundle's calibration reference, and the grid predict reads."""
+    act = read_activity(path)
+    pred = predict_activity(bundle, act)
+    pop, spread = bundle.predict_spread(pred.features)
+    cal = bundle.calibration
+    done, _ = profile.personalise(bundle, float(act.timestamp[0]), pred.features,
+                                  np.asarray(pop, np.float64), spread,
+                                  None if cal is None else cal.runner_ref)  # fmt: skip
+    return done, act, pred
+
+
+def test_profile_stores_the_score_of_the_headline(bundle_dir, runs):
+    """score_sq = sum over valid steps of ((recorded - headline) / spread)^2, the headline and
+    the network's spread of the run personalised from the runs before it, recomputed here on
+    predict's grid."""
     bundle = load_bundle(bundle_dir)
+    full = build_profile(bundle, runs["past"])[0]
     for i in (0, 3):  # no earlier run, and three
-        act = read_activity(runs["past"][i])
-        pred = predict_activity(bundle, act)  # the grid and features the profile reads
-        ctx, used, _ = profile_context(profile, float(act.timestamp[0]), K_MAX)
-        assert used == i
-        hr, spread = bundle.predict_spread(pred.features, context=(ctx.values[0], ctx.mask[0]))
+        before = build_profile(bundle, runs["past"][:i])[0]
+        done, act, pred = plan_of(bundle, before, runs["past"][i])
+        assert done.plan.earlier == i
         rec = on_grid(act.timestamp, act.heart_rate, pred.grid.timestamp)
         ok = np.isfinite(rec) & (rec >= HR_MIN_BPM) & (rec <= HR_MAX_BPM) & ~pred.grid.paused
-        z = (rec[ok] - np.asarray(hr, np.float64)[ok]) / np.asarray(spread, np.float64)[ok]
-        stored = profile.runs[i]["residuals"]["personal"]
+        z = (rec[ok] - done.curves.headline[ok]) / np.asarray(done.spread, np.float64)[ok]
+        stored = full.runs[i]["record"]
         assert stored["n"] == int(ok.sum()) > 100
         assert stored["score_sq"] == pytest.approx(float((z * z).sum()), rel=1e-9)
-    scores = profile.scores()
-    assert scores.index.tolist() == [1, 2, 3, 4, 5] and (scores > 0).all()
+    s = scores(full)
+    assert s.index.tolist() == [1, 2, 3, 4, 5] and (s > 0).all()
 
 
-def test_factor_reads_only_earlier_runs(bundle_dir, profile, runs) -> None:
-    bundle = load_bundle(bundle_dir)
-    cal = calibration(_ref(profile))
-    later, after = _start(runs["later"]), _start(runs["after"])
+def test_factor_reads_only_earlier_runs(bundle_dir, profile, runs, tmp_path) -> None:
+    bundle = load_bundle(with_rules(bundle_dir, tmp_path / "b", calibration(_ref(profile))))
     more, _ = build_profile(bundle, [*runs["past"], runs["later"], runs["wild"], runs["after"]])
-    assert more.content["n_runs"] == 8
-    # the wild run (day 20) changes nothing before it: not the later run's, not an earlier one's
-    for start in (later, _start(runs["past"][3])):
-        assert profile_runner_factor(more, start, cal) == profile_runner_factor(profile, start, cal)
-    # ... a run after it reads it (the test can fail)
     plain, _ = build_profile(bundle, [*runs["past"], runs["later"], runs["after"]])
-    got, n = profile_runner_factor(more, after + 1.0, cal)
-    assert n == 3 and got > profile_runner_factor(plain, after + 1.0, cal)[0] + 0.1
-    # a run at the very start of the wild run does not read it either (strictly before)
-    at = profile_runner_factor(more, _start(runs["wild"]), cal)
-    assert at == profile_runner_factor(plain, _start(runs["wild"]), cal)
+    assert more.content["n_runs"] == 8
+
+    def factor(prof: Profile, path: Path) -> tuple[float, int]:
+        plan = plan_of(bundle, prof, path)[0].plan
+        return plan.factor, plan.factor_runs
+
+    # the wild run (day 20) changes nothing before it: not the later run's, not an earlier one's
+    for path in (runs["later"], runs["past"][3]):
+        assert factor(more, path) == factor(profile, path)
+    # ... nor the wild run's own plan (strictly before) ...
+    assert factor(more, runs["wild"]) == factor(plain, runs["wild"])
+    # ... but a run after it reads it (the test can fail)
+    got, n = factor(more, runs["after"])
+    assert n == 3 and got > factor(plain, runs["after"])[0] + 0.1
 
 
-def test_factor_matches_a_hand_computation(profile, runs) -> None:
+def test_factor_matches_a_hand_computation(bundle_dir, profile, runs, tmp_path) -> None:
     ref = _ref(profile)
-    later = _start(runs["later"])
-    starts = [r["start_time"] for r in profile.runs]
-    for start in (later, starts[2], starts[1] + 60.0, later + 200 * DAY_S):
-        want, n_want = hand_factor(profile.content, start, ref, 3, 1.5, 20.0)
-        got, n_got = profile_runner_factor(profile, start, calibration(ref))
-        assert got == pytest.approx(want, rel=1e-12) and n_got == n_want
-    assert profile_runner_factor(profile, later, calibration(ref))[0] > 1.1  # ref below scores
-    # a run without a valid step has no score: of the 3 most recent, 2 are read
+    bundle = load_bundle(with_rules(bundle_dir, tmp_path / "b3", calibration(ref)))
+    for path in (runs["later"], runs["past"][2], runs["past"][1], runs["after"]):
+        want, n_want = hand_factor(profile.content, _start(path), ref, 3, 1.5, 20.0)
+        plan = plan_of(bundle, profile, path)[0].plan
+        assert plan.factor == pytest.approx(want, rel=1e-12) and plan.factor_runs == n_want
+    assert plan_of(bundle, profile, runs["later"])[0].plan.factor > 1.1  # ref below the scores
+    # a run without a valid step has no score: skipped, the 3 most recent with one are read
     content = json.loads(json.dumps(profile.content))
-    content["runs"][4]["residuals"]["personal"].update(n=0, score_sq=0.0)
+    content["runs"][4]["record"].update(n=0, score_sq=0.0)
     holed = Profile(content)
-    got, n = profile_runner_factor(holed, later, calibration(ref))
-    assert n == 2 and got == pytest.approx(hand_factor(content, later, ref, 3, 1.5, 20.0)[0])
-    # other rule constants are read from the calibration
-    got, n = profile_runner_factor(profile, later, calibration(ref, k=10.0, shrink=0.0))
-    assert n == 5
-    assert got == pytest.approx(hand_factor(profile.content, later, ref, 10, 0.0, 20.0)[0])
+    plan = plan_of(bundle, holed, runs["later"])[0].plan
+    want, n_want = hand_factor(content, _start(runs["later"]), ref, 3, 1.5, 20.0)
+    assert plan.factor_runs == n_want == 3 and plan.earlier == 4
+    assert plan.factor == pytest.approx(want, rel=1e-12)
+    assert plan.factor != pytest.approx(plan_of(bundle, profile, runs["later"])[0].plan.factor)
+    # other rule constants are read from the bundle (params personal.runner_scale)
+    wide = load_bundle(with_rules(bundle_dir, tmp_path / "b10", calibration(ref), k=10, shrink=0))
+    plan = plan_of(wide, profile, runs["later"])[0].plan
+    assert plan.factor_runs == 5
+    assert plan.factor == pytest.approx(hand_factor(profile.content, _start(runs["later"]), ref,
+                                                    10, 0.0, 20.0)[0])  # fmt: skip
     # factor 1: no earlier run, k = 0, no runner scale in the calibration
-    assert profile_runner_factor(profile, starts[0], calibration(ref)) == (1.0, 0)
-    assert profile_runner_factor(profile, later, calibration(ref, k=0.0)) == (1.0, 0)
-    assert profile_runner_factor(profile, later, calibration(None)) == (1.0, 0)
+    assert plan_of(bundle, profile, runs["past"][0])[0].plan.factor == 1.0
+    off = load_bundle(with_rules(bundle_dir, tmp_path / "k0", calibration(ref), k=0))
+    assert plan_of(off, profile, runs["later"])[0].plan.factor == 1.0
+    none = load_bundle(with_rules(bundle_dir, tmp_path / "none", calibration(None)))
+    plan = plan_of(none, profile, runs["later"])[0].plan
+    assert (plan.factor, plan.factor_runs) == (1.0, 0)
 
 
 def test_personal_band_is_the_factor_times_q_times_spread(
     bundle_dir, profile, runs, tmp_path, capsys
 ) -> None:
     ref = _ref(profile)
-    banded = load_bundle(with_band(bundle_dir, tmp_path / "banded", calibration(ref)))
-    old = load_bundle(with_band(bundle_dir, tmp_path / "old", calibration(None)))
+    banded = load_bundle(with_rules(bundle_dir, tmp_path / "banded", calibration(ref)))
+    old = load_bundle(with_rules(bundle_dir, tmp_path / "old", calibration(None)))
     act = read_activity(runs["later"])
-    factor, n_runs = profile_runner_factor(profile, float(act.timestamp[0]), calibration(ref))
+    factor, n_runs = hand_factor(profile.content, float(act.timestamp[0]), ref, 3, 1.5, 20.0)
     assert factor > 1.1 and n_runs == 3
     pred = predict_activity(banded, act, profile=profile)
     s, f = pred.summary, pred.frame
-    assert s["headline"] == "personal" and s["personal"]["context_runs"] == 5
+    assert s["headline"] == "personal" and s["learned"]["context_runs"] == 5
     mine = s["personal"]["band"]
     assert mine["history_runs"] == 5 and mine["runner_runs"] == 3
     assert mine["runner_factor"] == pytest.approx(factor, abs=1e-4)
-    # the network with the 5 earlier runs as context + residual correction -/+ f q spread
-    ctx, _, _ = profile_context(profile, float(act.timestamp[0]), K_MAX)
-    net, spread = banded.predict_spread(pred.features, context=(ctx.values[0], ctx.mask[0]))
-    center = np.asarray(net, np.float64) + s["personal"]["residual_bpm"]
-    b = np.asarray(spread, np.float64)
+    # the headline (the run personalised from the 5 earlier runs) -/+ f q(3-9) spread
+    done = plan_of(banded, profile, runs["later"])[0]
+    center = done.curves.headline
+    np.testing.assert_allclose(
+        np.interp(act.timestamp, pred.grid.timestamp, center), f["hr_personal"], atol=1e-6
+    )
+    b = np.asarray(done.spread, np.float64)
     half = factor * STEP["3-9"] * b
     t, grid_t = act.timestamp, pred.grid.timestamp
     np.testing.assert_allclose(f["hr_p10"], np.interp(t, grid_t, center - half), atol=1e-3)
@@ -249,22 +286,36 @@ def test_personal_band_is_the_factor_times_q_times_spread(
 
 
 def test_old_profile_is_a_one_line_error(bundle_dir, profile, runs, tmp_path, capsys) -> None:
+    """A version 3 profile (per-run residuals, no records) is refused with one line; the
+    current version with a record missing is malformed, one line."""
     content = json.loads(json.dumps(profile.content))
-    content["format_version"] = 2
+    content["format_version"] = 3
     for r in content["runs"]:
-        del r["residuals"]["personal"]["score_sq"]
+        r["residuals"] = {"cold": {"n": r["record"]["n"], "sum": r["record"]["cold_sum"]}}
+        del r["record"], r["plan"]
     old = tmp_path / "old.json"
     old.write_text(json.dumps(content))
-    with pytest.raises(ProfileError, match="older than this hrpred.*rebuild it") as info:
+    with pytest.raises(
+        ProfileError, match="format 3 is older than this hrpred.*rebuild it"
+    ) as info:
         load_profile(old)
     assert "\n" not in str(info.value)
     args = ["predict", str(runs["later"]), "--bundle", str(bundle_dir), "--profile", str(old)]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "rebuild it" in err and err.count("\n") == 1
-    # the current version without the scores: malformed, one line
+    # the current version without the records: the field named, one line
     content["format_version"] = profile.content["format_version"]
     old.write_text(json.dumps(content))
-    with pytest.raises(ProfileError, match="malformed profile") as info:
+    with pytest.raises(ProfileError, match=r"runs\[0\]\.record is missing") as info:
+        load_profile(old)
+    assert "\n" not in str(info.value) and "record" in str(info.value)
+    # one record with a field missing: the same
+    broken = json.loads(json.dumps(profile.content))
+    del broken["runs"][2]["record"]["abs_sum"]["learned"]
+    old.write_text(json.dumps(broken))
+    with pytest.raises(
+        ProfileError, match=r"runs\[2\]\.record\.abs_sum\.learned is missing"
+    ) as info:
         load_profile(old)
     assert "\n" not in str(info.value)

@@ -46,6 +46,9 @@ TRUTH_CONTRACT = {
     "gender": pa.string(),
     "n_user_workouts": pa.int64(),
     "level_bpm": pa.float64(),
+    "day": pa.float64(),
+    "change_day": pa.float64(),
+    "change_bpm": pa.float64(),
     "hr_physio": pa.list_(pa.float64()),
     "hr_clean": pa.list_(pa.float64()),
     "pause_step": pa.list_(pa.int64()),
@@ -197,8 +200,9 @@ def test_faults_are_where_the_truth_says(small, small_cfg) -> None:
             assert (hr[inside] == 0).all() and (hr[~inside] > 0).all()
         if kind == "flatline":
             assert np.unique(hr[inside]).size == 1 and e - s >= 30
-        if kind == "spike":
-            assert (hr[inside] - clean[inside] >= 59).all()
+        if kind == "spike":  # +60-110 BPM, capped at 250 (an HR channel's ceiling)
+            assert ((hr[inside] - clean[inside] >= 59) | (hr[inside] == 250)).all()
+            assert (hr[inside] > clean[inside] + 20).all()
         if kind == "cadence_lock":
             assert ((hr[inside] >= 160) & (hr[inside] <= 200)).all()
         if kind == "gps_spike":
@@ -351,11 +355,14 @@ def test_stage_writes_declared_outputs(
         stage.main()
 
 
-def without_level_drift(cfg: SimConfig) -> SimConfig:
-    """`cfg` with every runner's level held constant."""
+def without_level_drift(cfg: SimConfig, breaks: bool = False) -> SimConfig:
+    """`cfg` with every runner's level held constant (long breaks kept when `breaks`: they
+    move the runner's later days, so a plan with them has other start times)."""
     level = dataclasses.replace(
-        cfg.level, trend_bpm=(0.0, 0.0), wander_bpm=0.0, detrain_rate=0.0, device_change_rate=0.0
-    )
+        cfg.level, trend_bpm_per_year=(0.0, 0.0), wander_bpm=0.0, block_rate=0.0,
+        device_change_rate=0.0, detrain_bpm=(0.0, 0.0) if breaks else cfg.level.detrain_bpm,
+        detrain_rate=cfg.level.detrain_rate if breaks else 0.0,
+    )  # fmt: skip
     return dataclasses.replace(cfg, level=level)
 
 
@@ -371,11 +378,21 @@ def test_level_drift_is_slow_seeded_and_leaves_other_choices(config) -> None:
     cfg = dataclasses.replace(config(SimConfig, "simulate"), n_workouts=600, n_users=20)
     a, b = make_plan(cfg), make_plan(cfg)
     np.testing.assert_array_equal(a.level_bpm, b.level_bpm)
+    np.testing.assert_array_equal(a.change_day, b.change_day)
     flat = without_level_drift(cfg)
     c = make_plan(flat)
     assert (c.level_bpm == 0).all() and (c.noise_scale == 1).all()
-    for name in ("user", "start_time", "sport", "archetype", "fault", "native_speed"):
+    assert np.isnan(c.change_day).all()
+    for name in ("user", "sport", "archetype", "fault", "native_speed"):
         np.testing.assert_array_equal(getattr(a, name), getattr(c, name))
+    # a long break moves the runner's later runs by whole days; nothing else moves them
+    shift = a.start_time - c.start_time
+    assert (shift >= 0).all() and (shift % 86400 == 0).all() and (shift > 0).any()
+    np.testing.assert_array_equal(make_plan(without_level_drift(cfg, breaks=True)).start_time,
+                                  a.start_time)  # fmt: skip
+    # the sudden changes the truth records: a day at or before the workout's, with a size
+    has = np.isfinite(a.change_day)
+    assert has.any() and (a.change_day[has] <= a.day[has]).all()
     # slow: within a user, consecutive workouts (days apart) differ far less than the spread
     order = np.lexsort((a.start_time, a.user))
     u, lv = a.user[order], a.level_bpm[order]

@@ -1,5 +1,7 @@
 """The 80% band (issue 14): conformal quantile against numpy, calibration on a synthetic case
-with known noise, and a spread head that leaves the central prediction untouched."""
+with known noise, `band_of` (the one band function: per step and workout average, history
+bucket and runner scale) against a hand computation, the calibration file with its runner-scale
+reference, and a spread head that leaves the central prediction untouched."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from fake_eval_data import write_data
 from test_personal_model import add_user_levels
 
 from hrpred.model import load_checkpoint
-from hrpred.personal.config import OffsetConfig
 from hrpred.train import loop
 from hrpred.train.config import TrainConfig, TrainPaths
 from hrpred.train.data import load_train_data
@@ -24,16 +25,14 @@ from hrpred.uncertainty import (
     Calibration,
     CalibrationError,
     band,
+    band_of,
     calibrate,
     conformal_quantile,
     coverage,
     pinball,
-    runner_factors,
     runner_interval,
     workout_level,
 )
-
-NO_RUNNER = OffsetConfig(k=0, shrink=1.0, half_life_days=60.0)  # the runner scale off
 
 
 def test_conformal_quantile_is_the_finite_sample_rank() -> None:
@@ -57,9 +56,7 @@ def _laplace_rows(rng: np.random.Generator, n: int, t: int, scale: np.ndarray):
 
 def test_calibration_recovers_the_known_noise_and_covers_80_percent() -> None:
     rng = np.random.default_rng(1)
-    cfg = BandConfig(
-        level=0.8, min_workouts=15, pool_history=False, runner_resamples=0, runner=NO_RUNNER
-    )
+    cfg = BandConfig(level=0.8, min_workouts=15, pool_history=False, runner_resamples=0)
     sizes = np.repeat([0, 2, 5, 20], 50)
     # the spread head is 2x too small for history 0, right elsewhere: calibration fixes both
     true = np.where(sizes == 0, 8.0, 3.0)
@@ -96,9 +93,7 @@ def test_small_buckets_use_the_pooled_constant() -> None:
         s,
         v,
         sizes,
-        BandConfig(
-            level=0.8, min_workouts=15, pool_history=False, runner_resamples=0, runner=NO_RUNNER
-        ),
+        BandConfig(level=0.8, min_workouts=15, pool_history=False, runner_resamples=0),
     )
     assert "1-2" not in cal.step and cal.n_workouts["1-2"] == 3
     assert cal.multipliers(np.array([1]))[0] == cal.step["all"]
@@ -113,9 +108,7 @@ def test_pooled_history_shares_one_multiplier_and_keeps_the_cold_one() -> None:
     true = np.where(sizes == 0, 8.0, np.where(sizes < 10, 3.5, 2.5))
     y, c, _, v = _laplace_rows(rng, len(sizes), 60, true)
     s = np.full(y.shape, 3.0)
-    cfg = BandConfig(
-        level=0.8, min_workouts=15, pool_history=True, runner_resamples=0, runner=NO_RUNNER
-    )
+    cfg = BandConfig(level=0.8, min_workouts=15, pool_history=True, runner_resamples=0)
     cal = calibrate(y, c, s, v, sizes, cfg)
     apart = calibrate(y, c, s, v, sizes, replace(cfg, pool_history=False))
     assert cal.step["0"] == apart.step["0"] and cal.average["0"] == apart.average["0"]
@@ -187,55 +180,69 @@ def test_the_spread_head_never_changes_the_central_prediction(
     assert not torch.equal(with_spread["spread.weight"], without["spread.weight"])
 
 
-def _runner_history() -> tuple[pd.DataFrame, pd.Series]:
-    """Five workouts of one runner, a day apart (ids 1..5), with their history table and
-    scores; workout 3 has no valid step (nan score)."""
-    from hrpred.split.history import build_history
-
-    index = pd.DataFrame({"row": range(5), "user_id": 1, "start_time": np.arange(5) * 86400})
-    assignment = pd.DataFrame({"row": range(5), "workout_id": np.arange(1, 6), "split": "test"})
-    scores = pd.Series([2.0, 0.5, np.nan, 1.5, 9.0], index=np.arange(1, 6))
-    return build_history(assignment, index, max_history=50), scores
+CAL = Calibration(
+    0.8,
+    {"all": 1.5, "0": 2.0, "3-9": 1.2, "10+": 1.1},  # "1-2": the pooled multiplier
+    {"all": 1.1, "0": 1.8, "3-9": 0.9, "10+": 0.7},
+    {"all": 80, "0": 20, "1-2": 5, "3-9": 30, "10+": 25},
+    runner_ref=1.05,
+)
 
 
-def test_runner_factors_against_a_hand_computation() -> None:
-    """factor = 1 + sum w (score - ref) / (sum w + shrink) / ref over the k most recent earlier
-    workouts with a score, w = 2^(-days / half-life): computed by hand for workout 5."""
-    history, scores = _runner_history()
-    rule, ref = OffsetConfig(k=3, shrink=2.0, half_life_days=10.0), 1.2
-    got = runner_factors(rule, ref, history, scores, np.arange(1, 6))
-    # workout 5: the 3 most recent are 4, 3 (no score), 2 -> 4 and 2, 1 and 3 days before
-    w = 2.0 ** (-np.array([1.0, 3.0]) / 10.0)
-    dev = np.array([1.5, 0.5]) - ref
-    assert got[4] == pytest.approx(1 + (w @ dev) / (w.sum() + 2.0) / ref)
-    assert got[0] == 1.0  # no earlier workout
-    w2 = 2.0 ** (-np.array([1.0]) / 10.0)  # workout 2 reads workout 1 only
-    assert got[1] == pytest.approx(1 + w2[0] * (2.0 - ref) / (w2[0] + 2.0) / ref)
-    off = Calibration(0.8, {"all": 1.0}, {"all": 1.0}, {"all": 5},
-                      {"ref": ref, "k": 0, "shrink": 2.0, "half_life_days": 10.0})  # fmt: skip
-    assert (off.factors(history, scores, np.arange(1, 6)) == 1.0).all()
+def test_band_of_against_a_hand_computation() -> None:
+    """Per step: center -/+ q_step(bucket) x factor x spread; the workout average: the mean
+    center over the valid steps -/+ q_average(bucket) x factor x the mean spread over them."""
+    rng = np.random.default_rng(7)
+    center = rng.normal(150, 8, (3, 12))
+    spread = rng.uniform(2, 5, (3, 12))
+    valid = rng.random((3, 12)) > 0.25
+    used, factor = np.array([0, 2, 12]), np.array([1.0, 1.4, 0.8])
+    b = band_of(CAL, center, spread, used, factor, valid)
+    for i, (q, qa) in enumerate([(2.0, 1.8), (1.5, 1.1), (1.1, 0.7)]):  # 0, 1-2 pooled, 10+
+        half = q * factor[i] * spread[i]
+        np.testing.assert_allclose(b.lower[i], center[i] - half, rtol=1e-12)
+        np.testing.assert_allclose(b.upper[i], center[i] + half, rtol=1e-12)
+        v = valid[i]
+        mean = sum(c for c, ok in zip(center[i], v, strict=True) if ok) / v.sum()
+        avg_half = qa * factor[i] * spread[i][v].mean()
+        assert b.average[i] == pytest.approx(mean, rel=1e-12)
+        assert (b.average_lower[i], b.average_upper[i]) == pytest.approx(
+            (mean - avg_half, mean + avg_half), rel=1e-12
+        )
+    # one curve [T], int bucket, scalar factor: the same numbers as its row of a batch
+    one = band_of(CAL, center[2], spread[2], 12, 0.8, valid[2])
+    np.testing.assert_array_equal(one.lower, b.lower[2])
+    assert float(one.average_upper) == b.average_upper[2]
+    # factor 1 by default; without `valid` every step where center and spread are finite
+    c = center[1].copy()
+    c[:3] = np.nan
+    plain = band_of(CAL, c, spread[1], 5)
+    assert float(plain.average) == pytest.approx(np.mean(c[3:]), rel=1e-12)
+    avg_half = 0.9 * spread[1][3:].mean()
+    assert float(plain.average_upper) == pytest.approx(np.mean(c[3:]) + avg_half, rel=1e-12)
+    np.testing.assert_allclose(plain.upper[3:], c[3:] + 1.2 * spread[1][3:], rtol=1e-12)
+    # a row without a valid step has no average (nan), and no error
+    none = band_of(CAL, center, spread, used, factor, np.zeros_like(valid))
+    assert np.isnan(none.average).all() and np.isnan(none.average_lower).all()
 
 
-def test_runner_factor_reads_only_earlier_workouts() -> None:
-    """Changing a workout's own score, or a later one's, never changes its factor."""
-    history, scores = _runner_history()
-    rule = OffsetConfig(k=10, shrink=1.0, half_life_days=60.0)
-    base = runner_factors(rule, 1.0, history, scores, np.arange(1, 6))
-    for wid in range(1, 6):
-        changed = scores.copy()
-        changed.loc[wid:] = 50.0
-        again = runner_factors(rule, 1.0, history, changed, np.arange(1, 6))
-        assert again[:wid] == pytest.approx(base[:wid])  # itself and the earlier ones
-        if wid < 5:
-            assert again[wid] != pytest.approx(base[wid])  # the next one reads it
-
-
-def test_calibration_round_trips_the_runner_scale() -> None:
-    cal = Calibration(0.8, {"all": 1.3}, {"all": 1.1}, {"all": 9},
-                      {"ref": 1.04, "k": 10.0, "shrink": 5.0, "half_life_days": 60.0})  # fmt: skip
-    assert Calibration.from_json(cal.to_json()) == cal
-    old = {k: v for k, v in cal.to_json().items() if k != "runner"}
-    assert Calibration.from_json(old).runner_rule() is None  # a calibration from before it
-    bad = {**cal.to_json(), "runner": {"ref": 0.0, "k": 1, "shrink": 1, "half_life_days": 1}}
-    with pytest.raises(CalibrationError):
-        Calibration.from_json(bad)
+def test_calibration_round_trips_the_runner_reference() -> None:
+    assert Calibration.from_json(CAL.to_json()) == CAL
+    assert CAL.to_json()["runner_ref"] == 1.05 and "runner" not in CAL.to_json()
+    no_scale = Calibration(0.8, {"all": 1.3}, {"all": 1.1}, {"all": 9})
+    assert Calibration.from_json(no_scale.to_json()).runner_ref is None
+    # a calibration of before the engine (`runner`: the old rule with its reference) loads
+    # cleanly without a runner scale: the rule now lives in params personal.runner_scale
+    old = {k: v for k, v in CAL.to_json().items() if k != "runner_ref"}
+    old["runner"] = {"ref": 1.04, "k": 10, "shrink": 5.0, "half_life_days": 60.0}
+    loaded = Calibration.from_json(old)
+    assert loaded.runner_ref is None and loaded.step == CAL.step
+    # a reference that is no positive finite number: one line
+    for bad in (0.0, -1.0, float("nan"), "high", [1.0]):
+        with pytest.raises(CalibrationError, match="malformed calibration") as info:
+            Calibration.from_json({**CAL.to_json(), "runner_ref": bad})
+        assert "\n" not in str(info.value)
+    with pytest.raises(CalibrationError, match="not an hrpred calibration"):
+        Calibration.from_json({"format": "hrpred-calibration-v0"})
+    with pytest.raises(CalibrationError, match="pooled"):
+        Calibration.from_json({**CAL.to_json(), "step": {"0": 1.0}})

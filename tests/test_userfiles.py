@@ -70,7 +70,7 @@ def test_gpx_speed_extension_is_native(tmp_path, workout, rules):
 
 def test_tcx_reader(tmp_path, workout, rules):
     act = read_activity(write_tcx(tmp_path / "run.tcx", workout))
-    assert act.sport == "Running"
+    assert act.sport == "running"  # Sport="Running", normalised (hrpred.io.sport)
     _check_channels(act, workout, rules, speed_tol=1e-9)
     np.testing.assert_allclose(act.distance, workout.distance_m)
 

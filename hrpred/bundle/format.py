@@ -10,8 +10,9 @@ the `hrpred` package (`hrpred.bundle.runtime.load_bundle`); `hrpred.export.write
 config.json (`format` BUNDLE_FORMAT, `format_version` BUNDLE_VERSION): `model` (class,
 architecture config, n_params), `features`, `binary_features`, `scaler`, `target` (mean, std),
 `seq_len`, `sampling` (`step_s`: the grid step, by `step_statistic`, one of STEP_STATISTICS),
-`speed` (params clean.speed: `speed_config`), `personal` (params personal.<name> for each of
-PERSONALISERS), `band` (the 80% band's split-conformal constants, `hrpred.uncertainty.
+`speed` (params clean.speed: `speed_config`), `personal` (params personal: how earlier runs
+personalise, `hrpred.personal.config.PersonalConfig`), `history_runs` (params
+split.max_history: the most earlier runs a plan reads), `band` (the 80% band's split-conformal constants, `hrpred.uncertainty.
 Calibration`; null without a band), `training`, `data`, `metrics`, `files` (weights, onnx,
 card); a history-conditioned model adds `history` (architecture, context features, context
 scaler), and a bundle with model.onnx adds `onnx` (its inputs, outputs, band constants and
@@ -35,7 +36,7 @@ from hrpred.store import json_ready
 from hrpred.timeseries import SpeedConfig
 
 BUNDLE_FORMAT = "hrpred-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2  # 2: personal = the whole params personal section, history_runs
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 ONNX = "model.onnx"
@@ -50,7 +51,6 @@ ONNX_UPPER = "hr_p90"  # upper end (hr_bpm + q * spread_bpm), without the runner
 
 StepStatistic = Literal["median", "mean", "mean_active"]
 STEP_STATISTICS: tuple[str, ...] = get_args(StepStatistic)
-PERSONALISERS = ("offset", "residual")  # config.json "personal": params personal.<name>
 
 
 class BundleError(HrpredError, ValueError):

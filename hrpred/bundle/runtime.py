@@ -7,11 +7,10 @@ The 80% band (issue 14): config.json `band` holds the split-conformal constants 
 (the number of context entries used; 0 = cold start or a population model). model.onnx has the
 same band as outputs `hr_p10`, `hr_p90` beside `spread_bpm` (the multipliers are constants in the
 graph), and only `hr_bpm`, `spread_bpm` when the bundle has no band. Both are the band WITHOUT
-the runner scale (factor 1): a calibration with one (`band.runner`, `Calibration.runner`)
-multiplies a personalised prediction's spread by a factor from the scores of the runner's
-earlier runs, which neither the graph nor `predict_band` sees; predict passes the scaled spread
-to `step_band` and `average_band` (`hrpred.serve.profile.profile_runner_factor`). A bundle
-exported before the runner scale has no `runner` in its band: factor 1.
+the runner scale (factor 1): a personalised prediction's spread is multiplied by a factor from
+the scores of the runner's earlier runs (`hrpred.personal.engine`, `Calibration.runner_ref`),
+which neither the graph nor `predict_band` sees; predict passes the factor and the plan's
+history bucket to `Bundle.band` (`hrpred.uncertainty.band_of`, the one band function).
 
 A history-conditioned model (`hrpred.model.HistoryHRModel`, personalisation) adds a `history`
 section to config.json (the checkpoint's: architecture, context features, context scaler) and
@@ -59,9 +58,9 @@ from hrpred.bundle.format import (
 from hrpred.features.registry import REGISTRY
 from hrpred.features.scaler import batch_of_rows
 from hrpred.params import ParamError, from_mapping
-from hrpred.personal.config import OffsetConfig
+from hrpred.personal.config import PersonalConfig
 from hrpred.timeseries import SpeedConfig
-from hrpred.uncertainty import Calibration, CalibrationError, band
+from hrpred.uncertainty import Band, Calibration, CalibrationError, band_of
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -152,17 +151,26 @@ class Bundle:
         """The clean stage's speed rules the model was trained with (params clean.speed)."""
         return speed_config(self.config)
 
-    def personaliser(self, name: str) -> OffsetConfig:
-        """params personal.<name> as exported (`offset`: the offset personaliser; `residual`:
-        the learned model's residual correction); BundleError for an older bundle."""
+    @property
+    def personal(self) -> PersonalConfig:
+        """params personal as exported: how earlier runs personalise a prediction
+        (`hrpred.personal.engine`); BundleError for an older or damaged bundle."""
         try:
-            return from_mapping(
-                OffsetConfig, self.config.get("personal", {}).get(name), f"personal.{name}", CONFIG
-            )
-        except (ParamError, AttributeError) as exc:
+            return from_mapping(PersonalConfig, self.config.get("personal"), "personal", CONFIG)
+        except ParamError as exc:
             raise BundleError(
-                f"bundle has no valid personal.{name} ({exc}): re-export it with `dvc repro export`"
+                f"bundle has no valid personal rules ({exc}): re-export it with `dvc repro export`"
             ) from None
+
+    @property
+    def history_runs(self) -> int:
+        """The most earlier runs a personalised prediction reads (params split.max_history)."""
+        value = self.config.get("history_runs")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise BundleError(
+                f"{CONFIG}: history_runs must be an integer >= 0; re-export with `dvc repro export`"
+            )
+        return value
 
     @property
     def seq_len(self) -> int:
@@ -304,16 +312,19 @@ class Bundle:
         )  # fmt: skip
         return hr, spread
 
-    def step_band(
-        self, hr: np.ndarray, spread: np.ndarray, n_context: np.ndarray | int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper) float32 = hr -/+ q * spread, q the step multiplier of the history
-        bucket of `n_context` (context entries used: an int for [T] curves, [N] for [N, T]).
-        A center shifted by a constant (a residual correction) shifts its band by the same; the
-        runner scale is the caller's: pass the spread times its factor (see the module doc)."""
-        q = self.require_calibration().multipliers(np.atleast_1d(n_context))
-        lo, hi = band(hr, spread, q if np.ndim(hr) > 1 else q[0])
-        return lo.astype(np.float32), hi.astype(np.float32)
+    def band(
+        self,
+        hr: np.ndarray,
+        spread: np.ndarray,
+        used: np.ndarray | int,
+        factor: np.ndarray | float = 1.0,
+        valid: np.ndarray | None = None,
+    ) -> Band:
+        """The calibrated band of curves `hr` ([T] or [N, T]) with the network's `spread`, the
+        earlier runs each curve's plan `used` (its history bucket) and the runner scale
+        `factor` (`hrpred.uncertainty.band_of`: per step and for the workout average).
+        BundleError without a band."""
+        return band_of(self.require_calibration(), hr, spread, used, factor, valid)
 
     def predict_band(
         self,
@@ -321,37 +332,14 @@ class Bundle:
         context: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(HR, lower, upper) in BPM, float32, the shapes of `predict` ([T, F] -> [T],
-        [N, T, F] -> [N, T]): the central curve and its calibrated band (`step_band`, history
-        bucket = the context mask's count, 0 = cold start), without the runner scale (factor 1,
-        as the ONNX outputs). BundleError without a band."""
+        [N, T, F] -> [N, T]): the central curve and its calibrated band (history bucket = the
+        context mask's count, 0 = cold start), without the runner scale (factor 1, as the
+        ONNX outputs). BundleError without a band."""
         self.require_calibration()
         hr, spread = self.predict_spread(features_unscaled, context)
         counts = self.context_counts(context, 1 if hr.ndim == 1 else len(hr))
-        lo, hi = self.step_band(hr, spread, counts if hr.ndim > 1 else int(counts[0]))
-        return hr, lo, hi
-
-    def average_band(
-        self,
-        hr: np.ndarray,
-        spread: np.ndarray,
-        n_context: np.ndarray | int,
-        valid: np.ndarray | None = None,
-    ) -> tuple[Any, Any, Any]:
-        """The workout-average HR and its calibrated band (mean, lower, upper): half-width =
-        the average multiplier of the history bucket * the mean spread over the valid steps
-        (default: where hr and spread are finite; with the runner scale, the spread times its
-        factor). Floats for a [T] curve, float64 [N] for [N, T] (`n_context` then [N]); nan
-        for a row without a valid step."""
-        q = self.require_calibration().multipliers(np.atleast_1d(n_context), "average")
-        h, b = np.asarray(hr, np.float64), np.asarray(spread, np.float64)
-        v = np.isfinite(h) & np.isfinite(b) if valid is None else np.asarray(valid, bool)
-        n = v.sum(axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(v, h, 0.0).sum(axis=-1) / n
-            half = (q if h.ndim > 1 else q[0]) * np.where(v, b, 0.0).sum(axis=-1) / n
-        if h.ndim == 1:
-            return float(mean), float(mean - half), float(mean + half)
-        return mean, mean - half, mean + half
+        b = self.band(hr, spread, counts if hr.ndim > 1 else int(counts[0]))
+        return hr, b.lower.astype(np.float32), b.upper.astype(np.float32)
 
 
 def load_bundle(

@@ -1,13 +1,12 @@
-"""The 80% band (issue 14): calibrate on the validation split, score on test.
+"""The 80% band: calibrate on the validation split, score on test.
 
-The band is the learned model's personalised prediction (network + residual correction, as
-scored in `hrpred.evaluate.personal`) -/+ a conformal multiple of its spread head
-(`hrpred.uncertainty`). Validation rows are predicted exactly as test rows (their own history,
-their own residual correction), calibrated per group of history buckets (`evaluate.band`); the
-test split is then scored:
-per-step coverage and width, the workout-average band's coverage, and the pinball loss of the
-band's ends for the model, its uncalibrated Laplace band and a constant +- residual-quantile
-band (fitted on validation).
+The band surrounds the headline personal prediction (`hrpred.evaluate.personal`): its
+half-width is a conformal multiple of the network's spread (with the plan's context) times the
+runner scale (`hrpred.personal.engine`), per history bucket of the earlier runs the plan used
+(`hrpred.uncertainty`). Validation rows are personalised exactly as test rows; the multipliers
+are calibrated on them, then the test split is scored: per-step coverage and width, the
+workout-average band's coverage, and the pinball loss of the band's ends for the model, its
+uncalibrated Laplace band and a constant +- residual-quantile band (fitted on validation).
 """
 
 from __future__ import annotations
@@ -18,134 +17,136 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hrpred.evaluate.config import EvalConfig
-from hrpred.evaluate.personal import learned_with_residual
-from hrpred.evaluate.results import LearnedPersonal, PersonalResult, SplitResult
-from hrpred.personal.config import OffsetConfig
-from hrpred.split.history import BUCKETS, history_buckets, history_sizes
+from hrpred.evaluate.results import PersonalResult
+from hrpred.split.history import BUCKETS, history_buckets
 from hrpred.store import Dataset, read_rows
 from hrpred.uncertainty import (
+    Band,
     BandConfig,
     Calibration,
-    average_parts,
     band,
+    band_of,
     calibrate,
     coverage,
     pinball,
     quantile_levels,
-    runner_entry,
-    runner_factors,
     runner_interval,
 )
 
 
-def calibrate_on_val(
-    ds: Dataset,
-    val: SplitResult,
-    history: pd.DataFrame,
-    learned: LearnedPersonal,
-    cfg: EvalConfig,
-    residual: OffsetConfig,
-    bcfg: BandConfig,
-) -> Calibration:
-    """Conformal constants from the validation rows' personalised predictions."""
-    ids = ds.data.index["workout_id"].to_numpy()[val.rows]
-    needed = history[history["workout_id"].isin(np.unique(ids))]
-    center, spread, resid, scores = learned_with_residual(
-        ds, val.rows, needed, ids, learned, cfg, residual
-    )
-    y = read_rows(ds.data.target, val.rows)
-    v = np.asarray(read_rows(ds.data.mask, val.rows), dtype=bool)
-    sizes = history_sizes(history, ids)
-    runner = None
-    if bcfg.runner.k > 0:  # the reference: the mean score of the validation workouts
-        runner = runner_entry(bcfg.runner, scores, ids)
-        spread = spread * runner_factors(bcfg.runner, runner["ref"], needed, scores, ids)[:, None]
-    return calibrate(y, center + resid[:, None], spread, v, sizes, bcfg, runner)
+def _arrays(ds: Dataset, res: PersonalResult, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rows = res.rows[pos]
+    y = np.asarray(read_rows(ds.data.target, rows), np.float64)
+    v = np.asarray(read_rows(ds.data.mask, rows), bool)
+    return y, v
+
+
+def calibrate_on_val(ds: Dataset, res: PersonalResult, bcfg: BandConfig) -> Calibration:
+    """Conformal multipliers from the validation rows' headline predictions."""
+    pos = res.take("val")
+    y, v = _arrays(ds, res, pos)
+    spread = res.spread[pos] * res.factors()[pos, None]
+    center = res.curves["headline"][pos]
+    return calibrate(y, center, spread, v, res.used()[pos], bcfg, res.ref)
+
+
+def bands(ds: Dataset, res: PersonalResult, cal: Calibration) -> Band:
+    """The calibrated band of every personalised row (val and test), around the headline; the
+    workout average over each row's valid steps (as calibrated)."""
+    valid = np.asarray(read_rows(ds.data.mask, res.rows), bool)
+    return band_of(cal, res.curves["headline"], res.spread, res.used(), res.factors(), valid)
 
 
 def _scores(
     y: np.ndarray,
-    center: np.ndarray,
-    spread: np.ndarray,
+    b: Band,
     v: np.ndarray,
-    q: np.ndarray,
-    q_avg: np.ndarray,
     taus: tuple[float, float],
 ) -> dict[str, float]:
-    lo, hi = band(center, spread, q)
-    ya, ca, sa = average_parts(y, center, spread, v)
-    ok = np.isfinite(ya)
-    half_avg = q_avg * sa
+    lo, hi = b.lower, b.upper
+    ya = np.where(v, y, 0.0).sum(axis=1) / np.maximum(v.sum(axis=1), 1)
+    ok = v.any(axis=1) & np.isfinite(b.average_lower)
     return {
         "coverage": coverage(y, lo, hi, v),
         "width_bpm": float((hi - lo)[v].mean()) if v.any() else float("nan"),
-        "workout_avg_coverage": float((np.abs(ya - ca)[ok] <= half_avg[ok]).mean())
+        "workout_avg_coverage": float(
+            ((ya >= b.average_lower) & (ya <= b.average_upper))[ok].mean()
+        )
         if ok.any()
         else float("nan"),
-        "workout_avg_width_bpm": float(2 * half_avg[ok].mean()) if ok.any() else float("nan"),
+        "workout_avg_width_bpm": float((b.average_upper - b.average_lower)[ok].mean())
+        if ok.any()
+        else float("nan"),
         "pinball": 0.5 * (pinball(y, lo, taus[0], v) + pinball(y, hi, taus[1], v)),
     }
 
 
+def take_band(b: Band, sel: np.ndarray) -> Band:
+    """The bands of the selected rows."""
+    return Band(
+        b.lower[sel], b.upper[sel], b.average[sel], b.average_lower[sel], b.average_upper[sel]
+    )
+
+
 def band_report(
     ds: Dataset,
-    test: SplitResult,
-    val: SplitResult,
-    personal: PersonalResult,
+    res: PersonalResult,
     cal: Calibration,
+    test_band: Band,
     constant_hr: float,
     resamples: int = 0,
     seed: int = 0,
+    extra_groups: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """metrics/evaluate.json `test.band`: the calibrated band on test, overall and per history
-    bucket (with a 90% interval of each per-step coverage over `resamples` redraws of the
-    test runners), beside the uncalibrated Laplace band and a constant band. Sets
-    `personal.band` (the test rows' calibrated bounds, for the example traces)."""
-    assert personal.spread is not None and personal.scores is not None
-    assert personal.history is not None
-    y = read_rows(ds.data.target, test.rows)
-    v = np.asarray(read_rows(ds.data.mask, test.rows), dtype=bool)
-    ids = ds.data.index["workout_id"].to_numpy()[test.rows]
-    factor = cal.factors(personal.history, personal.scores, ids)
-    center, spread, sizes = personal.model, personal.spread * factor[:, None], personal.sizes
-    taus = tuple(quantile_levels(cal.level))
-    q, q_avg = cal.multipliers(sizes), cal.multipliers(sizes, "average")
-    personal.band = band(center, spread, q)  # for the example traces
-    labels = history_buckets(sizes)
-    lo, hi = personal.band
-    inside = ((y >= lo) & (y <= hi) & v).sum(axis=1)
-    runners = ds.data.index["user_id"].to_numpy()[test.rows]
+    """metrics/evaluate.json `test.band`: the calibrated band on test (`test_band`: the test
+    rows' bands), overall, per history bucket of the earlier runs the plan used and per
+    `extra_groups` (name -> boolean mask over the test rows), each coverage with a 90%
+    interval over `resamples` redraws of the test runners, beside the uncalibrated Laplace
+    band and a constant band."""
+    pos = res.take("test")
+    y, v = _arrays(ds, res, pos)
+    used = res.used()[pos]
+    taus = quantile_levels(cal.level)
+    labels = history_buckets(used)
+    inside = ((y >= test_band.lower) & (y <= test_band.upper) & v).sum(axis=1)
+    runners = ds.data.index["user_id"].to_numpy()[res.rows[pos]]
 
-    def spread_of(sel: np.ndarray) -> dict[str, Any]:
+    def group(sel: np.ndarray) -> dict[str, Any]:
         interval = runner_interval(inside[sel], v[sel].sum(axis=1), runners[sel], resamples, seed)
-        return {"n_runners": int(len(np.unique(runners[sel]))),
-                "coverage_runner_interval_90": list(interval)}  # fmt: skip
+        return {
+            "n_workouts": int(sel.sum()),
+            **_scores(y[sel], take_band(test_band, sel), v[sel], taus),
+            "n_runners": int(len(np.unique(runners[sel]))),
+            "coverage_runner_interval_90": list(interval),
+        }
 
+    factor = res.factors()[pos]
     out: dict[str, Any] = {
         "level": cal.level,
         "method": "split-conformal on validation, |residual| / (Laplace spread x runner "
-        "scale), per group of history buckets",
-        "runner_factor": _quantiles(factor),
-        **_scores(y, center, spread, v, q, q_avg, taus),
-        **spread_of(np.ones(len(labels), bool)),
-        "by_history": {},
+        "scale) around the headline, per history bucket of the earlier runs used",
+        "runner_factor": {
+            "min": float(factor.min()),
+            "median": float(np.median(factor)),
+            "max": float(factor.max()),
+        },
+        **group(np.ones(len(pos), bool)),
+        "by_history": {b: group(labels == b) for b in BUCKETS if (labels == b).any()},
     }
-    for b in BUCKETS:
-        sel = labels == b
+    for name, sel in (extra_groups or {}).items():
         if sel.any():
-            out["by_history"][b] = {
-                "n_workouts": int(sel.sum()),
-                **_scores(y[sel], center[sel], spread[sel], v[sel], q[sel], q_avg[sel], taus),
-                **spread_of(sel),
-            }
+            out[name] = group(sel)
     # the same spread without calibration: the Laplace central band |r| <= b ln(1 / (1 - level))
     raw = math.log(1.0 / (1.0 - cal.level))
-    ones = np.full(len(sizes), raw)
-    out["uncalibrated"] = _scores(y, center, personal.spread, v, ones, ones, taus)
+    center = res.curves["headline"][pos]
+    lo, hi = band(center, res.spread[pos], raw)
+    out["uncalibrated"] = {
+        "coverage": coverage(y, lo, hi, v),
+        "width_bpm": float((hi - lo)[v].mean()) if v.any() else float("nan"),
+        "pinball": 0.5 * (pinball(y, lo, taus[0], v) + pinball(y, hi, taus[1], v)),
+    }
     # constant +- the validation residual quantiles
-    yv = read_rows(ds.data.target, val.rows).astype(np.float64)
-    vv = np.asarray(read_rows(ds.data.mask, val.rows), dtype=bool)
+    yv, vv = _arrays(ds, res, res.take("val"))
     lo_q, hi_q = np.quantile(yv[vv] - constant_hr, taus)
     lo = np.full(y.shape, constant_hr + lo_q)
     hi = np.full(y.shape, constant_hr + hi_q)
@@ -157,28 +158,19 @@ def band_report(
     return out
 
 
-def _quantiles(a: np.ndarray) -> dict[str, float]:
-    """Min, median and max of the runner factors of the test rows."""
-    return {"min": float(a.min()), "median": float(np.median(a)), "max": float(a.max())}
-
-
-def band_plot(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """plots/band_by_history.json: coverage and width per history bucket (and overall)."""
-    rows = [
-        {"history": b, "n_workouts": r["n_workouts"], "coverage": r["coverage"],
-         "width_bpm": r["width_bpm"], "workout_avg_coverage": r["workout_avg_coverage"]}
-        for b, r in report["by_history"].items()
-    ]  # fmt: skip
-    return rows
-
-
-def example_band(
-    ds: Dataset, test: SplitResult, learned: LearnedPersonal, cal: Calibration, pos: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The calibrated band of the COLD prediction of test position `pos` (the example traces
-    and GIFs draw the cold prediction): its spread with no context, the 0-history multiplier."""
-    x = read_rows(ds.data.features, test.rows[pos : pos + 1])
-    _, spread = learned.cold(x)
-    assert test.model is not None
-    lo, hi = band(test.model[pos : pos + 1], spread, cal.multipliers(np.zeros(1, np.int64)))
-    return lo[0], hi[0]
+def band_plot(workouts: pd.DataFrame) -> list[dict[str, Any]]:
+    """plots/band_by_history.json from the saved per-workout table: per history bucket of the
+    earlier runs used: the test workouts' per-step coverage and width, and workout-average
+    coverage."""
+    w = workouts[(workouts["split"] == "test") & (workouts["n_valid"] > 0)]
+    out = []
+    for b in BUCKETS:
+        g = w[w["band_bucket"] == b]
+        if len(g):
+            inside = (g["avg_true"] >= g["avg_lo"]) & (g["avg_true"] <= g["avg_hi"])
+            out.append({"history": b, "n_workouts": int(len(g)),
+                        "coverage": float(g["n_covered"].sum() / g["n_valid"].sum()),
+                        "width_bpm": float((g["band_width_bpm"] * g["n_valid"]).sum()
+                                           / g["n_valid"].sum()),
+                        "workout_avg_coverage": float(inside.mean())})  # fmt: skip
+    return out

@@ -1,12 +1,14 @@
-"""The evaluate stage as one library call: `run_evaluate(cfg, truth_path, layout)`.
+"""The evaluate stage as one library call: `run_evaluate(cfg, personal, truth_path, layout)`.
 
 Reads models/model.pt, data/features and data/split (through `hrpred.store`); writes
-data/eval/predictions.parquet (every real step of val and test rows), models/calibration.json
+data/eval/predictions.parquet and data/eval/workouts.parquet (every step and every workout of
+the val and test rows with each predictor's curve, the headline's band and the plan that made
+it: `hrpred.evaluate.saved`, from which the headline figures recompute), models/calibration.json
 (the band's conformal constants, from val: `hrpred.evaluate.band`), metrics/evaluate.json
 (test, val, baselines, comparison, categories, noise_floor, diagnostics, counts), DVC plot data
 plots/*.json, PNG figures plots/figures/ and GIFs plots/animations/. The simulator truth
 (`clean.truth`) is read for measurement only (noise floor, archetype agreement of the
-input-only categories).
+input-only categories, the runs after a level change).
 """
 
 from __future__ import annotations
@@ -14,35 +16,40 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hrpred.evaluate.band import band_plot, band_report, calibrate_on_val, example_band
+from hrpred.evaluate.band import band_plot, band_report, bands, calibrate_on_val, take_band
 from hrpred.evaluate.config import EvalConfig
 from hrpred.evaluate.figures import animations, figures
 from hrpred.evaluate.inputs import EvalInputError, input_categories, optional_truth
-from hrpred.evaluate.personal import (
-    learned_personal,
+from hrpred.evaluate.personal import learned_personal, personalise
+from hrpred.evaluate.personal_report import (
+    AFTER_CHANGE_RUNS,
+    after_change,
+    curve_sums,
+    entry,
+    made_worse,
     mae_by_history,
     personal_traces,
-    personalise,
+    runs_after_change,
 )
 from hrpred.evaluate.plots import choose_examples, plot_records, write_plot_data
 from hrpred.evaluate.report import build_report, split_traces, workout_maes
 from hrpred.evaluate.results import LearnedPersonal, PersonalResult, Predictor, SplitResult
+from hrpred.evaluate.saved import workout_table, write_predictions, write_workouts
 from hrpred.evaluate.scoring import evaluate_all, fit_baselines
-from hrpred.personal.config import OffsetConfig
+from hrpred.personal.config import PersonalConfig
 from hrpred.store import Dataset, Layout, StoreError, open_dataset, open_history, write_json
-from hrpred.uncertainty import write_calibration
+from hrpred.uncertainty import band_of, write_calibration
 
 PredictorFactory = Callable[[Path, list[str]], Predictor]
-# (model path, features dir, dataset, history table) -> the learned history-conditioned model
-# as a personalised predictor, or None (the model is then personalised by the offset)
-PersonalFactory = Callable[[Path, Path, Dataset, pd.DataFrame], LearnedPersonal | None]
+# (model path, features dir, dataset) -> the learned history-conditioned network, or None
+# (a population model: personalised by the offset only)
+PersonalFactory = Callable[[Path, Path, Dataset], LearnedPersonal | None]
 
 
 def load_predictor(path: Path, names: list[str]) -> Predictor:
@@ -63,8 +70,7 @@ def load_predictor(path: Path, names: list[str]) -> Predictor:
 
 def run_evaluate(
     cfg: EvalConfig,
-    offset_cfg: OffsetConfig,
-    residual_cfg: OffsetConfig,
+    pcfg: PersonalConfig,
     truth_path: str | None,
     layout: Layout,
     predictor_factory: PredictorFactory = load_predictor,
@@ -84,32 +90,105 @@ def run_evaluate(
     truth = optional_truth(layout.resolve(truth_path) if truth_path else None, test_ids)
     categories = input_categories(ds, test_rows, cfg.categories, cfg.batch_rows)
     predict = predictor_factory(layout.model, ds.data.names)  # torch after the fit's peak
-    results = evaluate_all(ds, predict, baselines, cfg, layout.predictions, truth)
-    learned = personal_factory(layout.model, layout.features_dir, ds, history)
-    personal = personalise(
-        ds, results, history, predict, baselines, cfg, offset_cfg, learned, residual_cfg
-    )
-    fitted = baselines.params()
-    fitted["offset"] = asdict(offset_cfg)
-    report = build_report(ds, results, fitted, categories, truth, personal)
+    results = evaluate_all(ds, predict, baselines, cfg, truth)
+    learned = personal_factory(layout.model, layout.features_dir, ds)
+    res = personalise(ds, history, results, predict, baselines, pcfg, cfg.batch_rows, learned)
+    report = personal_report(ds, res, results, baselines.params(), pcfg, categories, truth)
+    runs_after = runs_after_change(ds, res, history, truth)
+    sums = curve_sums(ds, res)
+    report["test"]["after_change"] = after_change(sums, runs_after)
+    report["test"]["runners_made_worse"] = made_worse(ds, res, sums)
     band = None
+    test = res.take("test")
     if learned is not None:
-        report["test"]["residual_correction"] = asdict(residual_cfg)
-        cal = calibrate_on_val(ds, results["val"], history, learned, cfg, residual_cfg, cfg.band)
+        cal = calibrate_on_val(ds, res, cfg.band)
         write_calibration(layout.calibration, cal)
-        band = report["test"]["band"] = band_report(
-            ds, results["test"], results["val"], personal, cal, baselines.constant.value,
-            cfg.band.runner_resamples, cfg.seed,
+        band = bands(ds, res, cal)
+        groups = {}
+        if runs_after is not None:
+            groups["after_change"] = (runs_after >= 1) & (runs_after <= AFTER_CHANGE_RUNS)
+        report["test"]["band"] = band_report(
+            ds, res, cal, take_band(band, test), baselines.constant.value,
+            cfg.band.runner_resamples, cfg.seed, groups,
         )  # fmt: skip
     else:  # a population model has no history-aware spread: no band (the file says so)
         write_json(layout.calibration, {"format": "hrpred-calibration", "available": False})
+    write_predictions(layout.predictions, ds, res, band)
+    table = workout_table(ds, res, band, runs_after)
+    write_workouts(layout.eval_workouts, table)
     write_json(layout.metrics("evaluate"), report, digits=6)
     cold_band = None
     if learned is not None:
-        cold_band = partial(example_band, ds, results["test"], learned, cal)
-    write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir, personal, cold_band)
-    # a population model has no band: the plot file is an empty list
-    write_plot_data({"band_by_history": band_plot(band) if band else []}, layout.plots_dir)
+        cold_band = _cold_band(ds, results["test"], learned, cal)
+    write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir, cold_band)
+    head = res.curves["headline"][test]
+    lower, upper = (head, head) if band is None else (band.lower[test], band.upper[test])
+    traces = personal_traces(ds, res, lower, upper, cfg.example_quantiles, cfg.example_min_steps)
+    # the MAE-by-history and band plots read the saved per-workout table
+    write_plot_data(
+        {
+            "mae_by_history": mae_by_history(table),
+            "personal_traces": traces,
+            "band_by_history": band_plot(table) if band is not None else [],
+        },
+        layout.plots_dir,
+    )
+    return report
+
+
+def _cold_band(
+    ds: Dataset, test: SplitResult, learned: LearnedPersonal, cal: Any
+) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    """Test position -> the calibrated band of the COLD prediction (the example traces and
+    GIFs draw it): its spread with no context, the 0-history multiplier, factor 1."""
+    from hrpred.store import read_rows
+
+    def at(pos: int) -> tuple[np.ndarray, np.ndarray]:
+        x = read_rows(ds.data.features, test.rows[pos : pos + 1])
+        hr, spread = learned.cold(x)
+        b = band_of(cal, hr[0], spread[0], 0)
+        return b.lower, b.upper
+
+    return at
+
+
+def personal_report(
+    ds: Dataset,
+    res: PersonalResult,
+    results: dict[str, SplitResult],
+    fitted: dict[str, dict[str, float]],
+    pcfg: PersonalConfig,
+    categories: Sequence[str],
+    truth: pd.DataFrame | None,
+) -> dict[str, Any]:
+    """metrics/evaluate.json before the band: the model's test entry is the headline (cold =
+    the population prediction); `offset` (population + offset) and `learned` (network +
+    residual correction) are listed with the baselines, each baseline with the offset rule."""
+    test = res.take("test")
+    sizes = res.sizes[test]
+    sums = curve_sums(ds, res)
+    entries = {
+        "model": entry(sums["cold"], sums["headline"], sizes),
+        "offset": entry(sums["cold"], sums["offset"], sizes),
+        **{
+            b: entry(res.baseline_cold[b].take(test), res.baseline_personal[b].take(test), sizes)
+            for b in res.baseline_cold
+        },  # fmt: skip
+    }
+    fitted = dict(fitted)
+    fitted["offset"] = asdict(pcfg.offset)
+    if res.has_learned:
+        entries["learned"] = entry(sums["cold"], sums["learned"], sizes)
+        fitted["learned"] = {"residual": asdict(pcfg.residual)}
+    report = build_report(ds, results, fitted, categories, truth, entries)
+    weights = np.array([p.weights for p in res.plans])[test]
+    report["test"]["learned_personal_model"] = res.learned
+    report["test"]["personalisation"] = {
+        "headline_weights_mean": dict(zip(("population", "offset", "learned"),
+                                          map(float, weights.mean(axis=0)), strict=True)),
+        "change_found_share": float(np.mean([res.plans[i].change.found for i in test])),
+        "rules": pcfg.to_json(),
+    }  # fmt: skip
     return report
 
 
@@ -120,7 +199,6 @@ def write_plots(
     report: dict[str, Any],
     cfg: EvalConfig,
     out_dir: Path,
-    personal: PersonalResult,
     cold_band: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> None:
     """plots/: DVC plot data, PNG figures and (optionally) GIFs, all rewritten. `cold_band`:
@@ -143,10 +221,6 @@ def write_plots(
     if cold_band is not None:
         traces = {pos: replace(tr, band=cold_band(pos)) for pos, tr in traces.items()}
     records = plot_records(test.plot, wmae, examples, traces)
-    records["mae_by_history"] = mae_by_history(personal)
-    records["personal_traces"] = personal_traces(
-        ds, test, personal, cfg.example_quantiles, cfg.example_min_steps
-    )
     write_plot_data(records, out_dir)
     maes = {"LSTM": report["test"]["mae"]}
     maes.update({name: b["test"]["mae"] for name, b in report["baselines"].items()})

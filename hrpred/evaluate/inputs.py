@@ -21,7 +21,9 @@ from hrpred.evaluate.categories import CategoryRules, assign_all, describe_rows
 from hrpred.progress import track
 from hrpred.store import Dataset, read_rows
 
-TRUTH_COLUMNS = ("workout_id", "archetype", "hr_clean", "hr_physio")
+TRUTH_COLUMNS = (
+    "workout_id", "archetype", "hr_clean", "hr_physio", "day", "change_day", "change_bpm"
+)  # fmt: skip
 
 
 class EvalInputError(HrpredError):

@@ -1,55 +1,60 @@
-"""Cold vs personalised scoring of the test split (issue 13).
+"""Personalised scoring of val and test: the engine of `hrpred.personal.engine`, run in time.
 
-Cold: every predictor as scored by `scoring.evaluate_all` (history ignored). Personal: the same
-predictor plus the offset personaliser (`hrpred.personal.offset`) computed from the residuals
-of each test workout's history (data/split/history.parquet) - or, for the model, the learned
-history-conditioned network when models/model.pt is one (`learned_personal`: the same network,
-cold = empty context, personal = the summaries of the runner's most recent earlier workouts);
-baseline "offset" is always the model's cold prediction + the offset, so the two personalisers
-are compared on the same network. The learned model's personal prediction also gets the residual
-correction (`personal.residual`): the same offset rule applied to the network's own personalised
-residuals on the history workouts (each predicted with *its* earlier workouts), a safety net for
-runners whose level the encoder under-corrects (a prior worth `shrink` workouts keeps it small). The residuals of history workouts come from
-the val/test predictions already made; under the chronological split a test workout's history
-also holds train workouts, which are predicted here (only those rows, chunk by chunk).
+Every workout of a runner who has a val or test workout is personalised in start order (under
+the user split: the val and test workouts; under the chronological split also the runner's
+train workouts, which are their history), exactly as `hrpred profile`/`predict` personalise a
+runner's files:
 
-Honest by construction: a workout's offset and context read only its history (strictly earlier
-workouts), so neither its own recorded HR nor any later workout's can change its personalised
-prediction.
+1. the population prediction (the network without context) of every such workout;
+2. the level-change detector over each workout's earlier runs (data/split/history.parquet)
+   decides which of them still describe the runner (`hrpred.personal.engine.detect`);
+3. the network with those runs as context (one batched pass);
+4. in start order: `plan_run` from the records of the workout's earlier runs, the curves
+   (population, offset, learned, headline), and the workout's own record for later runs;
+5. the band's runner scale once the validation workouts' reference score is known.
+
+Baselines (constant, ridge, physio) get the offset rule over their own residuals on the same
+runs the model's plan used. The HR of a workout enters only its own record, made after its
+curves: nothing that predicts a workout reads its HR or a later workout's.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from hrpred.evaluate.config import EvalConfig
 from hrpred.evaluate.inputs import EvalInputError, chunks, feature_index
-from hrpred.evaluate.metrics import RowSums, row_sums, summarize_sums
+from hrpred.evaluate.metrics import RowSums, row_sums
 from hrpred.evaluate.results import LearnedPersonal, PersonalResult, Predictor, SplitResult
 from hrpred.evaluate.scoring import Baselines
-from hrpred.personal.config import OffsetConfig
+from hrpred.personal.config import PersonalConfig
 from hrpred.personal.context import CONTEXT_FEATURES, build_context
-from hrpred.personal.offset import workout_offsets
+from hrpred.personal.engine import (
+    Curves,
+    Plan,
+    RunRecord,
+    detect,
+    personal_curves,
+    plan_run,
+    record_run,
+    runner_factor,
+)
+from hrpred.personal.rules import shrunk_mean
 from hrpred.personal.summaries import SUMMARY_FEATURES, compute_summaries
-from hrpred.split.history import BUCKETS, history_buckets, history_sizes
+from hrpred.split.history import history_sizes
 from hrpred.store import Dataset, read_rows
-from hrpred.uncertainty import score_sums, workout_scores
 
-MAX_PLOT_HISTORY = 10  # plots/mae_by_history.json: sizes 0..9 and "10 or more" (10)
-OFFSET_ONLY = "none (model + offset)"  # test.learned_personal_model without a learned model
+DAY_S = 86400.0
+BASELINES = ("constant", "ridge", "physio")
 
 
-def learned_personal(
-    model_path: Path, features_dir: Path, ds: Dataset, history: pd.DataFrame
-) -> LearnedPersonal | None:
-    """models/model.pt's history-conditioned network as `(rows, x) -> hr`, reading each row's
-    context (its workout's `k_max` most recent earlier workouts' summaries); None for a model
-    without history support. Summaries: one bounded pass over data/features; contexts are
-    built per chunk of rows."""
+def learned_personal(model_path: Path, features_dir: Path, ds: Dataset) -> LearnedPersonal | None:
+    """models/model.pt's history-conditioned network: `network(rows, x, history)` reads each
+    row's context from the given history lines (its workout's most recent `k_max` listed
+    earlier workouts' summaries), `cold(x)` none; None for a model without history support."""
     from hrpred.model import load_checkpoint, predict, supports_history  # torch when needed
 
     try:
@@ -71,247 +76,236 @@ def learned_personal(
     ids = ds.data.index["workout_id"].to_numpy()
     k_max = int(meta["k_max"])
 
-    def run(rows: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def network(
+        rows: np.ndarray, x: np.ndarray, history: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray]:
         ctx = build_context(ids[rows], history, summaries, k_max)
-        hr, spread = predict(model, ckpt, x, context=(ctx.values, ctx.mask), with_spread=True)
-        return hr, spread
-
-    p = meta["personal_params"]
+        return predict(model, ckpt, x, context=(ctx.values, ctx.mask), with_spread=True)
 
     def cold(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        hr, spread = predict(model, ckpt, x, with_spread=True)
-        return hr, spread
+        return predict(model, ckpt, x, with_spread=True)
 
-    return LearnedPersonal(f"{p['model']}/{p['design']} (k_max {k_max})", run, cold)
-
-
-def _by_workout(ids: np.ndarray, sums: RowSums) -> tuple[pd.Series, pd.Series]:
-    """Sum of recorded - predicted and valid steps per workout id (windows added up)."""
-    f = pd.DataFrame({"id": ids, "s": -sums.err_sum, "n": sums.n})
-    g = f.groupby("id", sort=True)[["s", "n"]].sum()
-    return g["s"], g["n"]
+    p = meta["personal_params"]
+    return LearnedPersonal(f"{p['model']}/{p['design']} (k_max {k_max})", network, cold)
 
 
-def _extra_history_sums(
-    ds: Dataset,
-    predict: Predictor,
-    baselines: Baselines,
-    cfg: EvalConfig,
-    rows: np.ndarray,
-) -> dict[str, RowSums]:
-    """Error sums of rows outside val/test that are history (chronological: train rows)."""
-    data = ds.data
-    speed_col, alt_col = feature_index(ds, "speed"), feature_index(ds, "altitude")
-    parts: dict[str, list[RowSums]] = {}
-    for _, chunk in chunks(rows, cfg.batch_rows, "evaluate history"):
-        x = read_rows(data.features, chunk)
-        y = read_rows(data.target, chunk)
-        v = np.asarray(read_rows(data.mask, chunk), dtype=bool)
-        el = read_rows(data.elapsed, chunk)
-        preds = {"model": np.asarray(predict(x)), **baselines.predict(x, el, speed_col, alt_col)}
-        for name, pred in preds.items():
-            parts.setdefault(name, []).append(row_sums(y, pred, v, el))
-    return {k: RowSums.concat(p) for k, p in parts.items()}
+class _Runs:
+    """The workouts being personalised: their rows, start times and history lines."""
+
+    def __init__(self, ds: Dataset, history: pd.DataFrame, eval_rows: np.ndarray) -> None:
+        index = ds.data.index
+        ids = index["workout_id"].to_numpy(dtype=np.int64)
+        users = index["user_id"].to_numpy(dtype=np.int64)
+        eval_users = np.unique(users[eval_rows])
+        keep = ds.split.assignment.set_index("row")["split"].reindex(np.arange(len(ids)))
+        scored = np.isin(users, eval_users) & keep.isin(("train", "val", "test")).to_numpy()
+        self.rows = np.flatnonzero(scored)
+        self.ids = ids
+        start = index["start_time"].to_numpy(dtype=np.float64)
+        w = pd.DataFrame(
+            {"id": ids[self.rows], "user": users[self.rows], "start": start[self.rows]}
+        )
+        first = w.groupby("id", sort=False).agg(user=("user", "first"), start=("start", "min"))
+        self.order = first.sort_values(["user", "start"], kind="mergesort").index.to_numpy()
+        self.start = first["start"]
+        h = history[history["workout_id"].isin(first.index)]
+        h = h[h["hist_workout_id"].isin(first.index)].sort_values(
+            ["workout_id", "rank"], kind="mergesort"
+        )
+        self.history = h
+        self.earlier = {
+            int(k): g["hist_workout_id"].to_numpy() for k, g in h.groupby("workout_id", sort=False)
+        }
+        pos = pd.Series(np.arange(len(self.rows)), index=self.rows)
+        by_id = pd.DataFrame({"id": ids[self.rows], "pos": np.arange(len(self.rows))})
+        self.positions = {int(k): g["pos"].to_numpy() for k, g in by_id.groupby("id", sort=False)}
+        self.pos = pos
+
+    def history_of(self, wid: int) -> np.ndarray:
+        """Earlier workout ids of `wid`, most recent first."""
+        return self.earlier.get(int(wid), np.zeros(0, np.int64))
+
+
+def _read(ds: Dataset, rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    d = ds.data
+    return (
+        read_rows(d.features, rows),
+        np.asarray(read_rows(d.target, rows), np.float64),
+        np.asarray(read_rows(d.mask, rows), bool),
+        read_rows(d.elapsed, rows),
+    )
+
+
+def _blocks(rows: np.ndarray, batch: int, desc: str) -> Iterator[tuple[slice, np.ndarray]]:
+    for start, chunk in chunks(rows, batch, desc):
+        yield slice(start, start + len(chunk)), chunk
+
+
+def _cold_pass(
+    ds: Dataset, runs: _Runs, predict: Predictor, known: dict[str, SplitResult], batch: int
+) -> tuple[np.ndarray, dict[int, RunRecord]]:
+    """Population predictions [n, T] of every row (those of the scored splits as `known`
+    kept them, the others predicted) and each workout's cold-only record."""
+    t = ds.data.seq_len
+    cold = np.empty((len(runs.rows), t), np.float32)
+    todo = np.ones(len(runs.rows), bool)
+    for res in known.values():
+        if res.model is not None:
+            at = runs.pos.reindex(res.rows)
+            hit = at.notna().to_numpy()
+            cold[at[hit].to_numpy(dtype=np.int64)] = res.model[hit]
+            todo[at[hit].to_numpy(dtype=np.int64)] = False
+    for sl, chunk in _blocks(runs.rows[todo], batch, "evaluate population"):
+        x = read_rows(ds.data.features, chunk)
+        cold[np.flatnonzero(todo)[sl]] = np.asarray(predict(x))
+    partial = {}
+    for wid, pos in runs.positions.items():
+        y = np.asarray(read_rows(ds.data.target, runs.rows[pos]), np.float64)
+        v = np.asarray(read_rows(ds.data.mask, runs.rows[pos]), bool)
+        r = (y - cold[pos])[v]
+        partial[wid] = RunRecord(float(runs.start[wid]), int(v.sum()), float(r.sum()), 0.0, 0.0,
+                                 (0.0, 0.0, 0.0))  # fmt: skip
+    return cold, partial
+
+
+def _used_history(cfg: PersonalConfig, runs: _Runs, partial: dict[int, RunRecord]) -> pd.DataFrame:
+    """The history lines each workout's plan uses: its earlier runs after the latest change."""
+    pairs = [
+        pd.DataFrame({"workout_id": wid, "hist_workout_id": h[detect(cfg.change, recs)[1]]})
+        for wid, h in runs.earlier.items()
+        for recs in ([partial[int(x)] for x in h],)
+    ]
+    if not pairs:
+        return runs.history.iloc[:0]
+    keep = pd.concat(pairs, ignore_index=True)
+    return runs.history.merge(keep, on=["workout_id", "hist_workout_id"], how="inner")
+
+
+def _network_pass(
+    ds: Dataset, runs: _Runs, learned: LearnedPersonal, used: pd.DataFrame, batch: int
+) -> tuple[np.ndarray, np.ndarray]:
+    t = ds.data.seq_len
+    net = np.empty((len(runs.rows), t), np.float32)
+    spread = np.empty_like(net)
+    for sl, chunk in _blocks(runs.rows, batch, "evaluate learned"):
+        x = read_rows(ds.data.features, chunk)
+        net[sl], spread[sl] = learned.network(chunk, x, used)
+    return net, spread
 
 
 def personalise(
     ds: Dataset,
-    results: dict[str, SplitResult],
     history: pd.DataFrame,
+    results: dict[str, SplitResult],
     predict: Predictor,
     baselines: Baselines,
-    cfg: EvalConfig,
-    ocfg: OffsetConfig,
+    pcfg: PersonalConfig,
+    batch_rows: int,
     learned: LearnedPersonal | None = None,
-    residual: OffsetConfig | None = None,
+    runner_scale: bool = True,
 ) -> PersonalResult:
-    """Score the test split personalised (see the module doc); bounded by one chunk plus the
-    [n_test, T] personalised model predictions. `residual`: the learned model's residual
-    correction (None: none)."""
-    data = ds.data
-    ids_all = data.index["workout_id"].to_numpy()
-    test = results["test"]
-    if test.model is None:
-        raise ValueError("the test split was evaluated without keep_model")
-    test_ids = ids_all[test.rows]
-    needed = history[history["workout_id"].isin(np.unique(test_ids))]
-    scored_rows = np.concatenate([results[s].rows for s in ("val", "test")])
-    scored = {
-        name: RowSums.concat([results[s].sums[name] for s in ("val", "test")]) for name in test.sums
-    }
-    hist_ids = np.unique(needed["hist_workout_id"].to_numpy())
-    extra = np.flatnonzero(np.isin(ids_all, hist_ids) & ~np.isin(ids_all, ids_all[scored_rows]))
-    if len(extra):
-        more = _extra_history_sums(ds, predict, baselines, cfg, extra)
-        scored = {k: RowSums.concat([scored[k], more[k]]) for k in scored}
-        scored_rows = np.concatenate([scored_rows, extra])
-    offsets = {}
-    for name, sums in scored.items():
-        s, n = _by_workout(ids_all[scored_rows], sums)
-        offsets[name] = workout_offsets(ocfg, needed, s, n, test_ids)
-    speed_col, alt_col = feature_index(ds, "speed"), feature_index(ds, "altitude")
-    parts: dict[str, list[RowSums]] = {name: [] for name in (*test.sums, "offset")}
-    kept = np.empty_like(test.model)
-    resid = spread = scores = None
+    """Personalise the val and test rows (see the module doc; `results`: the cold scoring of
+    val and test, whose kept predictions are the population curve); `runner_scale`: compute
+    the band's runner scale (a history model only)."""
+    eval_rows = np.union1d(ds.rows["val"], ds.rows["test"])
+    runs = _Runs(ds, history, eval_rows)
+    cold, partial = _cold_pass(ds, runs, predict, results, batch_rows)
+    used = _used_history(pcfg, runs, partial)
+    net = spread = None
     if learned is not None:
-        kept, spread, resid, scores = learned_with_residual(
-            ds, test.rows, needed, test_ids, learned, cfg, residual
-        )
-    for start, chunk in chunks(test.rows, cfg.batch_rows, "evaluate personal"):
-        sl = slice(start, start + len(chunk))
-        x = read_rows(data.features, chunk)
-        y = read_rows(data.target, chunk)
-        v = np.asarray(read_rows(data.mask, chunk), dtype=bool)
-        el = read_rows(data.elapsed, chunk)
-        cold = {"model": test.model[sl], **baselines.predict(x, el, speed_col, alt_col)}
-        pers = {k: np.asarray(p, np.float64) + offsets[k][sl, None] for k, p in cold.items()}
-        pers["offset"] = pers["model"]
-        if resid is not None:
-            pers["model"] = np.asarray(kept[sl], dtype=np.float64) + resid[sl, None]
-        kept[sl] = pers["model"]
-        for name, pred in pers.items():
-            parts[name].append(row_sums(y, pred, v, el))
-    cold_sums = dict(test.sums)
-    cold_sums["offset"] = test.sums["model"]
-    offsets["offset"] = offsets["model"]
+        net, spread = _network_pass(ds, runs, learned, used, batch_rows)
+    curves = {k: np.empty_like(cold) for k in ("offset", "learned", "headline")}
+    records: dict[int, RunRecord] = {}
+    plans: dict[int, Plan] = {}
+    used_ids: dict[int, np.ndarray] = {}
+    for wid in runs.order:
+        pos = runs.positions[int(wid)]
+        hist = runs.history_of(wid)
+        earlier = [records[int(h)] for h in hist]
+        start = float(runs.start[wid])
+        plan = plan_run(pcfg, earlier, start, None, learned is not None)
+        used_ids[int(wid)] = hist[detect(pcfg.change, earlier)[1]]
+        c = personal_curves(plan, cold[pos], None if net is None else net[pos])
+        for k in curves:
+            curves[k][pos] = getattr(c, k)
+        y = np.asarray(read_rows(ds.data.target, runs.rows[pos]), np.float64)
+        v = np.asarray(read_rows(ds.data.mask, runs.rows[pos]), bool)
+        flat = Curves(*(np.ravel(a) for a in (c.population, c.offset, c.learned, c.headline)))
+        records[int(wid)] = record_run(
+            start, y.ravel(), v.ravel(), flat, None if net is None else net[pos].ravel(),
+            None if spread is None else spread[pos].ravel(),
+        )  # fmt: skip
+        plans[int(wid)] = plan
+    ref = None
+    if learned is not None and runner_scale:
+        val_ids = np.unique(runs.ids[ds.rows["val"]])
+        scores = [records[int(w)].score for w in val_ids if int(w) in records]
+        ref = float(np.nanmean(scores)) if np.isfinite(scores).any() else None
+    if ref is not None:
+        for wid in runs.order:
+            earlier = [records[int(h)] for h in runs.history_of(wid)]
+            plans[int(wid)] = runner_factor(
+                pcfg, plans[int(wid)], earlier, float(runs.start[wid]), ref
+            )
+    sel = runs.pos.reindex(eval_rows).to_numpy()
+    split = np.where(np.isin(eval_rows, ds.rows["test"]), "test", "val")
+    eval_ids = runs.ids[eval_rows]
+    out_curves = {"cold": cold[sel], **{k: v[sel] for k, v in curves.items()}}
+    b_cold, b_pers = _baselines(ds, runs, baselines, eval_rows, used_ids, pcfg, batch_rows)
     return PersonalResult(
-        sizes=history_sizes(history, test_ids),
-        offsets=offsets,
-        cold=cold_sums,
-        personal={k: RowSums.concat(p) for k, p in parts.items()},
-        model=kept,
-        learned=OFFSET_ONLY if learned is None else learned.name,
-        residual=resid,
-        spread=spread,
-        scores=scores,
-        history=needed,
+        rows=eval_rows,
+        split=split,
+        sizes=history_sizes(history, eval_ids),
+        plans=[plans[int(w)] for w in eval_ids],
+        curves=out_curves,
+        spread=(spread if spread is not None else np.ones_like(cold))[sel],
+        baseline_cold=b_cold,
+        baseline_personal=b_pers,
+        learned="none (population model + offset)" if learned is None else learned.name,
+        has_learned=learned is not None,
+        ref=ref,
     )
 
 
-def learned_with_residual(
+def _baselines(
     ds: Dataset,
-    rows_wanted: np.ndarray,
-    needed: pd.DataFrame,
-    wanted_ids: np.ndarray,
-    learned: LearnedPersonal,
-    cfg: EvalConfig,
-    residual: OffsetConfig | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, pd.Series]:
-    """The learned model's personalised predictions [n, T] and spreads [n, T] of
-    `rows_wanted` (sorted rows), each one's residual correction [n] (zeros when `residual`
-    is None): the offset rule over the network's personalised residuals on the history
-    workouts (`needed`: their history lines), and the band's per-workout scores
-    (`hrpred.uncertainty.workout_scores`, by workout id, of every row predicted). Every row
-    wanted or in the history of one is predicted once, with its own context (chunk by
-    chunk)."""
-    data = ds.data
-    ids_all = data.index["workout_id"].to_numpy()
-    hist_ids = np.unique(needed["hist_workout_id"].to_numpy())
-    rows = np.union1d(rows_wanted, np.flatnonzero(np.isin(ids_all, hist_ids)))
-    wanted = np.zeros(len(rows), bool)
-    wanted[np.searchsorted(rows, rows_wanted)] = True
-    out_pos = np.cumsum(wanted) - 1
-    kept = np.empty((len(rows_wanted), data.seq_len), dtype=np.float32)
-    spread = np.empty_like(kept)
-    sums, sq, nz = [], [], []
-    for start, chunk in chunks(rows, cfg.batch_rows, "evaluate learned personal"):
-        sl = slice(start, start + len(chunk))
-        x = read_rows(data.features, chunk)
-        pred, b = (np.asarray(a, dtype=np.float32) for a in learned.predict(chunk, x))
-        mine = wanted[sl]
-        kept[out_pos[sl][mine]] = pred[mine]
-        spread[out_pos[sl][mine]] = b[mine]
-        y = read_rows(data.target, chunk)
-        v = np.asarray(read_rows(data.mask, chunk), dtype=bool)
-        sums.append(row_sums(y, pred, v, read_rows(data.elapsed, chunk)))
-        a, b_n = score_sums(y, pred, b, v)
-        sq.append(a)
-        nz.append(b_n)
-    scores = workout_scores(ids_all[rows], np.concatenate(sq), np.concatenate(nz))
-    if residual is None:
-        return kept, spread, np.zeros(len(rows_wanted)), scores
-    s, n = _by_workout(ids_all[rows], RowSums.concat(sums))
-    return kept, spread, workout_offsets(residual, needed, s, n, wanted_ids), scores
-
-
-def _short(s: RowSums) -> dict[str, float | int]:
-    m = summarize_sums(s)
-    return {"n_workouts": m["n_workouts"], "mae": m["mae"], "rmse": m["rmse"]}
-
-
-def personal_entry(res: PersonalResult, name: str) -> dict[str, Any]:
-    """`test` of one predictor: headline = personal, plus `cold`, `personal`, `by_history`."""
-    cold, pers = res.cold[name], res.personal[name]
-    labels = history_buckets(res.sizes)
-    buckets = {}
-    for b in BUCKETS:
-        sel = labels == b
-        buckets[b] = {
-            "n_workouts": int(sel.sum()),
-            "cold": _short(cold.take(sel)),
-            "personal": _short(pers.take(sel)),
-        }
-    return {
-        **summarize_sums(pers),
-        "cold": summarize_sums(cold),
-        "personal": summarize_sums(pers),
-        "by_history": buckets,
-    }
-
-
-def mae_by_history(res: PersonalResult) -> list[dict[str, float | int]]:
-    """plots/mae_by_history.json: MAE cold vs personal per history size (10 = 10 or more);
-    `offset_personal` = the model's cold prediction + the offset."""
-    capped = np.minimum(res.sizes, MAX_PLOT_HISTORY)
-    out = []
-    for h in range(MAX_PLOT_HISTORY + 1):
-        sel = capped == h
-        if not sel.any():
-            continue
-        rec: dict[str, float | int] = {"history": h, "n_workouts": int(sel.sum())}
-        for name in res.cold:
-            if name != "offset":  # its cold score is the model's
-                rec[f"{name}_cold"] = summarize_sums(res.cold[name].take(sel))["mae"]
-            rec[f"{name}_personal"] = summarize_sums(res.personal[name].take(sel))["mae"]
-        out.append(rec)
-    return out
-
-
-def personal_traces(
-    ds: Dataset,
-    test: SplitResult,
-    res: PersonalResult,
-    quantiles: tuple[float, ...],
-    min_steps: int,
-    gap_min: float = 5.0,
-) -> list[dict[str, float | int]]:
-    """plots/personal_traces.json: test workouts with >= 3 history at the `quantiles` of the
-    personalised MAE, back to back on one minute axis: recorded, cold and personal HR (and the
-    personal prediction's calibrated band, hr_p10/hr_p90, when the model has one)."""
-    if test.model is None:
-        raise ValueError("the test split was evaluated without keep_model")
-    wmae = res.personal["model"].workout_mae()
-    ok = np.flatnonzero((res.sizes >= 3) & (res.personal["model"].n >= min_steps))
-    if not len(ok):
-        return []
-    order = ok[np.argsort(wmae[ok], kind="stable")]
-    picks = sorted({int(order[min(int(q * len(order)), len(order) - 1)]) for q in quantiles})
-    out: list[dict[str, float | int]] = []
-    offset = 0.0
-    ids = ds.data.index["workout_id"].to_numpy()
-    for p in picks:
-        r = test.rows[p : p + 1]
-        y = read_rows(ds.data.target, r)[0]
-        v = np.asarray(read_rows(ds.data.mask, r)[0], dtype=bool)
-        mins = read_rows(ds.data.elapsed, r)[0][v] / 60.0
-        for i, (m, t, c, q) in enumerate(
-            zip(mins, y[v], test.model[p][v], res.model[p][v], strict=True)
-        ):
-            out.append({"minute": round(float(m) + offset, 3), "workout_id": int(ids[r[0]]),
-                        "hr_true": round(float(t), 2), "hr_cold": round(float(c), 2),
-                        "hr_personal": round(float(q), 2)})  # fmt: skip
-            if res.band is not None:  # the calibrated 80% band of the personal prediction
-                out[-1]["hr_p10"] = round(float(res.band[0][p][v][i]), 2)
-                out[-1]["hr_p90"] = round(float(res.band[1][p][v][i]), 2)
-        offset += (float(mins.max()) if len(mins) else 0.0) + gap_min
-    return out
+    runs: _Runs,
+    baselines: Baselines,
+    eval_rows: np.ndarray,
+    used_ids: dict[int, np.ndarray],
+    pcfg: PersonalConfig,
+    batch: int,
+) -> tuple[dict[str, RowSums], dict[str, RowSums]]:
+    """Cold and personalised error sums of each baseline on the eval rows: the offset rule
+    over the baseline's own mean residuals on the runs the model's plan used."""
+    speed_col, alt_col = feature_index(ds, "speed"), feature_index(ds, "altitude")
+    means: dict[str, dict[int, float]] = {b: {} for b in BASELINES}
+    sums: dict[str, list[RowSums]] = {b: [] for b in BASELINES}
+    ids = runs.ids[runs.rows]
+    for _, chunk in _blocks(runs.rows, batch, "evaluate baselines"):
+        x, y, v, el = _read(ds, chunk)
+        for name, pred in baselines.predict(x, el, speed_col, alt_col).items():
+            sums[name].append(row_sums(y, pred, v, el))
+    for name in BASELINES:
+        s = RowSums.concat(sums[name])
+        g = pd.DataFrame({"id": ids, "e": -s.err_sum, "n": s.n}).groupby("id")[["e", "n"]].sum()
+        means[name] = (g["e"] / g["n"].where(g["n"] > 0)).to_dict()
+    offsets = {b: np.zeros(len(eval_rows)) for b in BASELINES}
+    eval_ids = runs.ids[eval_rows]
+    for i, wid in enumerate(eval_ids):
+        used = used_ids[int(wid)]
+        days = np.array([(runs.start[wid] - runs.start[h]) / DAY_S for h in used])
+        for b in BASELINES:
+            vals = np.array([means[b].get(int(h), np.nan) for h in used])
+            offsets[b][i] = shrunk_mean(pcfg.offset, vals, days)[0]
+    cold: dict[str, list[RowSums]] = {b: [] for b in BASELINES}
+    pers: dict[str, list[RowSums]] = {b: [] for b in BASELINES}
+    for sl, chunk in _blocks(eval_rows, batch, "evaluate baselines personal"):
+        x, y, v, el = _read(ds, chunk)
+        for name, pred in baselines.predict(x, el, speed_col, alt_col).items():
+            cold[name].append(row_sums(y, pred, v, el))
+            pers[name].append(row_sums(y, pred + offsets[name][sl, None], v, el))
+    return (
+        {b: RowSums.concat(p) for b, p in cold.items()},
+        {b: RowSums.concat(p) for b, p in pers.items()},
+    )

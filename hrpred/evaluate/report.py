@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 
 from hrpred.evaluate.metrics import summarize_sums
-from hrpred.evaluate.personal import personal_entry
 from hrpred.evaluate.plots import Example, Trace
-from hrpred.evaluate.results import PersonalResult, SplitResult
+from hrpred.evaluate.results import SplitResult
 from hrpred.store import SPLITS, Dataset, read_rows
 
 
@@ -82,26 +81,25 @@ def build_report(
     fitted: dict[str, dict[str, float]],
     categories: Sequence[str],
     truth: pd.DataFrame | None,
-    personal: PersonalResult,
+    entries: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """metrics/evaluate.json as a nested dict.
 
     Keys: test, val, baselines, comparison, categories, noise_floor, diagnostics, counts.
-    `test` of the model and of each baseline is the personalised score (headline mae/rmse...)
-    with `cold` (history ignored), `personal` and `by_history` (buckets 0, 1-2, 3-9, 10+);
-    baseline `offset` is the model's cold prediction + the offset personaliser;
-    `test.learned_personal_model` names what personalised the model row (the learned
-    history-conditioned network, or the offset). Val, categories and diagnostics are cold.
+    `entries`: the `test` entry of "model" and of each name in `fitted` (the personalised
+    score: headline mae/rmse... with `cold` (history ignored), `personal` and `by_history`
+    (buckets 0, 1-2, 3-9, 10+); `offset` is the model's cold prediction + the offset
+    personaliser, `learned` the network + residual correction). Val, categories and
+    diagnostics are cold.
     """
     report: dict[str, Any] = {
-        "test": personal_entry(personal, "model"),
+        "test": entries["model"],
         "val": summarize_sums(results["val"].sums["model"]),
     }
-    report["test"]["learned_personal_model"] = personal.learned
     report["baselines"] = {}
     for name, params in fitted.items():
-        entry = {"test": personal_entry(personal, name)}
-        entry["val"] = summarize_sums(results["val"].sums["model" if name == "offset" else name])
+        entry = {"test": entries[name]}
+        entry["val"] = summarize_sums(results["val"].sums.get(name, results["val"].sums["model"]))
         entry.update(params)
         report["baselines"][name] = entry
 
@@ -117,7 +115,7 @@ def build_report(
         {
             f"test_cold_mae_ratio_to_{name}": ratio(t["cold"]["mae"], b["test"]["cold"]["mae"])
             for name, b in report["baselines"].items()
-            if name != "offset"
+            if name not in ("offset", "learned")
         }
     )
     test = results["test"]

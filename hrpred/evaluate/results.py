@@ -14,11 +14,10 @@ import pandas as pd
 
 from hrpred.evaluate.metrics import NoiseFloorSums, RowSums
 from hrpred.evaluate.plots import PlotSums
+from hrpred.personal.engine import Plan
 
 # unscaled features [n, T, F] -> HR [n, T] (the trained LSTM, or any stand-in)
 Predictor = Callable[[np.ndarray], np.ndarray]
-# (rows, their unscaled features [n, T, F]) -> (personalised HR [n, T], spread [n, T], BPM)
-PersonalPredictor = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -42,31 +41,46 @@ class SplitResult:
 
 @dataclass(frozen=True)
 class LearnedPersonal:
-    """A learned personalised predictor and what it is (metrics: test.learned_personal_model)."""
+    """The history-conditioned network as evaluate uses it (metrics: test.learned_personal_model).
+
+    `network(rows, x, history)`: (HR [n, T], spread [n, T]) of rows of data/features with
+    unscaled features x [n, T, F], each row's context read from the given history lines;
+    `cold(x)`: the same without context (the population prediction)."""
 
     name: str
-    predict: PersonalPredictor
-    # unscaled features [n, T, F] -> (cold HR [n, T], its spread [n, T]): no context
+    network: Callable[[np.ndarray, np.ndarray, pd.DataFrame], tuple[np.ndarray, np.ndarray]]
     cold: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
 class PersonalResult:
-    """Per test row: history size, offsets and sums of every predictor, cold and personal.
+    """The personalised val and test rows (`rows`, sorted; `split` of each) and their plans.
 
-    Names: "model" and each baseline, plus "offset" (the model's cold prediction + the offset
-    personaliser; the same as "model" when no learned history-conditioned model is given).
-    `learned`: what personalised "model" (`LearnedPersonal.name`, or `personal.OFFSET_ONLY`).
+    Curves [n, T] float32: `curves[name]` for cold (the population prediction), offset,
+    learned, headline (the model's personal prediction) and `spread` (the network's spread
+    with the plan's context, before the runner scale). Per row: `sizes` (earlier workouts in
+    the history table), `plans` (the workout's Plan), `baseline_cold`/`baseline_personal`
+    error sums of each baseline. `ref`: the validation workouts' mean band score.
     """
 
+    rows: np.ndarray
+    split: np.ndarray
     sizes: np.ndarray
-    offsets: dict[str, np.ndarray]
-    cold: dict[str, RowSums]
-    personal: dict[str, RowSums]
-    model: np.ndarray  # personalised model predictions [n_test, T] (example traces)
-    learned: str
-    residual: np.ndarray | None = None  # the learned model's residual correction [n_test] (BPM)
-    spread: np.ndarray | None = None  # the learned model's spread [n_test, T] (BPM)
-    scores: pd.Series | None = None  # the band's per-workout scores (test rows + their history)
-    history: pd.DataFrame | None = None  # the history lines of the test rows
-    band: tuple[np.ndarray, np.ndarray] | None = None  # calibrated (lower, upper) [n_test, T]
+    plans: list[Plan]
+    curves: dict[str, np.ndarray]
+    spread: np.ndarray
+    baseline_cold: dict[str, RowSums]
+    baseline_personal: dict[str, RowSums]
+    learned: str  # what the learned predictor is (metrics: test.learned_personal_model)
+    has_learned: bool  # a history network (else learned = offset, weight 0; no band)
+    ref: float | None  # the band's runner-scale reference score
+
+    def take(self, split: str) -> np.ndarray:
+        """Positions of one split's rows."""
+        return np.flatnonzero(self.split == split)
+
+    def factors(self) -> np.ndarray:
+        return np.array([p.factor for p in self.plans], dtype=np.float64)
+
+    def used(self) -> np.ndarray:
+        return np.array([p.used for p in self.plans], dtype=np.int64)

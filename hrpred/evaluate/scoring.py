@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hrpred.evaluate.baselines import (
     ConstantBaseline,
@@ -134,7 +131,6 @@ def evaluate_split(
     baselines: Baselines,
     split: str,
     cfg: EvalConfig,
-    writer: PredictionsWriter | None = None,
     plot: PlotSums | None = None,
     noise: NoiseFloorSums | None = None,
     keep_model: bool = False,
@@ -149,7 +145,6 @@ def evaluate_split(
     speed_col = feature_index(ds, "speed")
     alt_col = feature_index(ds, "altitude")
     lengths = data.lengths(rows)
-    ids = data.index["workout_id"].to_numpy()
     parts: dict[str, list[RowSums]] = {"model": [], "constant": [], "ridge": [], "physio": []}
     bands: list[str] = []
     resid_abs, resid_n = 0.0, 0
@@ -183,10 +178,6 @@ def evaluate_split(
         if noise is not None:
             idx = data.index.iloc[chunk]
             noise.add(idx, lengths[start : start + len(chunk)], y, model, v)
-        if writer is not None:
-            writer.write(
-                split, chunk, ids[chunk], lengths[start : start + len(chunk)], el, y, raw, v
-            )
     return SplitResult(
         rows=rows,
         sums={k: RowSums.concat(p) for k, p in parts.items()},
@@ -199,90 +190,26 @@ def evaluate_split(
     )
 
 
-PREDICTION_COLUMNS = {
-    "row": np.int64,
-    "workout_id": np.int64,
-    "split": object,
-    "step": np.int32,
-    "t": np.float32,
-    "hr_true": np.float32,
-    "hr_pred": np.float32,
-    "valid": bool,
-}
-
-
-class PredictionsWriter:
-    """data/eval/predictions.parquet written chunk by chunk: every real (non-padding) step."""
-
-    def __init__(self, path: Path) -> None:
-        # schema (with pandas metadata) of a one-row frame: an empty object column has no type
-        one = pd.DataFrame({k: np.zeros(1, dtype=d) for k, d in PREDICTION_COLUMNS.items()})
-        one["split"] = "test"
-        self.schema = pa.Schema.from_pandas(one, preserve_index=False)
-        self._writer = pq.ParquetWriter(path, self.schema)
-
-    def write(
-        self,
-        split: str,
-        rows: np.ndarray,
-        workout_ids: np.ndarray,
-        lengths: np.ndarray,
-        elapsed: np.ndarray,
-        target: np.ndarray,
-        model: np.ndarray,
-        valid: np.ndarray,
-    ) -> None:
-        """One chunk of rows of a split (arrays [n, T])."""
-        t = target.shape[1]
-        inside = np.arange(t)[None, :] < lengths[:, None]
-        ri, step = np.nonzero(inside)
-        if len(ri) == 0:
-            return
-        frame = pd.DataFrame(
-            {
-                "row": rows[ri].astype(np.int64),
-                "workout_id": workout_ids[ri].astype(np.int64),
-                "split": split,
-                "step": step.astype(np.int32),
-                "t": elapsed[ri, step].astype(np.float32),
-                "hr_true": target[ri, step].astype(np.float32),
-                "hr_pred": model[ri, step].astype(np.float32),
-                "valid": valid[ri, step],
-            }
-        )
-        self._writer.write_table(
-            pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
-        )
-
-    def close(self) -> None:
-        self._writer.close()
-
-
 def evaluate_all(
     ds: Dataset,
     predict: Predictor,
     baselines: Baselines,
     cfg: EvalConfig,
-    predictions: Path | None = None,
     truth: pd.DataFrame | None = None,
 ) -> dict[str, SplitResult]:
-    """Val and test, chunk by chunk; writes `predictions` (parquet) when given.
+    """Val and test (cold: the population prediction), chunk by chunk.
 
-    The test split also gets the plot sums (seeded by `cfg.seed`), the noise floor (when
-    `truth` has the simulator's HR) and its model predictions (example traces).
+    The test split also gets the plot sums (seeded by `cfg.seed`) and the noise floor (when
+    `truth` has the simulator's HR); both keep their model predictions (the personalised
+    pass starts from them, and the example traces draw them).
     """
     test = ds.rows["test"]
     plot = PlotSums(count_valid(ds, test, cfg.batch_rows), cfg.seed, cfg.n_scatter)
     noise = None
     if truth is not None and NoiseFloorSums.NEED <= set(truth.columns):
         noise = NoiseFloorSums(truth)
-    writer = PredictionsWriter(predictions) if predictions is not None else None
-    try:
-        results = {"val": evaluate_split(ds, predict, baselines, "val", cfg, writer)}
-        results["test"] = evaluate_split(
-            ds, predict, baselines, "test", cfg, writer, plot, noise, keep_model=True
-        )
-    finally:
-        if writer is not None:
-            writer.close()
+    results = {"val": evaluate_split(ds, predict, baselines, "val", cfg, keep_model=True)}
+    results["test"] = evaluate_split(
+        ds, predict, baselines, "test", cfg, plot, noise, keep_model=True
+    )
     return results

@@ -188,18 +188,19 @@ def _pct(value: Any) -> str:
     return f"{100 * value:.1f}%"
 
 
-def _runner_lines(runner: Any) -> list[str]:
-    """The runner scale's bullet of the band section (none when the band has no runner scale)."""
-    if not isinstance(runner, Mapping) or not runner.get("k"):
+def _runner_lines(ref: Any, rule: Any) -> list[str]:
+    """The runner scale's bullet of the band section (none without a runner scale): its
+    reference score (config.json `band.runner_ref`) and rule (`personal.runner_scale`)."""
+    if ref is None or not isinstance(rule, Mapping) or not rule.get("k"):
         return []
     return [
         "- Runner scale: the spread of a prediction personalised with the runner's earlier "
-        "workouts is multiplied by 1 + rule(score - ref) / ref, the score of an earlier workout "
-        "being the RMS of (recorded - predicted) / spread over its valid steps, ref "
-        f"{fmt_metric(runner.get('ref'))} the validation workouts' mean, and rule the shrunk, "
-        f"recency-weighted mean over the {int(runner['k'])} most recent (prior "
-        f"{fmt_metric(runner.get('shrink'))} workouts, half-life "
-        f"{fmt_metric(runner.get('half_life_days'))} days); 1 with no earlier workout. The "
+        "runs is multiplied by 1 + rule(score - ref) / ref, the score of an earlier run "
+        "being the RMS of (recorded - headline) / spread over its valid steps, ref "
+        f"{fmt_metric(ref)} the validation workouts' mean, and rule the shrunk, "
+        f"recency-weighted mean over the {int(rule['k'])} most recent runs after the latest "
+        f"level change (prior {fmt_metric(rule.get('shrink'))} runs, half-life "
+        f"{fmt_metric(rule.get('half_life_days'))} days); 1 with no earlier run. The "
         "multipliers below were calibrated on the scaled spread.",
     ]
 
@@ -223,14 +224,15 @@ def _band_section(config: Mapping[str, Any]) -> list[str]:
         "- Method: split-conformal calibration on the validation split. The score of a step is "
         "|recorded - predicted| / spread; q is its "
         f"ceil((n + 1) x {level:g}) / n empirical quantile, per history bucket (the number of "
-        "earlier workouts the prediction is conditioned on; with `evaluate.band.pool_history` "
+        "earlier runs the prediction's plan used, those after the latest level change; with "
+        "`evaluate.band.pool_history` "
         "the buckets with history share one constant; a bucket with too few validation "
         "workouts uses the pooled constant `all`). The workout-average band (the average HR of "
         "a whole workout) is calibrated the same way on |mean recorded - mean predicted| / mean "
         "spread.",
-        "- A personalised prediction shifted by a constant (the residual correction) shifts its "
-        "band by the same constant.",
-        *_runner_lines(band.get("runner")),
+        "- The band surrounds the headline personal prediction (population, offset and learned "
+        "weighted by their errors on the runner's earlier runs).",
+        *_runner_lines(band.get("runner_ref"), config.get("personal", {}).get("runner_scale")),
         "",
         "| history bucket | validation workouts | step multiplier | workout-average multiplier |",
         "|---|---:|---:|---:|",

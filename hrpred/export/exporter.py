@@ -26,7 +26,7 @@ from hrpred.export.hf_dataset import export_hf, render_dataset_card, split_facts
 from hrpred.export.writer import build_config, sampling_stats, write_bundle
 from hrpred.features.registry import BINARY_FEATURES
 from hrpred.params import ParamError
-from hrpred.personal.config import OffsetConfig
+from hrpred.personal.config import PersonalConfig
 from hrpred.personal.context import build_context
 from hrpred.personal.summaries import compute_summaries
 from hrpred.store import (
@@ -110,12 +110,12 @@ def run_export(
     cfg: ExportConfig,
     raw_source: str,
     speed: SpeedConfig,
-    offset: OffsetConfig,
-    residual: OffsetConfig,
+    personal: PersonalConfig,
+    history_runs: int,
     layout: Layout,
 ) -> dict[str, Any]:
     """Write the bundle and the dataset; returns the bundle config and the dataset counts.
-    `offset`/`residual`: params personal.offset / personal.residual, carried in the bundle."""
+    `personal` (params personal) and `history_runs` (split.max_history) go into the bundle."""
     ckpt = _read_checkpoint(layout.model)
     metrics = read_json(layout.metrics("evaluate"), "evaluate")
     if not layout.clean_workouts.exists():
@@ -141,7 +141,7 @@ def run_export(
             check = read_rows(ds.data.features, test_rows)
     config = build_config(
         ckpt, metrics, sampling, cfg.step_statistic, split_facts(assignment, raw_source),
-        sorted(BINARY_FEATURES), speed=speed, personal={"offset": offset, "residual": residual},
+        sorted(BINARY_FEATURES), speed=speed, personal=personal, history_runs=history_runs,
         band=_calibration(layout.calibration),
     )  # fmt: skip
     bundle_dir, hf_dir = layout.resolve(cfg.bundle_dir), layout.resolve(cfg.hf_dir)

@@ -12,7 +12,7 @@ hr_bpm -/+ q * spread_bpm: the calibrated band of `Bundle.predict_band`. The ste
 are constants of the graph: a history graph looks q up by the number of real context entries
 (the count of `context_mask` > 0.5, 0..K, mapped to its history bucket at export time); a
 population graph uses the cold-start ("0", else pooled) multiplier. The band has no runner
-scale (`evaluate.band.runner`, factor 1): it needs the runner's earlier runs' scores, which a
+scale (`personal.runner_scale`, factor 1): it needs the runner's earlier runs' scores, which a
 caller applies by multiplying the half-width. `hr_bpm` is computed exactly as before: the band
 outputs only add nodes beside it.
 """
@@ -275,7 +275,7 @@ def onnx_parity(
 ) -> dict[str, float]:
     """Largest |ONNX Runtime - PyTorch| (BPM) of each output over unscaled features [N, T, F]
     ({output name: difference}); the PyTorch side is `Bundle.predict_spread` and
-    `Bundle.step_band` (of the torch backend, whatever `bundle`'s). A history model is fed
+    `Bundle.band` (of the torch backend, whatever `bundle`'s). A history model is fed
     `context` (raw values, bool/0-1 mask), or empty contexts if None."""
     bundle = bundle.on_torch()
     session = onnx_session(onnx_path)
@@ -294,9 +294,8 @@ def onnx_parity(
     hr, spread = bundle.predict_spread(x, context=ctx)
     want = {ONNX_OUTPUT: hr, ONNX_SPREAD: spread}
     if bundle.calibration is not None:
-        want[ONNX_LOWER], want[ONNX_UPPER] = bundle.step_band(
-            hr, spread, bundle.context_counts(ctx, len(x))
-        )
+        b = bundle.band(hr, spread, bundle.context_counts(ctx, len(x)))
+        want[ONNX_LOWER], want[ONNX_UPPER] = b.lower, b.upper
     got = dict(zip(want, session.run(list(want), feeds), strict=True))
     return {
         k: float(np.max(np.abs(got[k].astype(np.float64) - want[k].astype(np.float64))))

@@ -21,7 +21,6 @@ from hrpred.bundle.format import (
     CARD,
     CONFIG,
     ONNX,
-    PERSONALISERS,
     STEP_STATISTICS,
     WEIGHTS,
     BundleError,
@@ -30,7 +29,7 @@ from hrpred.bundle.format import (
 from hrpred.bundle.runtime import Bundle
 from hrpred.export.cards import render_model_card
 from hrpred.export.errors import ExportError
-from hrpred.personal.config import OffsetConfig
+from hrpred.personal.config import PersonalConfig
 from hrpred.store import json_ready
 from hrpred.timeseries import SpeedConfig
 
@@ -72,18 +71,17 @@ def build_config(
     binary_features: Sequence[str],
     *,
     speed: SpeedConfig,
-    personal: Mapping[str, OffsetConfig],
+    personal: PersonalConfig,
+    history_runs: int,
     band: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """config.json content from the training checkpoint, evaluate metrics and data facts.
 
     `speed` is params.yaml clean.speed: `hrpred predict` derives speed with these rules.
-    `personal` is {"offset": personal.offset, "residual": personal.residual}: the offset
-    personaliser and the learned model's residual correction, as evaluate scored them.
+    `personal` is params personal and `history_runs` split.max_history: how earlier runs
+    personalise a prediction, as evaluate scored them (`hrpred.personal.engine`).
     `band`: models/calibration.json (the 80% band's conformal constants; None: no band).
     """
-    if set(personal) != set(PERSONALISERS):
-        raise ExportError(f"personal must have exactly {PERSONALISERS}, got {sorted(personal)}")
     if step_statistic not in STEP_STATISTICS:
         raise ExportError(
             f"step_statistic must be one of {STEP_STATISTICS}, got {step_statistic!r}"
@@ -120,7 +118,8 @@ def build_config(
                 "lag/rolling feature counts steps of the training data",
             },
             "speed": asdict(speed),
-            "personal": {k: asdict(v) for k, v in personal.items()},
+            "personal": personal.to_json(),
+            "history_runs": int(history_runs),
             "band": dict(band) if band is not None else None,
             "training": {
                 "best_epoch": ckpt.get("best_epoch"),

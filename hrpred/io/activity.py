@@ -178,7 +178,7 @@ def _iso(ts: float) -> str:
         return f"{ts:.0f} s"
 
 
-def _mask_range(
+def mask_range(
     x: np.ndarray, lo: float, hi: float, what: str, warns: list[str]
 ) -> np.ndarray | None:
     """x with values outside lo..hi (and infinities) as NaN, None when nothing is left."""
@@ -295,18 +295,18 @@ def _channels(act: Activity, chans: dict[str, np.ndarray]) -> Activity:
 
     alt = chans.get("altitude")
     if alt is not None and np.isfinite(alt).any():
-        alt = _mask_range(alt, *ALTITUDE_RANGE_M, "altitude values (m)", warns)
+        alt = mask_range(alt, *ALTITUDE_RANGE_M, "altitude values (m)", warns)
         if alt is not None:
             act.altitude = _interp_nans(t, alt)
 
     spd = chans.get("speed")
     if spd is not None and np.isfinite(spd).any():
         # as recorded, but physically possible: spikes are the speed rules' job (timeseries)
-        act.speed = _mask_range(spd, *SPEED_RANGE_KMH, "speed values (km/h)", warns)
+        act.speed = mask_range(spd, *SPEED_RANGE_KMH, "speed values (km/h)", warns)
 
     dist = chans.get("distance")
     if dist is not None and np.isfinite(dist).any():
-        act.distance = _mask_range(dist, *DISTANCE_RANGE_M, "distance values (m)", warns)
+        act.distance = mask_range(dist, *DISTANCE_RANGE_M, "distance values (m)", warns)
 
     lat, lon = chans.get("latitude"), chans.get("longitude")
     if lat is not None and lon is not None:

@@ -24,6 +24,9 @@ from hrpred.io.activity import (
     to_float,
     unix,
 )
+from hrpred.io.sport import file_sport, fit_sport
+
+SPORT_MESSAGES = ("sport", "session")  # FIT messages that name the activity's sport
 
 
 def _value(frame: Any, *names: str) -> Any:
@@ -54,7 +57,7 @@ def read_fit(data: bytes, warns: list[str]) -> Columns:
     import fitdecode
 
     cols = empty_columns()
-    sport = None
+    sports: list[str | None] = []  # each sport/session message's sport
     reader = None
     try:
         with _warnings.catch_warnings():
@@ -68,9 +71,8 @@ def read_fit(data: bytes, warns: list[str]) -> Columns:
             for frame in reader:
                 if not isinstance(frame, fitdecode.FitDataMessage):
                     continue
-                if frame.name == "sport" and sport is None:
-                    value = _value(frame, "sport")
-                    sport = str(value) if value is not None else None
+                if frame.name in SPORT_MESSAGES:
+                    sports.append(fit_sport(_value(frame, "sport"), _value(frame, "sub_sport")))
                 if frame.name == "record":
                     check_points(len(cols["timestamp"]) + 1)
                     _append_record(cols, frame)
@@ -87,7 +89,7 @@ def read_fit(data: bytes, warns: list[str]) -> Columns:
             reader.close()
     if not cols["timestamp"]:
         raise ActivityError("FIT file has no record messages (is it an activity file?)")
-    return Columns(cols, sport)
+    return Columns(cols, file_sport(sports))
 
 
 def _damaged(cols: dict[str, list[float]], reader: Any, exc: Exception, warns: list[str]) -> None:

@@ -17,11 +17,12 @@ from hrpred.io.activity import (
     to_float,
     unix,
 )
+from hrpred.io.sport import file_sport
 
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
-def _xml_text(data: bytes) -> str:
+def xml_text(data: bytes) -> str:
     """The document as text without its declaration (the bytes are decoded already)."""
     text, _ = decode_text(data)
     return _XML_DECL.sub("", text, count=1)
@@ -32,15 +33,13 @@ def read_gpx(data: bytes, warns: list[str]) -> Columns:
     import gpxpy.gpx
 
     try:
-        gpx = gpxpy.parse(_xml_text(data))
+        gpx = gpxpy.parse(xml_text(data))
     except (gpxpy.gpx.GPXException, ValueError) as exc:
         raise ActivityError(f"not a valid GPX file ({one_line(exc)})") from None
     cols = empty_columns()
     n = sum(len(s.points) for track in gpx.tracks for s in track.segments)
     check_points(n)
-    sport = None
     for track in gpx.tracks:
-        sport = sport or (track.type or None)
         for segment in track.segments:
             for p in segment.points:
                 cols["timestamp"].append(unix(p.time))
@@ -64,24 +63,24 @@ def read_gpx(data: bytes, warns: list[str]) -> Columns:
         if gpx.routes or gpx.waypoints:
             raise ActivityError("GPX has a route or waypoints but no recorded track (no times)")
         raise ActivityError("GPX has no track points")
-    return Columns(cols, sport)
+    return Columns(cols, file_sport(track.type for track in gpx.tracks))
 
 
 def read_tcx(data: bytes, warns: list[str]) -> Columns:
     import xml.etree.ElementTree as ET
 
     try:
-        root = ET.fromstring(_xml_text(data))
+        root = ET.fromstring(xml_text(data))
     except ET.ParseError as exc:
         raise ActivityError(f"not a valid TCX file (XML error: {one_line(exc)})") from None
     if local(root.tag) != "TrainingCenterDatabase":
         raise ActivityError(f"not a TCX file (root element <{local(root.tag)}>)")
     cols = empty_columns()
-    sport = None
+    sports: list[str | None] = []  # each <Activity Sport="...">
     for el in root.iter():
         tag = local(el.tag)
-        if tag == "Activity" and sport is None:
-            sport = el.get("Sport")
+        if tag == "Activity":
+            sports.append(el.get("Sport"))
         if tag != "Trackpoint":
             continue
         check_points(len(cols["timestamp"]) + 1)
@@ -106,4 +105,4 @@ def read_tcx(data: bytes, warns: list[str]) -> Columns:
             cols[k].append(v)
     if not cols["timestamp"]:
         raise ActivityError("TCX has no track points")
-    return Columns(cols, sport)
+    return Columns(cols, file_sport(sports))

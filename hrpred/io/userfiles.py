@@ -20,6 +20,9 @@ speed from them with the training data's rules (`hrpred.timeseries.speed_from_re
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +34,14 @@ from hrpred.io.limits import MAX_ACTIVITY_BYTES, BoundedGzipReader, InputLimitEr
 
 READ_CHUNK = 1 << 16  # bytes read at a time (decompressed, for a gzip'ed file)
 
-__all__ = ["SUPPORTED", "Activity", "ActivityError", "file_kind", "read_activity"]
+__all__ = [
+    "SUPPORTED",
+    "Activity",
+    "ActivityError",
+    "check_regular_file",
+    "file_kind",
+    "read_activity",
+]
 
 SUPPORTED = (".gpx", ".tcx", ".fit", ".csv")  # each also gzip-compressed (.gz), as Strava exports
 
@@ -47,6 +57,46 @@ def file_kind(path: str | Path) -> str:
         f"{Path(path).name}: unsupported file type '{suffix}': "
         "use .gpx, .tcx, .fit or .csv (optionally .gz)"
     )
+
+
+_NOT_REGULAR = (  # what a path is when it is not a regular file, by its mode
+    (stat.S_ISDIR, "a directory, not a file"),
+    (stat.S_ISFIFO, "a named pipe (FIFO), not a regular file"),
+    (stat.S_ISCHR, "a character device, not a regular file"),
+    (stat.S_ISBLK, "a block device, not a regular file"),
+    (stat.S_ISSOCK, "a socket, not a regular file"),
+)
+
+
+def check_regular_file(path: Path, error: type[Exception] = ActivityError) -> os.stat_result:
+    """The stat of `path` when it is a readable regular file (links followed), else `error`
+    with one line naming it: not found, a dangling link, a symbolic link loop, a directory, a
+    FIFO, a device, unreadable. Nothing is opened, so a FIFO never blocks."""
+    name = path.name or str(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        dangling = os.path.lexists(path)
+        why = "a symbolic link to a missing file" if dangling else "file not found"
+        raise error(f"{path if not dangling else name}: {why}") from None
+    except OSError as exc:
+        why = {
+            errno.ELOOP: "a symbolic link loop, not a file",
+            errno.EACCES: "permission denied: cannot read it",
+            errno.ENOTDIR: "file not found (a folder on its path is a file)",
+            errno.ENAMETOOLONG: "file name too long",
+        }.get(exc.errno or 0, f"cannot read it ({exc.strerror or type(exc).__name__})")
+        raise error(f"{name}: {why}") from None
+    except ValueError:  # a NUL byte in the name
+        raise error(f"{name!r}: not a valid file name") from None
+    for test, why in _NOT_REGULAR:
+        if test(st.st_mode):
+            raise error(f"{name}: {why}")
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"{name}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise error(f"{name}: permission denied: cannot read it")
+    return st
 
 
 def _reader(kind: str) -> Callable[[bytes, list[str]], Columns]:
@@ -95,10 +145,7 @@ def read_activity(path: str | Path) -> Activity:
     """Read a GPX, TCX, FIT or CSV activity file (optionally gzipped) into an `Activity`."""
     path = Path(path)
     kind = file_kind(path)
-    if not path.exists():
-        raise ActivityError(f"{path}: file not found")
-    if path.is_dir():
-        raise ActivityError(f"{path}: is a directory, not an activity file")
+    check_regular_file(path)
     warns: list[str] = []
     try:
         data = read_file_bytes(path, warns)

@@ -1,4 +1,13 @@
-"""params.yaml `personal.offset` as a typed config (values live only in params.yaml)."""
+"""params.yaml `personal` as typed configs (values live only in the params files).
+
+One rule type (`RuleConfig`: the shrunk, recency-weighted mean of `hrpred.personal.rules`)
+serves the three places that average something over a runner's earlier runs: the offset
+(their residuals vs the population prediction), the learned model's residual correction (their
+residuals vs the network's personalised prediction) and the band's runner scale (their band
+scores). `ChangeConfig` is the level-change detector (`hrpred.personal.change`),
+`HeadlineConfig` the forecaster that weighs population, offset and learned into the headline
+(`hrpred.personal.engine`).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +18,53 @@ from hrpred.params import ParamError
 
 
 @dataclass(frozen=True)
-class OffsetConfig:
-    """The offset personaliser (`hrpred.personal.offset`)."""
+class RuleConfig:
+    """The shrunk, recency-weighted mean over a runner's `k` most recent usable earlier runs
+    (`hrpred.personal.rules.shrunk_mean`)."""
 
-    k: int  # most recent history workouts used
-    shrink: float  # prior weight (in workouts) pulling the offset towards 0 (the population)
-    half_life_days: float  # a history workout this many days old weighs 1/2 (recency)
+    k: int  # most recent earlier runs read (0 = off: the rule gives 0)
+    shrink: float  # prior weight (in runs) pulling the mean towards 0: n_eff / (n_eff + shrink)
+    half_life_days: float  # an earlier run this many days old weighs 1/2 (recency)
 
     def __post_init__(self) -> None:
         if self.k < 0 or self.shrink < 0 or not self.half_life_days > 0:
             raise ParamError(
-                "params.yaml: personal.offset needs k >= 0, shrink >= 0 and half_life_days > 0"
+                "params.yaml: a personal rule needs k >= 0, shrink >= 0 and half_life_days > 0"
                 f" (got k={self.k}, shrink={self.shrink}, half_life_days={self.half_life_days})"
             )
+
+
+@dataclass(frozen=True)
+class ChangeConfig:
+    """The level-change detector (`hrpred.personal.change`) over a runner's earlier runs'
+    mean residuals vs the population prediction."""
+
+    max_runs: int  # runs compared on each side of a candidate change (0 = no detection)
+    min_score: float  # the two-segment test statistic (a squared z) must exceed this ...
+    min_jump_bpm: float  # ... and the levels differ by at least this (BPM)
+    noise_bpm: float  # prior sd of one run's mean residual around the runner's level (BPM)
+    noise_prior_runs: float  # weight of that prior against the runner's own run-to-run scatter
+
+    def __post_init__(self) -> None:
+        if self.max_runs < 0 or self.min_score < 0 or self.min_jump_bpm < 0:
+            raise ParamError(
+                "params.yaml: personal.change needs max_runs, min_score, min_jump >= 0"
+            )
+        if not self.noise_bpm > 0 or self.noise_prior_runs < 0:
+            raise ParamError("params.yaml: personal.change needs noise_bpm > 0, prior runs >= 0")
+
+
+@dataclass(frozen=True)
+class HeadlineConfig:
+    """The exponentially weighted forecaster behind the headline prediction: each predictor
+    (population, offset, learned) weighs exp(-eta * its discounted MAE over earlier runs)."""
+
+    eta: float  # learning rate (per BPM of discounted MAE; 0 = equal weights)
+    decay: float  # discount per run back in time (1 = every earlier run counts the same)
+
+    def __post_init__(self) -> None:
+        if self.eta < 0 or not 0 < self.decay <= 1:
+            raise ParamError("params.yaml: personal.headline needs eta >= 0 and 0 < decay <= 1")
 
 
 @dataclass(frozen=True)
@@ -44,4 +87,20 @@ class LearnedConfig:
 
     def result_dict(self) -> dict[str, object]:
         """What changes the trained weights (stored in model.pt, fingerprinted)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PersonalConfig:
+    """params.yaml `personal`: how a runner's earlier runs personalise a prediction. Evaluate
+    scores with it, export writes it into the bundle, and serving reads it from there."""
+
+    offset: RuleConfig  # population + the rule over the earlier runs' cold residuals
+    residual: RuleConfig  # learned network + the rule over its own residuals on them
+    runner_scale: RuleConfig  # the band's spread x (1 + rule(score - ref) / ref)
+    change: ChangeConfig  # which earlier runs still describe the runner
+    headline: HeadlineConfig  # how population, offset and learned make the headline
+    learned: LearnedConfig  # the history-conditioned network (train stage)
+
+    def to_json(self) -> dict[str, object]:
         return asdict(self)

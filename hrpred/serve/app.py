@@ -1,5 +1,6 @@
 """Demo web app (`hrpred app`): upload a workout file or pick a generated sample, see the
-predicted HR curve with speed and altitude, time in zones and a CSV of the predictions.
+predicted HR curve with speed and altitude, time in zones and a CSV of the predictions; or, in
+the Plan tab (`hrpred.serve.plan_app`), plan a route as `hrpred plan` does.
 Optionally upload your earlier runs with HR (or a profile from `hrpred profile`): the page
 then shows the population and the personalised predictions side by side, as
 `hrpred predict --history/--profile` does (only runs that started before the predicted one).
@@ -33,11 +34,14 @@ from hrpred.bundle.runtime import load_bundle
 from hrpred.serve.demo_samples import sample_names, write_sample_gpx
 from hrpred.serve.page import (
     MAX_PAST_FILES,
+    OUTPUT_PREFIXES,
     PredictionView,
     discard_output,
     one_line,
     predict_file,
+    prune_outputs,
 )
+from hrpred.serve.plan_app import plan_tab
 from hrpred.serve.presentation import format_number, format_range, zones_table
 
 if TYPE_CHECKING:
@@ -51,14 +55,15 @@ CACHE_MAX_AGE = (3600, 3600)  # s: every hour, drop uploads/downloads Gradio cac
 # most MAX_UPLOAD, plus at most MAX_PAST_FILES (`hrpred.serve.page`) earlier runs (or one
 # profile) of at most MAX_UPLOAD each; read_activity decompresses at most
 # hrpred.io.limits.MAX_ACTIVITY_BYTES; QUEUE_MAX requests wait while CONCURRENCY run; a
-# prediction's CSV is deleted once served.
+# prediction's CSV is deleted once served, and in any case once it is one of more than
+# `hrpred.serve.page.MAX_KEPT_OUTPUTS` or older than its OUTPUT_MAX_AGE_S (API clients).
 MAX_UPLOAD = "64mb"  # = MAX_ACTIVITY_BYTES: a larger file is refused uncompressed anyway
 MAX_FILES = 1  # files per request (gr.File(file_count="single"))
 CONCURRENCY = 2  # predictions at a time
 QUEUE_MAX = 16  # requests waiting; more are turned away with "queue full"
 GENDERS = ("unknown", "female", "male")
 ZONES_LABEL = "Time in HR zones"
-EMPTY_PERSONAL = pd.DataFrame(columns=["BPM", "population", "+ offset", "learned"])
+EMPTY_PERSONAL = pd.DataFrame(columns=["BPM", "population", "+ offset", "learned", "headline"])
 
 # Stable element ids: the browser test and any scripted client read these.
 IDS = {
@@ -275,7 +280,8 @@ def build_app(bundle_dir: str | Path) -> gr.Blocks:
     def on_sample(name: str | None) -> Any:
         if not name:
             return gr.update()
-        sample_dir = Path(tempfile.mkdtemp(prefix="sample-", dir=workdir))
+        prune_outputs(workdir)
+        sample_dir = Path(tempfile.mkdtemp(prefix=OUTPUT_PREFIXES[1], dir=workdir))
         return str(write_sample_gpx(name, sample_dir))
 
     with gr.Blocks(
@@ -285,11 +291,14 @@ def build_app(bundle_dir: str | Path) -> gr.Blocks:
         delete_cache=CACHE_MAX_AGE,
     ) as demo:
         gr.Markdown(_intro(bundle_dir))
-        with gr.Row():
-            with gr.Column(scale=1, min_width=280):
-                inputs = _input_column()
-            with gr.Column(scale=3):
-                outputs = _output_column(band_name)
+        with gr.Tab("Predict", id="predict-tab"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=280):
+                    inputs = _input_column()
+                with gr.Column(scale=3):
+                    outputs = _output_column(band_name)
+        with gr.Tab("Plan", id="plan-tab"):
+            plan_tab(bundle, workdir, band_name)
         request = [inputs[k] for k in REQUEST]
         # `served`: the CSV's path, deleted once Gradio has copied it
         served = gr.State(None)

@@ -1,6 +1,6 @@
-"""`hrpred` command line: `hrpred predict FILE...`, `hrpred profile FILE... -o me.json` and
-`hrpred app`. This module parses the command line and dispatches: the predict and profile
-commands are `hrpred.serve.commands`, the web app `hrpred.serve.app`.
+"""`hrpred` command line: `hrpred predict FILE...`, `hrpred plan ROUTE`, `hrpred profile
+FILE... -o me.json` and `hrpred app`. This module parses the command line and dispatches: the
+predict, plan and profile commands are `hrpred.serve.commands`, the web app `hrpred.serve.app`.
 
 Errors are one line on stderr with exit status 2, never a traceback. Heavy modules (numpy and
 pandas, ~0.7 s, which everything under `hrpred.serve` imports; gradio) are imported only by the
@@ -16,6 +16,8 @@ import sys
 from typing import Any
 
 from hrpred.errors import EXIT_ERROR, one_line
+from hrpred.serve.limits import MAX_HISTORY_FILES, MAX_PROFILE_RUNS, SECONDS_PER_FILE
+from hrpred.serve.plan_args import MAX_WARMUP_MIN, clock_seconds, parse_start, parse_stops
 
 DEFAULT_BUNDLE = "models/bundle"
 
@@ -33,6 +35,133 @@ def _positive(kind: str, lo: float, hi: float) -> Any:
     return parse
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_PROFILE_RUNS:
+        raise argparse.ArgumentTypeError(
+            f"must be within 1-{MAX_PROFILE_RUNS} (the runs a profile holds), got {text}"
+        )
+    return value
+
+
+def _max_files(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--max-files",
+        type=_count,
+        default=MAX_HISTORY_FILES,
+        metavar="N",
+        help=f"read at most N {what} (default {MAX_HISTORY_FILES}; about {SECONDS_PER_FILE:g} s "
+        "each); more are refused before any is read",
+    )
+
+
+def _checked(parse: Any, kind: str, lo: float | None = None, hi: float | None = None) -> Any:
+    """An argparse type from a `hrpred.serve.plan_args` parser (ValueError -> usage error),
+    with the value (seconds) within lo-hi when they are given."""
+
+    def check(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if lo is not None and hi is not None and not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(
+                f"{kind} must be within {lo / 60:g}-{hi / 60:g} min, got {text}"
+            )
+        return value
+
+    return check
+
+
+def _profile_options(p: argparse.ArgumentParser) -> None:
+    """--gender, --max-hr, --rest-hr, --age and --profile | --history (predict and plan)."""
+    p.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
+    p.add_argument("--max-hr", type=_positive("max HR", 100, 240), help="max HR (BPM) for zones")
+    p.add_argument("--rest-hr", type=_positive("resting HR", 25, 120), help="resting HR (BPM)")
+    p.add_argument("--age", type=_positive("age", 5, 100), help="age (years): max HR if not given")
+    p.add_argument("--quiet", action="store_true", help="no summary, only errors")
+    own = p.add_mutually_exclusive_group()
+    own.add_argument(
+        "--profile",
+        metavar="ME.json",
+        help="personalise with this profile (from `hrpred profile` with the same bundle): "
+        "population, offset-personalised and (history model) learned personalised predictions "
+        "side by side; only runs that started earlier are used",
+    )
+    own.add_argument(
+        "--history",
+        metavar="DIR",
+        help="personalise with your earlier runs with HR in DIR (.gpx .tcx .fit .csv[.gz])",
+    )
+    _max_files(p, "files from --history")
+
+
+def _plan_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="predict the HR a route will cost at a planned pace, or pace it under an HR cap",
+        description="Plan a run on a route (.gpx route or track without times, .tcx course, "
+        "or a recorded activity: planned at its own recorded pace, or with --replan at a new "
+        "one) and predict its heart rate: finish time, average and max HR with their bands, "
+        "time in zones, per-km splits and the training load. The pace is spread over the "
+        "route by grade (the same effort on every slope: Minetti's energy cost of running). "
+        "With --hr-cap or --zone: the fastest plan whose predicted HR stays under the cap "
+        "after the warm-up.",
+    )
+    p.add_argument("route", metavar="ROUTE", help="route or activity file")
+    p.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"model bundle dir ({DEFAULT_BUNDLE})")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument(
+        "--pace", type=_checked(clock_seconds, "pace", 120, 1800), metavar="M:SS",
+        help="average moving pace (min/km), spread over the route by grade",
+    )  # fmt: skip
+    pace.add_argument(
+        "--time", type=_checked(clock_seconds, "finish time", 60, 24 * 3600), metavar="H:MM:SS",
+        help="finish time (stops included), spread over the route by grade",
+    )  # fmt: skip
+    pace.add_argument(
+        "--pace-from", metavar="RUN",
+        help="follow the pace profile (and stops) of a recorded run, by share of the distance",
+    )  # fmt: skip
+    cap = p.add_mutually_exclusive_group()
+    cap.add_argument(
+        "--hr-cap", type=_positive("HR cap", 80, 230), metavar="BPM",
+        help="the fastest plan whose predicted HR stays at or below BPM (on 95%% of the steps "
+        "after the warm-up); with --pace/--time, never faster than that plan",
+    )  # fmt: skip
+    cap.add_argument(
+        "--zone", type=int, choices=(1, 2, 3, 4), help="cap the HR at the top of this zone"
+    )
+    p.add_argument(
+        "--warmup", type=_positive("warm-up", 0, MAX_WARMUP_MIN), default=5.0, metavar="MIN",
+        help="minutes at the start the cap does not apply to (5)",
+    )  # fmt: skip
+    p.add_argument(
+        "--stops", type=_checked(parse_stops, "stops"), metavar="KM@M:SS,...",
+        help="planned stops, e.g. 10@1:00,21@2:00 (at km 10 for 1 min, ...)",
+    )  # fmt: skip
+    p.add_argument(
+        "--replan", action="store_true",
+        help="plan a recorded activity's route at a new pace (its times are ignored)",
+    )  # fmt: skip
+    p.add_argument(
+        "--start", type=_checked(parse_start, "start"), metavar="DATE",
+        help="planned start (e.g. 2025-06-01T08:00, UTC): only profile runs before it are "
+        "used; default: a recording's own start, else now",
+    )  # fmt: skip
+    p.add_argument(
+        "--out", metavar="OUT.csv",
+        help="write the plan per step (t_s, distance_km, altitude_m, grade_pct, speed_kmh, "
+        "pace_min_km, hr: the headline predicted HR, hr_p10/hr_p90: its band, and predict's "
+        "curves) to this CSV; '-' = stdout",
+    )  # fmt: skip
+    p.add_argument("--plot", metavar="PLAN.png", help="draw the plan (HR, pace, elevation)")
+    _profile_options(p)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors (exit 2) instead of usage + message."""
 
@@ -46,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict a runner's heart-rate curve from speed and altitude.",
     )
     sub = parser.add_subparsers(
-        dest="command", metavar="{predict,profile,app}", parser_class=_Parser
+        dest="command", metavar="{predict,plan,profile,app}", parser_class=_Parser
     )
     sub.required = True
 
@@ -67,24 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
         "most personal prediction, hr_p50 being that prediction) to this CSV; with several "
         "files a `file` column tells them apart; '-' = stdout",
     )
-    p.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
-    p.add_argument("--max-hr", type=_positive("max HR", 100, 240), help="max HR (BPM) for zones")
-    p.add_argument("--rest-hr", type=_positive("resting HR", 25, 120), help="resting HR (BPM)")
-    p.add_argument("--age", type=_positive("age", 5, 100), help="age (years): max HR if not given")
-    p.add_argument("--quiet", action="store_true", help="no summary, only errors")
-    own = p.add_mutually_exclusive_group()
-    own.add_argument(
-        "--profile",
-        metavar="ME.json",
-        help="personalise with this profile (from `hrpred profile` with the same bundle): "
-        "population, offset-personalised and (history model) learned personalised predictions "
-        "side by side; only runs that started earlier are used",
-    )
-    own.add_argument(
-        "--history",
-        metavar="DIR",
-        help="personalise with your earlier runs with HR in DIR (.gpx .tcx .fit .csv[.gz])",
-    )
+    _profile_options(p)
+    _plan_parser(sub)
 
     r = sub.add_parser(
         "profile",
@@ -100,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"model bundle dir ({DEFAULT_BUNDLE})")
     r.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
     r.add_argument("--quiet", action="store_true", help="no summary, only warnings and errors")
+    _max_files(r, "files")
 
     a = sub.add_parser("app", help="start the demo web app", add_help=False)
     a.add_argument("app_args", nargs=argparse.REMAINDER, help="--bundle, --host, --port")
@@ -133,9 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)  # usage errors: argparse prints one line and exits 2
     try:
         # deferred: numpy, pandas and the rest of hrpred (module doc)
-        from hrpred.serve.commands import predict_files, write_profile
+        from hrpred.serve.commands import plan_file, predict_files, write_profile
 
-        return write_profile(args) if args.command == "profile" else predict_files(args)
+        commands = {"profile": write_profile, "plan": plan_file, "predict": predict_files}
+        return commands[args.command](args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a command line user gets a line, not a traceback

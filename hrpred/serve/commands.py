@@ -1,7 +1,8 @@
-"""The `hrpred predict` and `hrpred profile` commands (`hrpred.serve.cli` parses the command
-line and calls them): read each file, predict or profile it with the bundle, print the
-summaries (`hrpred.serve.presentation`) and write the outputs. One bad file is one line on
-stderr and never stops the others; the exit status is then EXIT_ERROR.
+"""The `hrpred predict`, `hrpred plan` and `hrpred profile` commands (`hrpred.serve.cli`
+parses the command line and calls them): read each file, predict, plan or profile it with the
+bundle, print the summaries (`hrpred.serve.presentation`, `hrpred.serve.plan_presentation`) and
+write the outputs. One bad file is one line on stderr and never stops the others; the exit
+status is then EXIT_ERROR.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,24 @@ import pandas as pd
 
 from hrpred.bundle.runtime import load_bundle
 from hrpred.errors import EXIT_ERROR, HrpredError, one_line
+from hrpred.io.atomic import check_output_path
+from hrpred.io.atomic import write_atomic as write_text_atomic
 from hrpred.io.userfiles import SUPPORTED, read_activity
+from hrpred.progress import Bar
+from hrpred.serve.limits import PROGRESS_MIN_FILES, SECONDS_PER_FILE
+from hrpred.serve.plan import Stop
+from hrpred.serve.plan_presentation import format_plan, plan_frame
+from hrpred.serve.planner import PlanRequest, plan_route
 from hrpred.serve.predict import predict_activity
 from hrpred.serve.presentation import format_profile, format_summary
-from hrpred.serve.profile import build_profile, check_compatible, load_profile, save_profile
+from hrpred.serve.profile import (
+    ProfileError,
+    build_profile,
+    check_compatible,
+    load_profile,
+    save_profile,
+)
+from hrpred.serve.route import load_route
 
 # One sequence at a time is latency-bound: extra intra-op threads only add contention (the
 # torch backend; ONNX Runtime runs one intra-op thread, `hrpred.bundle.backends.onnx_session`).
@@ -28,25 +43,29 @@ TORCH_THREADS = 1
 
 
 def _same_file(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` name the same file (links followed); False for a path that cannot
+    be resolved (a symbolic link loop, a missing file): it is no file to overwrite."""
     try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
-    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
+    except (OSError, ValueError, RuntimeError):
         return False
 
 
+def _output_problem(flag: str, out: Path, files: list[str]) -> str | None:
+    """Why `out` may not be written (an input, a directory, no such folder), checked before
+    any input is read; None when it may."""
+    clash = next((f for f in files if _same_file(Path(f), out)), None)
+    if clash is not None:
+        return f"{flag} {out} is the input file {clash}: refusing to overwrite it"
+    return check_output_path(out, flag)
+
+
 def write_atomic(table: Any, out: Path) -> None:
-    """Write `table` as CSV to `out` via a temporary file in the same directory and a rename,
-    so a failed write leaves any previous `out` untouched."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            table.to_csv(handle, index=False, float_format="%.3f")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write `table` as CSV to `out` atomically (`hrpred.io.atomic`): a failed write leaves
+    any previous `out` untouched."""
+    write_text_atomic(
+        out, lambda handle: table.to_csv(handle, index=False, float_format="%.3f"), newline=""
+    )
 
 
 def _fail(name: str, exc: BaseException, unexpected: bool = False) -> None:
@@ -60,17 +79,10 @@ def _fail(name: str, exc: BaseException, unexpected: bool = False) -> None:
 def predict_files(args: argparse.Namespace) -> int:
     """`hrpred predict`: each file's summary (stdout) and per-point predictions (--out)."""
     out = None if args.out in (None, "-") else Path(args.out)
-    if out is not None:
-        clash = next((f for f in args.files if _same_file(Path(f), out)), None)
-        if clash is not None:
-            print(
-                f"hrpred: --out {args.out} is the input file {clash}: refusing to overwrite it",
-                file=sys.stderr,
-            )
-            return EXIT_ERROR
-        if out.is_dir():
-            print(f"hrpred: --out {args.out} is a directory", file=sys.stderr)
-            return EXIT_ERROR
+    problem = None if out is None else _output_problem("--out", out, args.files)
+    if problem is not None:
+        print(f"hrpred: {problem}", file=sys.stderr)
+        return EXIT_ERROR
     try:
         bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
         profile = _own_profile(args, bundle)
@@ -121,27 +133,55 @@ def predict_files(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else 0
 
 
-def _history_files(folder: Path) -> list[Path]:
+def _history_files(folder: Path, max_files: int) -> list[Path]:
+    """The activity files in a --history folder (by name; anything but a directory: a link
+    loop or a FIFO is read as one and skipped with a warning), at most `max_files`."""
     if not folder.is_dir():
         raise HrpredError(f"--history {folder}: not a directory")
-    files = sorted(
-        f
-        for f in folder.iterdir()
-        if f.is_file() and f.name.lower().removesuffix(".gz").endswith(SUPPORTED)
-    )
+    try:
+        files = sorted(
+            f
+            for f in folder.iterdir()
+            if f.name.lower().removesuffix(".gz").endswith(SUPPORTED) and not f.is_dir()
+        )
+    except OSError as exc:
+        raise HrpredError(f"--history {folder}: cannot list it ({one_line(exc)})") from None
     if not files:
         raise HrpredError(f"--history {folder}: no .gpx/.tcx/.fit/.csv files")
+    _check_count(len(files), max_files, f"--history {folder}")
     return files
+
+
+def _check_count(n: int, max_files: int, what: str) -> None:
+    """HrpredError when there are more files than --max-files allows (before reading any)."""
+    if n > max_files:
+        raise HrpredError(
+            f"{what}: {n:,} files, more than --max-files {max_files:,}: pass --max-files {n} "
+            f"to read them all (about {max(1, round(n * SECONDS_PER_FILE / 60))} min)"
+        )
+
+
+def _build(bundle: Any, files: list[Any], args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """build_profile with a progress bar beyond PROGRESS_MIN_FILES files (`hrpred.progress`:
+    drawn on a terminal, one summary line elsewhere; none with --quiet)."""
+    if len(files) <= PROGRESS_MIN_FILES:
+        return build_profile(bundle, files, args.gender)
+    with Bar("reading runs", "files", total=len(files), enabled=not args.quiet) as bar:
+        return build_profile(bundle, files, args.gender, progress=bar.update)
 
 
 def _own_profile(args: argparse.Namespace, bundle: Any) -> Any:
     """The profile of --profile, or one built from --history's files; None without either."""
     if args.profile:
         profile = load_profile(args.profile)
-        check_compatible(profile, bundle)
+        try:
+            check_compatible(profile, bundle)
+        except ProfileError as exc:  # name the profile: the runner may keep several
+            raise ProfileError(f"{Path(args.profile).name}: {exc}") from None
         return profile
     if args.history:
-        profile, warns = build_profile(bundle, _history_files(Path(args.history)), args.gender)
+        files = _history_files(Path(args.history), args.max_files)
+        profile, warns = _build(bundle, files, args)
         for w in warns:
             print(f"hrpred: warning: {w}", file=sys.stderr)
         if not profile.content["n_runs"]:
@@ -156,15 +196,17 @@ def _own_profile(args: argparse.Namespace, bundle: Any) -> Any:
 
 
 def write_profile(args: argparse.Namespace) -> int:
-    """`hrpred profile`: the runner's profile of their files (-o) and its summary."""
+    """`hrpred profile`: the runner's profile of their files (-o) and its summary. The output
+    path and the number of files are checked before any file is read."""
     out = Path(args.out)
-    clash = next((f for f in args.files if _same_file(Path(f), out)), None)
-    if clash is not None:
-        print(f"hrpred: -o {args.out} is the input file {clash}: refusing", file=sys.stderr)
+    problem = _output_problem("-o", out, args.files)
+    if problem is not None:
+        print(f"hrpred: {problem}", file=sys.stderr)
         return EXIT_ERROR
     try:
+        _check_count(len(args.files), args.max_files, "profile")
         bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
-        profile, warns = build_profile(bundle, args.files, args.gender)
+        profile, warns = _build(bundle, args.files, args)
     except HrpredError as exc:
         print(f"hrpred: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
@@ -175,10 +217,81 @@ def write_profile(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         save_profile(profile, out)
-    except OSError as exc:
+    except (OSError, HrpredError) as exc:
         print(f"hrpred: cannot write {args.out}: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
     if not args.quiet:
         print(format_profile(profile.content))
         print(f"wrote {args.out}")
+    return 0
+
+
+def _outputs_clash(args: argparse.Namespace, inputs: list[str]) -> str | None:
+    """Why --out/--plot cannot be written (the input file, a directory), None when they can."""
+    for flag, value in (("--out", args.out), ("--plot", getattr(args, "plot", None))):
+        if value in (None, "-"):
+            continue
+        path = Path(value)
+        clash = next((f for f in inputs if _same_file(Path(f), path)), None)
+        if clash is not None:
+            return f"{flag} {value} is the input file {clash}: refusing to overwrite it"
+        if path.is_dir():
+            return f"{flag} {value} is a directory"
+    return None
+
+
+def plan_file(args: argparse.Namespace) -> int:
+    """`hrpred plan`: the plan's summary (stdout), its per-step table (--out) and figure
+    (--plot)."""
+    clash = _outputs_clash(args, [args.route])
+    if clash is not None:
+        print(f"hrpred: {clash}", file=sys.stderr)
+        return EXIT_ERROR
+    stops = tuple(Stop(km * 1000.0, s) for km, s in (args.stops or []))
+    request = PlanRequest(
+        pace_s_per_km=args.pace, finish_s=args.time, hr_cap=args.hr_cap, zone=args.zone,
+        warmup_s=args.warmup * 60.0, stops=stops, replan=args.replan, start_time=args.start,
+    )  # fmt: skip
+    try:
+        bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
+        profile = _own_profile(args, bundle)
+    except HrpredError as exc:
+        print(f"hrpred: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        route = load_route(args.route, bundle.step_s, bundle.speed)
+        if args.pace_from:
+            follow = load_route(args.pace_from, bundle.step_s, bundle.speed)
+            if follow.recorded is None:
+                raise ValueError(f"--pace-from {args.pace_from}: a route without times")
+            request = replace(request, pace_from=follow)
+        outcome = plan_route(
+            bundle, route, request, gender=args.gender, max_hr=args.max_hr,
+            rest_hr=args.rest_hr, age=args.age, profile=profile,
+        )  # fmt: skip
+    except (HrpredError, ValueError, OSError) as exc:
+        _fail(args.route, exc)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - a command line user gets a line, not a traceback
+        _fail(args.route, exc, unexpected=True)
+        return EXIT_ERROR
+    if not args.quiet:
+        stream = sys.stderr if args.out == "-" else sys.stdout
+        print(format_plan(Path(args.route).name, outcome), file=stream)
+    try:
+        if args.out == "-":
+            plan_frame(outcome).to_csv(sys.stdout, index=False, float_format="%.3f")
+        elif args.out:
+            write_atomic(plan_frame(outcome), Path(args.out))
+        if args.plot:
+            from hrpred.serve.plan_figure import save_plan_figure  # deferred: matplotlib
+
+            save_plan_figure(outcome, Path(args.route).name, Path(args.plot))
+    except OSError as exc:
+        print(f"hrpred: cannot write the plan's output: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    if not args.quiet and args.out not in (None, "-"):
+        print(f"wrote {len(outcome.run.hr)} steps to {args.out}")
+    if not args.quiet and args.plot:
+        print(f"wrote {args.plot}")
     return 0

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 # personalised prediction columns (predict's frame), in order: (label, colour, line style)
 PERSONAL_CURVES = {
     "hr_offset": ("personalised HR (+ offset)", "tab:orange", "--"),
-    "hr_personal": ("personalised HR (learned)", "tab:purple", "-"),
+    "hr_learned": ("personalised HR (learned)", "tab:green", ":"),
+    "hr_personal": ("personalised HR (headline)", "tab:purple", "-"),
 }
 
 
@@ -32,7 +33,7 @@ def make_figure(
 ) -> Figure:
     """Predicted (and recorded) HR over time above speed and altitude, sharing the time axis,
     and, when the file has positions, the route coloured by predicted HR. With personalised
-    columns (`hr_offset`, `hr_personal`) their curves are drawn beside the population one and
+    columns (`hr_offset`, `hr_learned`, `hr_personal`: the headline) their curves are drawn beside the population one and
     the route is coloured by the most personal of them. With the band's columns (`hr_p10`,
     `hr_p90`) the band is shaded around that most personal curve, in its colour, labelled
     with `band_level` (e.g. 0.8: "80% band")."""

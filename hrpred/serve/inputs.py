@@ -33,6 +33,7 @@ from hrpred.clean.pauses import PAUSE_MIN_S  # a gap over this (and 3 steps): a 
 from hrpred.features.registry import WorkoutInputs, compute_features
 from hrpred.io.activity import Activity, ActivityError
 from hrpred.io.limits import MAX_DURATION_S, MAX_POINTS
+from hrpred.io.sport import require_running
 from hrpred.timeseries import SpeedConfig, haversine_km, speed_from_recording
 
 MIN_DURATION_S = 60.0  # shorter files cannot give a meaningful HR curve
@@ -67,6 +68,12 @@ NO_SPEED = {  # speed_from_recording reasons, for the one-line error
 }
 
 
+def pause_threshold_s(step_s: float) -> float:
+    """A recording gap longer than this (s) is a pause on a grid of `step_s` seconds: the pause
+    threshold, and at least 3 grid steps."""
+    return max(PAUSE_MIN_S, 3.0 * step_s)
+
+
 def on_grid(t: np.ndarray, x: np.ndarray | None, grid_t: np.ndarray) -> np.ndarray | None:
     """x at the grid times by linear interpolation over its finite samples (None if < 2)."""
     if x is None:
@@ -94,7 +101,9 @@ def _gap_speed(activity: Activity, t0: float, t1: float, max_kmh: float) -> floa
 
 def resample_activity(activity: Activity, step_s: float, speed: SpeedConfig) -> Grid:
     """The activity on a uniform grid of `step_s` seconds from its start, speed by `speed`'s
-    rules (see the module doc); a file already on that grid keeps its own points."""
+    rules (see the module doc); a file already on that grid keeps its own points. A file that
+    says it is not a run (a ride, a swim: `hrpred.io.sport`) is an ActivityError first."""
+    require_running(activity)
     if step_s <= 0:
         raise ValueError(f"sampling step must be positive, got {step_s}")
     t = np.asarray(activity.timestamp, dtype=np.float64)
@@ -115,7 +124,7 @@ def resample_activity(activity: Activity, step_s: float, speed: SpeedConfig) -> 
     grid_t = t[0] + step_s * np.arange(n_grid, dtype=np.float64)
 
     # Recording gaps: auto-pause (the runner stood) or sparse "smart" recording (they ran on).
-    pause_s = max(PAUSE_MIN_S, 3.0 * step_s)
+    pause_s = pause_threshold_s(step_s)
     gaps = np.flatnonzero(np.diff(t) > pause_s)
     paused = np.zeros(n_grid, dtype=bool)
     native = on_grid(t, activity.speed, grid_t)

@@ -12,6 +12,7 @@ import math
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,12 @@ log = logging.getLogger(__name__)
 # Limits (README "Limits and bad files"; the app's others are in `hrpred.serve.app`)
 MAX_PAST_FILES = 20  # earlier runs per request (the personalisers read the 10 most recent)
 PROFILE_SUFFIX = ".json"  # a past-runs upload with this suffix is a profile (hrpred profile)
+# The app's temp dir keeps at most MAX_KEPT_OUTPUTS prediction CSVs (and generated samples),
+# none older than OUTPUT_MAX_AGE_S, whether or not a browser fetched them: Gradio copies a
+# CSV into its own cache when it sends the response, so ours is not needed after that.
+MAX_KEPT_OUTPUTS = 8
+OUTPUT_MAX_AGE_S = 600.0
+OUTPUT_PREFIXES = ("hrpred-app-", "sample-")  # the folders the app writes in its temp dir
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ def one_line(message: object) -> str:
     return first or "unknown error"
 
 
-def _number(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
     """Optional numeric input from the page: None for blank, NaN or non-positive."""
     if value is None or value == "":
         return None
@@ -114,11 +121,16 @@ def own_profile(bundle: Any, past: Any, gender: str | None, warnings: list[str])
     try:
         if profiles:
             profile = load_profile(profiles[0])
-            check_compatible(profile, bundle)
+            try:
+                check_compatible(profile, bundle)
+            except ProfileError as exc:
+                raise ProfileError(f"{Path(profiles[0]).name}: {exc}") from None
             return profile
         profile, warns = build_profile(bundle, paths, gender)
     except ProfileError as exc:
         raise ProfileError(f"past runs: {one_line(exc)}") from None
+    for p in paths:  # the uploads' temp folders mean nothing to the runner: their names only
+        warns = [w.replace(p, Path(p).name) for w in warns]
     warnings += [f"past runs: {w}" for w in warns]
     if not profile.content["n_runs"]:
         warnings.append("past runs: no run with heart rate: population prediction only")
@@ -162,12 +174,17 @@ def predict_file(
             bundle,
             activity,
             gender=gender_arg,
-            max_hr=_number(max_hr),
-            rest_hr=_number(rest_hr),
-            age=_number(age),
+            max_hr=finite_number(max_hr),
+            rest_hr=finite_number(rest_hr),
+            age=finite_number(age),
             **({"profile": profile} if profile is not None else {}),
         )
         return _view(prediction, activity, name, workdir, tuple(extra))
+    except ProfileError as exc:  # the uploaded profile's fault (or the runs'), not this file's
+        message = one_line(exc)
+        return PredictionView(
+            error=message if message.startswith("past runs: ") else f"past runs: {message}"
+        )
     except (HrpredError, ValueError, OSError) as exc:  # ActivityError, BundleError, ...
         message = one_line(exc)
         if message.startswith("past runs: "):
@@ -191,7 +208,9 @@ def _view(
     """The page's content for one prediction; writes the CSV download."""
     frame = prediction.frame
     summary = dict(prediction.summary)
-    out_dir = Path(tempfile.mkdtemp(prefix="hrpred-app-", dir=workdir))
+    if workdir is not None:
+        prune_outputs(workdir)
+    out_dir = Path(tempfile.mkdtemp(prefix=OUTPUT_PREFIXES[0], dir=workdir))
     csv_path = out_dir / f"{file_stem(name)}_hr_pred.csv"
     frame.to_csv(csv_path, index=False)
     shown = (*extra, *(getattr(prediction, "warnings", ()) or ()))
@@ -241,3 +260,30 @@ def discard_output(csv_path: str | None, workdir: str | Path) -> bool:
         return False
     shutil.rmtree(out_dir, ignore_errors=True)
     return True
+
+
+def prune_outputs(
+    workdir: str | Path,
+    keep: int = MAX_KEPT_OUTPUTS,
+    max_age_s: float = OUTPUT_MAX_AGE_S,
+    now: float | None = None,
+) -> int:
+    """Delete the app's output folders in `workdir` (OUTPUT_PREFIXES: prediction CSVs,
+    samples) older than `max_age_s` or beyond the `keep` newest; the number deleted. Called
+    before each new one is written, so the temp dir holds at most keep + 1 of them."""
+    now = time.time() if now is None else now
+    found = []
+    for entry in Path(workdir).iterdir():
+        if not entry.name.startswith(OUTPUT_PREFIXES) or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            found.append((entry.stat().st_mtime, entry.name, entry))
+        except OSError:  # gone meanwhile (another request pruned it)
+            continue
+    found.sort(reverse=True)
+    deleted = 0
+    for rank, (mtime, _, entry) in enumerate(found):
+        if rank >= keep or now - mtime > max_age_s:
+            shutil.rmtree(entry, ignore_errors=True)
+            deleted += 1
+    return deleted

@@ -18,30 +18,27 @@ Steps (1-3: `hrpred.serve.inputs`; 5: `hrpred.serve.summary`):
 5. a summary: average/max predicted HR, time in 5 HR zones, drift between halves and, when
    the file has HR, the error against it;
 6. with a runner's profile (`hrpred.serve.profile`, built with the same bundle), the
-   personalised predictions beside the population one: population + offset from the earlier
-   runs' errors, and for a history bundle the network reading the earlier runs + its residual
-   correction (as the evaluate stage scores them); only runs that started strictly before
-   this one are used, and this run's recorded HR is read only for the error in the summary;
-7. with a bundle that carries a calibrated band (issue 14, `Bundle.calibration`), the 80% band
-   of the headline prediction (the most personal one: learned, else + offset, else
-   population) and, beside it, of the population one (see "The band" below).
+   personalised predictions beside the population one, by the engine the evaluate stage scores
+   with (`hrpred.serve.personalise`, `hrpred.personal.engine`): the level-change detector
+   keeps the earlier runs after the latest change; population + offset from their errors;
+   for a history bundle the network reading them + its residual correction; and the headline,
+   the three weighted by their errors on the earlier runs. Only runs that started strictly
+   before this one are used, and this run's recorded HR is read only for the error in the
+   summary;
+7. with a bundle that carries a calibrated band (`Bundle.calibration`), the 80% band of the
+   headline prediction and, beside it, of the population one (see "The band" below).
 
-The band: per grid step, center -/+ q * spread * factor (`Bundle.step_band` of the scaled
-spread), the network's spread, q the conformal multiplier of the history bucket (the number of
-earlier runs the network read as context; 0 for the population prediction) and factor the
-runner scale of the calibration (`hrpred.uncertainty`): for the learned personalised curve,
-from the scores of the profile's runs that started strictly before this one
-(`hrpred.serve.profile.profile_runner_factor`), as the evaluate stage scored the band; 1 for
-the population and the + offset curves, for a calibration without a runner scale (a bundle
-exported before it) and without an earlier run (the ONNX graph's hr_p10/hr_p90 are the band
-with factor 1). A personalised curve is the network's output + a constant (residual
-correction, or the offset for a population bundle, whose network reads no history: bucket 0),
-and its band is moved by the same constant. The workout-average band is `Bundle.average_band`
-of the same scaled spread; the max's band is (max of the lower curve, max of the upper curve); the
-time in each zone is a range: the least and most of the times on the lower, central and upper
-curves (an indication, not a calibrated interval). `frame` gains `hr_p10`, `hr_p50` (= the
-headline column) and `hr_p90`, the band on the file's points. The + offset curve of a history
-bundle gets no band (the calibration is the learned model's).
+The band: per grid step, center -/+ q * spread * factor and the workout-average band
+(`Bundle.band`, i.e. `hrpred.uncertainty.band_of`, the function evaluate scores the band
+with): the network's spread (with the plan's context), q the conformal multiplier of the
+history bucket (the number of earlier runs the plan used: those after the latest level change;
+0 for the population prediction) and factor the runner scale (from the scores of the
+profile's earlier runs, as the evaluate stage scored the band; 1 for the population curve and
+without an earlier run; the ONNX graph's hr_p10/hr_p90 are the band with factor 1). The max's
+band is (max of the lower curve, max of the upper curve); the time in each zone is a range:
+the least and most of the times on the lower, central and upper curves (an indication, not a
+calibrated interval). `frame` gains `hr_p10`, `hr_p50` (= the headline column) and `hr_p90`,
+the band on the file's points.
 """
 
 from __future__ import annotations
@@ -57,13 +54,7 @@ from hrpred.bundle.runtime import Bundle, load_bundle
 from hrpred.io.activity import Activity
 from hrpred.io.limits import MIN_TIMESTAMP_S
 from hrpred.serve.inputs import Grid, grid_features, resample_activity
-from hrpred.serve.profile import (
-    Profile,
-    check_compatible,
-    profile_context,
-    profile_offset,
-    profile_runner_factor,
-)
+from hrpred.serve.profile import Profile, check_compatible, plan_json
 from hrpred.serve.summary import (
     Curve,
     band_summary,
@@ -75,7 +66,7 @@ from hrpred.serve.summary import (
 
 __all__ = ["Bundle", "BundleError", "Prediction", "load_bundle", "predict_activity"]
 
-HEADLINE_COLUMNS = {"population": "hr_pred", "offset": "hr_offset", "personal": "hr_personal"}
+HEADLINE_COLUMNS = {"population": "hr_pred", "personal": "hr_personal"}
 BAND_COLUMNS = ("hr_p10", "hr_p50", "hr_p90")  # the headline's band on the file's points
 
 
@@ -91,64 +82,73 @@ class Prediction:
     hr_grid: np.ndarray  # [n_grid] predicted HR on the grid (BPM)
 
 
+def change_note(change: dict[str, Any], used: int, earlier: int) -> str:
+    """What the level-change detector did, in words."""
+    if not change["found"]:
+        return f"no level change in the {earlier} earlier run(s): using them all"
+    return (
+        f"level change {change['runs_since']} run(s) ago ({change['shift_bpm']:+.0f} BPM): "
+        f"using the {used} run(s) since"
+    )
+
+
 def _personalise(
     bundle: Bundle,
     profile: Profile,
     activity: Activity,
     feats: np.ndarray,
     grid: Grid,
-    cold: Curve,
+    population: Curve,
     bounds: list[float],
     warns: list[str],
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Curve]]:
-    """Personalised per-point HR (`hr_offset`, and `hr_personal` for a history bundle), their
-    summaries and the personalised curve the band goes around (`personal` for a history
-    bundle, else `offset`), from the profile's runs that started strictly before this one.
-
-    Offset: the cold (population) prediction `cold` + the bundle's offset rule over those
-    runs' cold residuals. Learned (history bundle): the network with those runs as context +
-    the bundle's residual correction over their personalised residuals, its band's spread
-    scaled by the calibration's runner scale over their scores (`profile_runner_factor`; 1
-    without a band). Reads the profile's stored residuals and scores, never this run's
-    recorded HR."""
+    """Personalised per-point HR (`hr_offset`, `hr_learned` for a history bundle, and
+    `hr_personal`: the headline), their summaries and the headline curve the band goes around
+    (`personal`), from the profile's runs that started strictly before this one
+    (`Profile.personalise`: the engine evaluate scores with). Reads the profile's records,
+    never this run's recorded HR."""
     check_compatible(profile, bundle)
     start = float(activity.timestamp[0])
     if start < MIN_TIMESTAMP_S:
         warns.append("the file has no date (relative times): no earlier run can be used")
         start = -np.inf
-    ctx, used, later = profile_context(profile, start, int((bundle.history or {}).get("k_max", 0)))
-    earlier = len(profile.runs) - later
+    cal = bundle.calibration
+    done, later = profile.personalise(
+        bundle, start, feats, population.hr, population.spread,
+        None if cal is None else cal.runner_ref,
+    )  # fmt: skip
     if later and np.isfinite(start):  # without a date, the warning above says it all
         warns.append(
             f"{later} profile run(s) did not start before this run: not used (only earlier "
             "runs personalise a prediction)"
         )
+    plan = plan_json(done.plan, done.context_runs)
+    history = {
+        "earlier_runs": done.plan.earlier,
+        "later_runs_left_out": later,
+        "used_runs": done.plan.used,
+        "context_runs": done.context_runs,
+        "change": plan["change"],
+        "weights": plan["weights"],
+        "note": change_note(plan["change"], done.plan.used, done.plan.earlier),
+    }
+    summary: dict[str, Any] = {"history": history}
     columns: dict[str, np.ndarray] = {}
-    summary: dict[str, Any] = {"history": {"earlier_runs": earlier, "later_runs_left_out": later}}
-    offset, n_off = profile_offset(profile, start, bundle.personaliser("offset"), "cold")
-    # the network reads no history: the cold bucket, no runner scale
-    curves = {"offset": Curve(cold.hr + offset, cold.spread, 0, 1.0, 0)}
-    columns["hr_offset"], summary["offset"] = curve_summary(
-        grid, curves["offset"].hr, bounds, activity
-    )
-    summary["offset"].update(offset_bpm=offset, runs=n_off)
+    c = done.curves
+    columns["hr_offset"], summary["offset"] = curve_summary(grid, c.offset, bounds, activity)
+    summary["offset"].update(offset_bpm=done.plan.offset, runs=done.plan.offset_runs)
     if bundle.history is not None:
-        context = (ctx.values[0], ctx.mask[0])
-        net, spread = bundle.predict_spread(feats, context=context)
-        corr, n_res = profile_offset(profile, start, bundle.personaliser("residual"), "personal")
-        n_context = int(bundle.context_counts(context, 1)[0])
-        cal = bundle.calibration
-        factor, n_factor = (1.0, 0) if cal is None else profile_runner_factor(profile, start, cal)
-        curves = {
-            "personal": Curve(
-                np.asarray(net, np.float64) + corr, spread, n_context, factor, n_factor
-            )
-        }
-        columns["hr_personal"], summary["personal"] = curve_summary(
-            grid, curves["personal"].hr, bounds, activity
-        )
-        summary["personal"].update(context_runs=used, residual_bpm=corr, residual_runs=n_res)
-    return columns, summary, curves
+        columns["hr_learned"], summary["learned"] = curve_summary(grid, c.learned, bounds, activity)
+        summary["learned"].update(
+            context_runs=done.context_runs, residual_bpm=done.plan.residual,
+            residual_runs=done.plan.residual_runs,
+        )  # fmt: skip
+    columns["hr_personal"], summary["personal"] = curve_summary(grid, c.headline, bounds, activity)
+    summary["personal"].update(weights=plan["weights"])
+    headline = Curve(
+        c.headline, done.spread, done.plan.used, done.plan.factor, done.plan.factor_runs
+    )
+    return columns, summary, {"personal": headline}
 
 
 def predict_activity(
@@ -163,17 +163,20 @@ def predict_activity(
     """Predicted HR for every point of `activity`, plus a summary (see the module doc).
 
     With a `profile` (`hrpred.serve.profile`), also the personalised predictions from the
-    profile's runs that started strictly before this one: the offset personaliser (population
-    + offset; column `hr_offset`, `summary["offset"]`) and, for a history bundle, the learned
-    one (network with those runs as context + residual correction; `hr_personal`,
-    `summary["personal"]`); `summary["history"]` counts the runs used and left out.
+    profile's runs that started strictly before this one (`hrpred.serve.personalise`): the
+    offset personaliser (population + offset; column `hr_offset`, `summary["offset"]`), for a
+    history bundle the learned one (network with the runs after the latest level change as
+    context + residual correction; `hr_learned`, `summary["learned"]`), and the headline
+    (their weighted mean by their errors on the earlier runs; `hr_personal`,
+    `summary["personal"]`); `summary["history"]` counts the runs used and left out and says
+    what the level-change detector did.
 
-    `summary["headline"]` names the most personal prediction (`personal`, `offset` or
-    `population`). With a calibrated bundle, `summary["band"]` (population) and the headline's
-    `summary[headline]["band"]` hold its band (`band_summary`; the learned personalised band
-    scaled by the runner factor, `runner_factor` and `runner_runs` there) and `frame` the
-    headline's `hr_p10`, `hr_p50`, `hr_p90` (that scaled band for a learned headline);
-    without one `summary["band"]` is None and nothing else changes."""
+    `summary["headline"]` names the headline (`personal` with a profile, else `population`).
+    With a calibrated bundle, `summary["band"]` (population) and `summary["personal"]["band"]`
+    hold their bands (`band_summary`: the headline's spread scaled by the runner factor, its
+    history bucket the runs after the latest level change) and `frame` the headline's
+    `hr_p10`, `hr_p50`, `hr_p90`; without one `summary["band"]` is None and nothing else
+    changes."""
     max_hr = check_range("max HR", max_hr, 100, 240)
     rest_hr = check_range("resting HR", rest_hr, 25, 120)
     age = check_range("age", age, 5, 100)
@@ -224,7 +227,7 @@ def predict_activity(
             frame[name] = values
         summary.update(personal)
         curves.update(banded)
-    headline = next((n for n in ("personal", "offset") if n in summary), "population")
+    headline = "personal" if "personal" in summary else "population"
     summary["headline"] = headline
     summary["band"] = None
     if calibrated:

@@ -20,8 +20,8 @@ NO_BAND_NOTE = (
     "no uncertainty band: this bundle has no calibration (a population model, or exported "
     "before issue 14; re-export a history model with `dvc repro export`)"
 )
-HEADLINE_NAMES = {"personal": "learned personalised HR", "offset": "personalised HR (+ offset)"}
-COLUMN_NAMES = {"personal": "learned", "offset": "+ offset"}  # as in format_personal's table
+HEADLINE_NAMES = {"personal": "personalised HR (headline)"}
+COLUMN_NAMES = {"personal": "headline"}  # as in format_personal's table
 
 
 def _span(pair: list[float]) -> str:
@@ -131,20 +131,33 @@ def format_summary(name: str, summary: dict[str, Any], warnings: list[str]) -> s
     return "\n".join(lines)
 
 
+def personal_columns(summary: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The side-by-side columns: population, + offset, learned (history bundle), headline."""
+    cols = [("population", summary), ("+ offset", summary["offset"])]
+    if "learned" in summary:
+        cols.append(("learned", summary["learned"]))
+    cols.append(("headline", summary["personal"]))
+    return cols
+
+
+def _weights(summary: dict[str, Any]) -> str:
+    w = summary["history"]["weights"]
+    names = {"population": "population", "offset": "+ offset", "learned": "learned"}
+    return ", ".join(f"{names[k]} {v:.2f}" for k, v in w.items() if k in names and v > 0.005)
+
+
 def format_personal(summary: dict[str, Any]) -> list[str]:
-    """Population (cold start), offset-personalised and (history bundle) learned personalised
-    predictions side by side; with a calibrated band, the avg and max bands of the curves that
-    have one (population and the headline)."""
+    """Population (cold start), offset-personalised, (history bundle) learned personalised
+    and headline predictions side by side; with a calibrated band, the avg and max bands of
+    the curves that have one (population and the headline)."""
     hist, off = summary["history"], summary["offset"]
-    learned = summary.get("personal")
-    cols = [("population", summary), ("+ offset", off)]
-    if learned is not None:
-        cols.append(("learned", learned))
+    learned = summary.get("learned")
+    cols = personal_columns(summary)
     used = f"offset: {off['runs']} most recent"
     if learned is not None:
         used += f"; learned: {learned['context_runs']} as context"
     lines = [
-        f"  personalised with {hist['earlier_runs']} earlier run(s) ({used}):",
+        f"  personalised with {hist['earlier_runs']} earlier run(s) ({used}); {hist['note']}",
         f"    {'HR (BPM)':<18}" + "".join(f"{name:>12}" for name, _ in cols),
     ]
     band = summary.get("band")
@@ -159,7 +172,11 @@ def format_personal(summary: dict[str, Any]) -> list[str]:
     fixes = [f"{'':>12}", f"{off['offset_bpm']:>+12.1f}"]
     if learned is not None:
         fixes.append(f"{learned['residual_bpm']:>+12.1f}")
+    fixes.append(f"{'':>12}")
     lines.append(f"    {'correction':<18}" + "".join(fixes))
+    lines.append(
+        f"    headline = weighted by each one's error on the earlier runs: {_weights(summary)}"
+    )
     if learned is None:
         lines.append("    (this bundle's model does not read history: offset personalisation only)")
     return lines
@@ -225,13 +242,11 @@ PERSONAL_ROWS = (  # (label, summary key) of the population-vs-personalised tabl
 
 
 def personal_table(summary: dict[str, Any]) -> pd.DataFrame | None:
-    """Population, + offset and (history model) learned personalised numbers side by side
+    """Population, + offset, (history model) learned and headline numbers side by side
     (BPM), None without personalisation."""
     if "offset" not in summary:
         return None
-    cols = {"population": summary, "+ offset": summary["offset"]}
-    if "personal" in summary:
-        cols["learned"] = summary["personal"]
+    cols = dict(personal_columns(summary))
     rows = []
     band = summary.get("band")
     for label, key in PERSONAL_ROWS:
@@ -241,9 +256,9 @@ def personal_table(summary: dict[str, Any]) -> pd.DataFrame | None:
             name = f"{label} {100 * band['level']:.0f}% band"
             rows.append([name, *(format_range(band_pair(c, key)) for c in cols.values())])
     fixes = [None, _rounded(summary["offset"]["offset_bpm"])]
-    if "personal" in summary:
-        fixes.append(_rounded(summary["personal"]["residual_bpm"]))
-    rows.append(["correction", *fixes])
+    if "learned" in summary:
+        fixes.append(_rounded(summary["learned"]["residual_bpm"]))
+    rows.append(["correction", *fixes, None])
     return pd.DataFrame(rows, columns=["BPM", *cols])
 
 
@@ -258,10 +273,7 @@ def format_range(pair: tuple[float, float] | None) -> str:
     return "" if pair is None else f"{pair[0]:.1f}-{pair[1]:.1f}"
 
 
-HEADLINE_LABELS = {
-    "personal": "the learned personalised prediction",
-    "offset": "the personalised prediction (+ offset)",
-}
+HEADLINE_LABELS = {"personal": "the personalised (headline) prediction"}
 NO_BAND_STATUS = " No uncertainty band: this model bundle has no calibration."
 
 

@@ -2,73 +2,65 @@
 
 A profile summarises the runner's own runs WITH heart rate: each file goes through the same
 path as `hrpred predict` (resampled to the bundle's grid, speed by the bundle's rules,
-features by the registry). Per run it stores, over the run's valid grid steps (recorded HR
-interpolated onto the grid, paused steps and implausible HR left out):
-- the summary a history model reads (`hrpred.personal.summaries`: HR level, HR-per-speed
-  slope, ...);
-- `residuals.cold`: sum and count of recorded - cold prediction (the bundle's network without
-  history), what the offset personaliser averages;
-- for a history bundle, `residuals.personal`: the same for the network's personalised
-  prediction, the run predicted with the profile's runs that started strictly before it as
-  context, what the learned model's residual correction averages (as the evaluate stage does,
-  `hrpred.evaluate.personal`), and `score_sq`: the sum over the same steps of
-  ((recorded - predicted) / spread)^2, spread the network's per-step Laplace scale of that
-  prediction, whose RMS (`Profile.scores`) the band's runner scale reads
-  (`hrpred.uncertainty`, `evaluate.band.runner`).
-Files without HR, or without a real date, are skipped with a warning. Residuals belong to the
+features by the registry). The runs are then personalised one by one in start order, each
+with the runs before it, by the engine evaluate scores with (`hrpred.personal.engine` through
+`hrpred.serve.personalise`), and each run stores:
+- `summary`: what a history network reads about it (`hrpred.personal.summaries`);
+- `record`: what it leaves for the runs after it, over its valid grid steps (recorded HR
+  interpolated onto the grid, paused steps and implausible HR left out): the valid steps `n`,
+  the sums of recorded - population prediction (`cold_sum`) and - the network's prediction
+  with its own context (`learned_sum`), the band score `score_sq`, and each predictor's
+  absolute error as served for it (`abs_sum`: population, offset, learned);
+- `plan`: how it was personalised (earlier runs, the level change found, offset, residual
+  correction, headline weights), for the runner to read.
+Files without HR, or without a real date, are skipped with a warning. Records belong to the
 model that made them: the profile records the bundle's fingerprint (`bundle_fingerprint`) and
 predict refuses a profile of another bundle.
 
 Predicting a run with a profile uses only the runs that started STRICTLY before it (start
-times compared): their summaries as context, the K most recent first
-(`hrpred.personal.context.build_context`), and their residuals for the offsets
-(`hrpred.personal.offset.workout_offsets`) and, with a calibrated history bundle whose band
-has a runner scale, their scores for the band's factor (`profile_runner_factor`: the band of
-the personalised prediction is center -/+ q * spread * factor, as the evaluate stage scored
-it); the others are left out with a warning. The profile also states an estimated personal
-level (HR at 10 km/h from each run's HR-speed line) and its change over time, for the runner
-to read.
+times compared; the bundle's `history_runs` most recent): `hrpred.serve.personalise` makes its
+plan from their records and reads the summaries of those after the latest level change as the
+network's context; the others are left out with a warning. The profile also states an
+estimated personal level (HR at 10 km/h from each run's HR-speed line) and its change over
+time, for the runner to read.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from hrpred.bundle.format import dumps_json
 from hrpred.bundle.runtime import Bundle
 from hrpred.errors import HrpredError
 from hrpred.io.activity import HR_MAX_BPM, HR_MIN_BPM, Activity
 from hrpred.io.limits import MIN_TIMESTAMP_S
+from hrpred.io.sport import require_running
 from hrpred.io.userfiles import read_activity
-from hrpred.personal.config import OffsetConfig
-from hrpred.personal.context import Context, build_context
-from hrpred.personal.offset import workout_offsets
+from hrpred.personal.engine import PREDICTORS, Plan, RunRecord, record_run
 from hrpred.personal.summaries import SUMMARY_FEATURES, Summaries, row_stats, summaries_from_stats
 from hrpred.serve.inputs import grid_features, on_grid, resample_activity
-from hrpred.uncertainty import Calibration, score_sums, workout_scores
+from hrpred.serve.personalise import Personalised, earlier_runs, personalise
+from hrpred.serve.profile_io import (
+    PROFILE_FORMAT,
+    PROFILE_VERSION,
+    ProfileError,
+    read_profile,
+    write_profile,
+)
 
-PROFILE_FORMAT = "hrpred-profile"
-PROFILE_VERSION = 3  # 2: per-run residuals + the bundle's fingerprint; 3: + score_sq
 LEVEL_FEATURE = "hr_at_10kmh"  # the pace-independent level the profile reports
 LEVEL_RECENT = 10  # the level is the mean over this many most recent runs
 DAY_S = 86400.0
 # config.json sections a prediction depends on (with the weights): the bundle fingerprint
 FINGERPRINT_KEYS = ("model", "features", "scaler", "target", "history", "speed", "seq_len")
-
-Residual = Literal["cold", "personal"]
-
-
-class ProfileError(HrpredError, ValueError):
-    """A profile that cannot be built, read or used with this bundle (one line)."""
 
 
 def bundle_kind(bundle: Bundle) -> str:
@@ -116,35 +108,49 @@ class Profile:
         ids = np.arange(1, len(runs) + 1, dtype=np.int64)
         return self.starts(), Summaries(ids, values, valid)
 
-    def residuals(self, which: Residual) -> tuple[pd.Series, pd.Series]:
-        """Per run id (1..R): sum of recorded - predicted HR over its valid steps and their
-        number, of the cold or the personalised prediction (ProfileError when absent)."""
-        runs = self.runs
-        try:
-            s = [float(r["residuals"][which]["sum"]) for r in runs]
-            n = [int(r["residuals"][which]["n"]) for r in runs]
-        except (KeyError, TypeError) as exc:
-            raise ProfileError(
-                f"the profile has no {which} residuals ({exc!r}): rebuild it with "
-                "`hrpred profile ... --bundle` of this bundle"
-            ) from None
-        ids = pd.Index(np.arange(1, len(runs) + 1, dtype=np.int64))
-        return pd.Series(s, index=ids, dtype=np.float64), pd.Series(n, index=ids, dtype=np.int64)
+    def records(self) -> list[RunRecord]:
+        """Each run's record (in run order; ProfileError when one is absent or malformed)."""
+        out = []
+        for i, r in enumerate(self.runs):
+            try:
+                rec = r["record"]
+                out.append(
+                    RunRecord(
+                        start_s=float(r["start_time"]),
+                        n=int(rec["n"]),
+                        cold_sum=float(rec["cold_sum"]),
+                        learned_sum=float(rec["learned_sum"]),
+                        score_sq=float(rec["score_sq"]),
+                        abs_sum=tuple(float(rec["abs_sum"][p]) for p in PREDICTORS),
+                    )
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ProfileError(
+                    f"runs[{i}].record is missing or malformed ({exc!r}): rebuild it with "
+                    "`hrpred profile ... --bundle` of this bundle"
+                ) from None
+        return out
 
-    def scores(self) -> pd.Series:
-        """Per run id (1..R): the band's runner-scale score of the personalised prediction,
-        sqrt(score_sq / n) (nan for a run without a valid step; ProfileError when absent)."""
-        runs = self.runs
-        try:
-            sq = [float(r["residuals"]["personal"]["score_sq"]) for r in runs]
-            n = [int(r["residuals"]["personal"]["n"]) for r in runs]
-        except (KeyError, TypeError) as exc:
-            raise ProfileError(
-                f"the profile has no personalised scores ({exc!r}): rebuild it with "
-                "`hrpred profile ... --bundle` of this bundle"
-            ) from None
-        ids = np.arange(1, len(runs) + 1, dtype=np.int64)
-        return workout_scores(ids, np.array(sq, np.float64), np.array(n, np.int64))
+    def personalise(
+        self,
+        bundle: Bundle,
+        start_s: float,
+        features: np.ndarray,
+        population: np.ndarray,
+        population_spread: np.ndarray,
+        runner_ref: float | None = None,
+    ) -> tuple[Personalised, int]:
+        """A run starting at `start_s` personalised from the profile's runs that started
+        strictly before it (the bundle's `history_runs` most recent), and the number of runs
+        left out because they did not."""
+        starts, summaries = self.summaries()
+        earlier = earlier_runs(starts, start_s, bundle.history_runs)
+        later = int((starts >= float(start_s)).sum())
+        result = personalise(
+            bundle, summaries, starts, self.records(), earlier, start_s, features,
+            population, population_spread, runner_ref,
+        )  # fmt: skip
+        return result, later
 
 
 @dataclass
@@ -155,6 +161,7 @@ class _Run:
     features: np.ndarray  # [n_grid, F] unscaled
     hr: np.ndarray  # [n_grid] recorded HR on the grid
     ok: np.ndarray  # [n_grid] valid steps
+    path: str = ""  # the file as given (ties in start time are broken by it)
 
 
 def _date(ts: float) -> str:
@@ -164,6 +171,7 @@ def _date(ts: float) -> str:
 def _read_run(bundle: Bundle, activity: Activity, gender: str | None) -> _Run:
     """One run's entry (without residuals) and grid arrays (ProfileError/ActivityError when it
     cannot be summarised)."""
+    require_running(activity)  # a ride or a swim is skipped as such, whatever else it lacks
     if activity.heart_rate is None or np.isfinite(activity.heart_rate).sum() < 2:
         raise ProfileError("no heart rate recorded: a profile needs runs with HR")
     start = float(activity.timestamp[0])
@@ -188,18 +196,6 @@ def _read_run(bundle: Bundle, activity: Activity, gender: str | None) -> _Run:
         "summary": {f: float(v) for f, v in zip(SUMMARY_FEATURES, s.values[0], strict=True)},
     }
     return _Run(entry, feats, hr, ok)
-
-
-def _residual(run: _Run, pred: np.ndarray) -> dict[str, float | int]:
-    """Sum of recorded - predicted HR over the run's valid steps, and their number."""
-    err = run.hr[run.ok] - np.asarray(pred, dtype=np.float64)[run.ok]
-    return {"sum": float(err.sum()), "n": int(run.ok.sum())}
-
-
-def _score_sq(run: _Run, pred: np.ndarray, spread: np.ndarray) -> float:
-    """Sum of ((recorded - predicted) / spread)^2 over the run's valid steps."""
-    sq, _ = score_sums(run.hr[None], np.asarray(pred)[None], np.asarray(spread)[None], run.ok[None])
-    return float(sq[0])
 
 
 def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -228,28 +224,41 @@ def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def build_profile(
-    bundle: Bundle, files: Sequence[str | Path], gender: str | None = None
+    bundle: Bundle,
+    files: Sequence[str | Path],
+    gender: str | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> tuple[Profile, list[str]]:
     """Profile of the runner's files for this bundle (any kind); skipped files are listed in
     the warnings. Each run is predicted cold and, with a history bundle, personalised with the
-    kept runs that started before it (residual and band score, see the module doc)."""
+    kept runs that started before it (residual and band score, see the module doc). The same
+    files in any order give the same profile: they are read in path order, and of two runs
+    with the same start time the first path is kept. `progress` is called after each file."""
     read: list[_Run] = []
     skipped: list[dict[str, str]] = []
     warns: list[str] = []
-    for name in files:
+    for name in sorted(map(str, files)):
+        base = Path(name).name
         try:
-            read.append(_read_run(bundle, read_activity(name), gender))
+            run = _read_run(bundle, read_activity(name), gender)
+            run.path = name
+            read.append(run)
         except (HrpredError, ValueError, OSError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            skipped.append({"file": Path(name).name, "reason": reason})
-            warns.append(f"{Path(name).name}: skipped ({reason})")
-    read.sort(key=lambda r: (r.entry["start_time"], r.entry["file"]))
+            reason = reason.removeprefix(f"{base}: ")
+            skipped.append({"file": base, "reason": reason})
+            warns.append(f"{base}: skipped ({reason})")
+        if progress is not None:
+            progress()
+    read.sort(key=lambda r: (r.entry["start_time"], r.path))
     kept: list[_Run] = []
     for r in read:
         if kept and kept[-1].entry["start_time"] == r.entry["start_time"]:
-            first = kept[-1].entry["file"]
-            skipped.append({"file": r.entry["file"], "reason": f"same start as {first}"})
-            warns.append(f"{r.entry['file']}: skipped (same start time as {first})")
+            first = kept[-1]
+            skipped.append(
+                {"file": r.entry["file"], "reason": f"same start as {first.entry['file']}"}
+            )
+            warns.append(f"{r.path}: skipped (same start time as {first.path})")
             continue
         kept.append(r)
     runs = [r.entry for r in kept]
@@ -269,56 +278,58 @@ def build_profile(
         "level": level_estimate(runs),
     }
     profile = Profile(content)
-    for r in kept:
-        r.entry["residuals"] = {"cold": _residual(r, bundle.predict(r.features))}
-    if bundle.history is not None:
-        k_max = int(bundle.history["k_max"])
-        for r in kept:  # the context reads summaries only: the residuals' order is free
-            ctx, _, _ = profile_context(profile, r.entry["start_time"], k_max)
-            pred, spread = bundle.predict_spread(r.features, context=(ctx.values[0], ctx.mask[0]))
-            r.entry["residuals"]["personal"] = {
-                **_residual(r, pred),
-                "score_sq": _score_sq(r, pred, spread),
-            }
+    starts, summaries = profile.summaries()
+    records: list[RunRecord] = []
+    for i, r in enumerate(kept):  # in start order: each run's record feeds the runs after it
+        start = r.entry["start_time"]
+        pop, pop_spread = bundle.predict_spread(r.features)
+        earlier = earlier_runs(starts[:i], start, bundle.history_runs)
+        done = personalise(bundle, summaries, starts, records, earlier, start, r.features,
+                           np.asarray(pop, np.float64), pop_spread)  # fmt: skip
+        rec = record_run(start, r.hr, r.ok, done.curves, done.network, done.spread)
+        records.append(rec)
+        r.entry["record"] = record_json(rec)
+        r.entry["plan"] = plan_json(done.plan, done.context_runs)
     return profile, warns
 
 
+def record_json(rec: RunRecord) -> dict[str, Any]:
+    """A run's record as stored in the profile."""
+    return {
+        "n": rec.n,
+        "cold_sum": rec.cold_sum,
+        "learned_sum": rec.learned_sum,
+        "score_sq": rec.score_sq,
+        "abs_sum": dict(zip(PREDICTORS, rec.abs_sum, strict=True)),
+    }
+
+
+def plan_json(plan: Plan, context_runs: int) -> dict[str, Any]:
+    """How a run was personalised, as stored in the profile (and shown by predict)."""
+    return {
+        "earlier_runs": plan.earlier,
+        "used_runs": plan.used,
+        "context_runs": context_runs,
+        "change": {
+            "found": plan.change.found,
+            "runs_since": plan.change.runs_since if plan.change.found else None,
+            "shift_bpm": round(plan.change.shift_bpm, 3),
+        },
+        "offset_bpm": round(plan.offset, 4),
+        "residual_bpm": round(plan.residual, 4),
+        "weights": dict(zip(PREDICTORS, (round(w, 6) for w in plan.weights), strict=True)),
+    }
+
+
 def save_profile(profile: Profile, path: Path) -> None:
-    path.write_text(dumps_json(profile.content))
+    """Write the profile atomically (`hrpred.serve.profile_io.write_profile`)."""
+    write_profile(profile.content, path)
 
 
 def load_profile(path: str | Path) -> Profile:
-    """A profile JSON file, checked (ProfileError with one line otherwise)."""
-    path = Path(path)
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ProfileError(f"{path.name}: unreadable profile ({exc})") from None
-    if not isinstance(content, dict) or content.get("format") != PROFILE_FORMAT:
-        raise ProfileError(f"{path.name}: not an hrpred profile (make one with hrpred profile)")
-    try:
-        version = int(content.get("format_version", 0))
-    except (TypeError, ValueError):
-        version = 0
-    if version > PROFILE_VERSION:
-        raise ProfileError(f"{path.name}: profile format is newer than this hrpred")
-    if version < PROFILE_VERSION:
-        raise ProfileError(
-            f"{path.name}: profile format {version} is older than this hrpred's "
-            f"({PROFILE_VERSION}): rebuild it with `hrpred profile`"
-        )
-    try:
-        profile = Profile(content)
-        profile.summaries()
-        profile.residuals("cold")
-        if content["bundle"]["kind"] == "history":
-            profile.residuals("personal")
-            profile.scores()
-        if not str(content["bundle"]["fingerprint"]):
-            raise ValueError("empty bundle fingerprint")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProfileError(f"{path.name}: malformed profile ({exc!r})") from None
-    return profile
+    """A profile JSON file, checked field by field (`hrpred.serve.profile_io.read_profile`;
+    ProfileError with one line naming the file and the field otherwise)."""
+    return Profile(read_profile(path))
 
 
 def check_compatible(profile: Profile, bundle: Bundle) -> None:
@@ -327,10 +338,20 @@ def check_compatible(profile: Profile, bundle: Bundle) -> None:
     made = profile.content.get("bundle", {})
     if list(profile.content.get("summary_features", [])) != list(SUMMARY_FEATURES):
         raise ProfileError("the profile's run summaries are of another hrpred version: rebuild it")
-    if float(made.get("step_s", -1)) != bundle.step_s or made.get("features") != bundle.features:
+    if list(made.get("features", [])) != list(bundle.features):
+        mine, theirs = list(made.get("features", [])), list(bundle.features)
+        diff = sorted(set(mine) ^ set(theirs))
+        what = f"{', '.join(diff[:4])}{'...' if len(diff) > 4 else ''}" if diff else "their order"
         raise ProfileError(
-            f"the profile was built with another bundle (grid step {made.get('step_s')} s, this "
-            f"one {bundle.step_s:g} s): rebuild it with `hrpred profile ... --bundle`"
+            f"the profile was built with another bundle: its features differ ({what}; "
+            f"{len(mine)} features, this one {len(theirs)}): rebuild it with "
+            "`hrpred profile ... --bundle`"
+        )
+    step = float(made.get("step_s", -1))
+    if not math.isclose(step, bundle.step_s, rel_tol=1e-9, abs_tol=1e-12):
+        raise ProfileError(
+            f"the profile was built with another bundle (grid step {step:.6g} s, this one "
+            f"{bundle.step_s:.6g} s): rebuild it with `hrpred profile ... --bundle`"
         )
     mine = str(made.get("fingerprint", ""))
     theirs = bundle_fingerprint(bundle)
@@ -340,61 +361,3 @@ def check_compatible(profile: Profile, bundle: Bundle) -> None:
             f"one {theirs[:12]}): its residuals do not apply; rebuild it with "
             "`hrpred profile ... --bundle` of this bundle"
         )
-
-
-def earlier_runs(profile: Profile, start_time: float) -> tuple[pd.DataFrame, int]:
-    """History table of a run starting at `start_time` (workout_id 0; hist_workout_id = the
-    profile's run ids, rank 1 = most recent, days_before) over the runs that started strictly
-    before it, and the number of runs left out (started at or after it)."""
-    starts = np.asarray(profile.starts(), dtype=np.float64)
-    earlier = starts < float(start_time)
-    ids = np.arange(1, len(starts) + 1, dtype=np.int64)[earlier]
-    table = pd.DataFrame(
-        {
-            "workout_id": np.zeros(len(ids), dtype=np.int64),
-            "hist_workout_id": ids[::-1],
-            "rank": np.arange(1, len(ids) + 1, dtype=np.int64),
-            "days_before": (float(start_time) - starts[earlier][::-1]) / DAY_S,
-        }
-    )
-    return table, int((~earlier).sum())
-
-
-def profile_context(profile: Profile, start_time: float, k_max: int) -> tuple[Context, int, int]:
-    """Context of a run starting at `start_time`: (context [1, K, C], runs used, runs left
-    out because they did not start strictly before it)."""
-    _, summaries = profile.summaries()
-    table, later = earlier_runs(profile, start_time)
-    ctx = build_context(np.array([0]), table, summaries, k_max)
-    return ctx, int(ctx.mask.sum()), later
-
-
-def profile_offset(
-    profile: Profile, start_time: float, cfg: OffsetConfig, which: Residual
-) -> tuple[float, int]:
-    """Offset (BPM) of a run starting at `start_time` by `cfg`'s rule over the `which`
-    residuals of the runs that started strictly before it, and the number of runs it read
-    (the `cfg.k` most recent with valid steps)."""
-    table, _ = earlier_runs(profile, start_time)
-    s, n = profile.residuals(which)
-    offset = workout_offsets(cfg, table, s, n, np.array([0]))[0]
-    used = table[table["rank"] <= cfg.k]["hist_workout_id"].to_numpy()
-    return float(offset), int((n.reindex(used).fillna(0).to_numpy() > 0).sum())
-
-
-def profile_runner_factor(
-    profile: Profile, start_time: float, cal: Calibration
-) -> tuple[float, int]:
-    """The band's runner-scale factor of a run starting at `start_time`
-    (`Calibration.factors`: 1 + rule(score - ref) / ref over the scores of the runs that
-    started strictly before it; 1 when the calibration has no runner scale or no such run
-    has a valid step), and the number of runs it read (the rule's `k` most recent with a
-    score)."""
-    rule = cal.runner_rule()
-    if rule is None:
-        return 1.0, 0
-    table, _ = earlier_runs(profile, start_time)
-    scores = profile.scores()
-    factor = cal.factors(table, scores, np.array([0]))[0]
-    used = table[table["rank"] <= rule[0].k]["hist_workout_id"].to_numpy()
-    return float(factor), int(scores.reindex(used).notna().sum())

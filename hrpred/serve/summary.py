@@ -112,8 +112,9 @@ def summarize(
 @dataclass
 class Curve:
     """A predicted curve on the grid with what its band needs: the network's spread (BPM), the
-    number of earlier runs the network read (its history bucket), and the runner scale's
-    factor of the spread with the number of earlier runs it read (1 and 0 without one)."""
+    number of earlier runs its plan used (its history bucket: those after the latest level
+    change), and the runner scale's factor of the spread with the number of earlier runs it
+    read (1 and 0 without one)."""
 
     hr: np.ndarray
     spread: np.ndarray
@@ -140,10 +141,8 @@ def band_summary(
     the grid (float64), around the curve's spread times its factor. BundleError without a
     band."""
     level = bundle.require_calibration().level
-    spread = np.asarray(curve.spread, dtype=np.float64) * curve.factor
-    lo32, hi32 = bundle.step_band(curve.hr, spread, curve.n_context)
-    lo, hi = np.asarray(lo32, dtype=np.float64), np.asarray(hi32, dtype=np.float64)
-    _, avg_lo, avg_hi = bundle.average_band(curve.hr, spread, curve.n_context)
+    b = bundle.band(curve.hr, curve.spread, curve.n_context, curve.factor)
+    lo, hi, avg_lo, avg_hi = b.lower, b.upper, b.average_lower, b.average_upper
     zones = [zone_times(c, bounds, grid.step_s) for c in (lo, curve.hr, hi)]
     summary = {
         "level": float(level),

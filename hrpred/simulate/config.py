@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hrpred.params import ParamError
+from hrpred.simulate.calibration import CalibrationTargets
 from hrpred.simulate.confounders import ConfounderConfig
 from hrpred.simulate.level import LevelConfig
 
@@ -95,6 +96,7 @@ class SimConfig:
     workers: int  # 0 = all cores
     step_s_mean: float
     step_s_spread: float
+    step_s_jitter: float  # coefficient of variation of each step around the typical one
     user_workouts_sigma: float
     female_rate: float
     age: tuple[float, float]
@@ -103,6 +105,8 @@ class SimConfig:
     threshold_speed_kmh: tuple[float, float]
     hrr_at_threshold: tuple[float, float]
     hrr_per_rel_speed: float
+    effort_sd: float  # sd of a runner's habitual pace relative to the archetypes' (lognormal)
+    effort_per_fitness: float  # ... plus this much per sd of fitness (log multiplier)
     grade_cost_up: float
     grade_cost_down: float
     tau_up_s: tuple[float, float]
@@ -124,6 +128,7 @@ class SimConfig:
     archetypes: dict[str, float]
     terrains: dict[str, float]
     faults: dict[str, float]
+    calibration: CalibrationTargets  # the real dev set's figures (measurement only)
 
     def __post_init__(self) -> None:
         if self.n_users < 1 or self.n_workouts < self.n_users:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hrpred.progress import Bar
+from hrpred.simulate.calibration import CalibrationTargets, calibration_stats, compare
 from hrpred.simulate.config import FAULTS, HR_FAULTS, SimConfig
 from hrpred.simulate.generate import STAT_COLUMNS, ChunkResult, n_chunks, simulate_chunk
 from hrpred.simulate.plan import Plan, make_plan
@@ -80,8 +81,9 @@ def _ordered(pool: Any, total: int, window: int) -> Iterator[ChunkResult]:
         yield pending.popleft().get()
 
 
-def realism(stats: np.ndarray) -> dict[str, Any]:
-    """Pooled statistics of fault-free runs from per-workout sums (STAT_COLUMNS)."""
+def realism(stats: np.ndarray, targets: CalibrationTargets | None = None) -> dict[str, Any]:
+    """Pooled statistics of fault-free runs from per-workout sums (STAT_COLUMNS), and the
+    calibration figures beside the real dev set's `targets`."""
     col = {name: stats[:, i] for i, name in enumerate(STAT_COLUMNS)}
     n = col["n"].sum()
     if n == 0:
@@ -102,6 +104,8 @@ def realism(stats: np.ndarray) -> dict[str, Any]:
     out["bands"] = {k: list(v) for k, v in REALISM_BANDS.items()}
     recency = recency_check(col)
     out["recency"] = recency
+    cal = calibration_stats(col["user"], col["start"], col["hr_settled"], col["speed_settled"])
+    out["calibration"] = cal if targets is None else compare(cal, targets)
     out["within_bands"]["recent_history_beats_all"] = bool(
         recency["workouts"] > 0 and recency["mae_last_10"] < recency["mae_all"]
     )
@@ -227,6 +231,6 @@ def simulate_dataset(
     }
     metrics["bytes"] = written
     metrics["realism"] = realism(
-        np.concatenate(stats) if stats else np.zeros((0, len(STAT_COLUMNS)))
+        np.concatenate(stats) if stats else np.zeros((0, len(STAT_COLUMNS))), cfg.calibration
     )
     return metrics

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from hrpred.simulate.calibration import settled_means
 from hrpred.simulate.config import SimConfig
 from hrpred.simulate.confounders import add_confounders
 from hrpred.simulate.faults import apply_fault, corrupt_line
@@ -37,7 +38,8 @@ from hrpred.timeseries import step_distances_km
 
 # Per-workout realism statistics columns (fault-free runs), summed over chunks later.
 STAT_COLUMNS = (
-    "n", "hr_sum", "hr_sumsq", "speed_sum", "speed_sumsq", "duration_min", "corr", "user", "start"
+    "n", "hr_sum", "hr_sumsq", "speed_sum", "speed_sumsq", "duration_min", "corr",
+    "hr_settled", "speed_settled", "user", "start",
 )  # fmt: skip
 
 
@@ -97,7 +99,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
     thr = us.threshold_speed_kmh[u]
 
     # Kinematics: sampling times, pace, terrain-adjusted speed, altitude.
-    dt = sample_steps(rng, b, n, cfg.step_s_mean, cfg.step_s_spread)
+    dt = sample_steps(rng, b, n, cfg.step_s_mean, cfg.step_s_spread, cfg.step_s_jitter)
     t = np.cumsum(dt, axis=1)  # moving time: pauses come on top (clock only)
     pause_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 3, index]))
     pauses = draw_pauses(pause_rng, plan.n_pauses[rows], n, cfg)
@@ -107,6 +109,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
             paused[i, p:] += seconds
     rel = np.stack([relative_pace(rng, a, t[i]) for i, a in enumerate(plan.archetype[rows])])
     rel *= 1.0 + smooth_noise(rng, (b, n), 0.04, 8)  # pace wanders
+    rel *= us.effort[u][:, None]  # the runner's habit: some run every run harder
     stops = rng.random(b) < cfg.stop_rate
     for i in np.flatnonzero(stops):
         rel[i] = add_stops(rng, t[i], rel[i])
@@ -220,6 +223,9 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
         "gender": us.gender[u],
         "n_user_workouts": plan.n_user_workouts[u],
         "level_bpm": level,
+        "day": plan.day[rows],
+        "change_day": plan.change_day[rows],
+        "change_bpm": plan.change_bpm[rows],
         "hr_physio": np.round(physio, 3),
         "hr_clean": np.round(clean, 3),
         "pause_step": [[p for p, _ in w] for w in pauses],
@@ -240,4 +246,5 @@ def _workout_stats(hr: np.ndarray, rec: dict[str, np.ndarray], native: bool) -> 
         v = np.concatenate([v[:1], v])  # the first point copies the second
     corr = np.corrcoef(v, hr)[0, 1] if v.std() > 0 and hr.std() > 0 else np.nan
     duration = (rec["timestamp"][-1] - rec["timestamp"][0]) / 60.0
-    return [hr.size, hr.sum(), (hr**2).sum(), v.sum(), (v**2).sum(), duration, corr]
+    settled = settled_means(rec["timestamp"], hr, v)
+    return [hr.size, hr.sum(), (hr**2).sum(), v.sum(), (v**2).sum(), duration, corr, *settled]

@@ -63,6 +63,7 @@ class Users:
     home_lon: np.ndarray
     cadence_spm: np.ndarray  # step cadence at threshold speed (steps/min)
     cadence_spm_per_kmh: np.ndarray  # cadence rise per km/h
+    effort: np.ndarray  # habitual pace multiplier: some runners run every run harder
 
 
 def make_users(rng: np.random.Generator, cfg: SimConfig) -> Users:
@@ -76,6 +77,7 @@ def make_users(rng: np.random.Generator, cfg: SimConfig) -> Users:
     # Fitness: bell-shaped inside the range; women ~8% slower at the same training level.
     thr = rng.normal((lo + hi) / 2, (hi - lo) / 5, n) * np.where(female, 0.92, 1.0)
     thr = np.clip(thr, lo, hi)
+    fit = (thr - (lo + hi) / 2) / ((hi - lo) / 5)  # fitness in sds of the bell
     tau_up = rng.uniform(*cfg.tau_up_s, n)
     tau_down = np.minimum(tau_up * rng.uniform(*cfg.tau_down_ratio, n), cfg.tau_max_s)
     tau_down = np.maximum(tau_down, tau_up + 1.0)
@@ -83,8 +85,9 @@ def make_users(rng: np.random.Generator, cfg: SimConfig) -> Users:
     home_lat = np.where(us, rng.uniform(30, 48, n), rng.uniform(36, 62, n))
     home_lon = np.where(us, rng.uniform(-122, -72, n), rng.uniform(-9, 30, n))
     ids = 1_000_000 + rng.choice(50_000_000, size=n, replace=False)
-    # Cadence from its own stream, so the draws above stay what they were without it.
+    # Cadence and effort from their own streams, so the draws above stay what they were.
     cadence_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 4]))
+    effort_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 5]))
     return Users(
         user_id=ids.astype(np.int64),
         gender=np.where(female, "female", "male"),
@@ -100,6 +103,8 @@ def make_users(rng: np.random.Generator, cfg: SimConfig) -> Users:
         home_lon=home_lon,
         cadence_spm=cadence_rng.uniform(*cfg.cadence_spm, n),
         cadence_spm_per_kmh=cadence_rng.uniform(*cfg.cadence_spm_per_kmh, n),
+        # fitter runners habitually run closer to their threshold (as on real runs)
+        effort=np.exp(effort_rng.normal(0.0, cfg.effort_sd, n) + cfg.effort_per_fitness * fit),
     )
 
 

@@ -34,6 +34,9 @@ class Plan:
     native_speed: np.ndarray  # bool
     level_bpm: np.ndarray  # the user's HR level shift on that day (BPM; simulate/level.py)
     noise_scale: np.ndarray  # sensor-noise scale on that day (device changes)
+    day: np.ndarray  # the workout's day in the user's active span (breaks included)
+    change_day: np.ndarray  # day of the user's latest sudden level change so far (nan: none)
+    change_bpm: np.ndarray  # ... and its size (BPM; 0: none): measurement only
     n_pauses: np.ndarray  # auto-paused stops in the workout (0 for most)
 
 
@@ -59,7 +62,13 @@ def make_plan(cfg: SimConfig) -> Plan:
     first = rng.uniform(EPOCH_FIRST, EPOCH_LAST - 400 * 86400, n_users)
     span_days = np.minimum(counts * rng.uniform(2, 8, n_users), 1200)
     day = np.floor(rng.random(n) * span_days[user])
-    start = (first[user] // 86400 + day) * 86400 + rng.uniform(6 * 3600, 20 * 3600, n)
+    # Level drift from its own stream: the choices below stay as they were without it. A long
+    # break moves the runner's later days (`path.day`).
+    level_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2]))
+    path = workout_levels(level_rng, cfg.level, user, day, span_days)
+    start = (first[user] // 86400 + np.floor(path.day)) * 86400 + rng.uniform(
+        6 * 3600, 20 * 3600, n
+    )
     start = start.astype(np.int64)
     # Ids grow with time, like Endomondo's.
     ids = np.empty(n, dtype=np.int64)
@@ -72,9 +81,6 @@ def make_plan(cfg: SimConfig) -> Plan:
     faults = {"none": max(1.0 - sum(cfg.faults.values()), 0.0), **cfg.faults}
     fault = _choice(rng, faults, n)
     native = rng.random(n) < cfg.native_speed_rate
-    # Level drift from its own stream: the choices above stay as they were without it.
-    level_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 2]))
-    level, noise_scale = workout_levels(level_rng, cfg.level, user, day, span_days)
     # Pauses from their own stream too (where and how long: per chunk, in generate).
     pause_rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 3]))
     has_pause = pause_rng.random(n) < cfg.pauses.rate
@@ -90,7 +96,10 @@ def make_plan(cfg: SimConfig) -> Plan:
         terrain=terrain,
         fault=fault,
         native_speed=native,
-        level_bpm=level,
-        noise_scale=noise_scale,
+        level_bpm=path.level,
+        noise_scale=path.noise_scale,
+        day=path.day,
+        change_day=path.change_day,
+        change_bpm=path.change_bpm,
         n_pauses=n_pauses.astype(np.int64),
     )

@@ -15,15 +15,19 @@ EARTH_RADIUS_M = EARTH_RADIUS_KM * 1000.0
 
 
 def sample_steps(
-    rng: np.random.Generator, batch: int, n: int, mean_s: float, spread: float
+    rng: np.random.Generator, batch: int, n: int, mean_s: float, spread: float, jitter: float
 ) -> np.ndarray:
     """Irregular whole-second sampling intervals [B, n] (dt[:, 0] = 0).
 
     Each workout has its own typical interval (lognormal around `mean_s`), and each step
-    jitters around it (gamma, shape 4), like a GPS watch logging by time and distance.
+    jitters around it (gamma with coefficient of variation `jitter`; 0 = every step the
+    typical one), like a GPS watch logging by time and distance.
     """
     typical = mean_s * rng.lognormal(-0.5 * spread**2, spread, batch)
-    dt = np.rint(typical[:, None] * rng.gamma(4.0, 0.25, (batch, n)))
+    if jitter > 0:
+        dt = np.rint(typical[:, None] * rng.gamma(1.0 / jitter**2, jitter**2, (batch, n)))
+    else:
+        dt = np.rint(np.repeat(typical[:, None], n, axis=1))
     dt = np.maximum(dt, 1.0)
     dt[:, 0] = 0.0
     return dt
@@ -37,14 +41,14 @@ def _levels(t: np.ndarray, bounds: list[float], levels: list[float]) -> np.ndarr
 def relative_pace(rng: np.random.Generator, archetype: str, t: np.ndarray) -> np.ndarray:
     """Target speed as a fraction of the sport's typical speed, at elapsed times `t` (s)."""
     total = max(float(t[-1]), 1.0)
-    if archetype == "easy":
-        return np.full(t.shape, rng.uniform(0.72, 0.86))
+    if archetype == "easy":  # recovery jogs to easy runs (real runners' pace varies widely)
+        return np.full(t.shape, rng.uniform(0.60, 0.86))
     if archetype == "steady":
-        return np.full(t.shape, rng.uniform(0.85, 0.97))
+        return np.full(t.shape, rng.uniform(0.83, 0.99))
     if archetype == "hilly":
-        return np.full(t.shape, rng.uniform(0.80, 0.92))
+        return np.full(t.shape, rng.uniform(0.76, 0.92))
     if archetype == "progressive":
-        start, end = rng.uniform(0.68, 0.78), rng.uniform(0.95, 1.05)
+        start, end = rng.uniform(0.64, 0.76), rng.uniform(0.95, 1.05)
         return start + (end - start) * t / total
     if archetype == "intervals":
         bounds, levels = [0.0], [rng.uniform(0.65, 0.75)]  # warm-up
