@@ -281,3 +281,38 @@ def test_valid_minutes_leave_pauses_out():
     assert valid_minutes(ts, valid) == pytest.approx(50.0 / 60.0)
     valid[:2] = False
     assert valid_minutes(ts, valid) == pytest.approx(30.0 / 60.0)
+
+
+def _high_after_low_start(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A high-HR runner at tempo: the first 200 samples read 18 BPM lower and noisier (an
+    easy start), then HR rises over 20 samples (a heart, no switch) and stays high and
+    steady, a line in the speed plus white noise: by its shape alone, a lock from sample
+    200. The runner's own level says which part is theirs."""
+    run = physio_run(rng, pace_kmh=13.0)
+    n = run["hr"].size
+    up = np.clip((np.arange(n) - 190) / 20.0, 0.0, 1.0)  # the heart's own rise, no switch
+    steady = 168.0 + 2.0 * (run["speed"] - 13.0)  # at tempo: a line in the speed
+    noise = np.where(up < 1.0, rng.normal(0, 2.0, n), rng.normal(0, 1.0, n))
+    run["hr"] = np.round(steady - 18.0 * (1.0 - up) + noise)
+    return run
+
+
+def _level_at(run: dict[str, np.ndarray], part: slice, k: int) -> LevelModel:
+    """A level model of k other runs that expects the median HR of `part` (a flat level)."""
+    return LevelModel(np.array([float(np.median(run["hr"][part])), 0.0, 0.0]), k)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_high_part_at_the_runners_own_level_is_no_lock(det, seed):
+    """Real runs (issue 26): a high-HR runner's tempo after a low start was called a cadence
+    lock over most of the run and the run rejected. With the runner's other runs expecting
+    the high part's HR, it is no lock; expecting the low part's, it is one; with no other
+    runs, shape alone calls a fault."""
+    run = _high_after_low_start(np.random.default_rng(seed))
+    locks = {"cadence_lock", "cadence_follow"}
+    own = verdict(det, run, _level_at(run, slice(200, None), 20))
+    assert not locks & set(own.faults), own.reason
+    low = verdict(det, run, _level_at(run, slice(60, 200), 20))
+    assert locks & set(low.faults), low.reason
+    shape = verdict(det, run)
+    assert shape.faults, shape.reason

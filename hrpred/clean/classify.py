@@ -86,10 +86,13 @@ def _classify_one(
     be a partial offset (long enough, entered and left abruptly); the higher part can be
     a cadence lock (long enough, its median HR in the cadence band, and steadier than the
     rest: a lock follows the cadence, not the heart). A middle segment has a split
-    complement, so only the segment itself can be the fault. When a segment touching an
-    edge allows both readings, the user's level (other workouts) says which part is
-    normal; without other workouts, the lock reading wins when the high part reads white about
-    a line in the speed (a sensor), else the offset.
+    complement, so only the segment itself can be the fault. The user's level (other
+    workouts) says which part is normal: a lock's lower part must read nearer the runner's
+    level than its higher part, which reads lock_above_level of the shift above it (real
+    runs: a high-HR runner's tempo after a warm-up or a low start is no lock), and it
+    decides between both readings; without other workouts,
+    the lock reading wins when the high part reads white about a line in the speed (a
+    sensor), else the offset.
     """
     n = hr.size
     a, b, shift, score = cand
@@ -132,13 +135,13 @@ def _classify_one(
             and switching_edges(resid, an.speed, an.since_s, (lo_s, lo_e), -1.0, size, cfg)[0]
         )
     why = ""
-    if offset_ok and model.k >= 1:
+    if (offset_ok or lock_ok) and model.k >= 1:
         d_low = deficit(model, an, hr, lower)
         d_high = deficit(model, an, hr, higher)
         why = f" (user level: lower part {d_low:+.0f}, higher part {d_high:+.0f} BPM)"
-        if lock_ok:
-            lock_ok = bool(abs(d_low) <= abs(d_high))  # the lower part is the normal one
-            offset_ok = not lock_ok
+        if lock_ok:  # a lock reads above the runner's level, the rest nearer it
+            lock_ok = bool(abs(d_low) <= abs(d_high) and -d_high >= cfg.lock_above_level * size)
+            offset_ok = offset_ok and not lock_ok
         else:  # an offset reads low against the runner's own level too
             offset_ok = bool(d_low >= 0.5 * size and d_low > abs(d_high))
     elif offset_ok and lock_ok:  # no level: switching edges fit both; a lock reads white

@@ -122,6 +122,7 @@ class DetectorConfig:
     edge_min_kmh: float
     edge_min_s: float
     lock_max_white: float
+    lock_above_level: float
     offset_after_pause_s: float
     lock_min_bpm: float
     lock_max_bpm: float
