@@ -191,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         metavar="OUT.csv",
         help="write per-point predictions (t_s, timestamp, speed_kmh, altitude_m, hr_pred, "
-        "hr_true; with --profile/--history also hr_offset and, for a history model, "
-        "hr_personal; with a calibrated bundle hr_p10, hr_p50, hr_p90: the 80%% band of the "
+        "hr_true; with --profile/--history also hr_offset, for a history model hr_learned, "
+        "and hr_personal (the headline); with a calibrated bundle hr_p10, hr_p50, hr_p90: the 80%% band of the "
         "most personal prediction, hr_p50 being that prediction) to this CSV; with several "
         "files a `file` column tells them apart; '-' = stdout",
     )
