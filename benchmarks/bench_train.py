@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import tempfile
@@ -31,8 +32,10 @@ import torch
 from hrpred import store
 from hrpred.model import HRLSTM
 from hrpred.params import load_config
+from hrpred.personal.config import LearnedConfig
 from hrpred.train.config import TrainConfig, TrainPaths
 from hrpred.train.data import load_train_data
+from hrpred.train.history_data import load_history_data
 from hrpred.train.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,8 +154,136 @@ def bench_plain(
     return {"train_s": min(times), "first_epoch_s": times[0]}
 
 
+# --converge: candidates trained on the pipeline's own data (data/features + data/split, the
+# stage's model incl. personal.learned), each a set of changes to params.yaml's train section
+OLD_DEFAULT = {  # params.yaml's train section before issue 27
+    "hidden": 128,
+    "batch_size": 16,
+    "lr": 5.0e-4,
+    "schedule": "plateau",
+    "warmup_epochs": 0.0,
+    "patience": 10,
+    "lr_patience": 3,
+    "max_epochs": 6,
+    "num_threads": 1,
+}
+CANDIDATES: dict[str, dict] = {
+    "old_default": OLD_DEFAULT,
+    "old_default_x3": {**OLD_DEFAULT, "max_epochs": 18, "patience": 19},
+    "new_default": {},  # params.yaml as it is
+}
+
+
+def parse_candidate(text: str) -> tuple[str, dict]:
+    """NAME (from CANDIDATES) or NAME=JSON (changes to params.yaml's train section)."""
+    name, _, changes = text.partition("=")
+    if not changes:
+        if name not in CANDIDATES:
+            raise SystemExit(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
+        return name, CANDIDATES[name]
+    return name, json.loads(changes)
+
+
+def bench_converge(root: Path, name: str, changes: dict, workdir: Path) -> dict:
+    """Train one candidate like the stage does; per-epoch val MAE with cumulative wall and CPU
+    time since the start (data loading included)."""
+    base = load_config(TrainConfig, "train", root / "params.yaml")
+    cfg = replace(base, **changes)
+    learned = load_config(LearnedConfig, "personal.learned", root / "params.yaml")
+    out = workdir / name
+    paths = TrainPaths(out / "model.pt", out / "checkpoint.pt", None)
+    paths.checkpoint.unlink(missing_ok=True)  # never resume an earlier run
+    fdir, sdir = root / "data" / "features", root / "data" / "split"
+    w0, c0 = time.perf_counter(), time.process_time()
+    epochs: list[dict] = []
+
+    def on_epoch_end(epoch: int, record: dict) -> None:
+        epochs.append(
+            {
+                "candidate": name,
+                "epoch": epoch,
+                "val_mae": round(record["val_mae"], 4),
+                "train_mae": round(record["train_mae"], 4),
+                "lr": record["lr"],
+                "epoch_s": round(record["epoch_time_s"], 2),
+                "wall_s": round(time.perf_counter() - w0, 2),
+                "cpu_s": round(time.process_time() - c0, 2),
+            }
+        )
+        print(json.dumps(epochs[-1]), flush=True)
+
+    data = load_train_data(fdir, sdir)
+    history = None
+    if learned.model == "encoder":
+        history = load_history_data(data, fdir, sdir, learned)
+    res = fit(cfg, data, paths, history=history, on_epoch_end=on_epoch_end)
+    return {
+        "candidate": name,
+        "changes": changes,
+        "hidden": cfg.hidden,
+        "batch": cfg.batch_size,
+        "lr": cfg.lr,
+        "schedule": cfg.schedule,
+        "threads": cfg.num_threads,
+        "best_val_mae": round(res["best_val_mae"], 4),
+        "best_epoch": res["best_epoch"],
+        "epochs_run": res["epochs_run"],
+        "stopped_early": res["stopped_early"],
+        "wall_s": round(time.perf_counter() - w0, 2),
+        "cpu_s": round(time.process_time() - c0, 2),
+        "epochs": epochs,
+    }
+
+
+def to_target(run: dict, target: float) -> dict:
+    """The first epoch whose val MAE is <= target, and the time spent until its end."""
+    hit = next((e for e in run["epochs"] if e["val_mae"] <= target), None)
+    return {
+        "epochs_to_target": hit["epoch"] if hit else None,
+        "wall_to_target_s": hit["wall_s"] if hit else None,
+        "cpu_to_target_s": hit["cpu_s"] if hit else None,
+    }
+
+
+def converge(args: argparse.Namespace) -> None:
+    """Run each candidate (alternating over repeats; val MAE is the same in every repeat,
+    times keep the fastest) and print a summary line per candidate with time-to-target."""
+    cands = [parse_candidate(c) for c in args.candidate]
+    runs: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        for _ in range(args.repeats):
+            for name, changes in cands:
+                run = bench_converge(ROOT, name, changes, Path(tmp))
+                if name not in runs or run["wall_s"] < runs[name]["wall_s"]:
+                    runs[name] = run
+    first = runs[cands[0][0]]
+    target = args.target if args.target is not None else first["best_val_mae"]
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    for name, _ in cands:
+        run = runs[name]
+        rec = {k: v for k, v in run.items() if k != "epochs"}
+        rec |= {"target_val_mae": target, "machine": machine, "torch": torch.__version__}
+        rec |= to_target(run, target)
+        rec["wall_vs_first"] = round(run["wall_s"] / first["wall_s"], 3)
+        print(json.dumps(rec), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--converge",
+        action="store_true",
+        help="train --candidate configs on the repo's data/features + data/split instead",
+    )
+    ap.add_argument(
+        "--candidate",
+        action="append",
+        default=[],
+        help="--converge: NAME from CANDIDATES or NAME=JSON train changes (repeatable)",
+    )
+    ap.add_argument(
+        "--target", type=float, default=None, help="--converge: target val MAE (default: first's)"
+    )
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--n", type=int, default=None, help="train rows (default: 1024 cpu, full cuda)")
     ap.add_argument("--n-val", type=int, default=None, help="val rows (default: n x 6606/27806)")
@@ -163,6 +294,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="alternate ours/plain; keep the best")
     ap.add_argument("--workdir", default=None, help="where the random arrays go (default tmp)")
     args = ap.parse_args()
+    if args.converge:
+        converge(args)
+        return
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device available")
     if args.threads:

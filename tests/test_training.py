@@ -153,6 +153,75 @@ def test_sigterm_between_batches_saves_and_resumes(dataset, tmp_path, tiny) -> N
     assert paths.model.read_bytes() == want
 
 
+def test_cosine_resume_mid_epoch_matches_uninterrupted(dataset, tmp_path, tiny) -> None:
+    cfg = replace(tiny, schedule="cosine", warmup_epochs=1.5)
+    data = _data(dataset)
+    full = fit(cfg, data, paths_in(tmp_path / "full"))
+    want = (tmp_path / "full" / "models" / "model.pt").read_bytes()
+    paths = paths_in(tmp_path / "mid")
+    with pytest.raises(TrainingInterrupted, match="epoch 3 after batch 1"):
+        fit(cfg, data, paths, interrupt=lambda epoch, batch: epoch == 2 and batch == 1)
+    resumed = fit(cfg, data, paths)
+    assert paths.model.read_bytes() == want
+    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in full["history"]]
+
+
+def test_cosine_schedule_warms_up_then_decays_to_min_lr(dataset, tmp_path, tiny) -> None:
+    """The LR at each epoch start against the formula written out here (3 batches of 8 per
+    epoch on the 24 train rows; warmup 1.5 epochs = 4 or 5 steps, round half to even: 4)."""
+    cfg = replace(tiny, schedule="cosine", warmup_epochs=1.5, lr=1e-2, min_lr=1e-4)
+    res = fit(cfg, _data(dataset), paths_in(tmp_path))
+    per_epoch, total, warmup = 3, 3 * cfg.max_epochs, 4
+    assert len(res["history"]) == cfg.max_epochs
+
+    def want(step: int) -> float:
+        if step < warmup:
+            return cfg.lr * (step + 1) / warmup
+        cos = 0.5 * (1 + np.cos(np.pi * (step - warmup) / (total - warmup)))
+        return cfg.min_lr + (cfg.lr - cfg.min_lr) * cos
+
+    got = [h["lr"] for h in res["history"]]
+    assert got == pytest.approx([want(e * per_epoch) for e in range(cfg.max_epochs)], rel=1e-9)
+    assert got[0] < got[1] and got[1] > got[2] > got[3]  # warm up, then decay
+    assert res["final_lr"] == pytest.approx(cfg.min_lr, rel=1e-9)  # ends at the floor
+
+
+def test_early_stopping_stops_and_keeps_the_best_epoch(make_tree, tmp_path, tiny) -> None:
+    """Few train rows and a large LR: val MAE stops improving long before max_epochs; the
+    run stops `patience` epochs after its best epoch and model.pt holds that epoch's weights
+    (their val MAE, recomputed here, is the best epoch's, not the last epoch's)."""
+    root = tmp_path / "overfit"
+    make_tree(root, n=40, t=30, seed=2)
+    data = _data(root)
+    cfg = replace(
+        tiny, hidden=32, dropout=0.0, lr=3e-2, schedule="plateau", max_epochs=40, patience=3
+    )
+    res = fit(cfg, data, paths_in(root))
+    val = [h["val_mae"] for h in res["history"]]
+    assert res["stopped_early"] and res["epochs_run"] < cfg.max_epochs
+    assert res["epochs_run"] == res["best_epoch"] + cfg.patience
+    assert min(val) == val[res["best_epoch"] - 1] == res["best_val_mae"]
+    assert val[-1] > res["best_val_mae"]  # the last epoch is worse: restoring matters
+    model, ckpt = load_checkpoint(root / "models" / "model.pt")
+    assert ckpt["best_epoch"] == res["best_epoch"]
+    rows = data.val_rows
+    pred = predict(model, ckpt, data.features[rows])
+    y, m = data.target[rows], data.mask[rows] & np.isfinite(data.target[rows])
+    assert float(np.abs(pred - y)[m].mean()) == pytest.approx(res["best_val_mae"], rel=1e-5)
+
+
+def test_two_threads_rerun_gives_identical_bytes(dataset, tmp_path, tiny) -> None:
+    """train.num_threads 2 (an idle 2-core machine's choice) is deterministic too: two runs
+    write the same model.pt. (It is not bit-equal to 1 thread for every hidden size.)"""
+    data = _data(dataset)
+    cfg = replace(tiny, num_threads=2, hidden=24)
+    outs = []
+    for name in ("a", "b"):
+        fit(cfg, data, paths_in(tmp_path / name))
+        outs.append((tmp_path / name / "models" / "model.pt").read_bytes())
+    assert outs[0] == outs[1]
+
+
 def test_finished_or_foreign_checkpoint_is_not_resumed(dataset, tmp_path, tiny) -> None:
     data = _data(dataset)
     paths = paths_in(tmp_path)

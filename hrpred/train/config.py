@@ -16,6 +16,7 @@ from hrpred.params import ParamError
 from hrpred.train.losses import LOSSES
 
 DEVICES = ("auto", "cpu", "cuda")
+SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class TrainConfig:
     clip: float  # gradient-norm clip (0 = off)
     loss: Literal["mse", "mae", "huber"]  # masked, on the standardised target
     huber_delta: float  # BPM; huber loss only
+    schedule: Literal["plateau", "cosine"]  # LR schedule (hrpred.train.schedule)
+    warmup_epochs: float  # cosine: linear warmup length (epochs, may be fractional)
     patience: int  # early stopping on val MAE (epochs)
     lr_patience: int  # ReduceLROnPlateau patience (epochs, < patience)
     lr_factor: float  # LR multiplier on a plateau
@@ -51,6 +54,10 @@ class TrainConfig:
 
         if self.loss not in LOSSES:
             raise bad(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.schedule not in SCHEDULES:
+            raise bad(f"schedule must be plateau or cosine, got {self.schedule!r}")
+        if not 0.0 <= self.warmup_epochs <= self.max_epochs:
+            raise bad("warmup_epochs must be in [0, max_epochs]")
         if self.device not in DEVICES:
             raise bad(f"device must be auto, cpu or cuda, got {self.device!r}")
         for name in ("hidden", "layers", "batch_size", "eval_batch_size", "max_epochs", "patience"):

@@ -1,5 +1,6 @@
-"""The training loop: AdamW, clipping, ReduceLROnPlateau + early stopping on val MAE, dvclive,
-resumable checkpoints, CPU determinism, optional bf16 autocast and DDP (torchrun).
+"""The training loop: AdamW, clipping, an LR schedule (hrpred.train.schedule) + early stopping
+on val MAE, dvclive, resumable checkpoints, CPU determinism, optional bf16 autocast and DDP
+(torchrun).
 
 Randomness is re-seeded from (seed, epoch, rank) at every epoch start, so an epoch boundary is
 a complete resume point without saving RNG states; a mid-epoch stop (SIGTERM/SIGINT between
@@ -54,6 +55,7 @@ from hrpred.train.runtime import (
     resolve_device,
     shard_positions,
 )
+from hrpred.train.schedule import Schedule
 
 Batch = tuple[torch.Tensor, ...]  # x, y, mask (+ context, context mask)
 
@@ -125,13 +127,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused
         )
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer,
-            mode="min",
-            factor=cfg.lr_factor,
-            patience=cfg.lr_patience,
-            min_lr=cfg.min_lr,
-        )
+        self.scheduler = Schedule(self.optimizer, cfg, self._batches_per_epoch())
         self.early = EarlyStop()
         extra = (
             None if hd is None else {"params": hd.meta["personal_params"], "data": hd.fingerprint}
@@ -155,6 +151,12 @@ class Trainer:
             if cfg.amp and self.device.type == "cuda"
             else nullcontext()
         )
+
+    def _batches_per_epoch(self) -> int:
+        """Train batches per epoch on this rank (shards are padded to equal sizes)."""
+        n = math.ceil(len(self.train_src) / self.info.world_size)
+        n_batches = math.ceil(n / self.cfg.batch_size)
+        return min(n_batches, self.cfg.max_batches) if self.cfg.max_batches else n_batches
 
     def _maybe_resume(self) -> None:
         ckpt = None
@@ -252,9 +254,7 @@ class Trainer:
     ) -> dict[str, float]:
         cfg = self.cfg
         positions = shard_positions(len(self.train_src), epoch, cfg, self.info)
-        n_batches = math.ceil(len(positions) / cfg.batch_size)
-        if cfg.max_batches:  # a fixed training budget (benchmarks), not a default
-            n_batches = min(n_batches, cfg.max_batches)
+        n_batches = self._batches_per_epoch()  # max_batches: a fixed budget (benchmarks)
         sums = ErrorSums(self.device)
         if start_batch > 0 and self.partial_sums is not None:
             sums.load(self.partial_sums)
@@ -274,6 +274,7 @@ class Trainer:
             pos = positions[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             batch = self.train_src.batch(pos, None if sizes is None else sizes[pos.numpy()])
             self.step(batch, sums, train=True)
+            self.scheduler.after_batch()
             bar.update(1)
             if stop.requested or (
                 interrupt is not None and self.info.world_size == 1 and interrupt(epoch, b + 1)
@@ -333,7 +334,7 @@ class Trainer:
         try:
             start_batch = self.start_batch
             for epoch in range(self.start_epoch, cfg.max_epochs):
-                lr = float(self.optimizer.param_groups[0]["lr"])
+                lr = self.scheduler.epoch_lr(epoch)
                 t0 = time.perf_counter()
                 tr = self.train_epoch(epoch, start_batch, stop, interrupt)
                 if self.device.type == "cuda":
@@ -344,7 +345,7 @@ class Trainer:
                 trained = n_train * (1 - start_batch / max(1, math.ceil(n_train / cfg.batch_size)))
                 start_batch = 0
                 self.partial_sums, self.rng_state = None, None
-                self.scheduler.step(va["mae"])
+                self.scheduler.after_epoch(va["mae"])
                 stopped_early = self.early.update(va, epoch + 1, self.model, cfg)
                 record = {
                     "epoch": epoch + 1,
