@@ -94,7 +94,8 @@ def _profile_options(p: argparse.ArgumentParser) -> None:
     own.add_argument(
         "--history",
         metavar="DIR",
-        help="personalise with your earlier runs with HR in DIR (.gpx .tcx .fit .csv[.gz])",
+        help="personalise with your earlier runs with HR in DIR (.gpx .tcx .fit .csv[.gz]) or "
+        "in a Strava or Garmin export (the .zip, or the folder it unzips to)",
     )
     _max_files(p, "files from --history")
 
@@ -203,12 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
         "profile",
         help="fit a personal profile from your own runs with HR",
         description="Summarise your own runs with heart rate (.gpx .tcx .fit .csv, each "
-        "optionally .gz) into a profile for `hrpred predict --profile` with the same bundle: "
+        "optionally .gz; or a whole Strava or Garmin export: its .zip or the folder it unzips "
+        "to, runs only, read member by member) into a profile for `hrpred predict --profile` "
+        "with the same bundle: "
         "the runs used, their dates, per-run summaries and the model's errors on them, your "
         "estimated HR level and its change over time. Files without HR are skipped with a "
         "warning.",
     )
-    r.add_argument("files", nargs="+", metavar="FILE", help="your earlier runs with HR")
+    r.add_argument(
+        "files", nargs="+", metavar="FILE", help="your earlier runs with HR, or exports (.zip)"
+    )
     r.add_argument("-o", "--out", required=True, metavar="ME.json", help="profile file to write")
     r.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"model bundle dir ({DEFAULT_BUNDLE})")
     r.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")

@@ -116,7 +116,8 @@ RUN = Record(
         "summary": MapOf(Number(-SUMMARY_BOUND, SUMMARY_BOUND), max_items=256),
         "record": RECORD,
         "plan": PLAN,
-    }
+    },
+    optional={"source": Text()},  # the export member (or file) the run was read from
 )
 LEVEL = Record(
     {"runs": Integer(0, MAX_PROFILE_RUNS)},
