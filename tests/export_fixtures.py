@@ -127,3 +127,18 @@ def hostile_zip(tmp: Path, bomb_bytes: int, name: str = "hostile.zip") -> Path:
         z.writestr("monitor.fit", monitoring_fit(tmp))
         z.write(deep, "nested/deep.zip")
     return out
+
+
+def physio_workout(seed: int, level: float, day: int, n: int = 200, pace: float = 11.0):
+    """A run whose HR follows the pace like a heart (`tests.synthetic_clean.physio_run`: a
+    warm-up, lags, noise; nothing the detector flags) at `pace` km/h, `level` BPM above the
+    simulated population and `day` days after its start, as a `Workout`."""
+    import numpy as np
+
+    from tests.predict_fixtures import Workout
+    from tests.synthetic_clean import physio_run
+
+    r = physio_run(np.random.default_rng(seed), n=n, pace_kmh=pace, level_bpm=level)
+    t = r["ts"].astype(float)
+    dist = np.concatenate([[0.0], np.cumsum(r["speed"][1:] / 3.6 * np.diff(t))])
+    return Workout(r["ts"] + day * 86400, r["speed"], r["alt"], r["lat"], r["lon"], r["hr"], dist)

@@ -163,6 +163,28 @@ def _plan_parser(sub: Any) -> None:
     _profile_options(p)
 
 
+def _check_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "check",
+        help="compare a run with what your history predicts, find sensor faults, fill them",
+        description="Was this run's heart rate what your earlier runs predict for its route "
+        "and pace? The mean of recorded minus the personalised prediction (from the profile's "
+        "runs that started before it) against the usual size of that error on your earlier "
+        "runs; the clean stage's detector on the file (suspect spans); and with --out the "
+        "per-point HR with hr_filled: the recorded HR where it is valid, the prediction (and "
+        "its band: hr_filled_p10/p90) where it is missing or flagged.",
+    )
+    p.add_argument("file", metavar="RUN", help="the run (.gpx .tcx .fit .csv, optionally .gz)")
+    p.add_argument("--profile", required=True, metavar="ME.json", help="your profile")
+    p.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"model bundle dir ({DEFAULT_BUNDLE})")
+    p.add_argument("--out", metavar="OUT.csv", help="per-point table with hr_filled; '-' = stdout")
+    p.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
+    p.add_argument("--max-hr", type=_positive("max HR", 100, 240), help="max HR (BPM)")
+    p.add_argument("--rest-hr", type=_positive("resting HR", 25, 120), help="resting HR (BPM)")
+    p.add_argument("--age", type=_positive("age", 5, 100), help="age (years): max HR if not given")
+    p.add_argument("--quiet", action="store_true", help="no summary, only errors")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors (exit 2) instead of usage + message."""
 
@@ -176,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict a runner's heart-rate curve from speed and altitude.",
     )
     sub = parser.add_subparsers(
-        dest="command", metavar="{predict,plan,profile,app}", parser_class=_Parser
+        dest="command", metavar="{predict,plan,profile,check,trend,app}", parser_class=_Parser
     )
     sub.required = True
 
@@ -220,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no summary, only warnings and errors")
     _max_files(r, "files")
 
+    _check_parser(sub)
     a = sub.add_parser("app", help="start the demo web app", add_help=False)
     a.add_argument("app_args", nargs=argparse.REMAINDER, help="--bundle, --host, --port")
     return parser
@@ -253,8 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # deferred: numpy, pandas and the rest of hrpred (module doc)
         from hrpred.serve.commands import plan_file, predict_files, write_profile
+        from hrpred.serve.history_commands import check_file
 
-        commands = {"profile": write_profile, "plan": plan_file, "predict": predict_files}
+        commands = {"profile": write_profile, "plan": plan_file, "predict": predict_files,
+                    "check": check_file}  # fmt: skip
         return commands[args.command](args)
     except KeyboardInterrupt:
         return 130

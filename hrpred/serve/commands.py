@@ -240,7 +240,7 @@ def write_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outputs_clash(args: argparse.Namespace, inputs: list[str]) -> str | None:
+def outputs_clash(args: argparse.Namespace, inputs: list[str]) -> str | None:
     """Why --out/--plot cannot be written (the input file, a directory), None when they can."""
     for flag, value in (("--out", args.out), ("--plot", getattr(args, "plot", None))):
         if value in (None, "-"):
@@ -257,7 +257,7 @@ def _outputs_clash(args: argparse.Namespace, inputs: list[str]) -> str | None:
 def plan_file(args: argparse.Namespace) -> int:
     """`hrpred plan`: the plan's summary (stdout), its per-step table (--out) and figure
     (--plot)."""
-    clash = _outputs_clash(args, [args.route])
+    clash = outputs_clash(args, [args.route])
     if clash is not None:
         print(f"hrpred: {clash}", file=sys.stderr)
         return EXIT_ERROR
