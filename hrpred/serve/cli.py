@@ -185,6 +185,27 @@ def _check_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no summary, only errors")
 
 
+def _trend_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "trend",
+        help="your level, its changes and your runs' decoupling over time",
+        description="Per run and over time: your level (how far your HR sat above or below "
+        "the population model's at the same route and pace), what your earlier runs "
+        "predicted for it, the level changes found (a new watch, a long break, a training "
+        "block), the runs far from expectation, and each run's decoupling (second half vs "
+        "first: the model's, route and pace accounted for, beside the classic Pa:HR ratio). "
+        "From a profile (ME.json), or from runs: a Strava or Garmin export (.zip or its "
+        "folder), a folder or files, profiled first.",
+    )
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="ME.json, an export, or runs")
+    p.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"model bundle dir ({DEFAULT_BUNDLE})")
+    p.add_argument("--out", metavar="TREND.csv", help="the per-run table; '-' = stdout")
+    p.add_argument("--plot", metavar="TREND.png", help="draw the trend")
+    p.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
+    p.add_argument("--quiet", action="store_true", help="no summary, only warnings and errors")
+    _max_files(p, "runs")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors (exit 2) instead of usage + message."""
 
@@ -243,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     _max_files(r, "files")
 
     _check_parser(sub)
+    _trend_parser(sub)
     a = sub.add_parser("app", help="start the demo web app", add_help=False)
     a.add_argument("app_args", nargs=argparse.REMAINDER, help="--bundle, --host, --port")
     return parser
@@ -276,10 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # deferred: numpy, pandas and the rest of hrpred (module doc)
         from hrpred.serve.commands import plan_file, predict_files, write_profile
-        from hrpred.serve.history_commands import check_file
+        from hrpred.serve.history_commands import check_file, trend_history
 
         commands = {"profile": write_profile, "plan": plan_file, "predict": predict_files,
-                    "check": check_file}  # fmt: skip
+                    "check": check_file, "trend": trend_history}  # fmt: skip
         return commands[args.command](args)
     except KeyboardInterrupt:
         return 130

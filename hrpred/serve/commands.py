@@ -159,11 +159,11 @@ def _history_files(folder: Path, max_files: int, stack: ExitStack) -> tuple[list
     if not is_export(folder):
         raise HrpredError(f"--history {folder}: not a folder or an export zip")
     items, warns = runs_of([str(folder)], stack, "--history")
-    _check_count(len(items), max_files, f"--history {folder}")
+    check_count(len(items), max_files, f"--history {folder}")
     return items, warns
 
 
-def _check_count(n: int, max_files: int, what: str) -> None:
+def check_count(n: int, max_files: int, what: str) -> None:
     """HrpredError when there are more files than --max-files allows (before reading any)."""
     if n > max_files:
         raise HrpredError(
@@ -172,7 +172,9 @@ def _check_count(n: int, max_files: int, what: str) -> None:
         )
 
 
-def _build(bundle: Any, files: list[Any], args: argparse.Namespace) -> tuple[Any, list[str]]:
+def build_with_progress(
+    bundle: Any, files: list[Any], args: argparse.Namespace
+) -> tuple[Any, list[str]]:
     """build_profile with a progress bar beyond PROGRESS_MIN_FILES files (`hrpred.progress`:
     drawn on a terminal, one summary line elsewhere; none with --quiet)."""
     if len(files) <= PROGRESS_MIN_FILES:
@@ -193,7 +195,7 @@ def _own_profile(args: argparse.Namespace, bundle: Any) -> Any:
     if args.history:
         with ExitStack() as stack:
             files, listed = _history_files(Path(args.history), args.max_files, stack)
-            profile, warns = _build(bundle, files, args)
+            profile, warns = build_with_progress(bundle, files, args)
         for w in listed + warns:
             print(f"hrpred: warning: {w}", file=sys.stderr)
         if not profile.content["n_runs"]:
@@ -218,9 +220,9 @@ def write_profile(args: argparse.Namespace) -> int:
     try:
         with ExitStack() as stack:
             files, listed = runs_of(args.files, stack, "profile")
-            _check_count(len(files), args.max_files, "profile")
+            check_count(len(files), args.max_files, "profile")
             bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
-            profile, warns = _build(bundle, files, args)
+            profile, warns = build_with_progress(bundle, files, args)
     except HrpredError as exc:
         print(f"hrpred: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR

@@ -48,6 +48,7 @@ from hrpred.io.sport import require_running
 from hrpred.io.userfiles import read_activity
 from hrpred.personal.engine import PREDICTORS, Plan, RunRecord, record_run
 from hrpred.personal.summaries import SUMMARY_FEATURES, Summaries, row_stats, summaries_from_stats
+from hrpred.serve.drift import decoupling
 from hrpred.serve.inputs import grid_features, on_grid, resample_activity
 from hrpred.serve.limits import MAX_PROFILE_RUNS
 from hrpred.serve.personalise import Personalised, earlier_runs, personalise
@@ -164,6 +165,8 @@ class _Run:
     features: np.ndarray  # [n_grid, F] unscaled
     hr: np.ndarray  # [n_grid] recorded HR on the grid
     ok: np.ndarray  # [n_grid] valid steps
+    t: np.ndarray  # [n_grid] grid times (Unix s)
+    speed: np.ndarray  # [n_grid] km/h
     path: str = ""  # the file as given (ties in start time are broken by it)
 
 
@@ -198,7 +201,7 @@ def _read_run(bundle: Bundle, activity: Activity, gender: str | None) -> _Run:
         "valid": True,
         "summary": {f: float(v) for f, v in zip(SUMMARY_FEATURES, s.values[0], strict=True)},
     }
-    return _Run(entry, feats, hr, ok)
+    return _Run(entry, feats, hr, ok, grid.timestamp, grid.speed_kmh)
 
 
 def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -311,6 +314,7 @@ def build_profile(
         records.append(rec)
         r.entry["record"] = record_json(rec)
         r.entry["plan"] = plan_json(done.plan, done.context_runs)
+        r.entry["drift"] = decoupling(r.t, r.hr, r.ok, np.asarray(pop, np.float64), r.speed)
     return profile, warns
 
 
