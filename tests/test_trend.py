@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -106,3 +107,23 @@ def test_a_fit_run_in_the_trend_has_its_decoupling(runner, tmp_path) -> None:
     f = write_fit(tmp_path / "late.fit", replace(w))
     profile, _ = build_profile(runner["bundle"], [f])
     assert profile.runs[0]["drift"]["model_bpm"] is not None
+
+
+def test_app_history_page_trend_and_check(runner, tmp_path) -> None:
+    from hrpred.serve.history_page import check_request, history_request
+    from tests.export_fixtures import strava_zip
+
+    export = strava_zip(tmp_path / "s")
+    view = history_request(runner["bundle"], [str(export)], "unknown", tmp_path)
+    assert view.error is None, view.error
+    assert len(view.table) == 3 and view.figure is not None and Path(view.csv_path).is_file()
+    assert view.status.startswith("3 runs from")
+    assert any("not in the export" in w for w in view.warnings)
+    view = history_request(runner["bundle"], [str(runner["dir"] / "me.json")], None, tmp_path)
+    assert view.error is None and len(view.table) == BEFORE + AFTER
+    late = write_gpx(tmp_path / "late.gpx", physio_workout(901, JUMP + 10.0, 40))
+    assert "above what your earlier runs predict" in check_request(
+        runner["bundle"], view.profile, str(late)
+    )
+    assert history_request(runner["bundle"], None).error.startswith("upload an export")
+    assert check_request(runner["bundle"], None, str(late)) == "Load your history first."

@@ -129,7 +129,12 @@ def format_trend(table: pd.DataFrame, last: int = 12) -> str:
 
 
 def save_trend_figure(table: pd.DataFrame, out: Any, title: str) -> None:
-    """The trend as a PNG: level per run with what was expected, the changes and the flagged
+    """The trend as a PNG (`trend_figure`)."""
+    trend_figure(table, title).savefig(out, dpi=100)
+
+
+def trend_figure(table: pd.DataFrame, title: str) -> Any:
+    """The trend's figure: level per run with what was expected, the changes and the flagged
     runs; below it the two decouplings."""
     from matplotlib.figure import Figure  # deferred: matplotlib; no pyplot, no global state
 
@@ -153,4 +158,4 @@ def save_trend_figure(table: pd.DataFrame, out: Any, title: str) -> None:
     bx2.set_ylabel("Pa:HR (%)")
     bx.axhline(0, color="k", lw=0.5)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
+    return fig
