@@ -1,6 +1,8 @@
 """`hrpred` command line: `hrpred predict FILE...`, `hrpred plan ROUTE`, `hrpred profile
-FILE... -o me.json` and `hrpred app`. This module parses the command line and dispatches: the
-predict, plan and profile commands are `hrpred.serve.commands`, the web app `hrpred.serve.app`.
+FILE|EXPORT... -o me.json`, `hrpred check RUN --profile me.json`, `hrpred trend
+ME.json|EXPORT...` and `hrpred app`. This module parses the command line and dispatches: the
+predict, plan and profile commands are `hrpred.serve.commands`, check and trend
+`hrpred.serve.history_commands`, the web app `hrpred.serve.app`.
 
 Errors are one line on stderr with exit status 2, never a traceback. Heavy modules (numpy and
 pandas, ~0.7 s, which everything under `hrpred.serve` imports; gradio) are imported only by the
