@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import xml.etree.ElementTree as ET
 
 from hrpred.io.activity import (
     ActivityError,
@@ -16,6 +15,7 @@ from hrpred.io.activity import (
     one_line,
     parse_iso,
     to_float,
+    unix,
 )
 from hrpred.io.sport import file_sport
 
@@ -28,65 +28,47 @@ def xml_text(data: bytes) -> str:
     return _XML_DECL.sub("", text, count=1)
 
 
-def _children(el: ET.Element, name: str) -> list[ET.Element]:
-    return [c for c in el if local(c.tag) == name]
-
-
-def _gpx_point(pt: ET.Element, cols: dict[str, list[float]]) -> None:
-    """One <trkpt>: position, elevation, time, and HR/speed from its extensions (Garmin's
-    TrackPointExtension: v2 speed in m/s) or GPX 1.0's <speed> (m/s)."""
-    ele = t = math.nan
-    hr = spd = spd10 = math.nan
-    for child in pt:
-        name = local(child.tag)
-        if name == "ele":
-            ele = to_float(child.text)
-        elif name == "time":
-            t = parse_iso(child.text)
-        elif name == "speed":
-            spd10 = to_float(child.text) * 3.6
-        elif name == "extensions":
-            for el in child.iter():
-                tag = local(el.tag).lower()
-                if tag in ("hr", "heartrate", "heart_rate"):
-                    hr = to_float(el.text)
-                elif tag == "speed":
-                    spd = to_float(el.text) * 3.6
-    cols["timestamp"].append(t)
-    cols["latitude"].append(to_float(pt.get("lat")))
-    cols["longitude"].append(to_float(pt.get("lon")))
-    cols["altitude"].append(ele)
-    cols["heart_rate"].append(hr)
-    cols["speed"].append(spd10 if math.isnan(spd) else spd)
-    cols["distance"].append(math.nan)
-
-
 def read_gpx(data: bytes, warns: list[str]) -> Columns:
-    """A GPX recording's track points (every <trk>'s <trkseg>s, in file order) and the sport
-    its tracks' <type> say. ElementTree directly: gpxpy builds an object per field and took
-    ~5x longer, which a whole history of files pays (issue 29)."""
+    import gpxpy
+    import gpxpy.gpx
+
     try:
-        root = ET.fromstring(xml_text(data))
-    except ET.ParseError as exc:
-        raise ActivityError(f"not a valid GPX file (XML error: {one_line(exc)})") from None
-    if local(root.tag) != "gpx":
-        raise ActivityError(f"not a valid GPX file (root element <{local(root.tag)}>)")
-    tracks = _children(root, "trk")
-    segments = [seg for trk in tracks for seg in _children(trk, "trkseg")]
-    points = [pt for seg in segments for pt in _children(seg, "trkpt")]
-    check_points(len(points))
+        gpx = gpxpy.parse(xml_text(data))
+    except (gpxpy.gpx.GPXException, ValueError) as exc:
+        raise ActivityError(f"not a valid GPX file ({one_line(exc)})") from None
     cols = empty_columns()
-    for pt in points:
-        _gpx_point(pt, cols)
+    n = sum(len(s.points) for track in gpx.tracks for s in track.segments)
+    check_points(n)
+    for track in gpx.tracks:
+        for segment in track.segments:
+            for p in segment.points:
+                cols["timestamp"].append(unix(p.time))
+                cols["latitude"].append(to_float(p.latitude))
+                cols["longitude"].append(to_float(p.longitude))
+                cols["altitude"].append(to_float(p.elevation))
+                hr = spd = math.nan
+                for ext in p.extensions:
+                    for el in ext.iter():
+                        name = local(el.tag).lower()
+                        if name in ("hr", "heartrate", "heart_rate"):
+                            hr = to_float(el.text)
+                        elif name == "speed":  # TrackPointExtension v2: m/s
+                            spd = to_float(el.text) * 3.6
+                if math.isnan(spd) and p.speed is not None:  # GPX 1.0 <speed> (m/s)
+                    spd = to_float(p.speed) * 3.6
+                cols["heart_rate"].append(hr)
+                cols["speed"].append(spd)
+                cols["distance"].append(math.nan)
     if not cols["timestamp"]:
-        if _children(root, "rte") or _children(root, "wpt"):
+        if gpx.routes or gpx.waypoints:
             raise ActivityError("GPX has a route or waypoints but no recorded track (no times)")
         raise ActivityError("GPX has no track points")
-    sports = [(c.text or "").strip() for trk in tracks for c in _children(trk, "type")]
-    return Columns(cols, file_sport(sports))
+    return Columns(cols, file_sport(track.type for track in gpx.tracks))
 
 
 def read_tcx(data: bytes, warns: list[str]) -> Columns:
+    import xml.etree.ElementTree as ET
+
     try:
         root = ET.fromstring(xml_text(data))
     except ET.ParseError as exc:
