@@ -457,7 +457,7 @@ def test_plan_tab_has_every_element_and_wiring(bundle_dir: Path) -> None:
     assert not set(plan_app.PLAN_IDS.values()) & set(app.IDS.values())  # ids stay unique
     assert by_elem[plan_app.PLAN_IDS["plot"]]["type"] == "plot"
     tabs = [c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"]
-    assert tabs == ["Predict", "Plan"]
+    assert tabs == ["Predict", "Plan", "History"]
     ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
     wiring = {
         ids[t]: ([ids[i] for i in dep["inputs"]], [ids[o] for o in dep["outputs"]])
@@ -515,3 +515,31 @@ def test_plan_errors_are_one_line(bundle, gpx: Path, tmp_path) -> None:
         workdir=tmp_path,
     )  # fmt: skip
     assert replanned.error is None and replanned.finish == "20:00"
+
+
+# --------------------------------------------------------------------------- issue 29: History tab
+
+
+def test_history_tab_has_every_element_and_wiring(bundle_dir: Path) -> None:
+    from hrpred.serve.history_app import HISTORY_IDS
+
+    config = app.build_app(bundle_dir).get_config_file()
+    by_elem = {
+        c["props"].get("elem_id"): c for c in config["components"] if c["props"].get("elem_id")
+    }
+    assert set(HISTORY_IDS.values()) <= set(by_elem)
+    assert not set(HISTORY_IDS.values()) & set(app.IDS.values())
+    assert by_elem[HISTORY_IDS["files"]]["props"]["file_count"] == "multiple"
+    ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
+    wiring = {
+        ids[t]: ([ids[i] for i in dep["inputs"]], [ids[o] for o in dep["outputs"]])
+        for dep in config["dependencies"]
+        for t, event in dep["targets"]
+        if event == "click"
+    }
+    ins, outs = wiring[HISTORY_IDS["button"]]
+    assert ins == [HISTORY_IDS["files"], HISTORY_IDS["gender"]]
+    assert outs[:-1] == [HISTORY_IDS[k] for k in
+                         ("error", "status", "plot", "table", "warnings", "csv")]  # fmt: skip
+    ins, outs = wiring[HISTORY_IDS["check"]]
+    assert ins[1] == HISTORY_IDS["run"] and outs == [HISTORY_IDS["verdict"]]

@@ -27,6 +27,7 @@ from hrpred.io.activity import (
 from hrpred.io.sport import file_sport, fit_sport
 
 SPORT_MESSAGES = ("sport", "session")  # FIT messages that name the activity's sport
+ACTIVITY_TYPE = "activity"  # the file_id type of a recorded activity
 
 
 def _value(frame: Any, *names: str) -> Any:
@@ -53,6 +54,36 @@ def _append_record(cols: dict[str, list[float]], frame: Any) -> None:
         cols[k].append(v)
 
 
+def check_file_type(kind: object) -> None:
+    """ActivityError for a FIT file whose file_id says it is not an activity (a watch's
+    monitoring, sleep, settings or course file: most of a Garmin export); an unknown type
+    (a number) is read as an activity."""
+    if isinstance(kind, str) and kind != ACTIVITY_TYPE:
+        raise ActivityError(f"a FIT {kind} file, not an activity (a recorded run)")
+
+
+def fit_file_type(head: bytes) -> str | None:
+    """The file_id type of a FIT file from its first bytes (`activity`, `monitoring_b`,
+    `sleep`...), None when they do not say (not a FIT file, no file_id first)."""
+    import fitdecode
+
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            reader = fitdecode.FitReader(
+                io.BytesIO(head),
+                check_crc=fitdecode.CrcCheck.DISABLED,
+                error_handling=fitdecode.ErrorHandling.IGNORE,
+            )
+            for frame in reader:
+                if isinstance(frame, fitdecode.FitDataMessage):
+                    kind = _value(frame, "type") if frame.name == "file_id" else None
+                    return kind if isinstance(kind, str) else None
+    except Exception:  # noqa: BLE001 - the first bytes of a damaged or cut file: no type
+        return None
+    return None
+
+
 def read_fit(data: bytes, warns: list[str]) -> Columns:
     import fitdecode
 
@@ -71,6 +102,8 @@ def read_fit(data: bytes, warns: list[str]) -> Columns:
             for frame in reader:
                 if not isinstance(frame, fitdecode.FitDataMessage):
                     continue
+                if frame.name == "file_id":
+                    check_file_type(_value(frame, "type"))
                 if frame.name in SPORT_MESSAGES:
                     sports.append(fit_sport(_value(frame, "sport"), _value(frame, "sub_sport")))
                 if frame.name == "record":

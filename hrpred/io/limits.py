@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import io
 import zlib
-from pathlib import Path
 from typing import BinaryIO
 
 from hrpred.errors import HrpredError
@@ -87,17 +86,6 @@ class BoundedGzipReader(io.RawIOBase):
             super().close()
 
 
-def open_input(path: str | Path, max_bytes: int = MAX_DECOMPRESSED_BYTES) -> BinaryIO:
-    """A binary stream of `path`, transparently and boundedly decompressed when gzip'ed."""
-    path = Path(path)
-    raw = open(path, "rb")
-    if raw.read(2) == GZIP_MAGIC:
-        raw.seek(0)
-        return io.BufferedReader(BoundedGzipReader(raw, path.name, max_bytes=max_bytes))
-    raw.seek(0)
-    return raw
-
-
 # User activity files (hrpred predict, the app): checked by hrpred.io.activity before any
 # array is sized from their values.
 MAX_ACTIVITY_BYTES = 64 * 1024 * 1024  # one activity file once decompressed (24 h GPX ~ 30 MB)
@@ -105,3 +93,12 @@ MAX_BACKWARD_FRACTION = 0.05  # steps back in time above this share: rejected, b
 SPEED_RANGE_KMH = (0.0, 200.0)  # recorded speeds outside: masked (a sensor glitch)
 ALTITUDE_RANGE_M = (-500.0, 9000.0)  # recorded altitudes outside: masked
 DISTANCE_RANGE_M = (0.0, 5_000_000.0)  # cumulative distance outside: masked
+
+# Exports (a Strava or Garmin account export, hrpred.io.exports): read member by member, each
+# activity member within MAX_ACTIVITY_BYTES once decompressed (and gunzipped).
+MAX_EXPORT_MEMBERS = 200_000  # entries in one archive (a 10-year Garmin export: ~50,000)
+MAX_CENTRAL_DIRECTORY_BYTES = 64 * 1024 * 1024  # an archive's directory, read before any member
+MAX_NESTED_ARCHIVE_BYTES = 8 * 1024**3  # an archive inside the export, spooled to a temp file
+MAX_ARCHIVE_DEPTH = 1  # archives inside the export: Garmin's nest one level deep
+MAX_INDEX_BYTES = 64 * 1024 * 1024  # Strava's activities.csv (10,000 activities: ~10 MB)
+FIT_PEEK_BYTES = 4096  # read of a FIT member to find its file_id type (the first message)

@@ -21,16 +21,18 @@ speed from them with the training data's rules (`hrpred.timeseries.speed_from_re
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from hrpred.io.activity import Activity, ActivityError, Columns, finish, one_line
 from hrpred.io.csvfile import read_csv
 from hrpred.io.fitfile import read_fit
 from hrpred.io.gpxtcx import read_gpx, read_tcx
-from hrpred.io.limits import MAX_ACTIVITY_BYTES, BoundedGzipReader, InputLimitError, open_input
+from hrpred.io.limits import GZIP_MAGIC, MAX_ACTIVITY_BYTES, BoundedGzipReader, InputLimitError
 
 READ_CHUNK = 1 << 16  # bytes read at a time (decompressed, for a gzip'ed file)
 
@@ -40,7 +42,9 @@ __all__ = [
     "ActivityError",
     "check_regular_file",
     "file_kind",
+    "parse_activity",
     "read_activity",
+    "read_stream_bytes",
 ]
 
 SUPPORTED = (".gpx", ".tcx", ".fit", ".csv")  # each also gzip-compressed (.gz), as Strava exports
@@ -111,34 +115,78 @@ def read_file_bytes(path: Path, warns: list[str], max_bytes: int = MAX_ACTIVITY_
     """The file's bytes, gunzipped when it starts with gzip's magic (whatever its name) by
     hrpred.io.limits' bounded reader, at most `max_bytes` either way; a damaged gzip stream
     keeps what came before the damage, with a warning."""
-    mb = max_bytes // (1024 * 1024)
-
-    def too_big(how: str) -> ActivityError:
-        return ActivityError(f"more than {mb} MB{how} (hrpred.io.limits.MAX_ACTIVITY_BYTES)")
-
     if path.stat().st_size > max_bytes:
-        raise too_big("")
-    out = bytearray()
-    with open_input(path, max_bytes) as f:
-        gzipped = isinstance(getattr(f, "raw", None), BoundedGzipReader)
-        while True:
-            try:
-                chunk = f.read1(READ_CHUNK)
-            except InputLimitError as exc:
-                if f.raw.out_bytes > max_bytes:  # the size limit, not damage
-                    raise too_big(" once decompressed: a gzip bomb?") from None
-                if "corrupt gzip" not in str(exc) or not out:
-                    raise  # the ratio limit, or damage before any data
-                warns.append(
-                    f"gzip data damaged or truncated: using the {len(out)} bytes before it"
-                )
-                break
+        raise _too_big(max_bytes, "")
+    with open(path, "rb") as raw:
+        return read_stream_bytes(raw, path.name, warns, max_bytes)
+
+
+def _too_big(max_bytes: int, how: str) -> ActivityError:
+    mb = max_bytes // (1024 * 1024)
+    return ActivityError(f"more than {mb} MB{how} (hrpred.io.limits.MAX_ACTIVITY_BYTES)")
+
+
+def read_stream_bytes(
+    raw: BinaryIO, name: str, warns: list[str], max_bytes: int = MAX_ACTIVITY_BYTES
+) -> bytes:
+    """A binary stream's bytes (a file, an archive member), gunzipped when they start with
+    gzip's magic, at most `max_bytes` either way (read in chunks: a member's declared size is
+    never trusted); a damaged gzip stream keeps what came before the damage, with a warning."""
+    head = raw.read(len(GZIP_MAGIC))
+    if head != GZIP_MAGIC:
+        out = bytearray(head)
+        while len(out) <= max_bytes:
+            chunk = raw.read(READ_CHUNK)
             if not chunk:
-                break
+                return bytes(out)
             out += chunk
-            if len(out) > max_bytes:
-                raise too_big(" once decompressed" if gzipped else "")
+        raise _too_big(max_bytes, "")
+    f = io.BufferedReader(BoundedGzipReader(_Prefixed(head, raw), name, max_bytes=max_bytes))
+    out = bytearray()
+    while True:
+        try:
+            chunk = f.read1(READ_CHUNK)
+        except InputLimitError as exc:
+            if f.raw.out_bytes > max_bytes:  # the size limit, not damage
+                raise _too_big(max_bytes, " once decompressed: a gzip bomb?") from None
+            if "corrupt gzip" not in str(exc) or not out:
+                raise  # the ratio limit, or damage before any data
+            warns.append(f"gzip data damaged or truncated: using the {len(out)} bytes before it")
+            break
+        if not chunk:
+            break
+        out += chunk
+        if len(out) > max_bytes:
+            raise _too_big(max_bytes, " once decompressed")
     return bytes(out)
+
+
+class _Prefixed(io.RawIOBase):
+    """`raw` with `head` (bytes already read from it) put back in front; `tell` counts the
+    bytes read (the gzip ratio's compressed size)."""
+
+    def __init__(self, head: bytes, raw: BinaryIO) -> None:
+        self._head = head
+        self._raw = raw
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+        else:
+            data = self._raw.read(len(buffer))
+            n = len(data)
+            buffer[:n] = data
+        self._pos += n
+        return n
+
+    def tell(self) -> int:
+        return self._pos
 
 
 def read_activity(path: str | Path) -> Activity:
@@ -146,24 +194,30 @@ def read_activity(path: str | Path) -> Activity:
     path = Path(path)
     kind = file_kind(path)
     check_regular_file(path)
+    return parse_activity(lambda warns: read_file_bytes(path, warns), kind, path.name)
+
+
+def parse_activity(read: Callable[[list[str]], bytes], kind: str, name: str) -> Activity:
+    """An `Activity` of the bytes `read(warns)` returns (a file's, an archive member's), parsed
+    as `kind` (gpx, tcx, fit, csv); ActivityError with one line starting with `name`."""
     warns: list[str] = []
     try:
-        data = read_file_bytes(path, warns)
+        data = read(warns)
         if not data:
             raise ActivityError("empty file")
         found = _reader(kind)(data, warns)
         del data
-        activity = finish(found, warns, path.name)
+        activity = finish(found, warns, name)
     except (ActivityError, InputLimitError) as exc:
         msg = one_line(exc)
-        raise ActivityError(msg if msg.startswith(path.name) else f"{path.name}: {msg}") from None
+        raise ActivityError(msg if msg.startswith(name) else f"{name}: {msg}") from None
     except ImportError:
         raise  # a broken installation, not a bad file
     except MemoryError:
-        raise ActivityError(f"{path.name}: out of memory reading the {kind.upper()} file") from None
+        raise ActivityError(f"{name}: out of memory reading the {kind.upper()} file") from None
     except Exception as exc:  # noqa: BLE001 - the reader boundary: a hostile file may make a decoder raise anything
         raise ActivityError(
-            f"{path.name}: cannot read {kind.upper()} file ({type(exc).__name__}: {one_line(exc)})"
+            f"{name}: cannot read {kind.upper()} file ({type(exc).__name__}: {one_line(exc)})"
         ) from None
     activity.sport = found.sport
     return activity

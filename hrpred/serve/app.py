@@ -32,6 +32,7 @@ import pandas as pd
 
 from hrpred.bundle.runtime import load_bundle
 from hrpred.serve.demo_samples import sample_names, write_sample_gpx
+from hrpred.serve.history_app import history_tab
 from hrpred.serve.page import (
     MAX_PAST_FILES,
     OUTPUT_PREFIXES,
@@ -299,6 +300,8 @@ def build_app(bundle_dir: str | Path) -> gr.Blocks:
                     outputs = _output_column(band_name)
         with gr.Tab("Plan", id="plan-tab"):
             plan_tab(bundle, workdir, band_name)
+        with gr.Tab("History", id="history-tab"):
+            history_tab(bundle, workdir)
         request = [inputs[k] for k in REQUEST]
         # `served`: the CSV's path, deleted once Gradio has copied it
         served = gr.State(None)

@@ -1,6 +1,8 @@
 """`hrpred` command line: `hrpred predict FILE...`, `hrpred plan ROUTE`, `hrpred profile
-FILE... -o me.json` and `hrpred app`. This module parses the command line and dispatches: the
-predict, plan and profile commands are `hrpred.serve.commands`, the web app `hrpred.serve.app`.
+FILE|EXPORT... -o me.json`, `hrpred check RUN --profile me.json`, `hrpred trend
+ME.json|EXPORT...` and `hrpred app`. This module parses the command line and dispatches: the
+predict, plan and profile commands are `hrpred.serve.commands`, check and trend
+`hrpred.serve.history_commands`, the web app `hrpred.serve.app`.
 
 Errors are one line on stderr with exit status 2, never a traceback. Heavy modules (numpy and
 pandas, ~0.7 s, which everything under `hrpred.serve` imports; gradio) are imported only by the
@@ -94,7 +96,8 @@ def _profile_options(p: argparse.ArgumentParser) -> None:
     own.add_argument(
         "--history",
         metavar="DIR",
-        help="personalise with your earlier runs with HR in DIR (.gpx .tcx .fit .csv[.gz])",
+        help="personalise with your earlier runs with HR in DIR (.gpx .tcx .fit .csv[.gz]) or "
+        "in a Strava or Garmin export (the .zip, or the folder it unzips to)",
     )
     _max_files(p, "files from --history")
 
@@ -162,6 +165,49 @@ def _plan_parser(sub: Any) -> None:
     _profile_options(p)
 
 
+def _check_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "check",
+        help="compare a run with what your history predicts, find sensor faults, fill them",
+        description="Was this run's heart rate what your earlier runs predict for its route "
+        "and pace? The mean of recorded minus the personalised prediction (from the profile's "
+        "runs that started before it) against the usual size of that error on your earlier "
+        "runs; the clean stage's detector on the file (suspect spans); and with --out the "
+        "per-point HR with hr_filled: the recorded HR where it is valid, the prediction (and "
+        "its band: hr_filled_p10/p90) where it is missing or flagged.",
+    )
+    p.add_argument("file", metavar="RUN", help="the run (.gpx .tcx .fit .csv, optionally .gz)")
+    p.add_argument("--profile", required=True, metavar="ME.json", help="your profile")
+    p.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"model bundle dir ({DEFAULT_BUNDLE})")
+    p.add_argument("--out", metavar="OUT.csv", help="per-point table with hr_filled; '-' = stdout")
+    p.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
+    p.add_argument("--max-hr", type=_positive("max HR", 100, 240), help="max HR (BPM)")
+    p.add_argument("--rest-hr", type=_positive("resting HR", 25, 120), help="resting HR (BPM)")
+    p.add_argument("--age", type=_positive("age", 5, 100), help="age (years): max HR if not given")
+    p.add_argument("--quiet", action="store_true", help="no summary, only errors")
+
+
+def _trend_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "trend",
+        help="your level, its changes and your runs' decoupling over time",
+        description="Per run and over time: your level (how far your HR sat above or below "
+        "the population model's at the same route and pace), what your earlier runs "
+        "predicted for it, the level changes found (a new watch, a long break, a training "
+        "block), the runs far from expectation, and each run's decoupling (second half vs "
+        "first: the model's, route and pace accounted for, beside the classic Pa:HR ratio). "
+        "From a profile (ME.json), or from runs: a Strava or Garmin export (.zip or its "
+        "folder), a folder or files, profiled first.",
+    )
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="ME.json, an export, or runs")
+    p.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"model bundle dir ({DEFAULT_BUNDLE})")
+    p.add_argument("--out", metavar="TREND.csv", help="the per-run table; '-' = stdout")
+    p.add_argument("--plot", metavar="TREND.png", help="draw the trend")
+    p.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
+    p.add_argument("--quiet", action="store_true", help="no summary, only warnings and errors")
+    _max_files(p, "runs")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line usage errors (exit 2) instead of usage + message."""
 
@@ -175,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict a runner's heart-rate curve from speed and altitude.",
     )
     sub = parser.add_subparsers(
-        dest="command", metavar="{predict,plan,profile,app}", parser_class=_Parser
+        dest="command", metavar="{predict,plan,profile,check,trend,app}", parser_class=_Parser
     )
     sub.required = True
 
@@ -203,18 +249,24 @@ def build_parser() -> argparse.ArgumentParser:
         "profile",
         help="fit a personal profile from your own runs with HR",
         description="Summarise your own runs with heart rate (.gpx .tcx .fit .csv, each "
-        "optionally .gz) into a profile for `hrpred predict --profile` with the same bundle: "
+        "optionally .gz; or a whole Strava or Garmin export: its .zip or the folder it unzips "
+        "to, runs only, read member by member) into a profile for `hrpred predict --profile` "
+        "with the same bundle: "
         "the runs used, their dates, per-run summaries and the model's errors on them, your "
         "estimated HR level and its change over time. Files without HR are skipped with a "
         "warning.",
     )
-    r.add_argument("files", nargs="+", metavar="FILE", help="your earlier runs with HR")
+    r.add_argument(
+        "files", nargs="+", metavar="FILE", help="your earlier runs with HR, or exports (.zip)"
+    )
     r.add_argument("-o", "--out", required=True, metavar="ME.json", help="profile file to write")
     r.add_argument("--bundle", default=DEFAULT_BUNDLE, help=f"model bundle dir ({DEFAULT_BUNDLE})")
     r.add_argument("--gender", choices=("male", "female", "unknown"), help="runner's gender")
     r.add_argument("--quiet", action="store_true", help="no summary, only warnings and errors")
     _max_files(r, "files")
 
+    _check_parser(sub)
+    _trend_parser(sub)
     a = sub.add_parser("app", help="start the demo web app", add_help=False)
     a.add_argument("app_args", nargs=argparse.REMAINDER, help="--bundle, --host, --port")
     return parser
@@ -248,8 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # deferred: numpy, pandas and the rest of hrpred (module doc)
         from hrpred.serve.commands import plan_file, predict_files, write_profile
+        from hrpred.serve.history_commands import check_file, trend_history
 
-        commands = {"profile": write_profile, "plan": plan_file, "predict": predict_files}
+        commands = {"profile": write_profile, "plan": plan_file, "predict": predict_files,
+                    "check": check_file, "trend": trend_history}  # fmt: skip
         return commands[args.command](args)
     except KeyboardInterrupt:
         return 130

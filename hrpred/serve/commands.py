@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from hrpred.bundle.runtime import load_bundle
 from hrpred.errors import EXIT_ERROR, HrpredError, one_line
 from hrpred.io.atomic import check_output_path
 from hrpred.io.atomic import write_atomic as write_text_atomic
-from hrpred.io.userfiles import SUPPORTED, read_activity
+from hrpred.io.exports import is_export, open_export
+from hrpred.io.userfiles import read_activity
 from hrpred.progress import Bar
 from hrpred.serve.limits import PROGRESS_MIN_FILES, SECONDS_PER_FILE
 from hrpred.serve.plan import Stop
@@ -133,26 +135,35 @@ def predict_files(args: argparse.Namespace) -> int:
     return EXIT_ERROR if failed else 0
 
 
-def _history_files(folder: Path, max_files: int) -> list[Path]:
-    """The activity files in a --history folder (by name; anything but a directory: a link
-    loop or a FIFO is read as one and skipped with a warning), at most `max_files`."""
-    if not folder.is_dir():
-        raise HrpredError(f"--history {folder}: not a directory")
-    try:
-        files = sorted(
-            f
-            for f in folder.iterdir()
-            if f.name.lower().removesuffix(".gz").endswith(SUPPORTED) and not f.is_dir()
-        )
-    except OSError as exc:
-        raise HrpredError(f"--history {folder}: cannot list it ({one_line(exc)})") from None
-    if not files:
-        raise HrpredError(f"--history {folder}: no .gpx/.tcx/.fit/.csv files")
-    _check_count(len(files), max_files, f"--history {folder}")
-    return files
+def runs_of(paths: list[str], stack: ExitStack, what: str) -> tuple[list[Any], list[str]]:
+    """The runs `paths` name: activity files as given, and each export (a Strava or Garmin
+    zip, a folder: `hrpred.io.exports`) as its runs, listed without reading them (the
+    exports stay open in `stack`); plus one warning per refused member and per kind of
+    activity left out. HrpredError for an export that cannot be read at all."""
+    items: list[Any] = []
+    warns: list[str] = []
+    for name in paths:
+        if not is_export(name):
+            items.append(name)
+            continue
+        export = stack.enter_context(open_export(name))
+        if not export.sources:
+            raise HrpredError(f"{what} {name}: no .gpx/.tcx/.fit/.csv runs in it")
+        items += [s.name for s in export.sources] if export.plain else export.sources
+        warns += export.problems + export.notes
+    return items, warns
 
 
-def _check_count(n: int, max_files: int, what: str) -> None:
+def _history_files(folder: Path, max_files: int, stack: ExitStack) -> tuple[list[Any], list[str]]:
+    """The runs of --history: a folder of activity files, or an export (zip or folder)."""
+    if not is_export(folder):
+        raise HrpredError(f"--history {folder}: not a folder or an export zip")
+    items, warns = runs_of([str(folder)], stack, "--history")
+    check_count(len(items), max_files, f"--history {folder}")
+    return items, warns
+
+
+def check_count(n: int, max_files: int, what: str) -> None:
     """HrpredError when there are more files than --max-files allows (before reading any)."""
     if n > max_files:
         raise HrpredError(
@@ -161,7 +172,9 @@ def _check_count(n: int, max_files: int, what: str) -> None:
         )
 
 
-def _build(bundle: Any, files: list[Any], args: argparse.Namespace) -> tuple[Any, list[str]]:
+def build_with_progress(
+    bundle: Any, files: list[Any], args: argparse.Namespace
+) -> tuple[Any, list[str]]:
     """build_profile with a progress bar beyond PROGRESS_MIN_FILES files (`hrpred.progress`:
     drawn on a terminal, one summary line elsewhere; none with --quiet)."""
     if len(files) <= PROGRESS_MIN_FILES:
@@ -180,9 +193,10 @@ def _own_profile(args: argparse.Namespace, bundle: Any) -> Any:
             raise ProfileError(f"{Path(args.profile).name}: {exc}") from None
         return profile
     if args.history:
-        files = _history_files(Path(args.history), args.max_files)
-        profile, warns = _build(bundle, files, args)
-        for w in warns:
+        with ExitStack() as stack:
+            files, listed = _history_files(Path(args.history), args.max_files, stack)
+            profile, warns = build_with_progress(bundle, files, args)
+        for w in listed + warns:
             print(f"hrpred: warning: {w}", file=sys.stderr)
         if not profile.content["n_runs"]:
             print(
@@ -204,13 +218,15 @@ def write_profile(args: argparse.Namespace) -> int:
         print(f"hrpred: {problem}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        _check_count(len(args.files), args.max_files, "profile")
-        bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
-        profile, warns = _build(bundle, args.files, args)
+        with ExitStack() as stack:
+            files, listed = runs_of(args.files, stack, "profile")
+            check_count(len(files), args.max_files, "profile")
+            bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
+            profile, warns = build_with_progress(bundle, files, args)
     except HrpredError as exc:
         print(f"hrpred: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR
-    for w in warns:
+    for w in listed + warns:
         print(f"hrpred: warning: {w}", file=sys.stderr)
     if not profile.content["n_runs"]:
         print("hrpred: no run with heart rate among the files: no profile written", file=sys.stderr)
@@ -226,7 +242,7 @@ def write_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outputs_clash(args: argparse.Namespace, inputs: list[str]) -> str | None:
+def outputs_clash(args: argparse.Namespace, inputs: list[str]) -> str | None:
     """Why --out/--plot cannot be written (the input file, a directory), None when they can."""
     for flag, value in (("--out", args.out), ("--plot", getattr(args, "plot", None))):
         if value in (None, "-"):
@@ -243,7 +259,7 @@ def _outputs_clash(args: argparse.Namespace, inputs: list[str]) -> str | None:
 def plan_file(args: argparse.Namespace) -> int:
     """`hrpred plan`: the plan's summary (stdout), its per-step table (--out) and figure
     (--plot)."""
-    clash = _outputs_clash(args, [args.route])
+    clash = outputs_clash(args, [args.route])
     if clash is not None:
         print(f"hrpred: {clash}", file=sys.stderr)
         return EXIT_ERROR

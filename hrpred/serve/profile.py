@@ -41,12 +41,16 @@ from hrpred.bundle.format import dumps_json
 from hrpred.bundle.runtime import Bundle
 from hrpred.errors import HrpredError
 from hrpred.io.activity import HR_MAX_BPM, HR_MIN_BPM, Activity
+from hrpred.io.exports import RunSource
+from hrpred.io.jsonspec import MAX_TEXT_CHARS
 from hrpred.io.limits import MIN_TIMESTAMP_S
 from hrpred.io.sport import require_running
 from hrpred.io.userfiles import read_activity
 from hrpred.personal.engine import PREDICTORS, Plan, RunRecord, record_run
 from hrpred.personal.summaries import SUMMARY_FEATURES, Summaries, row_stats, summaries_from_stats
+from hrpred.serve.drift import decoupling
 from hrpred.serve.inputs import grid_features, on_grid, resample_activity
+from hrpred.serve.limits import MAX_PROFILE_RUNS
 from hrpred.serve.personalise import Personalised, earlier_runs, personalise
 from hrpred.serve.profile_io import (
     PROFILE_FORMAT,
@@ -161,6 +165,8 @@ class _Run:
     features: np.ndarray  # [n_grid, F] unscaled
     hr: np.ndarray  # [n_grid] recorded HR on the grid
     ok: np.ndarray  # [n_grid] valid steps
+    t: np.ndarray  # [n_grid] grid times (Unix s)
+    speed: np.ndarray  # [n_grid] km/h
     path: str = ""  # the file as given (ties in start time are broken by it)
 
 
@@ -187,7 +193,7 @@ def _read_run(bundle: Bundle, activity: Activity, gender: str | None) -> _Run:
     if not s.valid[0]:
         raise ProfileError("too few valid heart-rate samples to summarise the run")
     entry = {
-        "file": Path(activity.source).name,
+        "file": _clip(Path(activity.source).name),
         "start_time": start,
         "date": _date(start),
         "duration_s": float(grid.timestamp[-1] - grid.timestamp[0]),
@@ -195,7 +201,7 @@ def _read_run(bundle: Bundle, activity: Activity, gender: str | None) -> _Run:
         "valid": True,
         "summary": {f: float(v) for f, v in zip(SUMMARY_FEATURES, s.values[0], strict=True)},
     }
-    return _Run(entry, feats, hr, ok)
+    return _Run(entry, feats, hr, ok, grid.timestamp, grid.speed_kmh)
 
 
 def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -223,31 +229,48 @@ def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _name(item: str | Path | RunSource) -> str:
+    return item.name if isinstance(item, RunSource) else str(item)
+
+
+def _clip(text: str) -> str:
+    """A name or reason as the profile's text fields hold it (the end of a long one)."""
+    return text if len(text) <= MAX_TEXT_CHARS else "..." + text[3 - MAX_TEXT_CHARS :]
+
+
 def build_profile(
     bundle: Bundle,
-    files: Sequence[str | Path],
+    files: Sequence[str | Path | RunSource],
     gender: str | None = None,
     progress: Callable[[], None] | None = None,
 ) -> tuple[Profile, list[str]]:
-    """Profile of the runner's files for this bundle (any kind); skipped files are listed in
-    the warnings. Each run is predicted cold and, with a history bundle, personalised with the
-    kept runs that started before it (residual and band score, see the module doc). The same
-    files in any order give the same profile: they are read in path order, and of two runs
-    with the same start time the first path is kept. `progress` is called after each file."""
+    """Profile of the runner's files, or runs of an export (`hrpred.io.exports.RunSource`,
+    read one at a time; each run's entry records its `source`), for this bundle (any kind);
+    skipped files are listed in the warnings. Each run is predicted cold and, with a history
+    bundle, personalised with the kept runs that started before it (residual and band score,
+    see the module doc). The same files in any order give the same profile: they are read in
+    name order, and of two runs with the same start time the first name is kept (a duplicate
+    when they last as long). `progress` is called after each file."""
     read: list[_Run] = []
     skipped: list[dict[str, str]] = []
     warns: list[str] = []
-    for name in sorted(map(str, files)):
+    for item in sorted(files, key=_name):
+        name = _name(item)
         base = Path(name).name
         try:
-            run = _read_run(bundle, read_activity(name), gender)
+            if isinstance(item, RunSource):
+                run = _read_run(bundle, item.read(), gender)
+                run.entry["source"] = _clip(name)
+            else:
+                run = _read_run(bundle, read_activity(name), gender)
             run.path = name
             read.append(run)
         except (HrpredError, ValueError, OSError) as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            reason = reason.removeprefix(f"{base}: ")
-            skipped.append({"file": base, "reason": reason})
-            warns.append(f"{base}: skipped ({reason})")
+            reason = reason.removeprefix(f"{name}: ").removeprefix(f"{base}: ")
+            skipped.append({"file": _clip(base), "reason": _clip(reason)})
+            shown = name if isinstance(item, RunSource) else base  # a member: where it is
+            warns.append(f"{shown}: skipped ({reason})")
         if progress is not None:
             progress()
     read.sort(key=lambda r: (r.entry["start_time"], r.path))
@@ -255,9 +278,10 @@ def build_profile(
     for r in read:
         if kept and kept[-1].entry["start_time"] == r.entry["start_time"]:
             first = kept[-1]
-            skipped.append(
-                {"file": r.entry["file"], "reason": f"same start as {first.entry['file']}"}
-            )
+            same = first.entry["duration_s"] == r.entry["duration_s"]
+            what = "a duplicate of" if same else "same start as"
+            reason = _clip(f"{what} {first.entry['file']}")
+            skipped.append({"file": r.entry["file"], "reason": reason})
             warns.append(f"{r.path}: skipped (same start time as {first.path})")
             continue
         kept.append(r)
@@ -274,7 +298,7 @@ def build_profile(
         "summary_features": list(SUMMARY_FEATURES),
         "n_runs": len(runs),
         "runs": runs,
-        "skipped": skipped,
+        "skipped": skipped[:MAX_PROFILE_RUNS],
         "level": level_estimate(runs),
     }
     profile = Profile(content)
@@ -290,6 +314,7 @@ def build_profile(
         records.append(rec)
         r.entry["record"] = record_json(rec)
         r.entry["plan"] = plan_json(done.plan, done.context_runs)
+        r.entry["drift"] = decoupling(r.t, r.hr, r.ok, np.asarray(pop, np.float64), r.speed)
     return profile, warns
 
 

@@ -116,7 +116,16 @@ RUN = Record(
         "summary": MapOf(Number(-SUMMARY_BOUND, SUMMARY_BOUND), max_items=256),
         "record": RECORD,
         "plan": PLAN,
-    }
+    },
+    optional={
+        "source": Text(),  # the export member the run was read from
+        "drift": Record(  # its decoupling (hrpred.serve.drift)
+            {
+                "model_bpm": Number(-MAX_RESIDUAL_BPM, MAX_RESIDUAL_BPM, nullable=True),
+                "pa_hr_pct": Number(-1.0e6, 1.0e6, nullable=True),
+            }
+        ),  # fmt: skip
+    },
 )
 LEVEL = Record(
     {"runs": Integer(0, MAX_PROFILE_RUNS)},
