@@ -7,12 +7,18 @@ Usage:
 Simulates a file with the project's simulator (default physiology and fault rates) into
 a scratch directory unless --raw is given, then runs the clean engine with the params.yaml
 `clean:` settings. Peak RSS is reported for this process and for the largest worker.
+
+In the same run, before the clean engine, a plain `ast.literal_eval` loop (the reference's
+parser, one process) reads the file's first --baseline-mb MB (0: all of it); the ratio of the
+two throughputs is the load-independent figure on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -30,6 +36,24 @@ from hrpred.simulate import SimConfig, simulate_dataset  # noqa: E402
 from hrpred.store import Layout  # noqa: E402
 
 
+def literal_eval_mb_per_s(path: Path, limit_mb: float) -> tuple[float, float]:
+    """(MB read, MB/s) of `ast.literal_eval` over the file's first limit_mb MB of lines."""
+    limit = limit_mb * 1e6 if limit_mb > 0 else float("inf")
+    done = 0
+    began = time.perf_counter()
+    with open(path, "rb") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    ast.literal_eval(line.decode("utf-8", "replace").strip())
+                except (ValueError, SyntaxError, MemoryError, RecursionError):
+                    pass  # the reference skips unparseable lines too
+            done += len(line)
+            if done >= limit:
+                break
+    return done / 1e6, done / 1e6 / (time.perf_counter() - began)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workouts", type=int, default=20000)
@@ -37,6 +61,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="default: params clean.workers")
     ap.add_argument("--raw", type=Path, default=None)
     ap.add_argument("--scratch", type=Path, default=None)
+    ap.add_argument(
+        "--baseline-mb", type=float, default=100.0, help="literal_eval sample (0: whole file)"
+    )
     args = ap.parse_args()
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="bench-clean-"))
@@ -55,6 +82,8 @@ def main() -> None:
         cfg = replace(cfg, workers=args.workers)
     layout = Layout(scratch)  # outputs under <scratch>/data/clean
     size_mb = raw.stat().st_size / 1e6
+    base_mb, base_rate = literal_eval_mb_per_s(raw, args.baseline_mb)
+    load_before = os.getloadavg()
     began = time.perf_counter()
     cpu0 = time.process_time()
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -75,6 +104,10 @@ def main() -> None:
         "main_cpu_s": round(time.process_time() - cpu0, 2),
         "total_cpu_s": round(cpu, 2),
         "mb_per_cpu_s": round(size_mb / cpu, 1),  # load-independent: x2 for 2 idle cores
+        "literal_eval_mb": round(base_mb, 1),
+        "literal_eval_mb_per_s": round(base_rate, 2),
+        "x_literal_eval": round(size_mb / wall / base_rate, 2),
+        "load_avg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "peak_rss_main_mb": round(self_rss, 1),
         "peak_rss_worker_mb": round(child_rss, 1),
         "workouts_kept": metrics["workouts_kept"],
