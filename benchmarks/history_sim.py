@@ -15,7 +15,7 @@ with `build_profile` (each run as a CSV member of an in-memory export), then
   and >= 3 earlier runs: `hr_filled` in the span against the truth `hr_clean` (MAE) and the
   share of span samples inside `hr_filled_p10`-`hr_filled_p90`.
 
-    python benchmarks/history_sim.py --bundle models/bundle [--users 80]
+    python benchmarks/history_sim.py --bundle models/bundle [--users 80] [--fault-free]
 """
 
 from __future__ import annotations
@@ -165,6 +165,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", default="models/bundle")
     ap.add_argument("--users", type=int, default=0, help="the first N test runners (0: all)")
+    ap.add_argument(
+        "--fault-free",
+        action="store_true",
+        help="profile only the fault-free runs (a diagnosis: the history without sensor faults)",
+    )
     args = ap.parse_args()
     t0 = time.time()
     bundle = load_bundle(Path(args.bundle))
@@ -186,8 +191,11 @@ def main() -> None:
                  "usual": [], "shift_dev": [], "changes": [], "false_alarm": [],
                  "detected": [], "fill": {}, "fill_misaligned": 0}  # fmt: skip
     for u in users:
-        if u in by_user:
-            _runner(bundle, by_user[u], truth, out)
+        runs = by_user.get(u, [])
+        if args.fault_free:
+            runs = [w for w in runs if truth.loc[int(w["id"]), "fault"] == "none"]
+        if runs:
+            _runner(bundle, runs, truth, out)
     ch = out["changes"]
     res = {
         "runners": len(users), "seconds": round(time.time() - t0, 1),
