@@ -196,3 +196,10 @@ def test_workers_give_the_same_profile_and_skips(made, tmp_path, bundle, monkeyp
     assert "not a FIT file" in skipped["corrupt.fit"]  # parsed by a worker
     assert skipped["empty.gpx"] == "empty file"  # opened by a worker
     assert profile.content["n_runs"] >= 4
+
+
+def test_cli_workers_must_be_a_positive_count(made, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["profile", str(made["strava"]), "-o", str(tmp_path / "me.json"), "--workers", "0"])
+    assert exc.value.code == 2
+    assert "--workers: must be within 1-64, got 0" in capsys.readouterr().err
