@@ -167,3 +167,39 @@ def test_cli_profile_and_history_accept_exports(made, tmp_path, capsys) -> None:
     assert rc == 0, res.err
     assert "3 earlier run(s)" in res.out
     json.dumps(content)
+
+
+def test_workers_give_the_same_profile_and_skips(made, tmp_path, bundle, monkeypatch) -> None:
+    """Members read here and parsed in worker processes, plain paths opened by the workers:
+    the profile (JSON) and the skipped files' reasons are those of a sequential build."""
+    from hrpred.bundle.format import dumps_json
+    from hrpred.io import userfiles
+
+    limit = 1 << 20
+    monkeypatch.setattr(userfiles, "MAX_ACTIVITY_BYTES", limit)
+    monkeypatch.setattr(userfiles.read_stream_bytes, "__defaults__", (limit,))
+    hostile = hostile_zip(tmp_path / "h", bomb_bytes=4 * limit)
+    folder = tmp_path / "plain"
+    with zipfile.ZipFile(made["strava"]) as z:
+        z.extractall(folder)
+    (folder / "empty.gpx").write_bytes(b"")
+    paths = sorted(str(p) for p in (folder / "activities").iterdir()) + [str(folder / "empty.gpx")]
+    built = []
+    for workers in (1, 2, 3):
+        with open_export(hostile) as h, open_export(made["strava"]) as s:
+            profile, warns = build_profile(bundle, [*h.sources, *s.sources, *paths], None,
+                                           workers=workers)  # fmt: skip
+        built.append((dumps_json(profile.content), warns))
+    assert built[1] == built[0] and built[2] == built[0]
+    skipped = {s["file"]: s["reason"] for s in profile.content["skipped"]}
+    assert "once decompressed" in skipped["bomb.tcx.gz"]  # read here: refused before a worker
+    assert "not a FIT file" in skipped["corrupt.fit"]  # parsed by a worker
+    assert skipped["empty.gpx"] == "empty file"  # opened by a worker
+    assert profile.content["n_runs"] >= 4
+
+
+def test_cli_workers_must_be_a_positive_count(made, tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["profile", str(made["strava"]), "-o", str(tmp_path / "me.json"), "--workers", "0"])
+    assert exc.value.code == 2
+    assert "--workers: must be within 1-64, got 0" in capsys.readouterr().err

@@ -54,7 +54,13 @@ from hrpred.io.limits import (
     MAX_NESTED_ARCHIVE_BYTES,
 )
 from hrpred.io.sport import normalize_sport, not_running
-from hrpred.io.userfiles import SUPPORTED, file_kind, parse_activity, read_stream_bytes
+from hrpred.io.userfiles import (
+    SUPPORTED,
+    file_kind,
+    parse_bytes,
+    read_bytes_of,
+    read_stream_bytes,
+)
 
 ARCHIVE_KINDS = ("fit", "gpx", "tcx")  # activity files inside an export (its CSVs are tables)
 STRAVA_INDEX = "activities.csv"
@@ -83,7 +89,16 @@ class RunSource:
 
     def read(self) -> Activity:
         """The member's activity (ActivityError with one line naming it)."""
-        activity = parse_activity(self.read_bytes, self.kind, self.name)
+        return self.parse(*self.fetch())
+
+    def fetch(self) -> tuple[bytes, list[str]]:
+        """The member's bytes (gunzipped) and the warnings reading them gave: the half of
+        `read` that touches the archive (ActivityError with one line naming it)."""
+        return read_bytes_of(self.read_bytes, self.kind, self.name)
+
+    def parse(self, data: bytes, warns: list[str]) -> Activity:
+        """The activity of `fetch`'s bytes: the half of `read` any process can do."""
+        activity = parse_bytes(data, list(warns), self.kind, self.name)
         if activity.sport is None:
             activity.sport = self.listed_sport
         return activity

@@ -24,7 +24,8 @@ import errno
 import io
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,7 +44,9 @@ __all__ = [
     "check_regular_file",
     "file_kind",
     "parse_activity",
+    "parse_bytes",
     "read_activity",
+    "read_bytes_of",
     "read_stream_bytes",
 ]
 
@@ -200,14 +203,39 @@ def read_activity(path: str | Path) -> Activity:
 def parse_activity(read: Callable[[list[str]], bytes], kind: str, name: str) -> Activity:
     """An `Activity` of the bytes `read(warns)` returns (a file's, an archive member's), parsed
     as `kind` (gpx, tcx, fit, csv); ActivityError with one line starting with `name`."""
+    return parse_bytes(*read_bytes_of(read, kind, name), kind, name)
+
+
+def read_bytes_of(
+    read: Callable[[list[str]], bytes], kind: str, name: str
+) -> tuple[bytes, list[str]]:
+    """The first half of `parse_activity`: the bytes `read(warns)` returns and its warnings
+    (ActivityError with the same line `parse_activity` gives). Apart so that a member of an
+    open archive is read by the process that holds it and parsed by another."""
     warns: list[str] = []
-    try:
+    with _reader_errors(kind, name):
         data = read(warns)
         if not data:
             raise ActivityError("empty file")
+    return data, warns
+
+
+def parse_bytes(data: bytes, warns: list[str], kind: str, name: str) -> Activity:
+    """The second half of `parse_activity`: `read_bytes_of`'s bytes and warnings parsed."""
+    with _reader_errors(kind, name):
         found = _reader(kind)(data, warns)
         del data
         activity = finish(found, warns, name)
+    activity.sport = found.sport
+    return activity
+
+
+@contextmanager
+def _reader_errors(kind: str, name: str) -> Iterator[None]:
+    """The reader boundary: whatever reading or parsing raises becomes one ActivityError line
+    starting with `name` (ImportError, a broken installation, passes)."""
+    try:
+        yield
     except (ActivityError, InputLimitError) as exc:
         msg = one_line(exc)
         raise ActivityError(msg if msg.startswith(name) else f"{name}: {msg}") from None
@@ -219,5 +247,3 @@ def parse_activity(read: Callable[[list[str]], bytes], kind: str, name: str) -> 
         raise ActivityError(
             f"{name}: cannot read {kind.upper()} file ({type(exc).__name__}: {one_line(exc)})"
         ) from None
-    activity.sport = found.sport
-    return activity

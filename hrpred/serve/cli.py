@@ -14,6 +14,7 @@ for the web app; `predict` and `profile` import torch only when the bundle has n
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -22,6 +23,8 @@ from hrpred.serve.limits import MAX_HISTORY_FILES, MAX_PROFILE_RUNS, SECONDS_PER
 from hrpred.serve.plan_args import MAX_WARMUP_MIN, clock_seconds, parse_start, parse_stops
 
 DEFAULT_BUNDLE = "models/bundle"
+DEFAULT_WORKERS = 2  # processes reading a profile's files (at most the CPUs)
+MAX_WORKERS = 64
 
 
 def _positive(kind: str, lo: float, hi: float) -> Any:
@@ -49,7 +52,27 @@ def _count(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be within 1-{MAX_WORKERS}, got {text}")
+    return value
+
+
 def _max_files(parser: argparse.ArgumentParser, what: str) -> None:
+    """--max-files and --workers: how many files are read, and by how many processes."""
+    workers = min(DEFAULT_WORKERS, os.cpu_count() or 1)
+    parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=workers,
+        metavar="N",
+        help=f"read the files in N processes (default {workers}: {DEFAULT_WORKERS} or the "
+        "CPUs if fewer); the result is the same for any N",
+    )
     parser.add_argument(
         "--max-files",
         type=_count,

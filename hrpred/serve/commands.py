@@ -176,11 +176,12 @@ def build_with_progress(
     bundle: Any, files: list[Any], args: argparse.Namespace
 ) -> tuple[Any, list[str]]:
     """build_profile with a progress bar beyond PROGRESS_MIN_FILES files (`hrpred.progress`:
-    drawn on a terminal, one summary line elsewhere; none with --quiet)."""
+    drawn on a terminal, one summary line elsewhere; none with --quiet), read by --workers
+    processes."""
     if len(files) <= PROGRESS_MIN_FILES:
-        return build_profile(bundle, files, args.gender)
+        return build_profile(bundle, files, args.gender, workers=args.workers)
     with Bar("reading runs", "files", total=len(files), enabled=not args.quiet) as bar:
-        return build_profile(bundle, files, args.gender, progress=bar.update)
+        return build_profile(bundle, files, args.gender, bar.update, args.workers)
 
 
 def _own_profile(args: argparse.Namespace, bundle: Any) -> Any:

@@ -31,7 +31,6 @@ import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +38,10 @@ import numpy as np
 
 from hrpred.bundle.format import dumps_json
 from hrpred.bundle.runtime import Bundle
-from hrpred.errors import HrpredError
-from hrpred.io.activity import HR_MAX_BPM, HR_MIN_BPM, Activity
 from hrpred.io.exports import RunSource
-from hrpred.io.jsonspec import MAX_TEXT_CHARS
-from hrpred.io.limits import MIN_TIMESTAMP_S
-from hrpred.io.sport import require_running
-from hrpred.io.userfiles import read_activity
 from hrpred.personal.engine import PREDICTORS, Plan, RunRecord, record_run
-from hrpred.personal.summaries import SUMMARY_FEATURES, Summaries, row_stats, summaries_from_stats
+from hrpred.personal.summaries import SUMMARY_FEATURES, Summaries
 from hrpred.serve.drift import decoupling
-from hrpred.serve.inputs import grid_features, on_grid, resample_activity
 from hrpred.serve.limits import MAX_PROFILE_RUNS
 from hrpred.serve.personalise import Personalised, earlier_runs, personalise
 from hrpred.serve.profile_io import (
@@ -59,6 +51,7 @@ from hrpred.serve.profile_io import (
     read_profile,
     write_profile,
 )
+from hrpred.serve.profile_read import ReadConfig, ReadRun, clip, date_text, item_name, read_runs
 
 LEVEL_FEATURE = "hr_at_10kmh"  # the pace-independent level the profile reports
 LEVEL_RECENT = 10  # the level is the mean over this many most recent runs
@@ -157,53 +150,6 @@ class Profile:
         return result, later
 
 
-@dataclass
-class _Run:
-    """A run read for the profile: its entry and the grid arrays its residuals need."""
-
-    entry: dict[str, Any]
-    features: np.ndarray  # [n_grid, F] unscaled
-    hr: np.ndarray  # [n_grid] recorded HR on the grid
-    ok: np.ndarray  # [n_grid] valid steps
-    t: np.ndarray  # [n_grid] grid times (Unix s)
-    speed: np.ndarray  # [n_grid] km/h
-    path: str = ""  # the file as given (ties in start time are broken by it)
-
-
-def _date(ts: float) -> str:
-    return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _read_run(bundle: Bundle, activity: Activity, gender: str | None) -> _Run:
-    """One run's entry (without residuals) and grid arrays (ProfileError/ActivityError when it
-    cannot be summarised)."""
-    require_running(activity)  # a ride or a swim is skipped as such, whatever else it lacks
-    if activity.heart_rate is None or np.isfinite(activity.heart_rate).sum() < 2:
-        raise ProfileError("no heart rate recorded: a profile needs runs with HR")
-    start = float(activity.timestamp[0])
-    if start < MIN_TIMESTAMP_S:
-        raise ProfileError("no date (relative times): cannot order it among the runs")
-    grid = resample_activity(activity, bundle.step_s, bundle.speed)
-    feats = grid_features(bundle.features, grid, gender)
-    hr = on_grid(activity.timestamp, activity.heart_rate, grid.timestamp)
-    assert hr is not None  # >= 2 finite samples checked above
-    ok = np.isfinite(hr) & (hr >= HR_MIN_BPM) & (hr <= HR_MAX_BPM) & ~grid.paused
-    stats = row_stats(feats[None], hr[None], ok[None], list(bundle.features))
-    s = summaries_from_stats(np.array([0]), stats)
-    if not s.valid[0]:
-        raise ProfileError("too few valid heart-rate samples to summarise the run")
-    entry = {
-        "file": _clip(Path(activity.source).name),
-        "start_time": start,
-        "date": _date(start),
-        "duration_s": float(grid.timestamp[-1] - grid.timestamp[0]),
-        "distance_km": float(np.sum(grid.speed_kmh[1:] / 3.6 * grid.step_s) / 1000.0),
-        "valid": True,
-        "summary": {f: float(v) for f, v in zip(SUMMARY_FEATURES, s.values[0], strict=True)},
-    }
-    return _Run(entry, feats, hr, ok, grid.timestamp, grid.speed_kmh)
-
-
 def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The personal level (mean HR at 10 km/h over the most recent runs) and its trend."""
     if not runs:
@@ -218,8 +164,8 @@ def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "level_bpm": round(float(recent.mean()), 2),
         "level_runs": len(recent),
         "level_all_runs_bpm": round(float(lv.mean()), 2),
-        "first_date": _date(t[0]),
-        "last_date": _date(t[-1]),
+        "first_date": date_text(t[0]),
+        "last_date": date_text(t[-1]),
         "trend_bpm_per_30_days": None,
     }
     days = (t - t[0]) / DAY_S
@@ -229,20 +175,12 @@ def level_estimate(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _name(item: str | Path | RunSource) -> str:
-    return item.name if isinstance(item, RunSource) else str(item)
-
-
-def _clip(text: str) -> str:
-    """A name or reason as the profile's text fields hold it (the end of a long one)."""
-    return text if len(text) <= MAX_TEXT_CHARS else "..." + text[3 - MAX_TEXT_CHARS :]
-
-
 def build_profile(
     bundle: Bundle,
     files: Sequence[str | Path | RunSource],
     gender: str | None = None,
     progress: Callable[[], None] | None = None,
+    workers: int = 1,
 ) -> tuple[Profile, list[str]]:
     """Profile of the runner's files, or runs of an export (`hrpred.io.exports.RunSource`,
     read one at a time; each run's entry records its `source`), for this bundle (any kind);
@@ -250,37 +188,34 @@ def build_profile(
     bundle, personalised with the kept runs that started before it (residual and band score,
     see the module doc). The same files in any order give the same profile: they are read in
     name order, and of two runs with the same start time the first name is kept (a duplicate
-    when they last as long). `progress` is called after each file."""
-    read: list[_Run] = []
+    when they last as long). `progress` is called after each file. The files are read by
+    `workers` processes (`hrpred.serve.profile_read`): the same profile for any number."""
+    read: list[ReadRun] = []
     skipped: list[dict[str, str]] = []
     warns: list[str] = []
-    for item in sorted(files, key=_name):
-        name = _name(item)
+    cfg = ReadConfig(bundle.step_s, bundle.speed, tuple(bundle.features), gender)
+    items = sorted(files, key=item_name)
+    for item, (run, reason) in zip(items, read_runs(cfg, items, workers), strict=True):
+        name = item_name(item)
         base = Path(name).name
-        try:
-            if isinstance(item, RunSource):
-                run = _read_run(bundle, item.read(), gender)
-                run.entry["source"] = _clip(name)
-            else:
-                run = _read_run(bundle, read_activity(name), gender)
+        if run is not None:
             run.path = name
             read.append(run)
-        except (HrpredError, ValueError, OSError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        else:
             reason = reason.removeprefix(f"{name}: ").removeprefix(f"{base}: ")
-            skipped.append({"file": _clip(base), "reason": _clip(reason)})
+            skipped.append({"file": clip(base), "reason": clip(reason)})
             shown = name if isinstance(item, RunSource) else base  # a member: where it is
             warns.append(f"{shown}: skipped ({reason})")
         if progress is not None:
             progress()
     read.sort(key=lambda r: (r.entry["start_time"], r.path))
-    kept: list[_Run] = []
+    kept: list[ReadRun] = []
     for r in read:
         if kept and kept[-1].entry["start_time"] == r.entry["start_time"]:
             first = kept[-1]
             same = first.entry["duration_s"] == r.entry["duration_s"]
             what = "a duplicate of" if same else "same start as"
-            reason = _clip(f"{what} {first.entry['file']}")
+            reason = clip(f"{what} {first.entry['file']}")
             skipped.append({"file": r.entry["file"], "reason": reason})
             warns.append(f"{r.path}: skipped (same start time as {first.path})")
             continue
