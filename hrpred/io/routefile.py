@@ -30,8 +30,8 @@ from hrpred.io.activity import (
     unix,
 )
 from hrpred.io.gpxtcx import xml_text
-from hrpred.io.limits import ALTITUDE_RANGE_M, DISTANCE_RANGE_M, InputLimitError
-from hrpred.io.userfiles import file_kind, read_file_bytes
+from hrpred.io.limits import ALTITUDE_RANGE_M, DISTANCE_RANGE_M
+from hrpred.io.userfiles import file_kind, read_file_bytes, reader_errors
 
 ROUTE_KINDS = ("gpx", "tcx")  # FIT and CSV files are recordings
 
@@ -174,21 +174,10 @@ def read_route_points(path: str | Path) -> RoutePoints | None:
     if path.is_dir():
         raise ActivityError(f"{path}: is a directory, not a route file")
     warns: list[str] = []
-    try:
+    with reader_errors(kind, path.name):
         data = read_file_bytes(path, warns)
         if not data:
             raise ActivityError("empty file")
         cols = (_gpx_points if kind == "gpx" else _tcx_points)(data, warns)
         del data
         return None if cols is None else _channels(cols, path.name, warns)
-    except (ActivityError, InputLimitError) as exc:
-        msg = one_line(exc)
-        raise ActivityError(msg if msg.startswith(path.name) else f"{path.name}: {msg}") from None
-    except ImportError:
-        raise  # a broken installation, not a bad file
-    except MemoryError:
-        raise ActivityError(f"{path.name}: out of memory reading the {kind.upper()} file") from None
-    except Exception as exc:  # noqa: BLE001 - the reader boundary: a hostile file may make a decoder raise anything
-        raise ActivityError(
-            f"{path.name}: cannot read {kind.upper()} file ({type(exc).__name__}: {one_line(exc)})"
-        ) from None

@@ -213,7 +213,7 @@ def read_bytes_of(
     (ActivityError with the same line `parse_activity` gives). Apart so that a member of an
     open archive is read by the process that holds it and parsed by another."""
     warns: list[str] = []
-    with _reader_errors(kind, name):
+    with reader_errors(kind, name):
         data = read(warns)
         if not data:
             raise ActivityError("empty file")
@@ -222,7 +222,7 @@ def read_bytes_of(
 
 def parse_bytes(data: bytes, warns: list[str], kind: str, name: str) -> Activity:
     """The second half of `parse_activity`: `read_bytes_of`'s bytes and warnings parsed."""
-    with _reader_errors(kind, name):
+    with reader_errors(kind, name):
         found = _reader(kind)(data, warns)
         del data
         activity = finish(found, warns, name)
@@ -231,7 +231,7 @@ def parse_bytes(data: bytes, warns: list[str], kind: str, name: str) -> Activity
 
 
 @contextmanager
-def _reader_errors(kind: str, name: str) -> Iterator[None]:
+def reader_errors(kind: str, name: str) -> Iterator[None]:
     """The reader boundary: whatever reading or parsing raises becomes one ActivityError line
     starting with `name` (ImportError, a broken installation, passes)."""
     try:

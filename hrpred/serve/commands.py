@@ -85,12 +85,10 @@ def predict_files(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"hrpred: {problem}", file=sys.stderr)
         return EXIT_ERROR
-    try:
-        bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
-        profile = _own_profile(args, bundle)
-    except HrpredError as exc:
-        print(f"hrpred: {one_line(exc)}", file=sys.stderr)
+    loaded = _bundle_and_profile(args)
+    if loaded is None:
         return EXIT_ERROR
+    bundle, profile = loaded
     frames = []
     failed = 0
     for name in args.files:
@@ -184,15 +182,32 @@ def build_with_progress(
         return build_profile(bundle, files, args.gender, bar.update, args.workers)
 
 
+def profile_for(path: str, bundle: Any) -> Any:
+    """The profile file `path`, checked against `bundle` (a ProfileError names the file: the
+    runner may keep several)."""
+    profile = load_profile(path)
+    try:
+        check_compatible(profile, bundle)
+    except ProfileError as exc:
+        raise ProfileError(f"{Path(path).name}: {exc}") from None
+    return profile
+
+
+def _bundle_and_profile(args: argparse.Namespace) -> tuple[Any, Any] | None:
+    """The bundle of --bundle and the runner's own profile (`_own_profile`); None after
+    printing the one-line error."""
+    try:
+        bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
+        return bundle, _own_profile(args, bundle)
+    except HrpredError as exc:
+        print(f"hrpred: {one_line(exc)}", file=sys.stderr)
+        return None
+
+
 def _own_profile(args: argparse.Namespace, bundle: Any) -> Any:
     """The profile of --profile, or one built from --history's files; None without either."""
     if args.profile:
-        profile = load_profile(args.profile)
-        try:
-            check_compatible(profile, bundle)
-        except ProfileError as exc:  # name the profile: the runner may keep several
-            raise ProfileError(f"{Path(args.profile).name}: {exc}") from None
-        return profile
+        return profile_for(args.profile, bundle)
     if args.history:
         with ExitStack() as stack:
             files, listed = _history_files(Path(args.history), args.max_files, stack)
@@ -269,12 +284,10 @@ def plan_file(args: argparse.Namespace) -> int:
         pace_s_per_km=args.pace, finish_s=args.time, hr_cap=args.hr_cap, zone=args.zone,
         warmup_s=args.warmup * 60.0, stops=stops, replan=args.replan, start_time=args.start,
     )  # fmt: skip
-    try:
-        bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
-        profile = _own_profile(args, bundle)
-    except HrpredError as exc:
-        print(f"hrpred: {one_line(exc)}", file=sys.stderr)
+    loaded = _bundle_and_profile(args)
+    if loaded is None:
         return EXIT_ERROR
+    bundle, profile = loaded
     try:
         route = load_route(args.route, bundle.step_s, bundle.speed)
         if args.pace_from:

@@ -18,10 +18,11 @@ from hrpred.serve.commands import (
     build_with_progress,
     check_count,
     outputs_clash,
+    profile_for,
     runs_of,
     write_atomic,
 )
-from hrpred.serve.profile import ProfileError, check_compatible, load_profile
+from hrpred.serve.profile import check_compatible, load_profile
 from hrpred.serve.trend import format_trend, save_trend_figure, trend_table
 
 
@@ -33,11 +34,7 @@ def check_file(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     try:
         bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
-        profile = load_profile(args.profile)
-        try:
-            check_compatible(profile, bundle)
-        except ProfileError as exc:
-            raise ProfileError(f"{Path(args.profile).name}: {exc}") from None
+        profile = profile_for(args.profile, bundle)
         activity = read_activity(args.file)
         check = check_activity(
             bundle, activity, profile, gender=args.gender, max_hr=args.max_hr,
