@@ -149,7 +149,7 @@ def _write_gzip(path: Path, data: bytes) -> None:
 
 
 BIG_LINES_SCRIPT = """
-import resource, sys, time
+import sys, time
 from dataclasses import replace
 from pathlib import Path
 
@@ -157,13 +157,14 @@ from hrpred.clean.config import CleanConfig
 from hrpred.clean.pipeline import clean_raw
 from hrpred.params import load_config
 from hrpred.store import Layout
+from tests.procmem import peak_rss_mb
 
 cfg = replace(load_config(CleanConfig, "clean", Path(sys.argv[3])), workers=1, chunk_lines=4,
               truth=None)
 began = time.perf_counter()
 m = clean_raw(cfg, Path(sys.argv[1]), Layout(Path(sys.argv[2])))
 seconds = time.perf_counter() - began
-rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss_mb = peak_rss_mb()
 print(m["accounting"]["ok"], m["lines_read"], m["lines_unparseable"], m["workouts_kept"],
       round(seconds, 1), round(rss_mb))
 """

@@ -28,7 +28,6 @@ import copy
 import json
 import os
 import random
-import resource
 import signal
 import subprocess
 import sys
@@ -37,6 +36,8 @@ import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from tests.procmem import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "samples" / "real"
@@ -203,10 +204,6 @@ def _alarm(signum: int, frame: object) -> None:
     raise _Timeout
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _seeds(out: Path) -> dict[str, tuple[Any, dict]]:
     """Seed name -> (bundle, profile content): simulated (population, history) and real."""
     from hrpred.bundle.runtime import load_bundle
@@ -322,7 +319,7 @@ def run_mutants(out: Path, n: int) -> dict:
         "table": {k: dict(v) for k, v in table.items()},
         "problems": problems,
         "slowest_s": slowest,
-        "peak_mb": _peak_mb(),
+        "peak_mb": peak_rss_mb(),
     }
 
 

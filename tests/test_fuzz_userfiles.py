@@ -21,7 +21,6 @@ import json
 import math
 import os
 import random
-import resource
 import signal
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from tests.procmem import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "samples" / "real"
@@ -120,10 +121,6 @@ def _alarm(signum: int, frame: object) -> None:
     raise _Timeout
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
 def run_mutants(out: Path, n: int) -> dict:
     """Every seed's `n` mutants through read_activity + predict_activity (the worker)."""
     import torch
@@ -140,7 +137,7 @@ def run_mutants(out: Path, n: int) -> dict:
     table: dict[str, Counter] = {}
     problems: list[str] = []
     slowest = 0.0
-    start_mb = _peak_mb()
+    start_mb = peak_rss_mb()
     for si, (name, path) in enumerate(seeds.items()):
         data = path.read_bytes()
         counts = table.setdefault(name, Counter())
@@ -180,7 +177,7 @@ def run_mutants(out: Path, n: int) -> dict:
         "problems": problems,
         "slowest_s": slowest,
         "start_mb": start_mb,
-        "peak_mb": _peak_mb(),
+        "peak_mb": peak_rss_mb(),
     }
 
 

@@ -450,12 +450,13 @@ def test_hostile_files_stay_within_time_and_memory(tmp_path, workout):
         _gpx_with_last_time(tmp_path, workout, "2202"),
     ]
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from hrpred.io.userfiles import read_activity\n"
+        "from tests.procmem import peak_rss_mb\n"
         "for p in sys.argv[1:]:\n"
         "    try: read_activity(p)\n"
         "    except Exception as e: print(type(e).__name__)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "print(int(peak_rss_mb()))\n"
     )
     res = subprocess.run(
         [sys.executable, "-c", code, *map(str, bad)],
