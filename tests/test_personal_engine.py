@@ -93,7 +93,8 @@ def test_bad_personal_params_rejected(pcfg) -> None:
     for change in ({"k": -1}, {"shrink": -0.5}, {"half_life_days": 0.0}):
         with pytest.raises(ParamError, match="personal rule"):
             replace(pcfg.offset, **change)
-    for change in ({"max_runs": -1}, {"noise_bpm": 0.0}, {"noise_prior_runs": -1.0}):
+    for change in ({"max_runs": -1}, {"noise_bpm": 0.0}, {"noise_prior_runs": -1.0},
+                   {"break_days": 0.0}, {"break_widen": 0.9}):  # fmt: skip
         with pytest.raises(ParamError, match="personal.change"):
             replace(pcfg.change, **change)
     for change in ({"eta": -0.1}, {"decay": 0.0}, {"decay": 1.5}):
@@ -286,6 +287,30 @@ def test_plan_against_a_hand_computation(pcfg) -> None:
     flat = plan_run(replace(cfg, change=replace(cfg.change, max_runs=0)), recs, start)
     assert flat.used == 13 and not flat.change.found
     assert detect(cfg.change, recs)[1] == [12, 11, 10]  # most recent first
+
+
+def test_a_long_break_widens_the_band_only_after_break_days(pcfg) -> None:
+    """The runner scale times break_widen when the run starts break_days or more after the
+    latest earlier run (the earlier runs' own order and scores do not matter), 1x before."""
+    cfg = replace(pcfg, change=replace(pcfg.change, break_days=30.0, break_widen=1.5))
+    rng = np.random.default_rng(5)
+    recs = [_record(3.0 * i, rng.uniform(3, 9, 3), n=40, cold=rng.normal(0, 2),
+                    learned=0.0, score=rng.uniform(0.8, 1.4)) for i in range(8)]  # fmt: skip
+    last = 21 * DAY_S
+    near = plan_run(cfg, recs, last + 29.9 * DAY_S, runner_ref=1.0)
+    far = plan_run(cfg, recs[::-1], last + 30.0 * DAY_S, runner_ref=1.0)
+    assert near.gap_days == pytest.approx(29.9) and far.gap_days == pytest.approx(30.0)
+    plain = replace(cfg, change=replace(cfg.change, break_widen=1.0))
+    base = plan_run(plain, recs, last + 30.0 * DAY_S, runner_ref=1.0)
+    assert far.factor == pytest.approx(1.5 * base.factor, rel=1e-12)
+    assert near.factor == pytest.approx(
+        plan_run(plain, recs, last + 29.9 * DAY_S, runner_ref=1.0).factor, rel=1e-12
+    )
+    assert plan_run(cfg, [], last, runner_ref=1.0).gap_days is None
+    # without a runner scale (no reference score) the band still widens after the break
+    assert plan_run(cfg, recs, last + 30.0 * DAY_S).factor == 1.5
+    assert plan_run(cfg, recs, last + 29.9 * DAY_S).factor == 1.0
+    assert far.offset == base.offset and far.weights == base.weights  # only the band moves
 
 
 def test_record_run_against_a_hand_computation() -> None:

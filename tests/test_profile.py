@@ -416,6 +416,26 @@ def test_band_narrows_with_ten_earlier_runs(bundle_dir, tmp_path, capsys) -> Non
     pd.testing.assert_series_equal(table["hr_p50"], table["hr_personal"], check_names=False)
 
 
+def test_a_run_after_a_long_break_says_so_and_widens_its_band(bundle_dir, runner, tmp_path):
+    """A run break_days (30) or more after the latest profile run: the history note says so
+    and the headline band's runner factor is break_widen (this calibration has no runner
+    scale, so 1 otherwise); the prediction itself is the one at the same gap minus a day."""
+    from tests.test_predict import with_band
+
+    bundle = load_bundle(with_band(bundle_dir, tmp_path / "banded"))
+    cfg = bundle.personal.change
+    profile, _ = build_profile(bundle, runner["files"])  # the latest starts on day 3
+    notes, factors = [], []
+    for day in (int(3 + cfg.break_days - 1), int(3 + cfg.break_days + 1)):
+        path = write_gpx(tmp_path / f"day{day}.gpx", runner_workout(15, LEVEL, day))
+        s = predict_activity(bundle, read_activity(path), profile=profile).summary
+        notes.append(s["history"]["note"])
+        factors.append(s["personal"]["band"]["runner_factor"])
+    assert "since your latest earlier run" not in notes[0] and factors[0] == 1.0
+    assert f"{cfg.break_days + 1:.0f} days since your latest earlier run: band x" in notes[1]
+    assert factors[1] == pytest.approx(cfg.break_widen) and cfg.break_widen > 1
+
+
 def test_onnx_backend_profile_matches_torch(bundle_dir, runner, tmp_path) -> None:
     """The trained history bundle re-exported with model.onnx: the fingerprint is the same on
     either backend (read from model.safetensors without torch, or from the built model), and

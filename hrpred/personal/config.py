@@ -44,6 +44,8 @@ class ChangeConfig:
     min_jump_bpm: float  # ... and the levels differ by at least this (BPM)
     noise_bpm: float  # prior sd of one run's mean residual around the runner's level (BPM)
     noise_prior_runs: float  # weight of that prior against the runner's own run-to-run scatter
+    break_days: float  # a run this many days after the runner's latest earlier run ...
+    break_widen: float  # ... gets its band's runner scale times this (>= 1: the level may move)
 
     def __post_init__(self) -> None:
         if self.max_runs < 0 or self.min_score < 0 or self.min_jump_bpm < 0:
@@ -52,6 +54,11 @@ class ChangeConfig:
             )
         if not self.noise_bpm > 0 or self.noise_prior_runs < 0:
             raise ParamError("params.yaml: personal.change needs noise_bpm > 0, prior runs >= 0")
+        if not self.break_days > 0 or not self.break_widen >= 1:
+            raise ParamError(
+                "params.yaml: personal.change needs break_days > 0 and break_widen >= 1"
+                f" (got {self.break_days}, {self.break_widen})"
+            )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ the records of the runs that started strictly before it into a `Plan`:
 3. `residual`: the rule (`personal.residual`) over their mean residuals vs the network's own
    personalised predictions: the learned prediction is network(context) + residual.
 4. `factor`: the band's runner scale, 1 + rule(score - ref) / ref over their band scores
-   (`personal.runner_scale`; ref: the validation workouts' mean score, in the calibration).
+   (`personal.runner_scale`; ref: the validation workouts' mean score, in the calibration),
+   times `personal.change.break_widen` (with or without the runner scale) when the run comes
+   `break_days` or more after the latest earlier run: a long break is when a level moves (a new watch, lost or regained
+   fitness) and the earlier runs cannot show it yet.
 5. `weights`: the headline forecaster (`personal.headline`) over ALL earlier runs: each
    predictor weighs exp(-eta * its discounted MAE on them), normalised; the headline is the
    weighted mean of the population, offset and learned curves. No earlier run: equal weights,
@@ -80,6 +83,7 @@ class Plan:
     factor: float  # the band's runner scale
     factor_runs: int
     weights: tuple[float, float, float]  # headline weights of PREDICTORS
+    gap_days: float | None = None  # days since the latest earlier run (None without one)
 
     @property
     def used(self) -> int:
@@ -118,16 +122,26 @@ def _days(start_s: float, used: Sequence[RunRecord]) -> np.ndarray:
     return np.array([(start_s - r.start_s) / DAY_S for r in used], dtype=np.float64)
 
 
+def after_break(cfg: ChangeConfig, plan: Plan) -> bool:
+    """The run comes `break_days` or more after the runner's latest earlier run."""
+    return plan.gap_days is not None and plan.gap_days >= cfg.break_days
+
+
+def _widen(cfg: ChangeConfig, plan: Plan) -> float:
+    return cfg.break_widen if after_break(cfg, plan) else 1.0
+
+
 def runner_factor(
     cfg: PersonalConfig, plan: Plan, earlier: Sequence[RunRecord], start_s: float, ref: float
 ) -> Plan:
     """`plan` with the band's runner scale: 1 + rule(score - ref) / ref over the scores of the
-    runs it uses (`ref` > 0: the calibration's reference score)."""
+    runs it uses (`ref` > 0: the calibration's reference score), times `break_widen` after a
+    long break."""
     used = [earlier[i] for i in detect(cfg.change, earlier)[1]]
     dev, n = shrunk_mean(
         cfg.runner_scale, np.array([r.score - ref for r in used]), _days(start_s, used)
     )
-    return replace(plan, factor=max(1.0 + dev / ref, 0.0), factor_runs=n)
+    return replace(plan, factor=max(1.0 + dev / ref, 0.0) * _widen(cfg.change, plan), factor_runs=n)
 
 
 def plan_run(
@@ -139,7 +153,8 @@ def plan_run(
 ) -> Plan:
     """The plan of a run starting at `start_s` from the records of runs that started before it
     (any order; the caller passes only strictly earlier ones, at most the history it keeps).
-    `runner_ref`: the calibration's reference score (None: no runner scale, factor 1);
+    `runner_ref`: the calibration's reference score (None: no runner scale, factor 1, or
+    break_widen after a long break);
     `learned`: the bundle has a history network (else the learned predictor is left out)."""
     change, positions = detect(cfg.change, earlier)
     used = [earlier[i] for i in positions]
@@ -150,20 +165,22 @@ def plan_run(
         residual, n_res = shrunk_mean(
             cfg.residual, np.array([r.mean("learned") for r in used]), days
         )
+    starts = [r.start_s for r in earlier if r.n > 0]
     plan = Plan(
-        earlier=sum(1 for r in earlier if r.n > 0),
+        earlier=len(starts),
         change=change,
         offset=offset,
         offset_runs=n_off,
         residual=residual,
         residual_runs=n_res,
-        factor=1.0,
+        factor=1.0,  # times break_widen after a long break (below)
         factor_runs=0,
         weights=headline_weights(cfg.headline, sorted(earlier, key=lambda r: r.start_s), learned),
+        gap_days=(start_s - max(starts)) / DAY_S if starts else None,
     )
     if runner_ref is not None and runner_ref > 0:
-        plan = runner_factor(cfg, plan, earlier, start_s, runner_ref)
-    return plan
+        return runner_factor(cfg, plan, earlier, start_s, runner_ref)
+    return replace(plan, factor=_widen(cfg.change, plan))
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,9 @@ The band: per grid step, center -/+ q * spread * factor and the workout-average 
 with): the network's spread (with the plan's context), q the conformal multiplier of the
 history bucket (the number of earlier runs the plan used: those after the latest level change;
 0 for the population prediction) and factor the runner scale (from the scores of the
-profile's earlier runs, as the evaluate stage scored the band; 1 for the population curve and
-without an earlier run; the ONNX graph's hr_p10/hr_p90 are the band with factor 1). The max's
+profile's earlier runs, as the evaluate stage scored the band, times
+`personal.change.break_widen` when the run comes `break_days` or more after the latest earlier
+run; 1 for the population curve and without an earlier run; the ONNX graph's hr_p10/hr_p90 are the band with factor 1). The max's
 band is (max of the lower curve, max of the upper curve); the time in each zone is a range:
 the least and most of the times on the lower, central and upper curves (an indication, not a
 calibrated interval). `frame` gains `hr_p10`, `hr_p50` (= the headline column) and `hr_p90`,
@@ -53,6 +54,7 @@ from hrpred.bundle.format import BundleError
 from hrpred.bundle.runtime import Bundle, load_bundle
 from hrpred.io.activity import Activity
 from hrpred.io.limits import MIN_TIMESTAMP_S
+from hrpred.personal.engine import after_break
 from hrpred.serve.inputs import Grid, grid_features, resample_activity
 from hrpred.serve.profile import Profile, check_compatible, plan_json
 from hrpred.serve.summary import (
@@ -132,6 +134,12 @@ def _personalise(
         "weights": plan["weights"],
         "note": change_note(plan["change"], done.plan.used, done.plan.earlier),
     }
+    change_cfg = bundle.personal.change
+    if after_break(change_cfg, done.plan):
+        history["note"] += (
+            f"; {done.plan.gap_days:.0f} days since your latest earlier run: band x"
+            f"{change_cfg.break_widen:.2f} (a level may have moved)"
+        )
     summary: dict[str, Any] = {"history": history}
     columns: dict[str, np.ndarray] = {}
     c = done.curves
