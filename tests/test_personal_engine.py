@@ -259,7 +259,8 @@ def test_plan_against_a_hand_computation(pcfg) -> None:
             for i, (d, c, lr, s) in enumerate(zip(days, cold, learned, score, strict=True))]  # fmt: skip
     start = 40 * DAY_S
     order = np.random.default_rng(3).permutation(13)  # any order
-    plan = plan_run(cfg, [recs[i] for i in order], start, runner_ref=1.1)
+    shuffled = [recs[i] for i in order]
+    plan = plan_run(cfg, shuffled, start, runner_ref=1.1)
     assert plan.change.found and plan.used == 3 and plan.earlier == 13
     since = pd.DataFrame({"cold": cold, "learned": learned, "score": score,
                           "days": 40 - days}).iloc[::-1].head(3)  # fmt: skip
@@ -280,8 +281,10 @@ def test_plan_against_a_hand_computation(pcfg) -> None:
     w = plan.weights
     np.testing.assert_allclose(c.headline, w[0] * pop + w[1] * c.offset + w[2] * c.learned)
     # runner_factor on its own: the same factor; without a reference score, factor 1
-    again = runner_factor(cfg, replace(plan, factor=1.0, factor_runs=0), recs, start, 1.1)
+    again = runner_factor(cfg, replace(plan, factor=1.0, factor_runs=0), shuffled, start, 1.1)
     assert again == plan
+    # the plan keeps the positions (in the list it was made from) of the runs it uses
+    assert [order[i] for i in plan.positions] == [12, 11, 10]
     assert plan_run(cfg, recs, start).factor == 1.0
     # no change: every run is used (max_runs 0 switches detection off)
     flat = plan_run(replace(cfg, change=replace(cfg.change, max_runs=0)), recs, start)

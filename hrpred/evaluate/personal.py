@@ -224,7 +224,7 @@ def personalise(
         earlier = [records[int(h)] for h in hist]
         start = float(runs.start[wid])
         plan = plan_run(pcfg, earlier, start, None, learned is not None)
-        used_ids[int(wid)] = hist[detect(pcfg.change, earlier)[1]]
+        used_ids[int(wid)] = hist[list(plan.positions)]
         c = personal_curves(plan, cold[pos], None if net is None else net[pos])
         for k in curves:
             curves[k][pos] = getattr(c, k)

@@ -84,6 +84,8 @@ class Plan:
     factor_runs: int
     weights: tuple[float, float, float]  # headline weights of PREDICTORS
     gap_days: float | None = None  # days since the latest earlier run (None without one)
+    positions: tuple[int, ...] = ()  # in the `earlier` it was made from: the runs it uses,
+    #                                  most recent first (detect's; the network's context)
 
     @property
     def used(self) -> int:
@@ -134,10 +136,10 @@ def _widen(cfg: ChangeConfig, plan: Plan) -> float:
 def runner_factor(
     cfg: PersonalConfig, plan: Plan, earlier: Sequence[RunRecord], start_s: float, ref: float
 ) -> Plan:
-    """`plan` with the band's runner scale: 1 + rule(score - ref) / ref over the scores of the
-    runs it uses (`ref` > 0: the calibration's reference score), times `break_widen` after a
-    long break."""
-    used = [earlier[i] for i in detect(cfg.change, earlier)[1]]
+    """`plan` (made from the same `earlier`) with the band's runner scale: 1 + rule(score -
+    ref) / ref over the scores of the runs it uses (`ref` > 0: the calibration's reference
+    score), times `break_widen` after a long break."""
+    used = [earlier[i] for i in plan.positions]
     dev, n = shrunk_mean(
         cfg.runner_scale, np.array([r.score - ref for r in used]), _days(start_s, used)
     )
@@ -177,6 +179,7 @@ def plan_run(
         factor_runs=0,
         weights=headline_weights(cfg.headline, sorted(earlier, key=lambda r: r.start_s), learned),
         gap_days=(start_s - max(starts)) / DAY_S if starts else None,
+        positions=tuple(positions),
     )
     if runner_ref is not None and runner_ref > 0:
         return runner_factor(cfg, plan, earlier, start_s, runner_ref)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from hrpred.bundle.runtime import Bundle
 from hrpred.personal.context import build_context
-from hrpred.personal.engine import Curves, Plan, RunRecord, detect, personal_curves, plan_run
+from hrpred.personal.engine import Curves, Plan, RunRecord, personal_curves, plan_run
 from hrpred.personal.summaries import Summaries
 
 DAY_S = 86400.0
@@ -84,7 +84,7 @@ def personalise(
     plan = plan_run(bundle.personal, recs, start_s, runner_ref, has_network)
     network, spread, n_ctx = None, np.asarray(population_spread), 0
     if has_network:
-        used = np.asarray(earlier, dtype=np.int64)[detect(bundle.personal.change, recs)[1]]
+        used = np.asarray(earlier, dtype=np.int64)[list(plan.positions)]
         context = _context(bundle, summaries, starts, used, start_s)
         network, spread = bundle.predict_spread(features, context=context)
         n_ctx = int(bundle.context_counts(context, 1)[0])
