@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from xml.etree.ElementTree import Element
 
 from hrpred.io.activity import (
     ActivityError,
@@ -66,7 +67,8 @@ def read_gpx(data: bytes, warns: list[str]) -> Columns:
     return Columns(cols, file_sport(track.type for track in gpx.tracks))
 
 
-def read_tcx(data: bytes, warns: list[str]) -> Columns:
+def tcx_root(data: bytes) -> Element:
+    """The <TrainingCenterDatabase> element of a TCX document; ActivityError otherwise."""
     import xml.etree.ElementTree as ET
 
     try:
@@ -75,34 +77,50 @@ def read_tcx(data: bytes, warns: list[str]) -> Columns:
         raise ActivityError(f"not a valid TCX file (XML error: {one_line(exc)})") from None
     if local(root.tag) != "TrainingCenterDatabase":
         raise ActivityError(f"not a TCX file (root element <{local(root.tag)}>)")
-    cols = empty_columns()
-    sports: list[str | None] = []  # each <Activity Sport="...">
-    for el in root.iter():
-        tag = local(el.tag)
-        if tag == "Activity":
-            sports.append(el.get("Sport"))
-        if tag != "Trackpoint":
+    return root
+
+
+_TCX_FIELDS = {  # a Trackpoint's child element -> column
+    "Time": "timestamp",
+    "LatitudeDegrees": "latitude",
+    "LongitudeDegrees": "longitude",
+    "AltitudeMeters": "altitude",
+    "DistanceMeters": "distance",
+    "HeartRateBpm": "heart_rate",
+    "Speed": "speed",  # ActivityExtension TPX: m/s, stored in km/h
+}
+
+
+def tcx_trackpoints(top: Element, cols: dict[str, list[float]]) -> None:
+    """Append every <Trackpoint> under `top` to `cols` (any of the columns of _TCX_FIELDS,
+    timestamp in Unix s, speed in km/h), NaN where a point lacks one; the point cap
+    (`check_points`) counts the points already in `cols`."""
+    count = len(next(iter(cols.values()), []))
+    for el in top.iter():
+        if local(el.tag) != "Trackpoint":
             continue
-        check_points(len(cols["timestamp"]) + 1)
+        count += 1
+        check_points(count)
         vals = dict.fromkeys(cols, math.nan)
         for child in el.iter():
-            name = local(child.tag)
-            if name == "Time":
-                vals["timestamp"] = parse_iso(child.text)
-            elif name == "LatitudeDegrees":
-                vals["latitude"] = to_float(child.text)
-            elif name == "LongitudeDegrees":
-                vals["longitude"] = to_float(child.text)
-            elif name == "AltitudeMeters":
-                vals["altitude"] = to_float(child.text)
-            elif name == "DistanceMeters":
-                vals["distance"] = to_float(child.text)
-            elif name == "HeartRateBpm":
-                vals["heart_rate"] = to_float(next((c.text for c in child), child.text))
-            elif name == "Speed":  # ActivityExtension TPX: m/s
-                vals["speed"] = to_float(child.text) * 3.6
+            key = _TCX_FIELDS.get(local(child.tag))
+            if key not in vals:
+                continue
+            if key == "timestamp":
+                vals[key] = parse_iso(child.text)
+            elif key == "heart_rate":  # <HeartRateBpm><Value>152</Value></HeartRateBpm>
+                vals[key] = to_float(next((c.text for c in child), child.text))
+            else:
+                vals[key] = to_float(child.text) * (3.6 if key == "speed" else 1.0)
         for k, v in vals.items():
             cols[k].append(v)
+
+
+def read_tcx(data: bytes, warns: list[str]) -> Columns:
+    root = tcx_root(data)
+    cols = empty_columns()
+    tcx_trackpoints(root, cols)
     if not cols["timestamp"]:
         raise ActivityError("TCX has no track points")
+    sports = [el.get("Sport") for el in root.iter() if local(el.tag) == "Activity"]
     return Columns(cols, file_sport(sports))

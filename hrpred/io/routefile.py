@@ -25,11 +25,10 @@ from hrpred.io.activity import (
     local,
     mask_range,
     one_line,
-    parse_iso,
     to_float,
     unix,
 )
-from hrpred.io.gpxtcx import xml_text
+from hrpred.io.gpxtcx import tcx_root, tcx_trackpoints, xml_text
 from hrpred.io.limits import ALTITUDE_RANGE_M, DISTANCE_RANGE_M
 from hrpred.io.userfiles import file_kind, read_file_bytes, reader_errors
 
@@ -89,41 +88,15 @@ def _gpx_points(data: bytes, warns: list[str]) -> dict[str, list[float]] | None:
     }
 
 
-TCX_VALUES = {
-    "LatitudeDegrees": "latitude",
-    "LongitudeDegrees": "longitude",
-    "AltitudeMeters": "altitude",
-    "DistanceMeters": "distance",
-}
-
-
 def _tcx_points(data: bytes, warns: list[str]) -> dict[str, list[float]] | None:
-    import xml.etree.ElementTree as ET
-
-    try:
-        root = ET.fromstring(xml_text(data))
-    except ET.ParseError as exc:
-        raise ActivityError(f"not a valid TCX file (XML error: {one_line(exc)})") from None
-    if local(root.tag) != "TrainingCenterDatabase":
-        raise ActivityError(f"not a TCX file (root element <{local(root.tag)}>)")
+    root = tcx_root(data)
     courses = [el for el in root.iter() if local(el.tag) == "Course"]
-    scope = courses or [root]
-    cols: dict[str, list[float]] = {k: [] for k in ("time", *TCX_VALUES.values())}
-    for top in scope:
-        for el in top.iter():
-            if local(el.tag) != "Trackpoint":
-                continue
-            check_points(len(cols["time"]) + 1)
-            vals = dict.fromkeys(cols, math.nan)
-            for child in el.iter():
-                name = local(child.tag)
-                if name == "Time":
-                    vals["time"] = parse_iso(child.text)
-                elif name in TCX_VALUES:
-                    vals[TCX_VALUES[name]] = to_float(child.text)
-            for k, v in vals.items():
-                cols[k].append(v)
-    times = cols.pop("time")
+    cols: dict[str, list[float]] = {
+        k: [] for k in ("timestamp", "latitude", "longitude", "altitude", "distance")
+    }
+    for top in courses or [root]:
+        tcx_trackpoints(top, cols)
+    times = cols.pop("timestamp")
     if not courses and _timed(times, "track points", warns):
         return None
     if not times:
