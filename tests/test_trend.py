@@ -3,6 +3,7 @@ level changes the detector finds, flagged runs and both decouplings."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from hrpred.bundle.runtime import load_bundle
+from hrpred.errors import EXIT_ERROR
 from hrpred.serve.cli import main
 from hrpred.serve.drift import decoupling
 from hrpred.serve.profile import build_profile, save_profile
@@ -100,6 +102,15 @@ def test_cli_trend_from_a_profile_and_from_an_export(runner, tmp_path, capsys) -
     again = pd.read_csv(tmp_path / "t2.csv")
     assert list(again["source"]) == [f"export.zip/runs/r{k:02d}.gpx" for k in range(16)]
     pd.testing.assert_series_equal(again["level_bpm"], table["level_bpm"])
+    # a profile of another model: one line that names the profile (a runner may keep several)
+    content = json.loads((runner["dir"] / "me.json").read_text())
+    content["bundle"]["fingerprint"] = "0" * 64
+    other = tmp_path / "old_me.json"
+    other.write_text(json.dumps(content))
+    assert main(["trend", str(other), *b, "--quiet"]) == EXIT_ERROR
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hrpred: old_me.json: the profile was built with another model")
+    assert "\n" not in err
 
 
 def test_a_fit_run_in_the_trend_has_its_decoupling(runner, tmp_path) -> None:

@@ -22,7 +22,6 @@ from hrpred.serve.commands import (
     runs_of,
     write_atomic,
 )
-from hrpred.serve.profile import check_compatible, load_profile
 from hrpred.serve.trend import format_trend, save_trend_figure, trend_table
 
 
@@ -69,8 +68,7 @@ def trend_history(args: argparse.Namespace) -> int:
     try:
         bundle = load_bundle(Path(args.bundle), torch_threads=TORCH_THREADS)
         if len(args.sources) == 1 and args.sources[0].lower().endswith(".json"):
-            profile = load_profile(args.sources[0])
-            check_compatible(profile, bundle)
+            profile = profile_for(args.sources[0], bundle)
             warns: list[str] = []
         else:
             with ExitStack() as stack:
