@@ -543,3 +543,16 @@ def test_history_tab_has_every_element_and_wiring(bundle_dir: Path) -> None:
                          ("error", "status", "plot", "table", "warnings", "csv")]  # fmt: skip
     ins, outs = wiring[HISTORY_IDS["check"]]
     assert ins[1] == HISTORY_IDS["run"] and outs == [HISTORY_IDS["verdict"]]
+
+
+def test_every_tab_shows_errors_and_warnings_the_same_way() -> None:
+    """One helper per message kind for the three tabs: the error hidden without one, the
+    warnings capped at MAX_WARNINGS_SHOWN with a count of the rest."""
+    assert page.error_update(None)["visible"] is False
+    shown = page.error_update("run.fit: no speed")
+    assert shown["visible"] is True and shown["value"] == "**Error:** run.fit: no speed"
+    assert page.warnings_update(())["visible"] is False
+    many = [f"warning {k}" for k in range(page.MAX_WARNINGS_SHOWN + 10)]
+    lines = page.warnings_update(many)["value"].splitlines()
+    assert lines[: page.MAX_WARNINGS_SHOWN] == [f"- {w}" for w in many[: page.MAX_WARNINGS_SHOWN]]
+    assert lines[page.MAX_WARNINGS_SHOWN :] == ["- ... and 10 more"]

@@ -38,9 +38,11 @@ from hrpred.serve.page import (
     OUTPUT_PREFIXES,
     PredictionView,
     discard_output,
+    error_update,
     one_line,
     predict_file,
     prune_outputs,
+    warnings_update,
 )
 from hrpred.serve.plan_app import plan_tab
 from hrpred.serve.presentation import format_number, format_range, zones_table
@@ -114,10 +116,6 @@ def _number_box(label: str, elem_id: str, visible: bool = True) -> Any:
     )
 
 
-def _warnings_markdown(warnings: tuple[str, ...]) -> str:
-    return "\n".join(f"- {w}" for w in warnings)
-
-
 # the output components, by IDS key, in the order `view_outputs` gives their values
 OUTPUTS = (
     "error", "status", "plot", "avg", "max", "avg_band", "max_band", "mae", "drift", "zones",
@@ -131,9 +129,8 @@ def view_outputs(view: PredictionView) -> tuple:
     """The output components' new values (OUTPUTS order) for one prediction's view."""
     import gradio as gr  # deferred: gradio only when the page is built
 
-    has_error = view.error is not None
     return (
-        gr.update(value=f"**Error:** {view.error}" if has_error else "", visible=has_error),
+        error_update(view.error),
         view.status,
         view.figure,
         format_number(view.avg_hr),
@@ -146,7 +143,7 @@ def view_outputs(view: PredictionView) -> tuple:
             value=view.zones if view.zones is not None else zones_table(None),
             label=f"Time in HR zones ({view.zone_basis})" if view.zone_basis else ZONES_LABEL,
         ),
-        gr.update(value=_warnings_markdown(view.warnings), visible=bool(view.warnings)),
+        warnings_update(view.warnings),
         view.csv_path,
         gr.update(
             value=view.personal if view.personal is not None else EMPTY_PERSONAL,

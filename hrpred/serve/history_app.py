@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hrpred.serve.history_page import check_request, history_request
+from hrpred.serve.page import error_update, warnings_update
 
 HISTORY_IDS = {
     "files": "history-files",
@@ -56,15 +57,12 @@ def history_tab(bundle: Any, workdir: str | Path) -> None:
 
     def on_history(uploads: Any, gender_value: str) -> tuple:
         view = history_request(bundle, uploads, gender_value, workdir)
-        bad = view.error is not None
         return (
-            gr.update(value=f"**Error:** {view.error}" if bad else "", visible=bad),
+            error_update(view.error),
             view.status,
             view.figure,
             view.table,
-            gr.update(
-                value="\n".join(f"- {w}" for w in view.warnings[:50]), visible=bool(view.warnings)
-            ),  # fmt: skip
+            warnings_update(view.warnings),
             view.csv_path,
             view.profile,
         )

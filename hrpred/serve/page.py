@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -287,3 +287,26 @@ def prune_outputs(
             shutil.rmtree(entry, ignore_errors=True)
             deleted += 1
     return deleted
+
+
+MAX_WARNINGS_SHOWN = 50  # a tab lists at most this many warnings (then "... and N more")
+
+
+def error_update(error: str | None) -> Any:
+    """A tab's error Markdown: the one-line message when there is one, hidden otherwise."""
+    import gradio as gr  # deferred: gradio only when the page is built
+
+    bad = error is not None
+    return gr.update(value=f"**Error:** {error}" if bad else "", visible=bad)
+
+
+def warnings_update(warnings: Sequence[str]) -> Any:
+    """A tab's warnings Markdown: a bullet per warning (at most MAX_WARNINGS_SHOWN), hidden
+    without any."""
+    import gradio as gr  # deferred: gradio only when the page is built
+
+    shown = list(warnings)[:MAX_WARNINGS_SHOWN]
+    lines = [f"- {w}" for w in shown]
+    if len(warnings) > len(shown):
+        lines.append(f"- ... and {len(warnings) - len(shown)} more")
+    return gr.update(value="\n".join(lines), visible=bool(warnings))

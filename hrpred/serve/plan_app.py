@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hrpred.serve.page import MAX_PAST_FILES, discard_output
+from hrpred.serve.page import MAX_PAST_FILES, discard_output, error_update, warnings_update
 from hrpred.serve.plan_args import MAX_WARMUP_MIN
 from hrpred.serve.plan_page import PlanView, plan_file, plan_request
 from hrpred.serve.plan_presentation import splits_table
@@ -62,9 +62,8 @@ def plan_outputs(view: PlanView) -> tuple:
     """The output components' new values (PLAN_OUTPUTS order) for one plan's view."""
     import gradio as gr  # deferred: gradio only when the page is built
 
-    has_error = view.error is not None
     return (
-        gr.update(value=f"**Error:** {view.error}" if has_error else "", visible=has_error),
+        error_update(view.error),
         view.status,
         view.figure,
         view.finish,
@@ -78,7 +77,7 @@ def plan_outputs(view: PlanView) -> tuple:
             value=view.zones if view.zones is not None else zones_table(None),
             label=f"Time in HR zones ({view.zone_basis})" if view.zone_basis else "Time in zones",
         ),
-        gr.update(value="\n".join(f"- {w}" for w in view.warnings), visible=bool(view.warnings)),
+        warnings_update(view.warnings),
         view.csv_path,
     )
 
