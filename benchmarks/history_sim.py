@@ -110,11 +110,12 @@ def _runner(bundle, workouts: list[dict], truth: pd.DataFrame, out: dict) -> Non
             act = sources[wid].read()
             base = check_activity(bundle, act, profile).summary
             out["usual"].append(float(base["usual_bpm"]))
-            out["false_alarm"].append(check_activity(bundle, act, profile).summary["verdict"]
-                                      in ("above", "below"))  # fmt: skip
+            out["deviation"].append(float(base["deviation_bpm"]))
+            out["false_alarm"].append(base["verdict"] in ("above", "below"))
             high = replace(act, heart_rate=act.heart_rate + SHIFT_BPM)
             shifted = check_activity(bundle, high, profile).summary
             out["detected"].append(shifted["verdict"] == "above")
+            out["deviation10"].append(float(shifted["deviation_bpm"]))
             out["shift_dev"].append(float(shifted["deviation_bpm"]) - float(base["deviation_bpm"]))
         elif row["fault"] in FILL_FAULTS and row["fault_start"] >= 0:
             _fill(bundle, profile, sources[wid].read(), row, out)
@@ -161,6 +162,21 @@ def _fill_stats(a: dict) -> dict:
     }  # fmt: skip
 
 
+def _deviation_stats(dev: np.ndarray, dev10: np.ndarray) -> dict:
+    """How far ordinary runs' deviations scatter, and what any fixed threshold on the
+    deviation (BPM, the same for every runner) would find of the +10 BPM runs at a given
+    false-alarm rate: the check's ceiling without a better expectation."""
+    if len(dev) == 0:
+        return {}
+    mad = float(1.4826 * np.median(np.abs(dev - np.median(dev))))
+    best = {}
+    for rate in (0.02, 0.05):
+        t = float(np.quantile(np.abs(dev), 1.0 - rate))  # |dev| > t on `rate` of ordinary runs
+        best[f"{rate:g}"] = {"threshold_bpm": round(t, 2), "detected": float(np.mean(dev10 > t))}
+    return {"deviation_sd_bpm": float(dev.std()), "deviation_robust_sd_bpm": mad,
+            "fixed_threshold_detection_at_false_alarm": best}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", default="models/bundle")
@@ -189,6 +205,7 @@ def main() -> None:
             by_user.setdefault(int(w["userId"]), []).append(w)
     out: dict = {"level_err": [], "level_sd": [], "flat_err": [], "expected_err": [],
                  "usual": [], "shift_dev": [], "changes": [], "false_alarm": [],
+                 "deviation": [], "deviation10": [],
                  "detected": [], "fill": {}, "fill_misaligned": 0}  # fmt: skip
     for u in users:
         runs = by_user.get(u, [])
@@ -211,6 +228,7 @@ def main() -> None:
         "usual_bpm_median": float(np.median(out["usual"])) if out["usual"] else None,
         "shift10_deviation_gain_bpm": float(np.mean(out["shift_dev"])) if out["shift_dev"] else None,
         "shift10_detected_rate": float(np.mean(out["detected"])) if out["detected"] else None,
+        **_deviation_stats(np.array(out["deviation"]), np.array(out["deviation10"])),
         "fill_misaligned_runs": out["fill_misaligned"],
         "fill": {k: _fill_stats(v) for k, v in sorted(out["fill"].items())},
         "fill_all": _fill_stats(_pool(list(out["fill"].values()))),
