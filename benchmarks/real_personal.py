@@ -11,7 +11,9 @@ Prints, per athlete, the mean file MAE (`summary["mae"]` of `hrpred predict`: on
 points with recorded HR) of the population prediction, the offset personaliser, the learned
 personaliser (history bundles) and the headline (`hrpred predict`'s personal prediction), and
 overall: the mean over every predicted file and the athletes whose headline is worse than their
-population mean.
+population mean; beside it the headline band's coverage (the share of the files' recorded HR
+points inside `hr_p10`-`hr_p90`), per athlete and for the runs less / at least 30 days after
+the athlete's latest earlier run.
 
     python benchmarks/real_personal.py ../shared/real-dev [--last 15] [--history window|all]
         [--athletes a b ...] [--bundle models/bundle] [--json out.json]
@@ -55,6 +57,17 @@ def file_maes(summary: dict) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
+def band_coverage(frame) -> dict[str, float]:
+    """The headline band's share of the file's recorded HR points inside it (`hr_p10` -
+    `hr_p90` of `hrpred predict`) and how many points were scored (0 without a band)."""
+    if "hr_p10" not in frame or "hr_true" not in frame:
+        return {"band_points": 0, "band_covered": 0}
+    y = frame["hr_true"].to_numpy(np.float64)
+    lo, hi = frame["hr_p10"].to_numpy(np.float64), frame["hr_p90"].to_numpy(np.float64)
+    ok = np.isfinite(y) & np.isfinite(lo) & np.isfinite(hi)
+    return {"band_points": int(ok.sum()), "band_covered": int(((y >= lo) & (y <= hi) & ok).sum())}
+
+
 def run_athlete(bundle, folder: Path, last: int, history: str) -> list[dict]:
     from hrpred.io.userfiles import read_activity
     from hrpred.serve.predict import predict_activity
@@ -67,14 +80,18 @@ def run_athlete(bundle, folder: Path, last: int, history: str) -> list[dict]:
     for f in targets:
         pred = predict_activity(bundle, read_activity(f), profile=profile)
         s = pred.summary
+        hist = s.get("history", {})
+        gap = hist.get("days_since_latest_run")
         rows.append(
             {
                 "athlete": folder.name,
                 "file": f.name,
-                "earlier_runs": s.get("history", {}).get("earlier_runs", 0),
-                "change": s.get("history", {}).get("note"),
+                "earlier_runs": hist.get("earlier_runs", 0),
+                "days_since_latest_run": np.nan if gap is None else float(gap),
+                "change": hist.get("note"),
                 "recorded_avg_hr": s.get("recorded_avg_hr", np.nan),
                 **file_maes(s),
+                **band_coverage(pred.frame),
             }
         )
     return rows
@@ -84,19 +101,29 @@ def report(rows: list[dict]) -> str:
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    per = frame.groupby("athlete", sort=False)[list(PREDICTORS)].mean()
-    per.insert(0, "runs", frame.groupby("athlete", sort=False).size())
-    lines = ["| athlete | runs | " + " | ".join(PREDICTORS) + " |"]
-    lines.append("|---|---:|" + "---:|" * len(PREDICTORS))
+    groups = frame.groupby("athlete", sort=False)
+    per = groups[list(PREDICTORS)].mean()
+    per.insert(0, "runs", groups.size())
+    covered = groups[["band_covered", "band_points"]].sum()
+    per["band"] = covered["band_covered"] / covered["band_points"].where(covered["band_points"] > 0)
+    lines = ["| athlete | runs | " + " | ".join(PREDICTORS) + " | band coverage |"]
+    lines.append("|---|---:|" + "---:|" * (len(PREDICTORS) + 1))
     for name, r in per.iterrows():
         vals = " | ".join(f"{r[p]:.2f}" for p in PREDICTORS)
-        lines.append(f"| {name} | {int(r['runs'])} | {vals} |")
+        lines.append(f"| {name} | {int(r['runs'])} | {vals} | {r['band']:.3f} |")
     mean = frame[list(PREDICTORS)].mean()
+    total = frame["band_covered"].sum() / max(frame["band_points"].sum(), 1)
     lines.append(
         f"| **all files** | {len(frame)} | "
         + " | ".join(f"{mean[p]:.2f}" for p in PREDICTORS)
-        + " |"
+        + f" | {total:.3f} |"
     )
+    gaps = frame["days_since_latest_run"]
+    for name, sel in (("< 30 days", gaps < 30), (">= 30 days", gaps >= 30)):
+        pts = frame.loc[sel, "band_points"].sum()
+        cov = frame.loc[sel, "band_covered"].sum() / pts if pts else float("nan")
+        lines.append(f"band coverage of runs {name} after the latest earlier run: {cov:.3f} "
+                     f"({int(sel.sum())} runs)")  # fmt: skip
     worse = per.index[per["headline"] > per["population"]].tolist()
     lines.append("")
     lines.append(f"athletes whose headline mean is above their population mean: {worse or 'none'}")

@@ -430,6 +430,7 @@ def test_a_run_after_a_long_break_says_so_and_widens_its_band(bundle_dir, runner
         path = write_gpx(tmp_path / f"day{day}.gpx", runner_workout(15, LEVEL, day))
         s = predict_activity(bundle, read_activity(path), profile=profile).summary
         notes.append(s["history"]["note"])
+        assert s["history"]["days_since_latest_run"] == pytest.approx(day - 3, abs=1e-6)
         factors.append(s["personal"]["band"]["runner_factor"])
     assert "since your latest earlier run" not in notes[0] and factors[0] == 1.0
     assert f"{cfg.break_days + 1:.0f} days since your latest earlier run: band x" in notes[1]

@@ -34,12 +34,12 @@ with): the network's spread (with the plan's context), q the conformal multiplie
 history bucket (the number of earlier runs the plan used: those after the latest level change;
 0 for the population prediction) and factor the runner scale (from the scores of the
 profile's earlier runs, as the evaluate stage scored the band, times
-`personal.change.break_widen` when the run comes `break_days` or more after the latest earlier
-run; 1 for the population curve and without an earlier run; the ONNX graph's hr_p10/hr_p90 are the band with factor 1). The max's
-band is (max of the lower curve, max of the upper curve); the time in each zone is a range:
-the least and most of the times on the lower, central and upper curves (an indication, not a
-calibrated interval). `frame` gains `hr_p10`, `hr_p50` (= the headline column) and `hr_p90`,
-the band on the file's points.
+`personal.change.break_widen` when the run comes `break_days` or more after the latest
+earlier run; 1 for the population curve; the ONNX graph's hr_p10/hr_p90 are the band with
+factor 1). The max's band is (max of the lower curve, max of the upper curve); the time in
+each zone is a range: the least and most of the times on the lower, central and upper curves
+(an indication, not a calibrated interval). `frame` gains `hr_p10`, `hr_p50` (= the headline
+column) and `hr_p90`, the band on the file's points.
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ def _personalise(
         "change": plan["change"],
         "weights": plan["weights"],
         "note": change_note(plan["change"], done.plan.used, done.plan.earlier),
+        "days_since_latest_run": done.plan.gap_days,  # None without an earlier run
     }
     change_cfg = bundle.personal.change
     if after_break(change_cfg, done.plan):
