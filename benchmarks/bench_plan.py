@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -33,11 +32,11 @@ from benchmarks.bench_predict import (  # noqa: E402
     profile_cmd,
     time_cmds,
 )
+from benchmarks.report import replace_section, timing_row  # noqa: E402
 from tests.plan_fixtures import hilly_loop, write_route_gpx  # noqa: E402
 from tests.predict_fixtures import simulated_workout, write_gpx  # noqa: E402
 
 WORK = ROOT / "benchmarks" / "scratch" / "plan"
-BENCH_MD = ROOT / "BENCHMARKS.md"
 ROUTE_M = 12_000.0  # 60 min at 5:00 min/km
 CAP_BPM = "150"
 
@@ -77,16 +76,6 @@ def time_in_process(bundle_dir: Path, route_path: Path, profile: Path, runs: int
     return {"times": out, "model_runs": runs_of}
 
 
-def write_section(text: str) -> None:
-    old = BENCH_MD.read_text() if BENCH_MD.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Plan\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", old)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    BENCH_MD.write_text(new)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -113,11 +102,7 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
 
     def row(label: str, key: str, target: str) -> str:
-        wall, used = timed[key]
-        return (
-            f"| {label}, {len(wall)} runs | {statistics.median(wall):.2f} s | {min(wall):.2f} s "
-            f"| {max(wall):.2f} s | {statistics.median(used):.2f} s | {target} |\n"
-        )
+        return timing_row(label, *timed[key], target)
 
     def ms(key: str) -> str:
         return f"{1000 * statistics.median(inproc['times'][key]):.0f}"
@@ -146,7 +131,7 @@ def main() -> None:
     )
     print(text)
     if not args.no_write:
-        write_section(text)
+        replace_section("Plan", text)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.report import replace_section, timing_row  # noqa: E402
 from tests.predict_fixtures import (  # noqa: E402
     make_bundle,
     runner_workout,
@@ -39,7 +39,6 @@ from tests.predict_fixtures import (  # noqa: E402
 )
 
 WORK = ROOT / "benchmarks" / "scratch" / "predict"
-BENCH_MD = ROOT / "BENCHMARKS.md"
 
 
 def bench_bundle() -> tuple[Path, str]:
@@ -208,16 +207,6 @@ def time_in_process(
     return plain, personal, bundle.backend
 
 
-def write_section(text: str) -> None:
-    old = BENCH_MD.read_text() if BENCH_MD.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Predict\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", old)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    BENCH_MD.write_text(new)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
@@ -247,11 +236,7 @@ def main() -> None:
     load = os.getloadavg()  # the machine may be shared: say how busy it was
 
     def row(label: str, key: str, target: str = "< 3 s") -> str:
-        wall, used = timed[key]
-        return (
-            f"| {label}, {len(wall)} runs | {statistics.median(wall):.2f} s | {min(wall):.2f} s "
-            f"| {max(wall):.2f} s | {statistics.median(used):.2f} s | {target} |\n"
-        )
+        return timing_row(label, *timed[key], target)
 
     def fwd_row(label: str, key: str, target: str = "< 10 ms") -> str:
         t = fwd[key]
@@ -301,7 +286,7 @@ def main() -> None:
     )
     print(text)
     if not args.no_write:
-        write_section(text)
+        replace_section("Predict", text)
 
 
 if __name__ == "__main__":

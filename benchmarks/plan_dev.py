@@ -24,7 +24,6 @@ pooled numbers; `--write` puts them in BENCHMARKS.md's "## Plan on the dev set" 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-BENCH_MD = ROOT / "BENCHMARKS.md"
+
+from benchmarks.report import replace_section  # noqa: E402
 
 
 def athlete_runs(dev: Path) -> dict[str, list[Path]]:
@@ -114,16 +114,6 @@ def fmt(name: str, sc: dict) -> str:
     )
 
 
-def write_section(text: str) -> None:
-    old = BENCH_MD.read_text()
-    pattern = re.compile(r"^## Plan on the dev set\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text.rstrip("\n") + "\n\n", old)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    BENCH_MD.write_text(new)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dev", type=Path, help="the dev folder (../shared/real-dev)")
@@ -169,7 +159,7 @@ def main() -> None:
         + skips
     )
     if args.write:
-        write_section(text)
+        replace_section("Plan on the dev set", text)
 
 
 if __name__ == "__main__":
