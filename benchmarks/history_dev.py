@@ -60,7 +60,7 @@ def _fill(bundle, profile, activity) -> dict:
 def athlete(bundle, folder: Path, max_runs: int, test: int) -> dict:
     files = sorted(p for p in folder.iterdir() if p.is_file())[-max_runs:]
     profile, warns = build_profile(bundle, files)
-    table = trend_table(profile, bundle.personal.change)
+    table = trend_table(profile, bundle)
     OUT.mkdir(parents=True, exist_ok=True)
     table.to_csv(OUT / f"{folder.name}_trend.csv", index=False, float_format="%.3f")
     save_trend_figure(table, OUT / f"{folder.name}_trend.png", folder.name)

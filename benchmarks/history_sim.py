@@ -5,7 +5,8 @@ with `build_profile` (each run as a CSV member of an in-memory export), then
 - trend vs truth: each fault-free run's trend level (`level_bpm`: HR above the population
   model) against the simulator's level that day (truth `level_bpm`), after removing each
   runner's constant (the trend's level is relative to the population, the truth's to the
-  runner's own physiology): MAE; and each true sudden change of >= 10 BPM (truth
+  runner's own physiology): MAE, and the same for the trend's level at the standard effort
+  (`reference_bpm`, from the runs up to each one); and each true sudden change of >= 10 BPM (truth
   `change_day`/`change_bpm`, with at least 3 runs after it) found by the plans of the 1-3 runs
   after it (`hrpred.serve.trend.changes`);
 - check: each fault-free run with >= 3 earlier runs checked against the runner's profile
@@ -74,7 +75,7 @@ def _runner(bundle, workouts: list[dict], truth: pd.DataFrame, out: dict) -> Non
     runs = profile.runs
     if len(runs) < 2:
         return
-    table = trend_table(profile, bundle.personal.change)
+    table = trend_table(profile, bundle)
     ids = [int(Path(r["file"]).stem) for r in runs]
     tr = truth.loc[ids]
     ok = (tr["fault"] == "none").to_numpy()
@@ -84,6 +85,8 @@ def _runner(bundle, workouts: list[dict], truth: pd.DataFrame, out: dict) -> Non
         out["level_err"] += list(np.abs(d))
         truth_level = tr["level_bpm"].to_numpy()[ok]
         out["flat_err"] += list(np.abs(truth_level - truth_level.mean()))
+        ref = table["reference_bpm"].to_numpy()[ok] - tr["level_bpm"].to_numpy()[ok]
+        out["reference_err"] += list(np.abs(ref - ref.mean()))
         exp = table["expected_bpm"].to_numpy()[ok] - tr["level_bpm"].to_numpy()[ok]
         e = exp[np.isfinite(exp)]
         if len(e) >= 2:
@@ -203,7 +206,7 @@ def main() -> None:
         w = item.workout
         if item.line in lines and w is not None and w.get("sport") == "run" and _aligned(w):
             by_user.setdefault(int(w["userId"]), []).append(w)
-    out: dict = {"level_err": [], "level_sd": [], "flat_err": [], "expected_err": [],
+    out: dict = {"level_err": [], "reference_err": [], "level_sd": [], "flat_err": [], "expected_err": [],
                  "usual": [], "shift_dev": [], "changes": [], "false_alarm": [],
                  "deviation": [], "deviation10": [],
                  "detected": [], "fill": {}, "fill_misaligned": 0}  # fmt: skip
@@ -218,6 +221,7 @@ def main() -> None:
         "runners": len(users), "seconds": round(time.time() - t0, 1),
         "level_mae_bpm": float(np.mean(out["level_err"])), "level_runs": len(out["level_err"]),
         "expected_mae_bpm": float(np.mean(out["expected_err"])),
+        "reference_mae_bpm": float(np.mean(out["reference_err"])),
         "flat_line_mae_bpm": float(np.mean(out["flat_err"])),
         "true_level_sd_within_runner_bpm": float(np.mean(out["level_sd"])),
         "changes_ge_10": len(ch), "changes_found_within_3": sum(c["found"] for c in ch),

@@ -64,7 +64,7 @@ def test_decoupling_model_vs_pa_hr_on_a_hill() -> None:
 
 
 def test_trend_follows_the_level_and_finds_the_change_within_3_runs(runner) -> None:
-    table = trend_table(runner["profile"], runner["bundle"].personal.change)
+    table = trend_table(runner["profile"], runner["bundle"])
     assert list(table["run"]) == list(range(1, BEFORE + AFTER + 1))
     level = table["level_bpm"].to_numpy()
     # the level follows the true level: the random model's own bias is a constant
@@ -138,3 +138,26 @@ def test_app_history_page_trend_and_check(runner, tmp_path) -> None:
     )
     assert history_request(runner["bundle"], None).error.startswith("upload an export")
     assert check_request(runner["bundle"], None, str(late)) == "Load your history first."
+
+
+def test_reference_level_at_a_standard_effort(runner, tmp_path) -> None:
+    """The level at the reference run (flat, 10 km/h) from the runs up to each one: flat
+    before the change, up by about the jump after it; each run's value reads no later run;
+    with a calibrated band the band surrounds it."""
+    from tests.test_predict import with_band
+
+    table = trend_table(runner["profile"], runner["bundle"])
+    ref = table["reference_bpm"].to_numpy()
+    assert np.ptp(ref[BEFORE // 2 : BEFORE]) < 1.0, ref  # settled at the first level
+    assert ref[-1] - ref[BEFORE - 1] == pytest.approx(JUMP, abs=3.0), ref
+    assert table["reference_lo_bpm"].isna().all()  # this bundle has no calibrated band
+    # run k's value is the same without the runs after it
+    files = sorted(runner["runs"].iterdir())[:BEFORE]
+    first, _ = build_profile(runner["bundle"], files)
+    np.testing.assert_array_equal(trend_table(first, runner["bundle"])["reference_bpm"],
+                                  ref[:BEFORE])  # fmt: skip
+    banded = load_bundle(with_band(runner["bundle_dir"], tmp_path / "banded"))
+    t2 = trend_table(runner["profile"], banded)
+    lo, mid, hi = (t2[c].to_numpy() for c in ("reference_lo_bpm", "reference_bpm",
+                                              "reference_hi_bpm"))  # fmt: skip
+    assert np.isfinite(lo).all() and (lo < mid).all() and (mid < hi).all()

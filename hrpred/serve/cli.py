@@ -217,8 +217,9 @@ def _trend_parser(sub: Any) -> None:
         description="Per run and over time: your level (how far your HR sat above or below "
         "the population model's at the same route and pace), what your earlier runs "
         "predicted for it, the level changes found (a new watch, a long break, a training "
-        "block), the runs far from expectation, and each run's decoupling (second half vs "
-        "first: the model's, route and pace accounted for, beside the classic Pa:HR ratio). "
+        "block), the runs far from expectation, each run's decoupling (second half vs "
+        "first: the model's, route and pace accounted for, beside the classic Pa:HR ratio), "
+        "and your level at a standard effort (flat, 10 km/h) with its band. "
         "From a profile (ME.json), or from runs: a Strava or Garmin export (.zip or its "
         "folder), a folder or files, profiled first.",
     )

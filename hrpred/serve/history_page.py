@@ -75,7 +75,7 @@ def history_request(
     try:
         gender_arg = None if gender in (None, "", "unknown") else str(gender)
         profile, warns = history_profile(bundle, uploads, gender_arg)
-        table = trend_table(profile, bundle.personal.change)
+        table = trend_table(profile, bundle, gender_arg)
         if table.empty:
             return HistoryView(error="no run with heart rate in the upload", warnings=tuple(warns))
         out = Path(tempfile.mkdtemp(prefix="hrpred-app-", dir=workdir)) / "trend.csv"

@@ -12,7 +12,14 @@ first): per run, in start order,
   (`hrpred.personal.change`, through each run's plan) found, and `change_found_at` the run
   whose plan first found it;
 - the decoupling of each run (`hrpred.serve.drift`): model-based (`decoupling_model_bpm`)
-  beside the classic Pa:HR ratio (`decoupling_pa_hr_pct`).
+  beside the classic Pa:HR ratio (`decoupling_pa_hr_pct`);
+- `reference_bpm`: the runner's level at a standard effort, the same for every run: the
+  personal (headline) prediction of a reference run (flat ground, REFERENCE_SPEED_KMH for
+  REFERENCE_MINUTES, the serving code path) made from the runs up to and including this one,
+  minus the population's prediction of it (mean over the run), with the workout-average band
+  of that prediction (`reference_lo_bpm`, `reference_hi_bpm`; NaN for a bundle without a
+  calibrated band). Unlike `level_bpm` it does not depend on the day's route, pace or
+  weather, and it moves only as fast as the personalisation does.
 """
 
 from __future__ import annotations
@@ -22,15 +29,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hrpred.personal.config import ChangeConfig
+from hrpred.bundle.runtime import Bundle
 from hrpred.serve.check import CHECK_Z, usual_spread
+from hrpred.serve.inputs import Grid, grid_features
+from hrpred.serve.personalise import earlier_runs, personalise
 from hrpred.serve.profile import Profile
 
 TREND_COLUMNS = (
     "run", "date", "file", "source", "duration_min", "distance_km", "level_bpm",
     "expected_bpm", "deviation_bpm", "usual_bpm", "flag", "change_bpm", "change_found_at",
+    "reference_bpm", "reference_lo_bpm", "reference_hi_bpm",
     "decoupling_model_bpm", "decoupling_pa_hr_pct",
 )  # fmt: skip
+REFERENCE_SPEED_KMH = 10.0  # the trend's standard effort: flat ground at this speed ...
+REFERENCE_MINUTES = 30.0  # ... for this long
 
 
 def _nan(x: Any) -> float:
@@ -52,8 +64,45 @@ def changes(profile: Profile) -> dict[int, tuple[float, int]]:
     return found
 
 
-def trend_table(profile: Profile, cfg: ChangeConfig) -> pd.DataFrame:
-    """One row per profile run (TREND_COLUMNS; runs numbered from 1 in start order)."""
+def reference_features(bundle: Bundle, gender: str | None = None) -> np.ndarray:
+    """Unscaled features of the reference run on the bundle's grid (featurize's registry)."""
+    n = int(round(REFERENCE_MINUTES * 60.0 / bundle.step_s)) + 1
+    t = np.arange(n, dtype=np.float64) * bundle.step_s
+    speed, flat = np.full(n, REFERENCE_SPEED_KMH), np.zeros(n)
+    grid = Grid(t, speed, flat, bundle.step_s, np.zeros(n, bool), "native", speed, flat)
+    return grid_features(list(bundle.features), grid, gender)
+
+
+def reference_levels(bundle: Bundle, profile: Profile, gender: str | None = None) -> np.ndarray:
+    """Per profile run [n, 3]: the reference run's headline prediction from the runs up to and
+    including it minus the population's (mean BPM), and its workout-average band's ends (NaN
+    without a calibrated band), by the engine `hrpred predict --profile` uses."""
+    feats = reference_features(bundle, gender)
+    pop, spread = bundle.predict_spread(feats)
+    pop = np.asarray(pop, np.float64)
+    base = float(pop.mean())
+    starts, summaries = profile.summaries()
+    records = profile.records()
+    cal = bundle.calibration
+    ref = None if cal is None else cal.runner_ref
+    out = np.full((len(starts), 3), np.nan)
+    for i, start in enumerate(starts):
+        after = float(np.nextafter(start, np.inf))  # this run and the ones before it
+        earlier = earlier_runs(starts, after, bundle.history_runs)
+        done = personalise(bundle, summaries, starts, records, earlier, after, feats, pop,
+                           spread, ref)  # fmt: skip
+        out[i, 0] = float(done.curves.headline.mean()) - base
+        if cal is not None:
+            band = bundle.band(done.curves.headline, done.spread, done.plan.used, done.plan.factor)
+            out[i, 1:] = float(band.average_lower) - base, float(band.average_upper) - base
+    return out
+
+
+def trend_table(profile: Profile, bundle: Bundle, gender: str | None = None) -> pd.DataFrame:
+    """One row per profile run (TREND_COLUMNS; runs numbered from 1 in start order), with the
+    bundle the profile was built with (`gender`: the reference run's, as predict takes it)."""
+    cfg = bundle.personal.change
+    reference = reference_levels(bundle, profile, gender)
     rows = []
     found = changes(profile)
     for i, run in enumerate(profile.runs):
@@ -75,6 +124,8 @@ def trend_table(profile: Profile, cfg: ChangeConfig) -> pd.DataFrame:
                 "level_bpm": level, "expected_bpm": expected, "deviation_bpm": dev,
                 "usual_bpm": usual if n_usual > 0 else float("nan"), "flag": flag,
                 "change_bpm": shift, "change_found_at": at + 1 if at >= 0 else None,
+                "reference_bpm": reference[i, 0], "reference_lo_bpm": reference[i, 1],
+                "reference_hi_bpm": reference[i, 2],
                 "decoupling_model_bpm": _nan(drift.get("model_bpm")),
                 "decoupling_pa_hr_pct": _nan(drift.get("pa_hr_pct")),
             }
@@ -97,6 +148,17 @@ def format_trend(table: pd.DataFrame, last: int = 12) -> str:
         f"level (HR vs the population at the same route and pace): {recent.mean():+.1f} BPM "
         f"over the last {len(recent)} runs, {table['level_bpm'].mean():+.1f} over all"
     )
+    ref = table["reference_bpm"]
+    if ref.notna().any():
+        now = table.iloc[-1]
+        band = ""
+        if np.isfinite(now["reference_lo_bpm"]):
+            band = f" (band {now['reference_lo_bpm']:+.1f} to {now['reference_hi_bpm']:+.1f})"
+        lines.append(
+            f"level at a standard effort (flat, {REFERENCE_SPEED_KMH:g} km/h, "
+            f"{REFERENCE_MINUTES:g} min) vs the population: {now['reference_bpm']:+.1f} BPM "
+            f"now{band}, {ref.iloc[0]:+.1f} after the first run"
+        )
     ch = table[table["change_bpm"].notna()]
     for _, r in ch.iterrows():
         lines.append(
@@ -143,6 +205,10 @@ def trend_figure(table: pd.DataFrame, title: str) -> Any:
     ax, bx = fig.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     ax.plot(dates, table["level_bpm"], "o", ms=3, color="tab:blue", label="level (run)")
     ax.plot(dates, table["expected_bpm"], "-", color="tab:gray", label="expected from earlier")
+    ax.plot(dates, table["reference_bpm"], "-", color="tab:purple",
+            label=f"at flat {REFERENCE_SPEED_KMH:g} km/h (with band)")  # fmt: skip
+    ax.fill_between(dates, table["reference_lo_bpm"], table["reference_hi_bpm"],
+                    color="tab:purple", alpha=0.15, lw=0)  # fmt: skip
     flagged = table["flag"] != ""
     ax.plot(dates[flagged], table["level_bpm"][flagged], "o", ms=7, mfc="none",
             color="tab:red", label="flagged")  # fmt: skip
