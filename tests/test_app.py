@@ -50,13 +50,7 @@ def test_build_app_has_every_element_and_wiring(bundle_dir: Path) -> None:
     assert config["analytics_enabled"] is False
     assert not any("fonts.googleapis" in str(v) for v in (config.get("stylesheets") or []))
 
-    ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
-    wiring = {
-        (ids[target], event): ([ids[i] for i in dep["inputs"]], [ids[o] for o in dep["outputs"]])
-        for dep in config["dependencies"]
-        for target, event in dep["targets"]
-        if event != "then"
-    }
+    wiring = event_wiring(config)
     # each prediction (3 events) and each plan (the Plan tab's button) is followed by the
     # clean-up of its CSV (after Gradio copied it)
     then = [dep for dep in config["dependencies"] if dep["targets"][0][1] == "then"]
@@ -458,13 +452,7 @@ def test_plan_tab_has_every_element_and_wiring(bundle_dir: Path) -> None:
     assert by_elem[plan_app.PLAN_IDS["plot"]]["type"] == "plot"
     tabs = [c["props"].get("label") for c in config["components"] if c["type"] == "tabitem"]
     assert tabs == ["Predict", "Plan", "History"]
-    ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
-    wiring = {
-        ids[t]: ([ids[i] for i in dep["inputs"]], [ids[o] for o in dep["outputs"]])
-        for dep in config["dependencies"]
-        for t, event in dep["targets"]
-        if event == "click"
-    }
+    wiring = {elem: io for (elem, event), io in event_wiring(config).items() if event == "click"}
     ins, outs = wiring[plan_app.PLAN_IDS["button"]]
     assert ins == [plan_app.PLAN_IDS[k] for k in plan_app.PLAN_REQUEST]
     assert outs[:-1] == [plan_app.PLAN_IDS[k] for k in plan_app.PLAN_OUTPUTS]  # + the CSV state
@@ -530,13 +518,7 @@ def test_history_tab_has_every_element_and_wiring(bundle_dir: Path) -> None:
     assert set(HISTORY_IDS.values()) <= set(by_elem)
     assert not set(HISTORY_IDS.values()) & set(app.IDS.values())
     assert by_elem[HISTORY_IDS["files"]]["props"]["file_count"] == "multiple"
-    ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
-    wiring = {
-        ids[t]: ([ids[i] for i in dep["inputs"]], [ids[o] for o in dep["outputs"]])
-        for dep in config["dependencies"]
-        for t, event in dep["targets"]
-        if event == "click"
-    }
+    wiring = {elem: io for (elem, event), io in event_wiring(config).items() if event == "click"}
     ins, outs = wiring[HISTORY_IDS["button"]]
     assert ins == [HISTORY_IDS["files"], HISTORY_IDS["gender"]]
     assert outs[:-1] == [HISTORY_IDS[k] for k in
@@ -556,3 +538,14 @@ def test_every_tab_shows_errors_and_warnings_the_same_way() -> None:
     lines = page.warnings_update(many)["value"].splitlines()
     assert lines[: page.MAX_WARNINGS_SHOWN] == [f"- {w}" for w in many[: page.MAX_WARNINGS_SHOWN]]
     assert lines[page.MAX_WARNINGS_SHOWN :] == ["- ... and 10 more"]
+
+
+def event_wiring(config: dict) -> dict[tuple[str, str], tuple[list[str], list[str]]]:
+    """A built page's events but `then`: (elem_id, event) -> (input elem_ids, output elem_ids)."""
+    ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
+    return {
+        (ids[target], event): ([ids[i] for i in dep["inputs"]], [ids[o] for o in dep["outputs"]])
+        for dep in config["dependencies"]
+        for target, event in dep["targets"]
+        if event != "then"
+    }

@@ -40,26 +40,19 @@ def _positive(kind: str, lo: float, hi: float) -> Any:
     return parse
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if not 1 <= value <= MAX_PROFILE_RUNS:
-        raise argparse.ArgumentTypeError(
-            f"must be within 1-{MAX_PROFILE_RUNS} (the runs a profile holds), got {text}"
-        )
-    return value
+def _whole(hi: int, what: str = "") -> Any:
+    """An argparse type: a whole number within 1-`hi` (`what`: what the bound is)."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if not 1 <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be within 1-{hi}{what}, got {text}")
+        return value
 
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if not 1 <= value <= MAX_WORKERS:
-        raise argparse.ArgumentTypeError(f"must be within 1-{MAX_WORKERS}, got {text}")
-    return value
+    return parse
 
 
 def _max_files(parser: argparse.ArgumentParser, what: str) -> None:
@@ -67,7 +60,7 @@ def _max_files(parser: argparse.ArgumentParser, what: str) -> None:
     workers = min(DEFAULT_WORKERS, os.cpu_count() or 1)
     parser.add_argument(
         "--workers",
-        type=_workers,
+        type=_whole(MAX_WORKERS),
         default=workers,
         metavar="N",
         help=f"read the files in N processes (default {workers}: {DEFAULT_WORKERS} or the "
@@ -75,7 +68,7 @@ def _max_files(parser: argparse.ArgumentParser, what: str) -> None:
     )
     parser.add_argument(
         "--max-files",
-        type=_count,
+        type=_whole(MAX_PROFILE_RUNS, " (the runs a profile holds)"),
         default=MAX_HISTORY_FILES,
         metavar="N",
         help=f"read at most N {what} (default {MAX_HISTORY_FILES}; about {SECONDS_PER_FILE:g} s "
