@@ -39,6 +39,9 @@ import yaml
 
 from hrpred.errors import HrpredError
 
+# libyaml's safe loader when PyYAML has it (the wheels do): the same tags and resolver as
+# yaml.SafeLoader (`1e-05` is still a string), ~10x faster on the params files
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PARAMS_FILE = Path("params.yaml")
 PARAMS_DIR = "params"  # beside params.yaml: params/<section>.yaml, the calibrated part of <section>
 # One value, two configs: the config key (left) is filled from the key that holds it (right).
@@ -110,7 +113,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamError(f"{path} not found: run from the repository root")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
