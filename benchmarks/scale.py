@@ -76,8 +76,9 @@ def prepare(work: Path, n: int, train_batches: int) -> dict[str, str]:
     params["simulate"]["n_workouts"] = n
     params["simulate"]["n_users"] = max(20, round(REAL_USERS * n / REAL_WORKOUTS))
     params["train"].update({"max_epochs": 1, "max_batches": train_batches})
-    params["evaluate"]["animations"] = False
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    part = work / "params" / "evaluate.yaml"  # the GIF switch lives with the figures' look
+    part.write_text(part.read_text().replace("animations: true", "animations: false", 1))
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env["PYTHONPATH"] = str(work)

@@ -73,9 +73,21 @@ def deep_update(base: dict, override: dict) -> dict:
 
 
 def set_params(repo: Path, override: dict) -> None:
+    """Apply `override` (sections of params.yaml's merged view) to the file that holds each
+    key: params/<section>.yaml for its own top-level keys, params.yaml for the rest."""
+    main: dict = {}
+    for section, values in override.items():
+        part = repo / "params" / f"{section}.yaml"
+        own = yaml.safe_load(part.read_text()) if part.is_file() else None
+        if isinstance(values, dict) and isinstance(own, dict):
+            mine = {k: v for k, v in values.items() if k in own}
+            if mine:
+                part.write_text(yaml.safe_dump(deep_update(own, mine), sort_keys=False))
+            values = {k: v for k, v in values.items() if k not in own}
+        main[section] = values
     path = repo / "params.yaml"
     params = yaml.safe_load(path.read_text())
-    path.write_text(yaml.safe_dump(deep_update(params, override), sort_keys=False))
+    path.write_text(yaml.safe_dump(deep_update(params, main), sort_keys=False))
 
 
 def project_files() -> list[str]:

@@ -465,7 +465,7 @@ def make_history_bundle(root: Path, *, users: int = 40, runs: int = 4, seed: int
     store.write_history(root / "data" / "split", hist)
     tiny = {"hidden": 16, "layers": 1, "batch_size": 8, "eval_batch_size": 64, "lr": 3e-3,
             "patience": 30, "lr_patience": 10, "max_epochs": 30, "device": "cpu",
-            "num_threads": 1}  # fmt: skip
+            "num_threads": 1, "val_threads": 0}  # fmt: skip
     cfg = replace(load_config(TrainConfig, "train", PARAMS), **tiny)
     learned = replace(load_config(LearnedConfig, "personal.learned", PARAMS), design="physio")
     fdir, sdir = root / "data" / "features", root / "data" / "split"

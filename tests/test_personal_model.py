@@ -42,6 +42,7 @@ TINY = {
     "max_epochs": 25,
     "device": "cpu",
     "num_threads": 1,
+    "val_threads": 0,
 }
 
 

@@ -44,6 +44,7 @@ TINY = {  # small and quick; every other value comes from params.yaml
     "max_epochs": 4,
     "device": "cpu",
     "num_threads": 1,  # tiny tensors: extra threads only add contention
+    "val_threads": 0,  # validation as num_threads (tests/test_training.py checks 2 below)
 }
 N, T = 40, 24  # workouts and steps of the default tree
 
@@ -220,6 +221,21 @@ def test_two_threads_rerun_gives_identical_bytes(dataset, tmp_path, tiny) -> Non
         fit(cfg, data, paths_in(tmp_path / name))
         outs.append((tmp_path / name / "models" / "model.pt").read_bytes())
     assert outs[0] == outs[1]
+
+
+def test_validation_threads_change_nothing_but_time(dataset, tmp_path, tiny) -> None:
+    """train.val_threads (validation only, forward only) trains the same weights as
+    validating on the training thread, with the val MAE of every epoch equal to ~1e-9 (the
+    default run's val loss moves in its 10th digit); hidden 48 and batches of 64."""
+    data = _data(dataset)
+    runs = {}
+    for threads in (0, 2):
+        cfg = replace(tiny, hidden=48, eval_batch_size=64, val_threads=threads)
+        res = fit(cfg, data, paths_in(tmp_path / str(threads)))
+        runs[threads] = ([r["val_mae"] for r in res["history"]], res["best_state_sha256"])
+    assert runs[0][0] == pytest.approx(runs[2][0], rel=1e-9, abs=0)
+    assert len(runs[0][0]) == tiny.max_epochs
+    assert runs[0][1] == runs[2][1]  # the same weights (model.pt also stores the params)
 
 
 def test_finished_or_foreign_checkpoint_is_not_resumed(dataset, tmp_path, tiny) -> None:

@@ -54,6 +54,7 @@ from hrpred.train.runtime import (
     init_distributed,
     resolve_device,
     shard_positions,
+    torch_threads,
 )
 from hrpred.train.schedule import Schedule
 
@@ -297,8 +298,9 @@ class Trainer:
         positions = torch.arange(self.info.rank, len(self.val_src), self.info.world_size)
         bs = max(self.cfg.eval_batch_size, self.cfg.batch_size)
         sums = ErrorSums(self.device)
-        for start in range(0, len(positions), bs):
-            self.step(self.val_src.batch(positions[start : start + bs]), sums, train=False)
+        with torch_threads(self.cfg.val_threads if self.device.type == "cpu" else 0):
+            for start in range(0, len(positions), bs):
+                self.step(self.val_src.batch(positions[start : start + bs]), sums, train=False)
         all_reduce(sums.sums, self.info)
         return sums.result()
 
@@ -457,17 +459,14 @@ def fit(
     `history` (hrpred.train.history_data) trains the history-conditioned model instead of the
     population LSTM. Returns a summary dict (also on ranks > 0, with `wrote_outputs` False).
     """
-    prev_threads = torch.get_num_threads()
-    if cfg.num_threads > 0:
-        torch.set_num_threads(cfg.num_threads)
     trainer = Trainer(cfg, data, paths, history)
     t0 = time.perf_counter()
-    try:
-        trainer.setup()
-        with deterministic(cfg.deterministic, trainer.device):
-            summary = trainer.run(interrupt, on_epoch_end)
-    finally:
-        trainer.close()
-        torch.set_num_threads(prev_threads)
+    with torch_threads(cfg.num_threads):
+        try:
+            trainer.setup()
+            with deterministic(cfg.deterministic, trainer.device):
+                summary = trainer.run(interrupt, on_epoch_end)
+        finally:
+            trainer.close()
     summary["wall_time_s"] = time.perf_counter() - t0
     return summary
