@@ -45,10 +45,12 @@ PREDICTION_COLUMNS = ["row", "workout_id", "split", "step", "t", "hr_true", "val
                       "hr_offset", "hr_learned", "hr_personal", "hr_p10", "hr_p90"]  # fmt: skip
 
 
-def _setup(root: Path, animations: bool = True) -> dict:
+def _setup(root: Path, animations: bool = True, plot_workers: int | None = None) -> dict:
     arrays = write_tree(root)
     params = read_params(ROOT / "params.yaml")  # params/evaluate.yaml merged in (categories)
     params["evaluate"]["animations"] = animations
+    if plot_workers is not None:
+        params["evaluate"]["plot_workers"] = plot_workers
     params["evaluate"].update(  # small and quick; the rules under test are the same
         example_min_steps=30, animation_frames=4, animation_dpi=40, figure_dpi=40, n_scatter=300
     )
@@ -360,6 +362,23 @@ def test_rerun_is_byte_identical(stage, tmp_path):
         "plots/figures/sample_predictions.png",
         "plots/animations/category_comparison.gif",
     ]:
+        assert (root / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
+
+
+def test_figures_and_gifs_are_the_same_drawn_in_one_process(stage, tmp_path):
+    """evaluate.plot_workers only says who draws: in-process, every PNG and GIF has the
+    bytes the worker processes wrote."""
+    root, _, _, _ = stage
+    assert load_config(EvalConfig, "evaluate", root / "params.yaml").plot_workers > 1
+    _setup(tmp_path, plot_workers=1)
+    _run(tmp_path)
+    drawn = sorted(
+        p.relative_to(root)
+        for sub in ("figures", "animations")
+        for p in (root / "plots" / sub).iterdir()
+    )
+    assert len(drawn) >= 8 and any(p.suffix == ".gif" for p in drawn)
+    for rel in drawn:
         assert (root / rel).read_bytes() == (tmp_path / rel).read_bytes(), rel
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from hrpred.evaluate.band import band_plot, band_report, bands, calibrate_on_val, take_band
 from hrpred.evaluate.config import EvalConfig
-from hrpred.evaluate.figures import animations, figures
+from hrpred.evaluate.figures import Job, animation_jobs, draw, figures
 from hrpred.evaluate.inputs import EvalInputError, input_categories, optional_truth
 from hrpred.evaluate.personal import learned_personal, personalise
 from hrpred.evaluate.personal_report import (
@@ -224,15 +224,14 @@ def write_plots(
     write_plot_data(records, out_dir)
     maes = {"LSTM": report["test"]["mae"]}
     maes.update({name: b["test"]["mae"] for name, b in report["baselines"].items()})
-    figures(
-        test.plot, traces, wmae, examples, records["scatter"], maes, out_dir / "figures",
-        cfg.figure_dpi,
-    )  # fmt: skip
+    jobs: list[Job] = [(figures, (test.plot, traces, wmae, examples, records["scatter"], maes,
+                                  out_dir / "figures", cfg.figure_dpi), {})]  # fmt: skip
     if cfg.animations:
-        animations(
+        jobs += animation_jobs(
             traces, examples, out_dir / "animations",
             cfg.animation_frames, cfg.animation_fps, cfg.animation_dpi,
         )  # fmt: skip
+    draw(jobs, cfg.plot_workers)
 
 
 def summary_line(report: dict[str, Any]) -> str:

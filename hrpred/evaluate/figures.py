@@ -6,7 +6,9 @@ version strings, so the same inputs give the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import multiprocessing as mp
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -237,45 +239,51 @@ def _reveal_gif(
     return path
 
 
-def animations(
+Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]  # function, args, kwargs
+
+
+def animation_jobs(
     traces: dict[int, Trace],
     examples: Sequence[Example],
     out_dir: Path,
     n_frames: int,
     fps: int,
     dpi: int,
-) -> list[Path]:
-    """One GIF per category (its p10/p50/p90 workouts) and a cross-category median comparison."""
+) -> list[Job]:
+    """One GIF per category (its p10/p50/p90 workouts) and a cross-category median
+    comparison, as jobs for `draw`."""
 
     def panel(ex: Example):
         tr = traces[ex.row]
         return ex, tr.hr_true, tr.hr_pred, tr.valid, tr.elapsed, tr.band
 
-    paths = []
-    cats = sorted({e.category for e in examples})
-    for cat in cats:
+    jobs: list[Job] = []
+    for cat in sorted({e.category for e in examples}):
         mine = sorted((e for e in examples if e.category == cat), key=lambda e: e.quantile)
-        paths.append(
-            _reveal_gif(
-                [panel(e) for e in mine],
-                out_dir / f"{cat}.gif",
-                f"{cat}: workouts at the 10th/50th/90th percentile of MAE",
-                n_frames,
-                fps,
-                dpi,
-            )
-        )
+        title = f"{cat}: workouts at the 10th/50th/90th percentile of MAE"
+        path = out_dir / f"{cat}.gif"
+        jobs.append((_reveal_gif, ([panel(e) for e in mine], path, title, n_frames, fps, dpi), {}))
     medians = median_examples(examples)
     if medians:
-        paths.append(
-            _reveal_gif(
-                [panel(e) for e in medians],
-                out_dir / "category_comparison.gif",
-                "median-MAE workout of each category",
-                n_frames,
-                fps,
-                dpi,
-                ncols=2,
-            )
-        )
-    return paths
+        args = ([panel(e) for e in medians], out_dir / "category_comparison.gif",
+                "median-MAE workout of each category", n_frames, fps, dpi)  # fmt: skip
+        jobs.append((_reveal_gif, args, {"ncols": 2}))
+    return jobs
+
+
+def _run_job(job: Job) -> Any:
+    fn, args, kwargs = job
+    return fn(*args, **kwargs)
+
+
+def draw(jobs: Sequence[Job], workers: int) -> list[Any]:
+    """Run drawing jobs (each writes its own files), in `workers` processes (1: this one).
+
+    Forked on Linux (nothing to import again; the children only draw and write with
+    matplotlib and Pillow, never torch), spawned elsewhere; each file's bytes are the same
+    whichever process draws it."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [_run_job(j) for j in jobs]
+    ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
+    with ctx.Pool(min(workers, len(jobs))) as pool:
+        return pool.map(_run_job, jobs, chunksize=1)
