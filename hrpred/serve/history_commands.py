@@ -76,8 +76,7 @@ def trend_history(args: argparse.Namespace) -> int:
                 check_count(len(files), args.max_files, "trend")
                 profile, more = build_with_progress(bundle, files, args)
             warns += more
-        gender = None if args.gender in (None, "unknown") else args.gender
-        table = trend_table(profile, bundle, gender)
+        table = trend_table(profile, bundle, args.gender)  # 'unknown' as predict takes it
     except (HrpredError, ValueError, OSError) as exc:
         print(f"hrpred: {one_line(exc)}", file=sys.stderr)
         return EXIT_ERROR

@@ -19,7 +19,7 @@ from hrpred.errors import HrpredError
 from hrpred.io.userfiles import read_activity
 from hrpred.serve.check import check_activity, format_check
 from hrpred.serve.commands import runs_of, write_atomic
-from hrpred.serve.page import PROFILE_SUFFIX, _past_paths, one_line
+from hrpred.serve.page import PROFILE_SUFFIX, _past_paths, gender_choice, one_line
 from hrpred.serve.profile import Profile, build_profile, check_compatible, load_profile
 from hrpred.serve.trend import format_trend, trend_figure, trend_table
 
@@ -73,7 +73,7 @@ def history_request(
 ) -> HistoryView:
     """The trend of the uploaded history (one-line `error` on failure)."""
     try:
-        gender_arg = None if gender in (None, "", "unknown") else str(gender)
+        gender_arg = gender_choice(gender)
         profile, warns = history_profile(bundle, uploads, gender_arg)
         table = trend_table(profile, bundle, gender_arg)
         if table.empty:

@@ -103,6 +103,11 @@ def _past_paths(past: Any) -> list[str]:
     return [str(getattr(p, "name", p)) for p in items if p]
 
 
+def gender_choice(value: Any) -> str | None:
+    """The app's gender field as the library takes it: None when not given or 'unknown'."""
+    return None if value in (None, "", "unknown") else str(value)
+
+
 def own_profile(bundle: Any, past: Any, gender: str | None, warnings: list[str]) -> Any:
     """The profile of the past-runs upload: one profile JSON, or built from earlier run files
     (files without HR skipped with a warning); None when none was uploaded or no run had HR.
@@ -166,7 +171,7 @@ def predict_file(
         predict_activity = predict_user_activity
     name = Path(path).name
     try:
-        gender_arg = None if gender in (None, "", "unknown") else str(gender)
+        gender_arg = gender_choice(gender)
         activity = read_activity(str(path))
         extra: list[str] = []
         profile = own_profile(bundle, past, gender_arg, extra)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from hrpred.errors import HrpredError
-from hrpred.serve.page import file_stem, finite_number, one_line, own_profile
+from hrpred.serve.page import file_stem, finite_number, gender_choice, one_line, own_profile
 from hrpred.serve.plan import Stop
 from hrpred.serve.plan_args import MAX_WARMUP_MIN, clock_seconds, parse_stops
 from hrpred.serve.plan_figure import make_plan_figure
@@ -99,7 +99,7 @@ def plan_file(
         return PlanView(status="Upload a route (.gpx, .tcx) or a recorded run.")
     name = Path(path).name
     try:
-        gender_arg = None if gender in (None, "", "unknown") else str(gender)
+        gender_arg = gender_choice(gender)
         route = load_route(str(path), bundle.step_s, bundle.speed)
         extra: list[str] = []
         profile = own_profile(bundle, past, gender_arg, extra)
