@@ -29,7 +29,8 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,23 @@ HISTORY_KEYS = ("design", "k_max", "context_size", "enc_hidden", "embed")
 DESIGNS = ("condition", "physio")
 MIN_SPREAD = 1e-3  # floor of the Laplace scale (standardised units)
 INIT_SPREAD = 0.5  # the spread head's initial scale (standardised units)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's CPU threads set to `n` inside (0: left as they are), restored after.
+
+    One thread is the default of every stage (train.num_threads, train.val_threads,
+    evaluate.num_threads): the results are the same on any core count (more threads sum in
+    another order), and a thread team never spins at its barriers waiting for a core that
+    another job holds (BENCHMARKS.md "Training": 2 threads on 2 busy cores ran 2-40x slower)."""
+    prev = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
 
 
 def _spread_head(width: int) -> nn.Linear:

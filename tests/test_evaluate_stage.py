@@ -440,3 +440,33 @@ def test_main_with_a_real_checkpoint(tmp_path, monkeypatch):
     direct = model_lib.predict(*model_lib.load_checkpoint("models/model.pt"), features[r : r + 1])
     got = preds[preds["row"] == r].sort_values("step")["hr_cold"].to_numpy()
     np.testing.assert_allclose(got, direct[0, : len(got)], rtol=1e-5)
+
+
+def test_model_predicts_on_evaluate_num_threads_and_restores_them(tmp_path):
+    """evaluate.num_threads (1 by default) is torch's thread count while the model predicts,
+    whatever the process had before (here 3), and the count is restored afterwards."""
+    import torch
+
+    _setup(tmp_path, animations=False)
+    cfg = load_config(EvalConfig, "evaluate", tmp_path / "params.yaml")
+    assert cfg.num_threads == 1
+    seen: list[int] = []
+
+    def counting(path: Path, names: list[str]):
+        inner = stand_in_predictor(path, names)
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            seen.append(torch.get_num_threads())
+            return inner(x)
+
+        return predict
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        pcfg = load_config(PersonalConfig, "personal", tmp_path / "params.yaml")
+        run_evaluate(cfg, pcfg, None, Layout(tmp_path), counting, lambda *_: None)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

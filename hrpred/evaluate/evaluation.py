@@ -14,7 +14,8 @@ input-only categories, the runs after a level change).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,16 @@ def load_predictor(path: Path, names: list[str]) -> Predictor:
     return lambda x: predict(model, ckpt, x)
 
 
+@contextmanager
+def inference_threads(n: int) -> Iterator[None]:
+    """The model's predictions on `n` torch CPU threads (`evaluate.num_threads`; 0: torch's
+    default), imported only now: torch's memory comes after the baselines' peak."""
+    from hrpred.model import torch_threads
+
+    with torch_threads(n):
+        yield
+
+
 def run_evaluate(
     cfg: EvalConfig,
     pcfg: PersonalConfig,
@@ -77,63 +88,67 @@ def run_evaluate(
     personal_factory: PersonalFactory = learned_personal,
 ) -> dict[str, Any]:
     """Everything the stage does; returns the metrics dict (also in metrics/evaluate.json)."""
-    ds = open_dataset(layout.features_dir, layout.split_dir)
-    history = open_history(layout.split_dir)
-    if not layout.model.exists():
-        raise StoreError(f"{layout.model} not found: run `dvc repro train` first")
-    test_rows = ds.rows["test"]
-    if len(test_rows) == 0:
-        raise EvalInputError("the test split is empty; check split.fractions")
-    test_ids = ds.data.index["workout_id"].to_numpy()[test_rows]
-    layout.eval_dir.mkdir(parents=True, exist_ok=True)
-    baselines = fit_baselines(ds, cfg)  # first: its peak memory does not add to the truth's
-    truth = optional_truth(layout.resolve(truth_path) if truth_path else None, test_ids)
-    categories = input_categories(ds, test_rows, cfg.categories, cfg.batch_rows)
-    predict = predictor_factory(layout.model, ds.data.names)  # torch after the fit's peak
-    results = evaluate_all(ds, predict, baselines, cfg, truth)
-    learned = personal_factory(layout.model, layout.features_dir, ds)
-    res = personalise(ds, history, results, predict, baselines, pcfg, cfg.batch_rows, learned)
-    report = personal_report(ds, res, results, baselines.params(), pcfg, categories, truth)
-    runs_after = runs_after_change(ds, res, history, truth)
-    sums = curve_sums(ds, res)
-    report["test"]["after_change"] = after_change(sums, runs_after)
-    report["test"]["runners_made_worse"] = made_worse(ds, res, sums)
-    band = None
-    test = res.take("test")
-    if learned is not None:
-        cal = calibrate_on_val(ds, res, cfg.band)
-        write_calibration(layout.calibration, cal)
-        band = bands(ds, res, cal)
-        groups = {}
-        if runs_after is not None:
-            groups["after_change"] = (runs_after >= 1) & (runs_after <= AFTER_CHANGE_RUNS)
-        report["test"]["band"] = band_report(
-            ds, res, cal, take_band(band, test), baselines.constant.value,
-            cfg.band.runner_resamples, cfg.seed, groups,
-        )  # fmt: skip
-    else:  # a population model has no history-aware spread: no band (the file says so)
-        write_json(layout.calibration, {"format": "hrpred-calibration", "available": False})
-    write_predictions(layout.predictions, ds, res, band)
-    table = workout_table(ds, res, band, runs_after)
-    write_workouts(layout.eval_workouts, table)
-    write_json(layout.metrics("evaluate"), report, digits=6)
-    cold_band = None
-    if learned is not None:
-        cold_band = _cold_band(ds, results["test"], learned, cal)
-    write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir, cold_band)
-    head = res.curves["headline"][test]
-    lower, upper = (head, head) if band is None else (band.lower[test], band.upper[test])
-    traces = personal_traces(ds, res, lower, upper, cfg.example_quantiles, cfg.example_min_steps)
-    # the MAE-by-history and band plots read the saved per-workout table
-    write_plot_data(
-        {
-            "mae_by_history": mae_by_history(table),
-            "personal_traces": traces,
-            "band_by_history": band_plot(table) if band is not None else [],
-        },
-        layout.plots_dir,
-    )
-    return report
+    with ExitStack() as threads:
+        ds = open_dataset(layout.features_dir, layout.split_dir)
+        history = open_history(layout.split_dir)
+        if not layout.model.exists():
+            raise StoreError(f"{layout.model} not found: run `dvc repro train` first")
+        test_rows = ds.rows["test"]
+        if len(test_rows) == 0:
+            raise EvalInputError("the test split is empty; check split.fractions")
+        test_ids = ds.data.index["workout_id"].to_numpy()[test_rows]
+        layout.eval_dir.mkdir(parents=True, exist_ok=True)
+        baselines = fit_baselines(ds, cfg)  # first: its peak memory does not add to the truth's
+        truth = optional_truth(layout.resolve(truth_path) if truth_path else None, test_ids)
+        categories = input_categories(ds, test_rows, cfg.categories, cfg.batch_rows)
+        threads.enter_context(inference_threads(cfg.num_threads))  # torch after the fit's peak
+        predict = predictor_factory(layout.model, ds.data.names)
+        results = evaluate_all(ds, predict, baselines, cfg, truth)
+        learned = personal_factory(layout.model, layout.features_dir, ds)
+        res = personalise(ds, history, results, predict, baselines, pcfg, cfg.batch_rows, learned)
+        report = personal_report(ds, res, results, baselines.params(), pcfg, categories, truth)
+        runs_after = runs_after_change(ds, res, history, truth)
+        sums = curve_sums(ds, res)
+        report["test"]["after_change"] = after_change(sums, runs_after)
+        report["test"]["runners_made_worse"] = made_worse(ds, res, sums)
+        band = None
+        test = res.take("test")
+        if learned is not None:
+            cal = calibrate_on_val(ds, res, cfg.band)
+            write_calibration(layout.calibration, cal)
+            band = bands(ds, res, cal)
+            groups = {}
+            if runs_after is not None:
+                groups["after_change"] = (runs_after >= 1) & (runs_after <= AFTER_CHANGE_RUNS)
+            report["test"]["band"] = band_report(
+                ds, res, cal, take_band(band, test), baselines.constant.value,
+                cfg.band.runner_resamples, cfg.seed, groups,
+            )  # fmt: skip
+        else:  # a population model has no history-aware spread: no band (the file says so)
+            write_json(layout.calibration, {"format": "hrpred-calibration", "available": False})
+        write_predictions(layout.predictions, ds, res, band)
+        table = workout_table(ds, res, band, runs_after)
+        write_workouts(layout.eval_workouts, table)
+        write_json(layout.metrics("evaluate"), report, digits=6)
+        cold_band = None
+        if learned is not None:
+            cold_band = _cold_band(ds, results["test"], learned, cal)
+        write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir, cold_band)
+        head = res.curves["headline"][test]
+        lower, upper = (head, head) if band is None else (band.lower[test], band.upper[test])
+        traces = personal_traces(
+            ds, res, lower, upper, cfg.example_quantiles, cfg.example_min_steps
+        )
+        # the MAE-by-history and band plots read the saved per-workout table
+        write_plot_data(
+            {
+                "mae_by_history": mae_by_history(table),
+                "personal_traces": traces,
+                "band_by_history": band_plot(table) if band is not None else [],
+            },
+            layout.plots_dir,
+        )
+        return report
 
 
 def _cold_band(

@@ -31,6 +31,7 @@ from hrpred.model import (
     count_parameters,
     make_checkpoint,
     save_checkpoint,
+    torch_threads,
 )
 from hrpred.progress import Bar, write
 from hrpred.train.checkpoint import (
@@ -54,7 +55,6 @@ from hrpred.train.runtime import (
     init_distributed,
     resolve_device,
     shard_positions,
-    torch_threads,
 )
 from hrpred.train.schedule import Schedule
 
