@@ -307,3 +307,27 @@ def test_hr_held_across_a_pause_is_masked(det):
     assert not flat.any()
     hr[7:9] = [140.0, 138.0]  # held twice only
     assert not sample_faults(hr, 30.0, 220.0, det, np.array([5]))[3].any()
+
+
+@pytest.mark.parametrize("seed", (0, 2, 4, 5, 7))
+def test_a_noisy_cadence_far_above_the_runners_level_is_a_lock(det, seed):
+    """A cadence read at a steady pace can be as noisy as the heart there: it fails the
+    noise-ratio gate (lock_noise_ratio), but when it reads white about the speed and the
+    runner's other runs say it sits far above them, the gate is lock_level_noise_ratio.
+    With the old gate, without a level, below lock_level_min_bpm above it or unless white
+    enough (quiet_max_white), it is no lock."""
+    own = LevelModel(np.array([60.0, 8.125, 0.0]), 5)  # the runs' own HR-vs-speed line
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng, pace_kmh=10.0, noise_bpm=1.5)
+    run["hr"][200:240] = np.round(run["cadence"][200:240] + rng.normal(0, 1.4, 40))
+    v = verdict(det, run, model=own)
+    assert v.faults == ["cadence_follow"], v.reason
+    start, end = span(v, "cadence_follow")
+    assert start <= 200 and end >= 240 and end - start <= 40 + 4 * det.span_margin
+    for cfg, model in (
+        (replace(det, lock_level_noise_ratio=det.lock_noise_ratio), own),
+        (det, NO_LEVEL),
+        (replace(det, lock_level_min_bpm=40.0), own),
+        (replace(det, quiet_max_white=0.0), own),
+    ):
+        assert not {"cadence_follow", "cadence_lock"} & set(verdict(cfg, run, model=model).faults)

@@ -131,6 +131,9 @@ class DetectorConfig:
     lock_weak_min_shift_bpm: float
     lock_weak_max_fraction: float
     lock_weak_noise_ratio: float
+    lock_level_vouch: float
+    lock_level_min_bpm: float
+    lock_level_noise_ratio: float
     lock_pause_drop_bpm: float
     level_tau_s: float
     level_warmup_s: float
