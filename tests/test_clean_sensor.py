@@ -176,6 +176,32 @@ def test_quiet_lock_at_the_runners_own_hr(det, seed):
     assert min(end, 300) - max(start, 150) >= 0.75 * 150 and end - start <= 1.5 * 150
 
 
+@pytest.mark.parametrize("seed", (2, 5))
+def test_a_less_steady_quiet_lock_needs_a_whiter_reading(det, seed):
+    """A short lock at the heart's own level is less significant as a steady segment
+    (score below quiet_min_score, from quiet_weak_min_score): found when it reads nearer
+    pure white noise about its line in the speed (quiet_weak_max_white); not with the
+    single tier (quiet_weak_min_score = quiet_min_score) nor a stricter whiteness."""
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng, pace_kmh=12.0)
+    n = run["hr"].size
+    resume, normal = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    level = float(run["hr_true"][200:240].mean())
+    speed = run["speed"][200:240]
+    hr = run["hr"].copy()
+    hr[200:240] = level + 2.0 * (speed - speed.mean()) + rng.normal(0, 1.2, 40)
+    found = quiet_lock(hr, run["speed"], normal, det, resume)
+    assert found is not None
+    start, end, score = found
+    assert det.quiet_weak_min_score <= score < det.quiet_min_score
+    assert start <= 205 and end >= 235 and end - start <= 60
+    for cfg in (
+        replace(det, quiet_weak_min_score=det.quiet_min_score),
+        replace(det, quiet_weak_max_white=0.3),
+    ):
+        assert quiet_lock(hr, run["speed"], normal, cfg, resume) is None
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_whole_run_lock(det, seed):
     rng = np.random.default_rng(seed)

@@ -183,6 +183,8 @@ class DetectorConfig:
     follow_slope_max_bpm: float
     quiet_min_score: float
     quiet_max_white: float
+    quiet_weak_min_score: float
+    quiet_weak_max_white: float
     span_margin: int
 
     def __post_init__(self) -> None:
