@@ -176,6 +176,32 @@ def test_quiet_lock_at_the_runners_own_hr(det, seed):
     assert min(end, 300) - max(start, 150) >= 0.75 * 150 and end - start <= 1.5 * 150
 
 
+@pytest.mark.parametrize("seed", (2, 5))
+def test_a_less_steady_quiet_lock_needs_a_whiter_reading(det, seed):
+    """A short lock at the heart's own level is less significant as a steady segment
+    (score below quiet_min_score, from quiet_weak_min_score): found when it reads nearer
+    pure white noise about its line in the speed (quiet_weak_max_white); not with the
+    single tier (quiet_weak_min_score = quiet_min_score) nor a stricter whiteness."""
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng, pace_kmh=12.0)
+    n = run["hr"].size
+    resume, normal = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    level = float(run["hr_true"][200:240].mean())
+    speed = run["speed"][200:240]
+    hr = run["hr"].copy()
+    hr[200:240] = level + 2.0 * (speed - speed.mean()) + rng.normal(0, 1.2, 40)
+    found = quiet_lock(hr, run["speed"], normal, det, resume)
+    assert found is not None
+    start, end, score = found
+    assert det.quiet_weak_min_score <= score < det.quiet_min_score
+    assert start <= 205 and end >= 235 and end - start <= 60
+    for cfg in (
+        replace(det, quiet_weak_min_score=det.quiet_min_score),
+        replace(det, quiet_weak_max_white=0.3),
+    ):
+        assert quiet_lock(hr, run["speed"], normal, cfg, resume) is None
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_whole_run_lock(det, seed):
     rng = np.random.default_rng(seed)
@@ -307,3 +333,27 @@ def test_hr_held_across_a_pause_is_masked(det):
     assert not flat.any()
     hr[7:9] = [140.0, 138.0]  # held twice only
     assert not sample_faults(hr, 30.0, 220.0, det, np.array([5]))[3].any()
+
+
+@pytest.mark.parametrize("seed", (0, 2, 4, 5, 7))
+def test_a_noisy_cadence_far_above_the_runners_level_is_a_lock(det, seed):
+    """A cadence read at a steady pace can be as noisy as the heart there: it fails the
+    noise-ratio gate (lock_noise_ratio), but when it reads white about the speed and the
+    runner's other runs say it sits far above them, the gate is lock_level_noise_ratio.
+    With the old gate, without a level, below lock_level_min_bpm above it or unless white
+    enough (quiet_max_white), it is no lock."""
+    own = LevelModel(np.array([60.0, 8.125, 0.0]), 5)  # the runs' own HR-vs-speed line
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng, pace_kmh=10.0, noise_bpm=1.5)
+    run["hr"][200:240] = np.round(run["cadence"][200:240] + rng.normal(0, 1.4, 40))
+    v = verdict(det, run, model=own)
+    assert v.faults == ["cadence_follow"], v.reason
+    start, end = span(v, "cadence_follow")
+    assert start <= 200 and end >= 240 and end - start <= 40 + 4 * det.span_margin
+    for cfg, model in (
+        (replace(det, lock_level_noise_ratio=det.lock_noise_ratio), own),
+        (det, NO_LEVEL),
+        (replace(det, lock_level_min_bpm=40.0), own),
+        (replace(det, quiet_max_white=0.0), own),
+    ):
+        assert not {"cadence_follow", "cadence_lock"} & set(verdict(cfg, run, model=model).faults)

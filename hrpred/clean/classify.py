@@ -15,7 +15,14 @@ import numpy as np
 from hrpred.clean.analysis import Analysis, is_weak_lock
 from hrpred.clean.config import FAULT_PRECEDENCE, DetectorConfig
 from hrpred.clean.level import LevelModel, full_threshold
-from hrpred.clean.locks import WHITE, follows_speed, grow_lock, lock_signature, switching_edges
+from hrpred.clean.locks import (
+    WHITE,
+    follows_speed,
+    grow_lock,
+    lock_signature,
+    switching_edges,
+    white_ratio,
+)
 from hrpred.clean.sensor import strap_drying
 
 
@@ -113,7 +120,7 @@ def _classify_one(
         (edge or not seg_low)
         and hi_e - hi_s >= cfg.segment_min_len
         and cfg.lock_min_bpm <= hi_med <= cfg.lock_max_bpm
-        and bool(ratio < (cfg.lock_weak_noise_ratio if weak else cfg.lock_noise_ratio))
+        and bool(ratio < _noise_limit(an, hr, higher, size, weak, model, cfg))
     )
     signature = ""
     if lock_ok:  # a lock's signature, not just a high, quiet HR (a heart at tempo)
@@ -183,6 +190,31 @@ def _classify_one(
         conf,
         f"HR shift {shift:+.0f} BPM on [{a},{b}) not a sensor fault{not_lock}",
     )
+
+
+def _noise_limit(
+    an: Analysis,
+    hr: np.ndarray,
+    higher: np.ndarray,
+    size: float,
+    weak: bool,
+    model: LevelModel,
+    cfg: DetectorConfig,
+) -> float:
+    """Largest noise ratio (the high part's sample-to-sample noise over the rest's) a lock
+    may have: lock_noise_ratio (lock_weak_noise_ratio for a weak segment), or
+    lock_level_noise_ratio when the high part reads white about a line in the speed (at
+    most quiet_max_white, the quiet lock's test) and the runner's other runs say it reads
+    far above them (by lock_level_vouch of the shift and lock_level_min_bpm at least): a
+    cadence read at a steady pace is no steadier than the heart there, and the level tells
+    the reading from the runner's own HR (the signature and level tests still apply)."""
+    limit = cfg.lock_weak_noise_ratio if weak else cfg.lock_noise_ratio
+    if model.k < 1 or white_ratio(hr, an.speed, higher) > cfg.quiet_max_white:
+        return limit
+    above = -deficit(model, an, hr, higher)
+    if above >= max(cfg.lock_level_vouch * size, cfg.lock_level_min_bpm):
+        return max(limit, cfg.lock_level_noise_ratio)
+    return limit
 
 
 def _relaxes_in_pause(an: Analysis, hr: np.ndarray, start: int, end: int, drop_bpm: float) -> str:

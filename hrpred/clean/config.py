@@ -131,6 +131,9 @@ class DetectorConfig:
     lock_weak_min_shift_bpm: float
     lock_weak_max_fraction: float
     lock_weak_noise_ratio: float
+    lock_level_vouch: float
+    lock_level_min_bpm: float
+    lock_level_noise_ratio: float
     lock_pause_drop_bpm: float
     level_tau_s: float
     level_warmup_s: float
@@ -180,6 +183,8 @@ class DetectorConfig:
     follow_slope_max_bpm: float
     quiet_min_score: float
     quiet_max_white: float
+    quiet_weak_min_score: float
+    quiet_weak_max_white: float
     span_margin: int
 
     def __post_init__(self) -> None:

@@ -129,7 +129,9 @@ def quiet_lock(
     middle half's line in the speed (within 3 of its step noise / sqrt 2, at least 1 BPM),
     within the segment. A call needs that run's median HR in [lock_min_bpm, lock_max_bpm]
     and its HR white noise around its own line in the speed: residual variance / half the
-    step variance at most quiet_max_white (1 for white noise, more for a wandering heart).
+    step variance at most quiet_max_white (1 for white noise, more for a wandering heart);
+    a less steady segment (score from quiet_weak_min_score) needs a reading nearer pure white
+    noise (at most quiet_weak_max_white).
     """
     n = hr.size
     idx = np.flatnonzero(normal & ~near_resume(resume))
@@ -145,7 +147,9 @@ def quiet_lock(
     start = int(idx[a])
     end = int(idx[b]) if b < idx.size else n
     score = drop / var
-    if score < cfg.quiet_min_score or end - start > cfg.lock_weak_max_fraction * n:
+    if score < min(cfg.quiet_min_score, cfg.quiet_weak_min_score):
+        return None
+    if end - start > cfg.lock_weak_max_fraction * n:
         return None
     quarter = (end - start) // 4
     core = np.zeros(n, dtype=bool)
@@ -172,7 +176,8 @@ def quiet_lock(
         return None
     coef, *_ = np.linalg.lstsq(A[inside], x, rcond=None)
     steps = float(np.diff(x).var()) / 2.0
-    if steps <= 0 or float((x - A[inside] @ coef).var()) / steps > cfg.quiet_max_white:
+    white = cfg.quiet_max_white if score >= cfg.quiet_min_score else cfg.quiet_weak_max_white
+    if steps <= 0 or float((x - A[inside] @ coef).var()) / steps > white:
         return None
     return lo, hi, float(score)
 
