@@ -72,9 +72,11 @@ def load_predictor(path: Path, names: list[str]) -> Predictor:
 @contextmanager
 def inference_threads(n: int) -> Iterator[None]:
     """The model's predictions on `n` torch CPU threads (`evaluate.num_threads`; 0: torch's
-    default), imported only now: torch's memory comes after the baselines' peak."""
-    from hrpred.model import torch_threads
+    default) and with freed buffers kept for reuse (`hrpred.model.keep_freed_buffers`),
+    imported only now: torch's memory comes after the baselines' peak."""
+    from hrpred.model import keep_freed_buffers, torch_threads
 
+    keep_freed_buffers()
     with torch_threads(n):
         yield
 

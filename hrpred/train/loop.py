@@ -29,6 +29,7 @@ from hrpred.model import (
     HRLSTM,
     HistoryHRModel,
     count_parameters,
+    keep_freed_buffers,
     make_checkpoint,
     save_checkpoint,
     torch_threads,
@@ -459,6 +460,7 @@ def fit(
     `history` (hrpred.train.history_data) trains the history-conditioned model instead of the
     population LSTM. Returns a summary dict (also on ranks > 0, with `wrote_outputs` False).
     """
+    keep_freed_buffers()
     trainer = Trainer(cfg, data, paths, history)
     t0 = time.perf_counter()
     with torch_threads(cfg.num_threads):
