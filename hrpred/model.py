@@ -32,7 +32,9 @@ import math
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +58,8 @@ INIT_SPREAD = 0.5  # the spread head's initial scale (standardised units)
 def torch_threads(n: int) -> Iterator[None]:
     """torch's CPU threads set to `n` inside (0: left as they are), restored after.
 
-    One thread is the default of every stage (train.num_threads, train.val_threads,
-    evaluate.num_threads): the results are the same on any core count (more threads sum in
+    One thread is the default of every stage (train.num_threads, train.val_threads; evaluate
+    runs parts of a batch in threads of 1 torch thread each, `predict_parts`): the results are the same on any core count (more threads sum in
     another order), and a thread team never spins at its barriers waiting for a core that
     another job holds (BENCHMARKS.md "Training": 2 threads on 2 busy cores ran 2-40x slower)."""
     prev = torch.get_num_threads()
@@ -67,6 +69,24 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(prev)
+
+
+_PREDICT_PARTS: ContextVar[int] = ContextVar("predict_parts", default=1)
+
+
+@contextmanager
+def predict_parts(n: int) -> Iterator[None]:
+    """Inside, `predict` on the CPU splits each batch into `n` contiguous parts and runs them
+    at once in `n` threads (each torch op on the calling thread's torch threads, 1 in the
+    stages): the cores are used without a thread team that spins while another job holds a
+    core. The batch rows are independent: the parts give the batch's values, byte for byte
+    without a history context and within a float32 rounding with one (the context encoder's
+    matrix products round by batch size; tests/test_model.py)."""
+    token = _PREDICT_PARTS.set(max(1, int(n)))
+    try:
+        yield
+    finally:
+        _PREDICT_PARTS.reset(token)
 
 
 KEEP_FREED_BYTES = 256 << 20  # freed buffers up to this size stay in the process (glibc)
@@ -429,22 +449,34 @@ def predict(
         ctx = scale_context(ctx, cmask, meta)
     out = np.empty(arr.shape[:2], dtype=np.float32)
     spread = np.empty(arr.shape[:2], dtype=np.float32) if with_spread else None
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        for start in range(0, arr.shape[0], max(1, int(batch_size))):
-            chunk = np.ascontiguousarray(arr[start : start + batch_size], dtype=np.float32)
+
+    def run(lo: int, hi: int) -> None:  # rows [lo, hi): one forward pass
+        with torch.inference_mode():  # thread-local: entered in every worker thread
+            chunk = np.ascontiguousarray(arr[lo:hi], dtype=np.float32)
             x = apply_scaler(torch.from_numpy(chunk).to(device), mean, std)
             if ctx is None or cmask is None:
                 y = model(x, with_spread=with_spread)
             else:
-                c = torch.from_numpy(ctx[start : start + batch_size]).to(device)
-                cm = torch.from_numpy(np.asarray(cmask[start : start + batch_size], bool))
+                c = torch.from_numpy(ctx[lo:hi]).to(device)
+                cm = torch.from_numpy(np.asarray(cmask[lo:hi], bool))
                 y = model(x, c, cm.to(device), with_spread=with_spread)
             if spread is not None:
                 y, b = y
-                spread[start : start + len(chunk)] = b.float().cpu().numpy()
-            out[start : start + len(chunk)] = y.float().cpu().numpy()
+                spread[lo:hi] = b.float().cpu().numpy()
+            out[lo:hi] = y.float().cpu().numpy()
+
+    was_training = model.training
+    model.eval()
+    step = max(1, int(batch_size))
+    parts = max(1, _PREDICT_PARTS.get()) if device.type == "cpu" else 1
+    with ThreadPoolExecutor(parts) if parts > 1 else nullcontext() as pool:
+        for start in range(0, arr.shape[0], step):
+            end = min(start + step, arr.shape[0])
+            if pool is None or end - start < 2 * parts:
+                run(start, end)
+                continue
+            bounds = np.linspace(start, end, parts + 1).astype(int)
+            list(pool.map(run, bounds[:-1], bounds[1:]))  # list(): raise a worker's error
     model.train(was_training)
     if spread is not None:
         return (out[0], spread[0]) if single else (out, spread)

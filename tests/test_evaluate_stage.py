@@ -442,21 +442,24 @@ def test_main_with_a_real_checkpoint(tmp_path, monkeypatch):
     np.testing.assert_allclose(got, direct[0, : len(got)], rtol=1e-5)
 
 
-def test_model_predicts_on_evaluate_num_threads_and_restores_them(tmp_path):
-    """evaluate.num_threads (1 by default) is torch's thread count while the model predicts,
-    whatever the process had before (here 3), and the count is restored afterwards."""
+def test_model_predicts_on_one_torch_thread_in_predict_threads_parts(tmp_path):
+    """While the model predicts, torch runs on 1 thread whatever the process had before (here
+    3) and predict splits each batch into evaluate.predict_threads parts; both are restored
+    afterwards."""
     import torch
+
+    from hrpred.model import _PREDICT_PARTS
 
     _setup(tmp_path, animations=False)
     cfg = load_config(EvalConfig, "evaluate", tmp_path / "params.yaml")
-    assert cfg.num_threads == 1
-    seen: list[int] = []
+    assert cfg.predict_threads == 2
+    seen: list[tuple[int, int]] = []
 
     def counting(path: Path, names: list[str]):
         inner = stand_in_predictor(path, names)
 
         def predict(x: np.ndarray) -> np.ndarray:
-            seen.append(torch.get_num_threads())
+            seen.append((torch.get_num_threads(), _PREDICT_PARTS.get()))
             return inner(x)
 
         return predict
@@ -466,7 +469,7 @@ def test_model_predicts_on_evaluate_num_threads_and_restores_them(tmp_path):
     try:
         pcfg = load_config(PersonalConfig, "personal", tmp_path / "params.yaml")
         run_evaluate(cfg, pcfg, None, Layout(tmp_path), counting, lambda *_: None)
-        assert seen and set(seen) == {1}
-        assert torch.get_num_threads() == 3
+        assert seen and set(seen) == {(1, 2)}
+        assert torch.get_num_threads() == 3 and _PREDICT_PARTS.get() == 1
     finally:
         torch.set_num_threads(before)

@@ -12,12 +12,15 @@ import torch
 from hrpred.features.scaler import apply_scaler, scaler_arrays
 from hrpred.model import (
     HRLSTM,
+    HistoryHRModel,
     count_parameters,
     keep_freed_buffers,
     load_checkpoint,
     make_checkpoint,
     predict,
+    predict_parts,
     save_checkpoint,
+    torch_threads,
 )
 from hrpred.train.losses import ErrorSums, masked_loss
 
@@ -251,5 +254,38 @@ def test_kept_freed_buffers_are_reused_without_page_faults() -> None:
         torch.empty(6 << 20, dtype=torch.float64).fill_(1.0)  # 48 MB, written, then freed
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
-    faults_of_one_buffer()  # the heap grows once
-    assert faults_of_one_buffer() < 1000
+    for _ in range(3):  # the heap grows (glibc may take two rounds)
+        faults_of_one_buffer()
+    assert max(faults_of_one_buffer(), faults_of_one_buffer()) < 1000
+
+
+def test_batches_predicted_in_parts_give_the_batch_values() -> None:
+    """predict_parts(n) runs each batch as n contiguous parts in n threads: the same HR and
+    spread as the whole batch on one thread (rows are independent): byte for byte without a
+    history context, within a float32 rounding of 150 BPM with one (the context encoder's
+    matrix products round by batch size); a single workout runs whole."""
+    torch.manual_seed(0)
+    arch = {"input_size": 14, "hidden": 16, "layers": 2, "dropout": 0.0, "bidirectional": False}
+    meta = {"design": "condition", "k_max": 3, "context_size": 5, "enc_hidden": 8, "embed": 4}
+    model = HistoryHRModel(arch, meta, 145.0, 14.0)
+    names = [f"f{i}" for i in range(14)]
+    history = {**meta, "context_features": [f"c{i}" for i in range(5)],
+               "scaler": {"mean": [0.0] * 5, "std": [1.0] * 5}}  # fmt: skip
+    ckpt = make_checkpoint(
+        model, features=names, scaler={f: {"mean": 0.0, "std": 1.0} for f in names},
+        seq_len=40, best_epoch=1, val={"mae": 7.0}, train_params={}, history=history,
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(70, 40, 14)).astype(np.float32)
+    ctx = (rng.normal(size=(70, 3, 5)).astype(np.float32), rng.random((70, 3)) < 0.7)
+    with torch_threads(1):
+        whole = predict(model, ckpt, x, batch_size=32, context=ctx, with_spread=True)
+        cold = predict(model, ckpt, x, batch_size=32, with_spread=True)
+        with predict_parts(3):
+            parts = predict(model, ckpt, x, batch_size=32, context=ctx, with_spread=True)
+            cold_parts = predict(model, ckpt, x, batch_size=32, with_spread=True)
+            one = predict(model, ckpt, x[0], context=(ctx[0][0], ctx[1][0]))
+    assert np.array_equal(cold[0], cold_parts[0]) and np.array_equal(cold[1], cold_parts[1])
+    for a, b in zip(whole, parts, strict=True):
+        np.testing.assert_allclose(b, a, rtol=0, atol=3e-5)
+    np.testing.assert_allclose(one, whole[0][0], rtol=0, atol=1e-3)

@@ -32,7 +32,7 @@ class EvalConfig:
     animation_fps: int
     animation_dpi: int
     plot_workers: int
-    num_threads: int
+    predict_threads: int
 
     def __post_init__(self) -> None:
         if self.batch_rows < 1 or self.ridge_alpha < 0 or not self.physio_taus_s:
@@ -43,8 +43,8 @@ class EvalConfig:
             raise ParamError("evaluate.example_quantiles must be in [0, 1], example_window >= 0")
         if min(self.figure_dpi, self.animation_frames, self.animation_fps, self.animation_dpi) < 1:
             raise ParamError("evaluate: figure_dpi and the animation_* values must be >= 1")
-        if self.num_threads < 0:
-            raise ParamError("evaluate.num_threads must be >= 0 (0 = torch's default: all cores)")
+        if self.predict_threads < 1:
+            raise ParamError("evaluate.predict_threads must be >= 1")
         if self.plot_workers < 1:
             raise ParamError("evaluate.plot_workers must be >= 1 (1 = in-process)")
         if self.n_scatter < 0:

@@ -71,13 +71,14 @@ def load_predictor(path: Path, names: list[str]) -> Predictor:
 
 @contextmanager
 def inference_threads(n: int) -> Iterator[None]:
-    """The model's predictions on `n` torch CPU threads (`evaluate.num_threads`; 0: torch's
-    default) and with freed buffers kept for reuse (`hrpred.model.keep_freed_buffers`),
-    imported only now: torch's memory comes after the baselines' peak."""
-    from hrpred.model import keep_freed_buffers, torch_threads
+    """The model's predictions in `n` threads, each part of a batch on 1 torch thread
+    (`evaluate.predict_threads`, `hrpred.model.predict_parts`), with freed buffers kept for
+    reuse (`hrpred.model.keep_freed_buffers`); torch is imported only now: its memory comes
+    after the baselines' peak."""
+    from hrpred.model import keep_freed_buffers, predict_parts, torch_threads
 
     keep_freed_buffers()
-    with torch_threads(n):
+    with torch_threads(1), predict_parts(n):
         yield
 
 
@@ -103,7 +104,7 @@ def run_evaluate(
         baselines = fit_baselines(ds, cfg)  # first: its peak memory does not add to the truth's
         truth = optional_truth(layout.resolve(truth_path) if truth_path else None, test_ids)
         categories = input_categories(ds, test_rows, cfg.categories, cfg.batch_rows)
-        threads.enter_context(inference_threads(cfg.num_threads))  # torch after the fit's peak
+        threads.enter_context(inference_threads(cfg.predict_threads))  # torch after the fit's peak
         predict = predictor_factory(layout.model, ds.data.names)
         results = evaluate_all(ds, predict, baselines, cfg, truth)
         learned = personal_factory(layout.model, layout.features_dir, ds)
