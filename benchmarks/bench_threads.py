@@ -1,13 +1,16 @@
-"""Validation time on 1 and 2 torch threads, on idle cores and with one core kept busy.
+"""Validation time for `train.val_threads` values, on idle cores and with one core kept busy.
 
 Usage (after `dvc repro train`: it reads data/features, data/split and params.yaml):
-  python benchmarks/bench_threads.py [--threads 1 2] [--repeats 3] [--busy]
+  python benchmarks/bench_threads.py [--threads 1 2] [--repeats 3] [--busy] [--torch]
 
-For each thread count it builds the train stage's `Trainer` (the default model, untrained) and
-times `validate()` `--repeats` times (wall and process CPU seconds). `--busy` first starts a
-process that spins on one core for the whole run: a second job on the machine, as on a shared
-CI runner. A thread team spins at its barriers while it waits for a core that another job
-holds, so 2 threads can be many times slower than 1 there (BENCHMARKS.md "Training").
+For each value it builds the train stage's `Trainer` (the default model, untrained) and times
+`validate()` `--repeats` times (wall and process CPU seconds): with `--torch` the value is
+torch's intra-op thread count during validation (each batch whole: the earlier design),
+otherwise `train.val_threads` (each eval batch in that many parts validated at once in Python
+threads, torch on the training's 1 thread). `--busy` first starts a process that spins on one
+core for the whole run: a second job on the machine, as on a shared CI runner. A torch thread
+team spins at its barriers while it waits for a core that another job holds, so 2 torch
+threads can be many times slower than 1 there (BENCHMARKS.md "Training").
 Prints one JSON line per thread count.
 """
 
@@ -40,9 +43,11 @@ def spin() -> None:
         pass
 
 
-def time_validation(threads: int, repeats: int, workdir: Path) -> dict:
+def time_validation(threads: int, repeats: int, workdir: Path, torch_team: bool) -> dict:
     params = ROOT / "params.yaml"
-    cfg = replace(load_config(TrainConfig, "train", params), val_threads=threads)
+    cfg = replace(
+        load_config(TrainConfig, "train", params), val_threads=1 if torch_team else threads
+    )
     learned = load_config(LearnedConfig, "personal.learned", params)
     fdir, sdir = ROOT / "data" / "features", ROOT / "data" / "split"
     data = load_train_data(fdir, sdir)
@@ -53,10 +58,12 @@ def time_validation(threads: int, repeats: int, workdir: Path) -> dict:
         trainer.setup()
         for _ in range(repeats):
             w0, c0 = time.perf_counter(), time.process_time()
-            trainer.validate()
+            with torch_threads(threads if torch_team else 0):
+                trainer.validate()
             wall.append(round(time.perf_counter() - w0, 2))
             cpu.append(round(time.process_time() - c0, 2))
-    return {"val_threads": threads, "wall_s": wall, "cpu_s": cpu}
+    key = "torch_threads" if torch_team else "val_threads"
+    return {key: threads, "wall_s": wall, "cpu_s": cpu}
 
 
 def main() -> None:
@@ -64,6 +71,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--busy", action="store_true", help="keep one core busy meanwhile")
+    ap.add_argument("--torch", action="store_true", help="values are torch's thread counts")
     args = ap.parse_args()
     busy = None
     if args.busy:
@@ -72,7 +80,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for n in args.threads:
-                rec = time_validation(n, args.repeats, Path(tmp))
+                rec = time_validation(n, args.repeats, Path(tmp), args.torch)
                 print(json.dumps(rec | {"busy_core": args.busy}), flush=True)
     finally:
         if busy is not None:

@@ -44,7 +44,7 @@ TINY = {  # small and quick; every other value comes from params.yaml
     "max_epochs": 4,
     "device": "cpu",
     "num_threads": 1,  # tiny tensors: extra threads only add contention
-    "val_threads": 0,  # validation as num_threads (tests/test_training.py checks 2 below)
+    "val_threads": 0,  # each eval batch whole (tests/test_training.py checks 2 below)
 }
 N, T = 40, 24  # workouts and steps of the default tree
 
@@ -224,9 +224,9 @@ def test_two_threads_rerun_gives_identical_bytes(dataset, tmp_path, tiny) -> Non
 
 
 def test_validation_threads_change_nothing_but_time(dataset, tmp_path, tiny) -> None:
-    """train.val_threads (validation only, forward only) trains the same weights as
-    validating on the training thread, with the val MAE of every epoch equal to ~1e-9 (the
-    default run's val loss moves in its 10th digit); hidden 48 and batches of 64."""
+    """train.val_threads (validation only, forward only: parts of each eval batch in threads)
+    trains the same weights as validating each batch whole, with the val MAE of every epoch
+    equal to ~1e-9 (only the sums' order moves); hidden 48 and batches of 64."""
     data = _data(dataset)
     runs = {}
     for threads in (0, 2):

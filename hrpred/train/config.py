@@ -46,7 +46,7 @@ class TrainConfig:
     amp: bool  # bf16 autocast on CUDA
     data_on_device: bool  # copy train/val arrays to the GPU once
     num_threads: int  # torch CPU threads (0 = torch default)
-    val_threads: int  # torch CPU threads of validation (0 = num_threads): no effect on weights
+    val_threads: int  # threads validating parts of an eval batch (0 = 1): weights unchanged
     deterministic: bool  # deterministic kernels on CPU, cuDNN deterministic on GPU
 
     def __post_init__(self) -> None:
@@ -76,7 +76,7 @@ class TrainConfig:
         if self.lr <= 0 or self.weight_decay < 0 or self.clip < 0 or self.huber_delta <= 0:
             raise bad("lr and huber_delta must be > 0; weight_decay and clip >= 0")
         if self.num_threads < 0 or self.val_threads < 0:
-            raise bad("num_threads and val_threads must be >= 0 (0 = torch default / num_threads)")
+            raise bad("num_threads and val_threads must be >= 0 (0 = torch default / 1 part)")
         if self.max_batches < 0:
             raise bad("max_batches must be >= 0 (0 = the whole train set each epoch)")
 

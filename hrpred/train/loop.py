@@ -15,6 +15,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any
 
@@ -295,13 +296,31 @@ class Trainer:
 
     @torch.inference_mode()
     def validate(self) -> dict[str, float]:
+        """Val metrics of the current weights. On the CPU each eval batch is split into
+        `val_threads` contiguous parts validated at once in Python threads, each torch op on
+        the training's thread count (a torch thread team spins while another job holds a
+        core); the parts' sums are added in a fixed order."""
         self.model.eval()
         positions = torch.arange(self.info.rank, len(self.val_src), self.info.world_size)
         bs = max(self.cfg.eval_batch_size, self.cfg.batch_size)
+        parts = max(1, self.cfg.val_threads) if self.device.type == "cpu" else 1
+        pieces = [positions[start : start + bs] for start in range(0, len(positions), bs)]
+        pieces = [p for batch in pieces for p in torch.tensor_split(batch, parts) if len(p)]
+        part_sums = [ErrorSums(self.device) for _ in pieces]
+
+        def run(i: int) -> None:
+            with torch.inference_mode():  # thread-local: entered in every worker thread
+                self.step(self.val_src.batch(pieces[i]), part_sums[i], train=False)
+
+        if parts > 1:
+            with ThreadPoolExecutor(parts) as pool:
+                list(pool.map(run, range(len(pieces))))  # list(): raise a worker's error
+        else:
+            for i in range(len(pieces)):
+                run(i)
         sums = ErrorSums(self.device)
-        with torch_threads(self.cfg.val_threads if self.device.type == "cpu" else 0):
-            for start in range(0, len(positions), bs):
-                self.step(self.val_src.batch(positions[start : start + bs]), sums, train=False)
+        for part in part_sums:
+            sums.sums += part.sums
         all_reduce(sums.sums, self.info)
         return sums.result()
 
