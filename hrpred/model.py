@@ -58,10 +58,11 @@ INIT_SPREAD = 0.5  # the spread head's initial scale (standardised units)
 def torch_threads(n: int) -> Iterator[None]:
     """torch's CPU threads set to `n` inside (0: left as they are), restored after.
 
-    One thread is the default of every stage (train.num_threads, train.val_threads; evaluate
-    runs parts of a batch in threads of 1 torch thread each, `predict_parts`): the results are the same on any core count (more threads sum in
-    another order), and a thread team never spins at its barriers waiting for a core that
-    another job holds (BENCHMARKS.md "Training": 2 threads on 2 busy cores ran 2-40x slower)."""
+    The stages train on 1 torch thread (train.num_threads) and validate and evaluate on 1 per
+    part of a batch (`predict_parts`, train.val_threads): the results are the same on any core
+    count (more threads sum in another order), and no thread team spins at its barriers
+    waiting for a core that another job holds (BENCHMARKS.md "Training": 2 torch threads on 2
+    busy cores ran 2-36x slower)."""
     prev = torch.get_num_threads()
     if n > 0:
         torch.set_num_threads(n)
