@@ -28,13 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hrpred.model import torch_threads  # noqa: E402
 from hrpred.params import load_config  # noqa: E402
 from hrpred.personal.config import LearnedConfig  # noqa: E402
+from hrpred.threads import torch_threads  # noqa: E402
 from hrpred.train.config import TrainConfig, TrainPaths  # noqa: E402
-from hrpred.train.data import load_train_data  # noqa: E402
-from hrpred.train.history_data import load_history_data  # noqa: E402
 from hrpred.train.loop import Trainer  # noqa: E402
+from hrpred.train.pipeline import load_inputs  # noqa: E402
 
 
 def spin() -> None:
@@ -50,8 +49,7 @@ def time_validation(threads: int, repeats: int, workdir: Path, torch_team: bool)
     )
     learned = load_config(LearnedConfig, "personal.learned", params)
     fdir, sdir = ROOT / "data" / "features", ROOT / "data" / "split"
-    data = load_train_data(fdir, sdir)
-    history = load_history_data(data, fdir, sdir, learned) if learned.model == "encoder" else None
+    data, history = load_inputs(fdir, sdir, learned)
     trainer = Trainer(cfg, data, TrainPaths(workdir / "m.pt", workdir / "c.pt", None), history)
     wall, cpu = [], []
     with torch_threads(cfg.num_threads):

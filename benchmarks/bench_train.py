@@ -35,8 +35,8 @@ from hrpred.params import load_config
 from hrpred.personal.config import LearnedConfig
 from hrpred.train.config import TrainConfig, TrainPaths
 from hrpred.train.data import load_train_data
-from hrpred.train.history_data import load_history_data
 from hrpred.train.loop import fit
+from hrpred.train.pipeline import load_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_TRAIN, FULL_VAL, SEQ_LEN, N_FEATURES = 27_806, 6_606, 500, 14
@@ -212,10 +212,7 @@ def bench_converge(root: Path, name: str, changes: dict, workdir: Path) -> dict:
         )
         print(json.dumps(epochs[-1]), flush=True)
 
-    data = load_train_data(fdir, sdir)
-    history = None
-    if learned.model == "encoder":
-        history = load_history_data(data, fdir, sdir, learned)
+    data, history = load_inputs(fdir, sdir, learned)
     res = fit(cfg, data, paths, history=history, on_epoch_end=on_epoch_end)
     return {
         "candidate": name,

@@ -26,15 +26,12 @@ calibration of |residual| / b on the validation split (`hrpred.uncertainty`).
 
 from __future__ import annotations
 
-import ctypes
 import io
 import math
 import os
-import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
-from contextvars import ContextVar
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +42,7 @@ from torch.nn import functional as F
 
 from hrpred.features.scaler import apply_scaler, batch_of_rows, scaler_arrays
 from hrpred.store import json_ready
+from hrpred.threads import current_parts, part_bounds, run_parts
 
 CHECKPOINT_FORMAT = 2  # bump when the keys of models/model.pt change (2: spread head)
 CONFIG_KEYS = ("input_size", "hidden", "layers", "dropout", "bidirectional")
@@ -52,67 +50,6 @@ HISTORY_KEYS = ("design", "k_max", "context_size", "enc_hidden", "embed")
 DESIGNS = ("condition", "physio")
 MIN_SPREAD = 1e-3  # floor of the Laplace scale (standardised units)
 INIT_SPREAD = 0.5  # the spread head's initial scale (standardised units)
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's CPU threads set to `n` inside (0: left as they are), restored after.
-
-    The stages train on 1 torch thread (train.num_threads) and validate and evaluate on 1 per
-    part of a batch (`predict_parts`, train.val_threads): the results are the same on any core
-    count (more threads sum in another order), and no thread team spins at its barriers
-    waiting for a core that another job holds (BENCHMARKS.md "Training": 2 torch threads on 2
-    busy cores ran 2-36x slower)."""
-    prev = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
-
-
-_PREDICT_PARTS: ContextVar[int] = ContextVar("predict_parts", default=1)
-
-
-@contextmanager
-def predict_parts(n: int) -> Iterator[None]:
-    """Inside, `predict` on the CPU splits each batch into `n` contiguous parts and runs them
-    at once in `n` threads (each torch op on the calling thread's torch threads, 1 in the
-    stages): the cores are used without a thread team that spins while another job holds a
-    core. The batch rows are independent: the parts give the batch's values, byte for byte
-    without a history context and within a float32 rounding with one (the context encoder's
-    matrix products round by batch size; tests/test_model.py)."""
-    token = _PREDICT_PARTS.set(max(1, int(n)))
-    try:
-        yield
-    finally:
-        _PREDICT_PARTS.reset(token)
-
-
-KEEP_FREED_BYTES = 256 << 20  # freed buffers up to this size stay in the process (glibc)
-
-
-def keep_freed_buffers() -> bool:
-    """Let glibc's malloc keep freed buffers up to KEEP_FREED_BYTES for reuse (True when set).
-
-    By default glibc maps each large tensor buffer afresh and unmaps it when freed, so every
-    batch pays page faults for its zeroed pages: 1.1 million minor faults, 3-4 s of system time
-    in the first training epoch and 0.6 s in every validation on 2 cores (BENCHMARKS.md
-    "Training"). Process-wide and never undone; only where the memory comes from changes, not a
-    value computed (models/model.pt is byte-identical). False elsewhere (not Linux, not glibc)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl or another libc: nothing to set
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-    return bool(
-        mallopt(m_mmap_threshold, KEEP_FREED_BYTES)
-        and mallopt(m_trim_threshold, 4 * KEEP_FREED_BYTES)
-    )
 
 
 def _spread_head(width: int) -> nn.Linear:
@@ -469,15 +406,10 @@ def predict(
     was_training = model.training
     model.eval()
     step = max(1, int(batch_size))
-    parts = max(1, _PREDICT_PARTS.get()) if device.type == "cpu" else 1
+    parts = current_parts() if device.type == "cpu" else 1
     with ThreadPoolExecutor(parts) if parts > 1 else nullcontext() as pool:
         for start in range(0, arr.shape[0], step):
-            end = min(start + step, arr.shape[0])
-            if pool is None or end - start < 2 * parts:
-                run(start, end)
-                continue
-            bounds = np.linspace(start, end, parts + 1).astype(int)
-            list(pool.map(run, bounds[:-1], bounds[1:]))  # list(): raise a worker's error
+            run_parts(run, part_bounds(start, min(start + step, arr.shape[0]), parts), pool)
     model.train(was_training)
     if spread is not None:
         return (out[0], spread[0]) if single else (out, spread)

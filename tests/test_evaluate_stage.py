@@ -448,7 +448,7 @@ def test_model_predicts_on_one_torch_thread_in_predict_threads_parts(tmp_path):
     afterwards."""
     import torch
 
-    from hrpred.model import _PREDICT_PARTS
+    from hrpred.threads import current_parts
 
     _setup(tmp_path, animations=False)
     cfg = load_config(EvalConfig, "evaluate", tmp_path / "params.yaml")
@@ -459,7 +459,7 @@ def test_model_predicts_on_one_torch_thread_in_predict_threads_parts(tmp_path):
         inner = stand_in_predictor(path, names)
 
         def predict(x: np.ndarray) -> np.ndarray:
-            seen.append((torch.get_num_threads(), _PREDICT_PARTS.get()))
+            seen.append((torch.get_num_threads(), current_parts()))
             return inner(x)
 
         return predict
@@ -470,6 +470,6 @@ def test_model_predicts_on_one_torch_thread_in_predict_threads_parts(tmp_path):
         pcfg = load_config(PersonalConfig, "personal", tmp_path / "params.yaml")
         run_evaluate(cfg, pcfg, None, Layout(tmp_path), counting, lambda *_: None)
         assert seen and set(seen) == {(1, 2)}
-        assert torch.get_num_threads() == 3 and _PREDICT_PARTS.get() == 1
+        assert torch.get_num_threads() == 3 and current_parts() == 1
     finally:
         torch.set_num_threads(before)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,10 +16,9 @@ from hrpred.model import (
     load_checkpoint,
     make_checkpoint,
     predict,
-    predict_parts,
     save_checkpoint,
-    torch_threads,
 )
+from hrpred.threads import predict_parts, torch_threads
 from hrpred.train.losses import ErrorSums, masked_loss
 
 
@@ -238,40 +234,6 @@ def test_apply_scaler_numpy_equals_torch_bit_for_bit() -> None:
     assert got.dtype == np.float32 and np.isfinite(got).all()
     np.testing.assert_array_equal(got, want.numpy())
     np.testing.assert_array_equal(apply_scaler(x.astype(np.float64), mean, std), got)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_kept_freed_buffers_are_reused_without_page_faults() -> None:
-    """After keep_freed_buffers(), a 48 MB tensor freed and allocated again comes back from
-    the process's heap: no fresh zeroed pages. glibc's default maps a buffer above 32 MB afresh
-    every time and faults in all its 12,288 pages again (torch does not ask for huge pages).
-    Measured in a fresh interpreter: in a long-lived one with many threads, glibc may have
-    moved the main thread to a thread arena, whose heaps (64 MB at most) map such a buffer
-    anyway."""
-    import subprocess
-
-    code = """
-import resource, sys, torch
-from hrpred.model import keep_freed_buffers
-def faults():
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    torch.empty(6 << 20, dtype=torch.float64).fill_(1.0)  # 48 MB, written, then freed
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-kept = keep_freed_buffers() if sys.argv[1] == "keep" else True
-for _ in range(3):  # the heap grows (glibc may take two rounds)
-    faults()
-print(int(kept), max(faults(), faults()))
-"""
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    runs = {}
-    for mode in ("keep", "default"):
-        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True,
-                             env=env, check=True, timeout=120)  # fmt: skip
-        runs[mode] = [int(v) for v in out.stdout.split()]
-    if not runs["keep"][0]:
-        pytest.skip("not glibc")
-    assert runs["keep"][1] < 1000 < runs["default"][1]
 
 
 def test_batches_predicted_in_parts_give_the_batch_values() -> None:

@@ -72,10 +72,10 @@ def load_predictor(path: Path, names: list[str]) -> Predictor:
 @contextmanager
 def inference_threads(n: int) -> Iterator[None]:
     """The model's predictions in `n` threads, each part of a batch on 1 torch thread
-    (`evaluate.predict_threads`, `hrpred.model.predict_parts`), with freed buffers kept for
-    reuse (`hrpred.model.keep_freed_buffers`); torch is imported only now: its memory comes
+    (`evaluate.predict_threads`, `hrpred.threads.predict_parts`), with freed buffers kept for
+    reuse (`hrpred.threads.keep_freed_buffers`); torch is imported only now: its memory comes
     after the baselines' peak."""
-    from hrpred.model import keep_freed_buffers, predict_parts, torch_threads
+    from hrpred.threads import keep_freed_buffers, predict_parts, torch_threads
 
     keep_freed_buffers()
     with torch_threads(1), predict_parts(n):

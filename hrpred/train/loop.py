@@ -30,12 +30,11 @@ from hrpred.model import (
     HRLSTM,
     HistoryHRModel,
     count_parameters,
-    keep_freed_buffers,
     make_checkpoint,
     save_checkpoint,
-    torch_threads,
 )
 from hrpred.progress import Bar, write
+from hrpred.threads import keep_freed_buffers, part_bounds, run_parts, torch_threads
 from hrpred.train.checkpoint import (
     EarlyStop,
     load_resumable,
@@ -304,23 +303,19 @@ class Trainer:
         positions = torch.arange(self.info.rank, len(self.val_src), self.info.world_size)
         bs = max(self.cfg.eval_batch_size, self.cfg.batch_size)
         parts = max(1, self.cfg.val_threads) if self.device.type == "cpu" else 1
-        pieces = [positions[start : start + bs] for start in range(0, len(positions), bs)]
-        pieces = [p for batch in pieces for p in torch.tensor_split(batch, parts) if len(p)]
-        part_sums = [ErrorSums(self.device) for _ in pieces]
+        part_sums: dict[int, ErrorSums] = {}  # by first position: added in a fixed order
 
-        def run(i: int) -> None:
+        def run(lo: int, hi: int) -> None:  # positions [lo, hi) of one eval batch
+            part_sums[lo] = ErrorSums(self.device)
             with torch.inference_mode():  # thread-local: entered in every worker thread
-                self.step(self.val_src.batch(pieces[i]), part_sums[i], train=False)
+                self.step(self.val_src.batch(positions[lo:hi]), part_sums[lo], train=False)
 
-        if parts > 1:
-            with ThreadPoolExecutor(parts) as pool:
-                list(pool.map(run, range(len(pieces))))  # list(): raise a worker's error
-        else:
-            for i in range(len(pieces)):
-                run(i)
+        with ThreadPoolExecutor(parts) if parts > 1 else nullcontext() as pool:
+            for start in range(0, len(positions), bs):
+                run_parts(run, part_bounds(start, min(start + bs, len(positions)), parts), pool)
         sums = ErrorSums(self.device)
-        for part in part_sums:
-            sums.sums += part.sums
+        for lo in sorted(part_sums):
+            sums.sums += part_sums[lo].sums
         all_reduce(sums.sums, self.info)
         return sums.result()
 

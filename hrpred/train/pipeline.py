@@ -9,8 +9,8 @@ from typing import Any
 from hrpred import store
 from hrpred.personal.config import LearnedConfig
 from hrpred.train.config import TrainConfig, TrainPaths
-from hrpred.train.data import load_train_data
-from hrpred.train.history_data import load_history_data
+from hrpred.train.data import TrainData, load_train_data
+from hrpred.train.history_data import HistoryData, load_history_data
 from hrpred.train.loop import fit
 
 # metrics/train.json keys copied from fit()'s summary (history lives in dvclive)
@@ -35,6 +35,17 @@ METRIC_KEYS = (
 )
 
 
+def load_inputs(
+    features_dir: Path, split_dir: Path, learned: LearnedConfig
+) -> tuple[TrainData, HistoryData | None]:
+    """The train and val rows, and with `learned.model: encoder` their history contexts
+    (data/split/history.parquet; None for the population LSTM)."""
+    data = load_train_data(features_dir, split_dir)
+    if learned.model != "encoder":
+        return data, None
+    return data, load_history_data(data, features_dir, split_dir, learned)
+
+
 def run_train(
     cfg: TrainConfig,
     features_dir: Path,
@@ -48,10 +59,7 @@ def run_train(
     `learned.model: encoder` trains the history-conditioned model (contexts from
     data/split/history.parquet); `none` the population LSTM, exactly as before.
     """
-    data = load_train_data(features_dir, split_dir)
-    history = None
-    if learned.model == "encoder":
-        history = load_history_data(data, features_dir, split_dir, learned)
+    data, history = load_inputs(features_dir, split_dir, learned)
     summary = fit(cfg, data, paths, history=history)
     if summary["wrote_outputs"]:
         store.write_json(metrics_path, {k: summary[k] for k in METRIC_KEYS})
