@@ -224,18 +224,79 @@ def test_two_threads_rerun_gives_identical_bytes(dataset, tmp_path, tiny) -> Non
 
 
 def test_validation_threads_change_nothing_but_time(dataset, tmp_path, tiny) -> None:
-    """train.val_threads (validation only, forward only: parts of each eval batch in threads)
-    trains the same weights as validating each batch whole, with the val MAE of every epoch
-    equal to ~1e-9 (only the sums' order moves); hidden 48 and batches of 64."""
+    """train.val_threads trains the same weights as validating each batch whole in turn (0),
+    with the val MAE of every epoch equal to ~1e-9 (only the sums' order moves); hidden 48 and
+    batches of 64. With 2 and the cosine schedule each epoch but the last is validated on the
+    second thread while the next one trains; with plateau the parts of each eval batch are."""
     data = _data(dataset)
     runs = {}
-    for threads in (0, 2):
-        cfg = replace(tiny, hidden=48, eval_batch_size=64, val_threads=threads)
-        res = fit(cfg, data, paths_in(tmp_path / str(threads)))
-        runs[threads] = ([r["val_mae"] for r in res["history"]], res["best_state_sha256"])
-    assert runs[0][0] == pytest.approx(runs[2][0], rel=1e-9, abs=0)
-    assert len(runs[0][0]) == tiny.max_epochs
-    assert runs[0][1] == runs[2][1]  # the same weights (model.pt also stores the params)
+    for schedule, threads in (("cosine", 0), ("cosine", 2), ("plateau", 0), ("plateau", 2)):
+        cfg = replace(tiny, hidden=48, eval_batch_size=64, val_threads=threads, schedule=schedule)
+        res = fit(cfg, data, paths_in(tmp_path / f"{schedule}{threads}"))
+        runs[schedule, threads] = (
+            [r["val_mae"] for r in res["history"]],
+            res["best_state_sha256"],
+            [r["val_beside"] for r in res["history"]],
+        )
+    for schedule in ("cosine", "plateau"):
+        whole, parts = runs[schedule, 0], runs[schedule, 2]
+        assert whole[0] == pytest.approx(parts[0], rel=1e-9, abs=0)
+        assert len(whole[0]) == tiny.max_epochs
+        assert whole[1] == parts[1]  # the same weights (model.pt also stores the params)
+        assert not any(whole[2])
+    assert runs["cosine", 2][2] == [True] * (tiny.max_epochs - 1) + [False]
+    assert not any(runs["plateau", 2][2])  # plateau's learning rate needs the val MAE first
+    assert runs["cosine", 0][1] != runs["plateau", 0][1]  # the comparison can fail
+
+
+def test_validation_beside_the_next_epoch_keeps_early_stopping(make_tree, tmp_path, tiny) -> None:
+    """Validated beside the next epoch, early stopping ends the run at the same epoch with the
+    same best weights as validating in turn (the epoch trained meanwhile is dropped)."""
+    root = tmp_path / "overfit"
+    make_tree(root, n=40, t=30, seed=2)
+    data = _data(root)
+    cfg = replace(tiny, hidden=32, dropout=0.0, lr=3e-2, max_epochs=40, patience=2)
+    runs = [fit(replace(cfg, val_threads=v), data, paths_in(root / str(v))) for v in (0, 2)]
+    turn, beside = runs
+    assert turn["stopped_early"] and turn["epochs_run"] < cfg.max_epochs
+    for key in ("stopped_early", "epochs_run", "best_epoch", "best_state_sha256"):
+        assert beside[key] == turn[key], key
+    assert [h["val_mae"] for h in beside["history"]] == [h["val_mae"] for h in turn["history"]]
+    assert all(h["val_beside"] for h in beside["history"])
+
+
+def test_validation_beside_keeps_resume_points(dataset, tmp_path, tiny) -> None:
+    """Validated beside the next epoch, a kill after an epoch's bookkeeping resumes from that
+    epoch's end (its checkpoint holds the weights and optimizer state of then, not of the
+    epoch training meanwhile), and a stop inside an epoch first settles the previous epoch:
+    both resume to the uninterrupted run's weights and history."""
+    cfg = replace(tiny, val_threads=2)
+    data = _data(dataset)
+    full = fit(cfg, data, paths_in(tmp_path / "full"))
+
+    def kill_after_two(epoch: int, record: dict) -> None:
+        if epoch == 2:
+            raise _Kill
+
+    paths = paths_in(tmp_path / "killed")
+    with pytest.raises(_Kill):
+        fit(cfg, data, paths, on_epoch_end=kill_after_two)
+    state = torch.load(paths.checkpoint, weights_only=True)
+    assert state["next_epoch"] == 2 and state["next_batch"] == 0
+    assert [h["val_beside"] for h in state["history"]] == [True, True]
+    killed = fit(cfg, data, paths)
+    assert killed["resumed_from_epoch"] == 2
+
+    paths = paths_in(tmp_path / "mid")
+    with pytest.raises(TrainingInterrupted, match="epoch 3 after batch 1"):
+        fit(cfg, data, paths, interrupt=lambda epoch, batch: epoch == 2 and batch == 1)
+    state = torch.load(paths.checkpoint, weights_only=True)
+    assert (state["next_epoch"], state["next_batch"]) == (2, 1)
+    assert len(state["history"]) == 2  # epoch 2's validation was settled first
+    mid = fit(cfg, data, paths)
+    for res in (killed, mid):
+        assert res["best_state_sha256"] == full["best_state_sha256"]
+        assert [h["val_mae"] for h in res["history"]] == [h["val_mae"] for h in full["history"]]
 
 
 def test_finished_or_foreign_checkpoint_is_not_resumed(dataset, tmp_path, tiny) -> None:

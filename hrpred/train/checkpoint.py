@@ -101,15 +101,16 @@ def save_resume_state(
     finished: bool,
     next_epoch: int,
     next_batch: int,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
+    model: dict[str, torch.Tensor],
+    optimizer: dict[str, Any],
+    scheduler: dict[str, Any],
     early: EarlyStop,
     history: list[dict[str, Any]],
     partial_sums: torch.Tensor | None,
     device: torch.device,
 ) -> None:
-    """Write the resume state; the RNG state is kept only for a mid-epoch stop."""
+    """Write the resume state: `model` as `cpu_state_dict` gives it, the optimizer's and the
+    schedule's state dicts; the RNG state is kept only for a mid-epoch stop."""
     rng: dict[str, torch.Tensor] = {}
     if next_batch > 0:
         rng["cpu"] = torch.get_rng_state()
@@ -121,9 +122,9 @@ def save_resume_state(
         "finished": bool(finished),
         "next_epoch": int(next_epoch),
         "next_batch": int(next_batch),
-        "model": cpu_state_dict(model),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+        "model": model,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
         "early_stopping": early.state(),
         "history": history,
         "partial_sums": partial_sums.detach().cpu() if partial_sums is not None else None,

@@ -46,7 +46,7 @@ class TrainConfig:
     amp: bool  # bf16 autocast on CUDA
     data_on_device: bool  # copy train/val arrays to the GPU once
     num_threads: int  # torch CPU threads (0 = torch default)
-    val_threads: int  # threads validating parts of an eval batch (0 = 1): weights unchanged
+    val_threads: int  # threads validating at once (0 = 1; >= 2 + cosine: beside the next epoch)
     deterministic: bool  # deterministic kernels on CPU, cuDNN deterministic on GPU
 
     def __post_init__(self) -> None:

@@ -6,11 +6,13 @@ Randomness is re-seeded from (seed, epoch, rank) at every epoch start, so an epo
 a complete resume point without saving RNG states; a mid-epoch stop (SIGTERM/SIGINT between
 batches) additionally saves the RNG state and the batch position (hrpred.train.checkpoint).
 The train and the validation pass run the same `Trainer.step`; only training steps the
-optimizer.
+optimizer. On the CPU the second core validates epoch k while epoch k + 1 trains
+(hrpred.train.epochs): the same weights, metrics and resume points as in turn.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -26,15 +28,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from hrpred.errors import HrpredError
 from hrpred.features.scaler import scaler_arrays
-from hrpred.model import (
-    HRLSTM,
-    HistoryHRModel,
-    count_parameters,
-    make_checkpoint,
-    save_checkpoint,
-)
+from hrpred.model import count_parameters, cpu_state_dict, make_checkpoint, save_checkpoint
 from hrpred.progress import Bar, write
 from hrpred.threads import keep_freed_buffers, part_bounds, run_parts, torch_threads
+from hrpred.train.build import build_model
 from hrpred.train.checkpoint import (
     EarlyStop,
     load_resumable,
@@ -45,6 +42,14 @@ from hrpred.train.checkpoint import (
 )
 from hrpred.train.config import TrainConfig, TrainPaths, derive_seed
 from hrpred.train.data import RowSource, TrainData, target_stats
+from hrpred.train.epochs import (
+    EpochEnd,
+    StoppedEarly,
+    epoch_line,
+    epoch_record,
+    log_epoch,
+    validates_beside,
+)
 from hrpred.train.history_data import HistoryData
 from hrpred.train.losses import ErrorSums, masked_loss, spread_nll
 from hrpred.train.runtime import (
@@ -90,38 +95,9 @@ class Trainer:
         vctx = (hd.val.values, hd.val.mask) if hd is not None else None
         self.train_src = RowSource(data, data.train_rows, mean, std, self.device, on_device, tctx)
         self.val_src = RowSource(data, data.val_rows, mean, std, self.device, on_device, vctx)
-        torch.manual_seed(cfg.seed)
-        self.model: HRLSTM | HistoryHRModel
-        if hd is None:
-            self.model = HRLSTM(
-                len(data.feature_names),
-                cfg.hidden,
-                cfg.layers,
-                cfg.dropout,
-                cfg.bidirectional,
-                self.target_mean,
-                self.target_std,
-            ).to(self.device)
-        else:
-            p = hd.meta["personal_params"]
-            self.model = HistoryHRModel(
-                {
-                    "input_size": len(data.feature_names),
-                    "hidden": cfg.hidden,
-                    "layers": cfg.layers,
-                    "dropout": cfg.dropout,
-                    "bidirectional": cfg.bidirectional,
-                },
-                {
-                    "design": p["design"],
-                    "k_max": p["k_max"],
-                    "context_size": len(hd.meta["context_features"]),
-                    "enc_hidden": p["enc_hidden"],
-                    "embed": p["embed"],
-                },
-                self.target_mean,
-                self.target_std,
-            ).to(self.device)
+        torch.manual_seed(cfg.seed)  # the weights' initial draws
+        self.model = build_model(cfg, data.feature_names, hd, self.target_mean, self.target_std)
+        self.model.to(self.device)
         spread = {id(p) for p in self.model.spread.parameters()}
         self.params = [p for p in self.model.parameters() if id(p) not in spread]
         self.spread_params = list(self.model.spread.parameters())
@@ -189,18 +165,22 @@ class Trainer:
         next_batch: int,
         finished: bool,
         partial_sums: torch.Tensor | None = None,
+        end: EpochEnd | None = None,
     ) -> None:
+        """The resume state now, or at `end` when it kept a copy (validated beside the next
+        epoch's training)."""
         if not self.info.is_main:
             return
+        snap = end if end is not None and end.beside else None
         save_resume_state(
             self.paths.checkpoint,
             fingerprint=self.fingerprint,
             finished=finished,
             next_epoch=next_epoch,
             next_batch=next_batch,
-            model=self.model,
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
+            model=cpu_state_dict(self.model if snap is None else snap.model),
+            optimizer=self.optimizer.state_dict() if snap is None else snap.optimizer,
+            scheduler=self.scheduler.state_dict() if snap is None else snap.scheduler,
             early=self.early,
             history=self.history,
             partial_sums=partial_sums,
@@ -208,12 +188,15 @@ class Trainer:
         )
 
     # one step --------------------------------------------------------------------------------
-    def step(self, batch: Batch, sums: ErrorSums, train: bool) -> None:
+    def step(
+        self, batch: Batch, sums: ErrorSums, train: bool, model: torch.nn.Module | None = None
+    ) -> None:
         """Forward one batch and add its errors to `sums`; a training step also updates the
-        weights. The loss is on the standardised target (huber_delta, in BPM, is scaled too)."""
+        weights. Evaluation runs `model` (default: the model trained). The loss is on the
+        standardised target (huber_delta, in BPM, is scaled too)."""
         cfg, tm, ts = self.cfg, self.target_mean, self.target_std
         x, y, m, *ctx = batch
-        net = self.net if train else self.model  # eval runs unwrapped: no collectives
+        net = self.net if train else (model or self.model)  # eval runs unwrapped: no collectives
         with self.autocast:
             z, raw = net(x, *ctx, standardized=True, with_spread=True)
         z = z.float()
@@ -283,6 +266,8 @@ class Trainer:
             ):
                 bar.close()
                 if b + 1 < n_batches:
+                    if self._settle_pending():  # the previous epoch ended the training
+                        raise StoppedEarly
                     self._save_resume_state(epoch, b + 1, False, sums.sums)
                     raise TrainingInterrupted(
                         f"training interrupted in epoch {epoch + 1} after batch {b + 1}/"
@@ -294,21 +279,26 @@ class Trainer:
         return sums.result()
 
     @torch.inference_mode()
-    def validate(self) -> dict[str, float]:
-        """Val metrics of the current weights. On the CPU each eval batch is split into
-        `val_threads` contiguous parts validated at once in Python threads, each torch op on
-        the training's thread count (a torch thread team spins while another job holds a
-        core); the parts' sums are added in a fixed order."""
-        self.model.eval()
+    def validate(
+        self, model: torch.nn.Module | None = None, parts: int | None = None
+    ) -> dict[str, float]:
+        """Val metrics of `model`'s weights (default: the model trained). On the CPU each eval
+        batch is split into `parts` (default `val_threads`) contiguous parts validated at once
+        in Python threads, each torch op on the training's thread count (a torch thread team
+        spins while another job holds a core); the parts' sums are added in a fixed order."""
+        model = model or self.model
+        model.eval()
         positions = torch.arange(self.info.rank, len(self.val_src), self.info.world_size)
         bs = max(self.cfg.eval_batch_size, self.cfg.batch_size)
-        parts = max(1, self.cfg.val_threads) if self.device.type == "cpu" else 1
+        parts = max(1, self.cfg.val_threads if parts is None else parts)
+        parts = parts if self.device.type == "cpu" else 1
         part_sums: dict[int, ErrorSums] = {}  # by first position: added in a fixed order
 
         def run(lo: int, hi: int) -> None:  # positions [lo, hi) of one eval batch
             part_sums[lo] = ErrorSums(self.device)
             with torch.inference_mode():  # thread-local: entered in every worker thread
-                self.step(self.val_src.batch(positions[lo:hi]), part_sums[lo], train=False)
+                batch = self.val_src.batch(positions[lo:hi])
+                self.step(batch, part_sums[lo], train=False, model=model)
 
         with ThreadPoolExecutor(parts) if parts > 1 else nullcontext() as pool:
             for start in range(0, len(positions), bs):
@@ -318,15 +308,6 @@ class Trainer:
             sums.sums += part_sums[lo].sums
         all_reduce(sums.sums, self.info)
         return sums.result()
-
-    def _log_epoch(self, live: Any, record: dict[str, Any]) -> None:
-        for key in ("loss", "mae", "rmse"):
-            live.log_metric(f"train/{key}", record[f"train_{key}"])
-            live.log_metric(f"val/{key}", record[f"val_{key}"])
-        live.log_metric("lr", record["lr"])
-        live.log_metric("epoch_time_s", record["epoch_time_s"])
-        live.log_metric("throughput_workouts_per_s", record["throughput_workouts_per_s"])
-        live.next_step()
 
     def run(
         self,
@@ -348,69 +329,99 @@ class Trainer:
             stop.install()
         n_train = len(self.data.train_rows)
         stopped_early = False
+        self._live, self._on_epoch_end = live, on_epoch_end
+        self._pending: EpochEnd | None = None
+        beside_ok = validates_beside(cfg, self.device, self.info.world_size)
+        beside = ThreadPoolExecutor(1) if beside_ok else None
         try:
             start_batch = self.start_batch
             for epoch in range(self.start_epoch, cfg.max_epochs):
                 lr = self.scheduler.epoch_lr(epoch)
                 t0 = time.perf_counter()
-                tr = self.train_epoch(epoch, start_batch, stop, interrupt)
+                try:
+                    tr = self.train_epoch(epoch, start_batch, stop, interrupt)
+                except StoppedEarly:
+                    stopped_early = True
+                    break
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
-                t1 = time.perf_counter()
-                va = self.validate()
-                t2 = time.perf_counter()
+                train_s = time.perf_counter() - t0
                 trained = n_train * (1 - start_batch / max(1, math.ceil(n_train / cfg.batch_size)))
                 start_batch = 0
                 self.partial_sums, self.rng_state = None, None
-                self.scheduler.after_epoch(va["mae"])
-                stopped_early = self.early.update(va, epoch + 1, self.model, cfg)
-                record = {
-                    "epoch": epoch + 1,
-                    "train_loss": tr["loss"],
-                    "train_mae": tr["mae"],
-                    "train_rmse": tr["rmse"],
-                    "val_loss": va["loss"],
-                    "val_mae": va["mae"],
-                    "val_rmse": va["rmse"],
-                    "lr": lr,
-                    "train_time_s": t1 - t0,
-                    "val_time_s": t2 - t1,
-                    "epoch_time_s": t2 - t0,
-                    "throughput_workouts_per_s": trained / max(t1 - t0, 1e-9),
-                }
-                self.history.append(record)
-                if live is not None:
-                    self._log_epoch(live, record)
-                finished = stopped_early or epoch + 1 >= cfg.max_epochs
-                self._save_resume_state(epoch + 1, 0, finished)
-                if self.info.is_main:
-                    write(
-                        f"epoch {epoch + 1}: train MAE {tr['mae']:.2f}  val MAE {va['mae']:.2f}  "
-                        f"val RMSE {va['rmse']:.2f} BPM  lr {lr:.2e}  {t2 - t0:.1f}s"
-                    )
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch + 1, record)
-                if stopped_early:
+                if self._settle_pending():  # the previous epoch's validation ends training
+                    stopped_early = True
                     break
-                if stop.requested and not finished:
+                last = epoch + 1 >= cfg.max_epochs
+                end = EpochEnd(epoch, tr, lr, trained, train_s)
+                if beside is not None and not last and not stop.requested:
+                    # validate a copy of these weights on the second core while the next
+                    # epoch trains; the bookkeeping follows when its result is in
+                    end.model = copy.deepcopy(self.model)
+                    end.optimizer = copy.deepcopy(self.optimizer.state_dict())
+                    end.scheduler = copy.deepcopy(self.scheduler.state_dict())
+                    end.val = beside.submit(self._timed_validate, end.model, 1)
+                    self._pending = end
+                    continue
+                va, val_s = self._timed_validate(self.model, None)
+                if stopped_early := self._end_epoch(end, va, val_s, 0.0):
+                    break
+                if stop.requested and not last:
                     raise TrainingInterrupted(
                         f"training interrupted after epoch {epoch + 1}; state saved to "
                         f"{self.paths.checkpoint}, rerun to resume"
                     )
         finally:
+            if beside is not None:
+                beside.shutdown(wait=True, cancel_futures=True)
+            self._pending = None
             stop.restore()
             if live is not None:
                 live.end()
         return self._finish(stopped_early)
 
+    def _timed_validate(
+        self, model: torch.nn.Module, parts: int | None
+    ) -> tuple[dict[str, float], float]:
+        t0 = time.perf_counter()
+        va = self.validate(model, parts)
+        return va, time.perf_counter() - t0
+
+    def _settle_pending(self) -> bool:
+        """Finish the epoch whose validation ran beside this one (waiting for it); True when it
+        exhausted the patience. False when none is pending."""
+        end, self._pending = self._pending, None
+        if end is None or end.val is None:
+            return False
+        t0 = time.perf_counter()
+        va, val_s = end.val.result()
+        return self._end_epoch(end, va, val_s, time.perf_counter() - t0)
+
+    def _end_epoch(self, end: EpochEnd, va: dict[str, float], val_s: float, wait_s: float) -> bool:
+        """An epoch's bookkeeping once its val metrics are in: schedule, early stopping (best
+        weights from `end`'s copy when it ran beside the next epoch), history, dvclive, resume
+        state, the epoch's line, on_epoch_end. True when patience is exhausted."""
+        cfg = self.cfg
+        self.scheduler.after_epoch(va["mae"])
+        weights = end.model if end.model is not None else self.model
+        stopped_early = self.early.update(va, end.epoch + 1, weights, cfg)
+        record = epoch_record(end, va, val_s, wait_s)
+        self.history.append(record)
+        if self._live is not None:
+            log_epoch(self._live, record)
+        finished = stopped_early or end.epoch + 1 >= cfg.max_epochs
+        self._save_resume_state(end.epoch + 1, 0, finished, end=end)
+        if self.info.is_main:
+            write(epoch_line(record, end.beside))
+        if self._on_epoch_end is not None:
+            self._on_epoch_end(end.epoch + 1, record)
+        return stopped_early
+
     def _finish(self, stopped_early: bool) -> dict[str, Any]:
         if self.early.best_state is None:
             raise RuntimeError("no epoch completed; cannot write a model")
-        val = {
-            "mae": self.early.best_mae,
-            "rmse": self.early.best_rmse,
-            "loss": self.early.best_loss,
-        }
+        early = self.early
+        val = {"mae": early.best_mae, "rmse": early.best_rmse, "loss": early.best_loss}
         if self.info.is_main:
             ckpt = make_checkpoint(
                 self.model,
