@@ -120,3 +120,17 @@ def test_pairs_equal_to_repeat_and_tile(na: int, nb: int):
     np.testing.assert_array_equal(a, wa[ok])
     np.testing.assert_array_equal(b, wb[ok])
     assert a.dtype == wa.dtype and b.dtype == wb.dtype
+
+
+def test_one_side_is_that_side_of_both():
+    """`side` searches one sign only: the same segment as the two-sided search, the other
+    side returned empty (noisy_segment and quiet_lock each use one side)."""
+    rng = np.random.default_rng(4)
+    none = (0, 0, 0.0, 0.0)
+    for _ in range(300):
+        n = int(rng.integers(5, 400))
+        min_len, step = int(rng.integers(1, 40)), int(rng.choice([1, 8, 16]))
+        y, X = _series(rng, n), _design(rng, n)
+        low, high = best_segments(y, X, min_len, step)
+        assert best_segments(y, X, min_len, step, side=-1) == [low, none]
+        assert best_segments(y, X, min_len, step, side=1) == [none, high]

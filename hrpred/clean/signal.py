@@ -145,10 +145,13 @@ def _grid_pairs(n: int, step: int, min_len: int) -> tuple[np.ndarray, np.ndarray
     return a, b, length
 
 
-def best_segments(y: np.ndarray, X: np.ndarray, min_len: int, step: int) -> list[Segment]:
+def best_segments(
+    y: np.ndarray, X: np.ndarray, min_len: int, step: int, side: int = 0
+) -> list[Segment]:
     """The best segment [a, b) reading LOW and the best reading HIGH, beyond the linear
     model y ~ X (X includes the intercept column): [(a, b, delta, rss_drop), ...] for
-    delta < 0 then delta > 0; a side with no candidate is (0, 0, 0.0, 0.0).
+    delta < 0 then delta > 0; a side with no candidate is (0, 0, 0.0, 0.0). With `side`
+    -1 or +1 only that side is searched (the other is returned as no candidate).
 
     For every candidate segment the shift is fitted jointly with X (Frisch-Waugh):
     delta = sum_seg(e) / q and the drop in residual sum of squares is sum_seg(e)^2 / q,
@@ -197,10 +200,13 @@ def best_segments(y: np.ndarray, X: np.ndarray, min_len: int, step: int) -> list
     gdrop, gdelta = score(ga, gb, glen)
     out: list[Segment] = []
     for sign in (-1.0, 1.0):
+        if side and sign != side:
+            out.append(none)
+            continue
         # sign * delta > 0 as one comparison (the same for -0.0 and NaN)
-        side = np.where((gdelta < 0) if sign < 0 else (gdelta > 0), gdrop, -1.0)
-        k = int(np.argmax(side))
-        if side[k] <= 0:
+        found = np.where((gdelta < 0) if sign < 0 else (gdelta > 0), gdrop, -1.0)
+        k = int(np.argmax(found))
+        if found[k] <= 0:
             out.append(none)
             continue
         a0, b0 = int(ga[k]), int(gb[k])
