@@ -10,7 +10,7 @@ import pytest
 
 from hrpred.clean.config import CleanConfig, RuleConfig
 from hrpred.clean.pauses import PAUSE_MIN_S
-from hrpred.clean.rules import longest_run, rule_flags, structural_reason
+from hrpred.clean.rules import longest_run, pearson, rule_flags, structural_reason
 from hrpred.clean.workout import Workout, coerce_workout
 
 N = 100
@@ -169,6 +169,46 @@ def test_hr_speed_mismatch(flags_of):
     s -= np.polyval(np.polyfit(hr, s, 1), hr) - s.mean()  # uncorrelated with HR exactly
     assert "hr_speed_mismatch" in flags_of(_with(speed=s))
     assert "hr_speed_mismatch" not in flags_of(base())
+
+
+def test_correlation_and_spread_flags_follow_their_conditions(flags_of, rules):
+    """SP05 and PH01 (c) share one correlation, TS05 one spread, AL01 one step size (each
+    computed once per workout): every value and every gate is as when each rule computed
+    its own, over random workouts and point-count thresholds on both sides of the data."""
+    rng = np.random.default_rng(27)
+    fire = dict(mismatch_corr=2.0, offset_c_corr=-2.0, offset_c_hr_bpm=1e9)
+    for _ in range(300):
+        n = int(rng.integers(2, 40))
+        hr = rng.normal(120.0, 40.0, n)
+        speed = np.where(rng.random(n) < 0.3, 0.0, rng.normal(9.0, 2.0, n))
+        ts = 1_400_000_000 + np.cumsum(rng.integers(0, 40, n))
+        w = {"ts": ts, "hr": hr, "alt": rng.normal(100.0, 30.0, n), "speed": speed}
+        cfg = replace(
+            rules,
+            **fire,
+            mismatch_min_points=int(rng.integers(0, 12)),
+            low_std_min_points=int(rng.integers(0, 12)),
+            min_points=int(rng.integers(0, 12)),
+            ts_irregular_std_s=float(rng.uniform(0.0, 15.0)),
+            altitude_step_m=float(rng.uniform(0.0, 60.0)),
+        )
+        got = flags_of(w, cfg)
+        both = (hr > 50) & (speed > 0)
+        r = pearson(speed[both], hr[both])
+        want = {}
+        if both.sum() > cfg.mismatch_min_points and n > cfg.low_std_min_points and np.isfinite(r):
+            want["hr_speed_mismatch"] = r
+        if n >= cfg.min_points and both.sum() > 2 and np.isfinite(r):
+            want["offset_suspect_c"] = r
+        dts = np.diff(ts).astype(np.float64)
+        if dts.std() > cfg.ts_irregular_std_s:
+            want["timestamp_irregular"] = float(dts.std())
+        if (np.abs(np.diff(w["alt"])) > cfg.altitude_step_m).any():
+            want["altitude_spike"] = float(np.abs(np.diff(w["alt"])).max())
+        assert {k: v for k, v in got.items() if k in SHARED} == want
+
+
+SHARED = {"hr_speed_mismatch", "offset_suspect_c", "timestamp_irregular", "altitude_spike"}
 
 
 def test_timestamp_rules(flags_of, rules):

@@ -126,6 +126,34 @@ def test_rolling_median_against_pandas():
     np.testing.assert_allclose(rolling_median(x, 7), expected)
 
 
+def test_rolling_median_equal_to_padded_sliding_windows():
+    """Strided views of the edge-padded copy: bit for bit the np.pad + sliding_window_view
+    median it replaced, on any length (shorter than the window too), window (even: made
+    odd), dtype and NaNs."""
+    rng = np.random.default_rng(27)
+    for _ in range(400):
+        n = int(rng.integers(1, 60))
+        window = int(rng.integers(2, 16))
+        x = rng.normal(10.0, 5.0, n)
+        kind = int(rng.integers(0, 4))
+        if kind == 1:
+            x = np.round(x).astype(np.int64)
+        elif kind == 2:
+            x = x.astype(np.float32)
+        elif kind == 3:
+            x[rng.random(n) < 0.2] = np.nan
+        half = window // 2
+        padded = np.pad(np.asarray(x, dtype=np.float64), half, mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+        want = np.sort(windows, axis=1)[:, half]
+        got = rolling_median(x, window)
+        assert got.dtype == np.float64 and got.flags.writeable
+        assert got.tobytes() == want.tobytes()
+        assert got.shape == x.shape
+    empty = rolling_median(np.array([]), 5)
+    assert empty.size == 0 and empty.dtype == np.float64
+
+
 def test_spike_mask_keeps_real_pace_changes(cfg):
     cfg = dataclasses.replace(cfg, max_kmh=30.0, spike_window=7, spike_factor=2.0)
     cfg = dataclasses.replace(cfg, spike_margin_kmh=5.0)

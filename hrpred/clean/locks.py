@@ -143,7 +143,9 @@ def quiet_lock(
     var = float(y.var())
     if var <= 0:
         return None
-    (a, b, _, drop), _ = best_segments(y, np.ones((m, 1)), cfg.segment_min_len, cfg.segment_grid)
+    (a, b, _, drop), _ = best_segments(
+        y, np.ones((m, 1)), cfg.segment_min_len, cfg.segment_grid, side=-1
+    )
     start = int(idx[a])
     end = int(idx[b]) if b < idx.size else n
     score = drop / var

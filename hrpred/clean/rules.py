@@ -138,8 +138,13 @@ def rule_flags(
     if (dsp > cfg.speed_step_kmh).any():  # SP04
         flags["speed_spike"] = float((dsp > cfg.speed_step_kmh).sum())
     both = (hr > 50) & (speed > 0)
-    if both.sum() > cfg.mismatch_min_points and n > cfg.low_std_min_points:  # SP05
-        r = pearson(speed[both], hr[both])
+    n_both = int(both.sum())
+    mismatch = n_both > cfg.mismatch_min_points and n > cfg.low_std_min_points
+    offset_c = n >= cfg.min_points and n_both > 2
+    # One correlation serves SP05 and PH01 (c), computed only when either reads it.
+    r_both = pearson(speed[both], hr[both]) if mismatch or offset_c else float("nan")
+    if mismatch:  # SP05
+        r = r_both
         if np.isfinite(r) and abs(r) < cfg.mismatch_corr:
             flags["hr_speed_mismatch"] = r
 
@@ -148,10 +153,12 @@ def rule_flags(
         flags["timestamp_gap"] = float(dts.max())
     if (dts == 0).any():  # TS04
         flags["timestamp_duplicate"] = float((dts == 0).sum())
-    if dts.size and dts.std() > cfg.ts_irregular_std_s:  # TS05
-        flags["timestamp_irregular"] = float(dts.std())
-    if (np.abs(np.diff(alt)) > cfg.altitude_step_m).any():  # AL01
-        flags["altitude_spike"] = float(np.abs(np.diff(alt)).max())
+    dts_std = float(dts.std()) if dts.size else 0.0
+    if dts.size and dts_std > cfg.ts_irregular_std_s:  # TS05
+        flags["timestamp_irregular"] = dts_std
+    dalt = np.abs(np.diff(alt))
+    if (dalt > cfg.altitude_step_m).any():  # AL01
+        flags["altitude_spike"] = float(dalt.max())
 
     if n >= cfg.min_points:  # PH01 (a)-(c)
         mean_speed = float(speed.mean())
@@ -165,8 +172,8 @@ def rule_flags(
             and mean_speed > cfg.offset_b_speed_kmh
         ):
             flags["offset_suspect_b"] = float(hr.max())
-        if both.sum() > 2:
-            r = pearson(speed[both], hr[both])
+        if offset_c:
+            r = r_both
             if np.isfinite(r) and r > cfg.offset_c_corr and mean_hr < cfg.offset_c_hr_bpm:
                 flags["offset_suspect_c"] = r
     return flags

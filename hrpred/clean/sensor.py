@@ -256,7 +256,7 @@ def noisy_segment(
     min_len = max(int(cfg.noisy_min_fraction * m), 10)
     if var <= 0 or m < 2 * min_len + 2:
         return None
-    _, (a, b, delta, drop) = best_segments(y, np.ones((m, 1)), min_len, 8)
+    _, (a, b, delta, drop) = best_segments(y, np.ones((m, 1)), min_len, 8, side=1)
     frac = (b - a) / m
     if drop / var < cfg.noisy_min_score or delta < cfg.noisy_min_log_ratio:
         return None

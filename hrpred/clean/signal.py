@@ -126,25 +126,32 @@ Segment = tuple[int, int, float, float]  # (a, b, delta, rss_drop)
 def _pairs(ra: np.ndarray, rb: np.ndarray, n: int, min_len: int) -> tuple[np.ndarray, np.ndarray]:
     """All (a, b) from ra x rb leaving at least min_len samples inside and outside."""
     a = np.repeat(ra, rb.size)
-    b = np.tile(rb, ra.size)
+    b = np.empty((ra.size, rb.size), dtype=rb.dtype)
+    b[:] = rb  # rb once per a: np.tile's result without its overhead
+    b = b.ravel()
     ok = ((b - a) >= min_len) & ((n - (b - a)) >= min_len)
     return a[ok], b[ok]
 
 
 @lru_cache(maxsize=64)
-def _grid_pairs(n: int, step: int, min_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate boundaries on the coarse grid (cached: most workouts share a length)."""
+def _grid_pairs(n: int, step: int, min_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate boundaries on the coarse grid and their lengths as float64 (cached: most
+    workouts share a length)."""
     grid = np.unique(np.append(np.arange(0, n, step), n))
     a, b = _pairs(grid, grid, n, min_len)
-    a.flags.writeable = False
-    b.flags.writeable = False
-    return a, b
+    length = (b - a).astype(np.float64)
+    for v in (a, b, length):
+        v.flags.writeable = False
+    return a, b, length
 
 
-def best_segments(y: np.ndarray, X: np.ndarray, min_len: int, step: int) -> list[Segment]:
+def best_segments(
+    y: np.ndarray, X: np.ndarray, min_len: int, step: int, side: int = 0
+) -> list[Segment]:
     """The best segment [a, b) reading LOW and the best reading HIGH, beyond the linear
     model y ~ X (X includes the intercept column): [(a, b, delta, rss_drop), ...] for
-    delta < 0 then delta > 0; a side with no candidate is (0, 0, 0.0, 0.0).
+    delta < 0 then delta > 0; a side with no candidate is (0, 0, 0.0, 0.0). With `side`
+    -1 or +1 only that side is searched (the other is returned as no candidate).
 
     For every candidate segment the shift is fitted jointly with X (Frisch-Waugh):
     delta = sum_seg(e) / q and the drop in residual sum of squares is sum_seg(e)^2 / q,
@@ -163,28 +170,43 @@ def best_segments(y: np.ndarray, X: np.ndarray, min_len: int, step: int) -> list
     beta = inv @ (X.T @ y)
     e = y - X @ beta
     ce = np.concatenate(([0.0], np.cumsum(e)))
-    cx = np.vstack((np.zeros((1, X.shape[1])), np.cumsum(X, axis=0)))
+    cx = np.empty((n + 1, X.shape[1]))
+    cx[0] = 0.0
+    np.cumsum(X, axis=0, out=cx[1:])
+    one = X.shape[1] == 1
+    cx1, inv00 = cx[:, 0].copy(), float(inv[0, 0])
 
-    def score(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        length = (b - a).astype(np.float64)
-        s = ce[b] - ce[a]
-        c = cx[b] - cx[a]
-        q = length - np.einsum("ij,ij->i", c @ inv, c)
+    def score(
+        a: np.ndarray, b: np.ndarray, length: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if length is None:
+            length = (b - a).astype(np.float64)
+        s = ce.take(b) - ce.take(a)  # take: the same as indexing, cheaper on rows
+        if one:  # c' inv c of one column: the same single products without matmul/einsum
+            c1 = cx1.take(b) - cx1.take(a)
+            q = length - (c1 * inv00) * c1
+        else:
+            c = cx.take(b, axis=0) - cx.take(a, axis=0)
+            q = length - np.einsum("ij,ij->i", c @ inv, c)
         q = np.maximum(q, 1e-9)
         return s * s / q, s / q
 
     def pairs(ra: np.ndarray, rb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _pairs(ra, rb, n, min_len)
 
-    ga, gb = _grid_pairs(n, max(step, 1), min_len)
+    ga, gb, glen = _grid_pairs(n, max(step, 1), min_len)
     if ga.size == 0:
         return [none, none]
-    gdrop, gdelta = score(ga, gb)
+    gdrop, gdelta = score(ga, gb, glen)
     out: list[Segment] = []
     for sign in (-1.0, 1.0):
-        side = np.where(sign * gdelta > 0, gdrop, -1.0)
-        k = int(np.argmax(side))
-        if side[k] <= 0:
+        if side and sign != side:
+            out.append(none)
+            continue
+        # sign * delta > 0 as one comparison (the same for -0.0 and NaN)
+        found = np.where((gdelta < 0) if sign < 0 else (gdelta > 0), gdrop, -1.0)
+        k = int(np.argmax(found))
+        if found[k] <= 0:
             out.append(none)
             continue
         a0, b0 = int(ga[k]), int(gb[k])
@@ -193,7 +215,7 @@ def best_segments(y: np.ndarray, X: np.ndarray, min_len: int, step: int) -> list
         rb = np.array([n]) if b0 == n else np.arange(max(b0 - step, 0), min(b0 + step, n) + 1)
         a, b = pairs(ra, rb)
         drop, delta = score(a, b)
-        drop = np.where(sign * delta > 0, drop, -1.0)
+        drop = np.where((delta < 0) if sign < 0 else (delta > 0), drop, -1.0)
         j = int(np.argmax(drop))
         out.append((int(a[j]), int(b[j]), float(delta[j]), float(drop[j])))
     return out
