@@ -391,6 +391,8 @@ def predict(
     def run(lo: int, hi: int) -> None:  # rows [lo, hi): one forward pass
         with torch.inference_mode():  # thread-local: entered in every worker thread
             chunk = np.ascontiguousarray(arr[lo:hi], dtype=np.float32)
+            if not chunk.flags.writeable:  # a read-only memmap: torch wants its own buffer
+                chunk = chunk.copy()
             x = apply_scaler(torch.from_numpy(chunk).to(device), mean, std)
             if ctx is None or cmask is None:
                 y = model(x, with_spread=with_spread)

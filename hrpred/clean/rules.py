@@ -60,13 +60,15 @@ def longest_run(x: np.ndarray) -> tuple[int, int]:
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation; NaN when either side is constant or too short."""
+    """Pearson correlation; NaN when either side is constant or too short. Values too large
+    to square (hostile input) give NaN (which the rules skip) or 0, without a warning."""
     if x.size < 2:
         return float("nan")
-    xc = x - x.mean()
-    yc = y - y.mean()
-    denom = np.sqrt((xc * xc).sum() * (yc * yc).sum())
-    return float((xc * yc).sum() / denom) if denom > 0 else float("nan")
+    with np.errstate(over="ignore", invalid="ignore"):
+        xc = x - x.mean()
+        yc = y - y.mean()
+        denom = np.sqrt((xc * xc).sum() * (yc * yc).sum())
+        return float((xc * yc).sum() / denom) if denom > 0 else float("nan")
 
 
 def sudden_changes(
@@ -116,7 +118,8 @@ def rule_flags(
     run, _ = longest_run(hr)
     if run > cfg.flatline_run:  # HR05
         flags["hr_flatline"] = float(run)
-    std = float(hr.std())
+    with np.errstate(over="ignore"):  # hostile values too large to square: inf, no flag
+        std = float(hr.std())
     if std < cfg.low_std_bpm and n > cfg.low_std_min_points:  # HR06
         flags["hr_low_variance"] = std
     drop, rise = sudden_changes(ts, hr, cfg.sudden_window_s, cfg.sudden_max_lag)
