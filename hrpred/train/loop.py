@@ -116,6 +116,9 @@ class Trainer:
         self.rng_state: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, Any]] = []
         self.resumed_from: int | None = None
+        self._pending: EpochEnd | None = None  # an epoch whose validation runs beside
+        self._live: Any = None  # run's dvclive and on_epoch_end, for the epochs' bookkeeping
+        self._on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None
         self._maybe_resume()
         self.net: torch.nn.Module = self.model
         if self.info.world_size > 1:
@@ -167,8 +170,7 @@ class Trainer:
         partial_sums: torch.Tensor | None = None,
         end: EpochEnd | None = None,
     ) -> None:
-        """The resume state now, or at `end` when it kept a copy (validated beside the next
-        epoch's training)."""
+        """The resume state now, or at `end` if it kept a copy (validated beside the next)."""
         if not self.info.is_main:
             return
         snap = end if end is not None and end.beside else None
@@ -196,7 +198,7 @@ class Trainer:
         standardised target (huber_delta, in BPM, is scaled too)."""
         cfg, tm, ts = self.cfg, self.target_mean, self.target_std
         x, y, m, *ctx = batch
-        net = self.net if train else (model or self.model)  # eval runs unwrapped: no collectives
+        net = self.net if train else model if model is not None else self.model  # no collectives
         with self.autocast:
             z, raw = net(x, *ctx, standardized=True, with_spread=True)
         z = z.float()
@@ -286,7 +288,7 @@ class Trainer:
         batch is split into `parts` (default `val_threads`) contiguous parts validated at once
         in Python threads, each torch op on the training's thread count (a torch thread team
         spins while another job holds a core); the parts' sums are added in a fixed order."""
-        model = model or self.model
+        model = self.model if model is None else model
         model.eval()
         positions = torch.arange(self.info.rank, len(self.val_src), self.info.world_size)
         bs = max(self.cfg.eval_batch_size, self.cfg.batch_size)
@@ -330,7 +332,6 @@ class Trainer:
         n_train = len(self.data.train_rows)
         stopped_early = False
         self._live, self._on_epoch_end = live, on_epoch_end
-        self._pending: EpochEnd | None = None
         beside_ok = validates_beside(cfg, self.device, self.info.world_size)
         beside = ThreadPoolExecutor(1) if beside_ok else None
         try:
