@@ -30,8 +30,6 @@ import io
 import math
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ from torch.nn import functional as F
 
 from hrpred.features.scaler import apply_scaler, batch_of_rows, scaler_arrays
 from hrpred.store import json_ready
-from hrpred.threads import current_parts, part_bounds, run_parts
+from hrpred.threads import current_parts, part_bounds, part_pool, run_parts
 
 CHECKPOINT_FORMAT = 2  # bump when the keys of models/model.pt change (2: spread head)
 CONFIG_KEYS = ("input_size", "hidden", "layers", "dropout", "bidirectional")
@@ -409,7 +407,7 @@ def predict(
     model.eval()
     step = max(1, int(batch_size))
     parts = current_parts() if device.type == "cpu" else 1
-    with ThreadPoolExecutor(parts) if parts > 1 else nullcontext() as pool:
+    with part_pool(parts) as pool:
         for start in range(0, arr.shape[0], step):
             run_parts(run, part_bounds(start, min(start + step, arr.shape[0]), parts), pool)
     model.train(was_training)

@@ -15,7 +15,7 @@ import ctypes
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 
 import numpy as np
@@ -67,6 +67,11 @@ def part_bounds(start: int, end: int, parts: int) -> list[tuple[int, int]]:
     sized as `np.array_split` sizes them (the first pieces one row longer)."""
     pieces = np.array_split(np.arange(start, end), max(1, min(parts, end - start)))
     return [(int(p[0]), int(p[-1]) + 1) for p in pieces if p.size]
+
+
+def part_pool(parts: int) -> AbstractContextManager[ThreadPoolExecutor | None]:
+    """A pool of `parts` threads for `run_parts` (None, nothing started, for 1 part)."""
+    return ThreadPoolExecutor(parts) if parts > 1 else nullcontext()
 
 
 def run_parts(

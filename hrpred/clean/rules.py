@@ -146,10 +146,8 @@ def rule_flags(
     offset_c = n >= cfg.min_points and n_both > 2
     # One correlation serves SP05 and PH01 (c), computed only when either reads it.
     r_both = pearson(speed[both], hr[both]) if mismatch or offset_c else float("nan")
-    if mismatch:  # SP05
-        r = r_both
-        if np.isfinite(r) and abs(r) < cfg.mismatch_corr:
-            flags["hr_speed_mismatch"] = r
+    if mismatch and np.isfinite(r_both) and abs(r_both) < cfg.mismatch_corr:  # SP05
+        flags["hr_speed_mismatch"] = r_both
 
     dts = np.diff(ts).astype(np.float64)
     if cfg.gap_action == "flag" and (dts > PAUSE_MIN_S).any():  # TS01 (pause: judged apart)
@@ -175,8 +173,11 @@ def rule_flags(
             and mean_speed > cfg.offset_b_speed_kmh
         ):
             flags["offset_suspect_b"] = float(hr.max())
-        if offset_c:
-            r = r_both
-            if np.isfinite(r) and r > cfg.offset_c_corr and mean_hr < cfg.offset_c_hr_bpm:
-                flags["offset_suspect_c"] = r
+        if (
+            offset_c
+            and np.isfinite(r_both)
+            and r_both > cfg.offset_c_corr
+            and mean_hr < cfg.offset_c_hr_bpm
+        ):
+            flags["offset_suspect_c"] = r_both
     return flags

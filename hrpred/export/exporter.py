@@ -12,6 +12,7 @@ Face-style dataset, split exactly as data/split assigned it.
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,8 +72,6 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
     """models/model.pt (weights only), checked for the keys the bundle needs."""
     import torch
 
-    if not path.exists():
-        raise StoreError(f"{path} not found: run `dvc repro train` first")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         ckpt["state_dict"], ckpt["config"], ckpt["features"]
@@ -116,7 +115,8 @@ def run_export(
 ) -> dict[str, Any]:
     """Write the bundle and the dataset; returns the bundle config and the dataset counts.
     `personal` (params personal) and `history_runs` (split.max_history) go into the bundle."""
-    ckpt = _read_checkpoint(layout.model)
+    if not layout.model.exists():
+        raise StoreError(f"{layout.model} not found: run `dvc repro train` first")
     metrics = read_json(layout.metrics("evaluate"), "evaluate")
     if not layout.clean_workouts.exists():
         raise StoreError(f"{layout.clean_workouts} not found: run `dvc repro clean` first")
@@ -124,39 +124,50 @@ def run_export(
     train_rows = ds.rows["train"]
     if not len(train_rows):
         raise ExportError("the train split is empty: cannot infer the sampling step")
-    sampling = sampling_stats(
-        read_rows(ds.data.elapsed, train_rows), ds.data.lengths(train_rows), PAUSE_MIN_S
-    )
     assignment = ds.split.assignment
-    splits = workout_splits(assignment)
-    check = context = None
-    if cfg.onnx and cfg.parity_workouts > 0:
-        test_rows = ds.rows["test"]
-        if "history" in ckpt:
-            test_rows, context = parity_contexts(
-                ckpt, layout, ds.data.index, test_rows, cfg.parity_workouts
-            )
-        test_rows = test_rows[: cfg.parity_workouts]
-        if len(test_rows):
-            check = read_rows(ds.data.features, test_rows)
-    config = build_config(
-        ckpt, metrics, sampling, cfg.step_statistic, split_facts(assignment, raw_source),
-        sorted(BINARY_FEATURES), speed=speed, personal=personal, history_runs=history_runs,
-        band=_calibration(layout.calibration),
-    )  # fmt: skip
     bundle_dir, hf_dir = layout.resolve(cfg.bundle_dir), layout.resolve(cfg.hf_dir)
-    if bundle_dir.exists():
-        shutil.rmtree(bundle_dir)
-    write_bundle(
-        bundle_dir, ckpt["state_dict"], config, onnx=cfg.onnx, opset=cfg.onnx_opset,
-        check_features=check, tolerance_bpm=cfg.parity_tolerance_bpm, check_context=context,
-    )  # fmt: skip
-    if hf_dir.exists():
-        shutil.rmtree(hf_dir)
-    batches = pq.ParquetFile(layout.clean_workouts).iter_batches(batch_size=cfg.batch_rows)
-    summary = export_hf(batches, splits, hf_dir)
+    # The dataset's parquet reads and writes (pyarrow's C++, without the GIL) run on a second
+    # thread while this one imports torch and writes the bundle.
+    with ThreadPoolExecutor(1) as pool:
+        dataset = pool.submit(_write_dataset, cfg, layout.clean_workouts, assignment, hf_dir)
+        ckpt = _read_checkpoint(layout.model)
+        sampling = sampling_stats(
+            read_rows(ds.data.elapsed, train_rows), ds.data.lengths(train_rows), PAUSE_MIN_S
+        )
+        check = context = None
+        if cfg.onnx and cfg.parity_workouts > 0:
+            test_rows = ds.rows["test"]
+            if "history" in ckpt:
+                test_rows, context = parity_contexts(
+                    ckpt, layout, ds.data.index, test_rows, cfg.parity_workouts
+                )
+            test_rows = test_rows[: cfg.parity_workouts]
+            if len(test_rows):
+                check = read_rows(ds.data.features, test_rows)
+        config = build_config(
+            ckpt, metrics, sampling, cfg.step_statistic, split_facts(assignment, raw_source),
+            sorted(BINARY_FEATURES), speed=speed, personal=personal, history_runs=history_runs,
+            band=_calibration(layout.calibration),
+        )  # fmt: skip
+        if bundle_dir.exists():
+            shutil.rmtree(bundle_dir)
+        write_bundle(
+            bundle_dir, ckpt["state_dict"], config, onnx=cfg.onnx, opset=cfg.onnx_opset,
+            check_features=check, tolerance_bpm=cfg.parity_tolerance_bpm, check_context=context,
+        )  # fmt: skip
+        summary = dataset.result()
     (hf_dir / "README.md").write_text(render_dataset_card(summary, raw_source, cfg.license))
     return {"config": config, "dataset": summary, "bundle_dir": bundle_dir, "hf_dir": hf_dir}
+
+
+def _write_dataset(
+    cfg: ExportConfig, workouts: Path, assignment: pd.DataFrame, hf_dir: Path
+) -> dict[str, Any]:
+    """data/clean/workouts.parquet -> the Hugging Face-style split files; their counts."""
+    if hf_dir.exists():
+        shutil.rmtree(hf_dir)
+    batches = pq.ParquetFile(workouts).iter_batches(batch_size=cfg.batch_rows)
+    return export_hf(batches, workout_splits(assignment), hf_dir)
 
 
 def summary_line(result: dict[str, Any], cfg: ExportConfig) -> str:

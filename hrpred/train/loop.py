@@ -30,7 +30,7 @@ from hrpred.errors import HrpredError
 from hrpred.features.scaler import scaler_arrays
 from hrpred.model import count_parameters, cpu_state_dict, make_checkpoint, save_checkpoint
 from hrpred.progress import Bar, write
-from hrpred.threads import keep_freed_buffers, part_bounds, run_parts, torch_threads
+from hrpred.threads import keep_freed_buffers, part_bounds, part_pool, run_parts, torch_threads
 from hrpred.train.build import build_model
 from hrpred.train.checkpoint import (
     EarlyStop,
@@ -302,7 +302,7 @@ class Trainer:
                 batch = self.val_src.batch(positions[lo:hi])
                 self.step(batch, part_sums[lo], train=False, model=model)
 
-        with ThreadPoolExecutor(parts) if parts > 1 else nullcontext() as pool:
+        with part_pool(parts) as pool:
             for start in range(0, len(positions), bs):
                 run_parts(run, part_bounds(start, min(start + bs, len(positions)), parts), pool)
         sums = ErrorSums(self.device)
