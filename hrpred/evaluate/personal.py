@@ -141,8 +141,19 @@ def _blocks(rows: np.ndarray, batch: int, desc: str) -> Iterator[tuple[slice, np
         yield slice(start, start + len(chunk)), chunk
 
 
+def _recorded(ds: Dataset, runs: _Runs) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded HR (float32) and its valid mask [n, T] of every row, read once (the size
+    of one curve and a bool array; the cold pass and the plans both read them)."""
+    return read_rows(ds.data.target, runs.rows), read_rows(ds.data.mask, runs.rows).astype(bool)
+
+
 def _cold_pass(
-    ds: Dataset, runs: _Runs, predict: Predictor, known: dict[str, SplitResult], batch: int
+    ds: Dataset,
+    runs: _Runs,
+    predict: Predictor,
+    known: dict[str, SplitResult],
+    batch: int,
+    recorded: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, dict[int, RunRecord]]:
     """Population predictions [n, T] of every row (those of the scored splits as `known`
     kept them, the others predicted) and each workout's cold-only record."""
@@ -159,9 +170,9 @@ def _cold_pass(
         x = read_rows(ds.data.features, chunk)
         cold[np.flatnonzero(todo)[sl]] = np.asarray(predict(x))
     partial = {}
+    target, mask = recorded
     for wid, pos in runs.positions.items():
-        y = np.asarray(read_rows(ds.data.target, runs.rows[pos]), np.float64)
-        v = np.asarray(read_rows(ds.data.mask, runs.rows[pos]), bool)
+        y, v = np.asarray(target[pos], np.float64), mask[pos]
         r = (y - cold[pos])[v]
         partial[wid] = RunRecord(float(runs.start[wid]), int(v.sum()), float(r.sum()), 0.0, 0.0,
                                  (0.0, 0.0, 0.0))  # fmt: skip
@@ -209,7 +220,8 @@ def personalise(
     the band's runner scale (a history model only)."""
     eval_rows = np.union1d(ds.rows["val"], ds.rows["test"])
     runs = _Runs(ds, history, eval_rows)
-    cold, partial = _cold_pass(ds, runs, predict, results, batch_rows)
+    recorded = _recorded(ds, runs)
+    cold, partial = _cold_pass(ds, runs, predict, results, batch_rows, recorded)
     used = _used_history(pcfg, runs, partial)
     net = spread = None
     if learned is not None:
@@ -228,8 +240,7 @@ def personalise(
         c = personal_curves(plan, cold[pos], None if net is None else net[pos])
         for k in curves:
             curves[k][pos] = getattr(c, k)
-        y = np.asarray(read_rows(ds.data.target, runs.rows[pos]), np.float64)
-        v = np.asarray(read_rows(ds.data.mask, runs.rows[pos]), bool)
+        y, v = np.asarray(recorded[0][pos], np.float64), recorded[1][pos]
         flat = Curves(*(np.ravel(a) for a in (c.population, c.offset, c.learned, c.headline)))
         records[int(wid)] = record_run(
             start, y.ravel(), v.ravel(), flat, None if net is None else net[pos].ravel(),
