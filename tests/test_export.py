@@ -377,6 +377,34 @@ def test_export_stage_missing_input_is_one_line(tmp_path, monkeypatch):
         export.main()
 
 
+def test_export_dataset_thread_errors_reach_the_stage_as_one_line(tmp_path, monkeypatch):
+    """The dataset is written on a second thread while the bundle is written: its error (a
+    clean workouts file without rows) still ends the stage with the one-line message, and an
+    error on the bundle's side waits for the dataset thread (nothing left running)."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    from stages import export
+
+    threads = threading.active_count()
+    _make_tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    workouts = tmp_path / "data/clean/workouts.parquet"
+    pq.write_table(pq.read_table(workouts).slice(0, 0), workouts)
+    with pytest.raises(SystemExit, match=r"^export: the clean workouts file has no rows"):
+        export.main()
+    assert (tmp_path / "models/bundle/config.json").exists()  # the bundle side finished
+
+    _make_tree(tmp_path / "again")
+    monkeypatch.chdir(tmp_path / "again")
+    (tmp_path / "again/models/calibration.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"^export: .*calibration.json"):
+        export.main()
+    assert threading.active_count() == threads
+    assert (tmp_path / "again/data/export/hf/train.parquet").exists()  # awaited, not cut off
+
+
 def test_export_params_are_checked(tmp_path, monkeypatch):
     from stages import export
 
