@@ -153,7 +153,8 @@ def _cold_pass(
     predict: Predictor,
     known: dict[str, SplitResult],
     batch: int,
-    recorded: tuple[np.ndarray, np.ndarray],
+    target: np.ndarray,
+    mask: np.ndarray,
 ) -> tuple[np.ndarray, dict[int, RunRecord]]:
     """Population predictions [n, T] of every row (those of the scored splits as `known`
     kept them, the others predicted) and each workout's cold-only record."""
@@ -170,7 +171,6 @@ def _cold_pass(
         x = read_rows(ds.data.features, chunk)
         cold[np.flatnonzero(todo)[sl]] = np.asarray(predict(x))
     partial = {}
-    target, mask = recorded
     for wid, pos in runs.positions.items():
         y, v = np.asarray(target[pos], np.float64), mask[pos]
         r = (y - cold[pos])[v]
@@ -220,8 +220,8 @@ def personalise(
     the band's runner scale (a history model only)."""
     eval_rows = np.union1d(ds.rows["val"], ds.rows["test"])
     runs = _Runs(ds, history, eval_rows)
-    recorded = _recorded(ds, runs)
-    cold, partial = _cold_pass(ds, runs, predict, results, batch_rows, recorded)
+    target, mask = _recorded(ds, runs)
+    cold, partial = _cold_pass(ds, runs, predict, results, batch_rows, target, mask)
     used = _used_history(pcfg, runs, partial)
     net = spread = None
     if learned is not None:
@@ -240,7 +240,7 @@ def personalise(
         c = personal_curves(plan, cold[pos], None if net is None else net[pos])
         for k in curves:
             curves[k][pos] = getattr(c, k)
-        y, v = np.asarray(recorded[0][pos], np.float64), recorded[1][pos]
+        y, v = np.asarray(target[pos], np.float64), mask[pos]
         flat = Curves(*(np.ravel(a) for a in (c.population, c.offset, c.learned, c.headline)))
         records[int(wid)] = record_run(
             start, y.ravel(), v.ravel(), flat, None if net is None else net[pos].ravel(),

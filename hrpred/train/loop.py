@@ -198,7 +198,7 @@ class Trainer:
         standardised target (huber_delta, in BPM, is scaled too)."""
         cfg, tm, ts = self.cfg, self.target_mean, self.target_std
         x, y, m, *ctx = batch
-        net = self.net if train else model if model is not None else self.model  # no collectives
+        net = self.net if train else (self.model if model is None else model)  # no collectives
         with self.autocast:
             z, raw = net(x, *ctx, standardized=True, with_spread=True)
         z = z.float()
