@@ -121,3 +121,44 @@ def test_plot_sums_in_chunks_equal_whole_array_numpy():
     np.testing.assert_array_equal(sums.minute_sum, tot)  # same additions in the same order
     assert sums.fig_counts.tolist() == np.histogram(err, bins=60, range=(-60, 60))[0].tolist()
     assert sums.abs_sum == pytest.approx(np.abs(err).sum(), rel=1e-12)
+
+
+def _write_later(path, delay_s):
+    import time
+
+    time.sleep(delay_s)
+    path.write_text("drawn")
+
+
+def _fail(message):
+    raise ValueError(message)
+
+
+def test_drawing_runs_beside_the_body_and_leaving_waits_for_it(tmp_path):
+    import multiprocessing as mp
+
+    from hrpred.evaluate.figures import drawn_beside
+
+    paths = [tmp_path / f"{k}.txt" for k in range(3)]
+    with drawn_beside([(_write_later, (p, 0.5), {}) for p in paths], workers=2):
+        assert not any(p.exists() for p in paths)  # the body runs while the jobs draw
+    assert all(p.read_text() == "drawn" for p in paths)
+    assert not mp.active_children()
+
+
+def test_a_drawing_error_reaches_the_caller_and_a_body_error_stops_the_drawing(tmp_path):
+    import multiprocessing as mp
+
+    from hrpred.evaluate.figures import drawn_beside
+
+    jobs = [(_fail, ("figure broke",), {}), (_write_later, (tmp_path / "a.txt", 0.0), {})]
+    with pytest.raises(ValueError, match="figure broke"):
+        with drawn_beside(jobs, workers=2):
+            pass
+    with pytest.raises(RuntimeError, match="body broke"):
+        with drawn_beside([(_write_later, (tmp_path / "b.txt", 30.0), {})] * 2, workers=2):
+            raise RuntimeError("body broke")
+    assert not mp.active_children()  # terminated, not waited for (30 s)
+    assert not (tmp_path / "b.txt").exists()
+    with drawn_beside([(_write_later, (tmp_path / "c.txt", 0.0), {})], workers=2):
+        assert (tmp_path / "c.txt").exists()  # one job: drawn here, before the body

@@ -25,7 +25,7 @@ import pandas as pd
 
 from hrpred.evaluate.band import band_plot, band_report, bands, calibrate_on_val, take_band
 from hrpred.evaluate.config import EvalConfig
-from hrpred.evaluate.figures import Job, animation_jobs, draw, figures
+from hrpred.evaluate.figures import Job, animation_jobs, drawn_beside, figures
 from hrpred.evaluate.inputs import EvalInputError, input_categories, optional_truth
 from hrpred.evaluate.personal import learned_personal, personalise
 from hrpred.evaluate.personal_report import (
@@ -129,14 +129,17 @@ def run_evaluate(
             )  # fmt: skip
         else:  # a population model has no history-aware spread: no band (the file says so)
             write_json(layout.calibration, {"format": "hrpred-calibration", "available": False})
+        cold_band = None
+        if learned is not None:
+            cold_band = _cold_band(ds, results["test"], learned, cal)
+        jobs = write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir,
+                           cold_band)  # fmt: skip
+        # the figures and GIFs are drawn in other processes while the tables are written
+        threads.enter_context(drawn_beside(jobs, cfg.plot_workers))
         write_predictions(layout.predictions, ds, res, band)
         table = workout_table(ds, res, band, runs_after)
         write_workouts(layout.eval_workouts, table)
         write_json(layout.metrics("evaluate"), report, digits=6)
-        cold_band = None
-        if learned is not None:
-            cold_band = _cold_band(ds, results["test"], learned, cal)
-        write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir, cold_band)
         head = res.curves["headline"][test]
         lower, upper = (head, head) if band is None else (band.lower[test], band.upper[test])
         traces = personal_traces(
@@ -218,9 +221,10 @@ def write_plots(
     cfg: EvalConfig,
     out_dir: Path,
     cold_band: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
-) -> None:
-    """plots/: DVC plot data, PNG figures and (optionally) GIFs, all rewritten. `cold_band`:
-    test position -> the cold prediction's 80% band, drawn around the example traces."""
+) -> list[Job]:
+    """plots/: DVC plot data, all rewritten; returns the jobs that draw the PNG figures and
+    (optionally) GIFs, for `drawn_beside`. `cold_band`: test position -> the cold
+    prediction's 80% band, drawn around the example traces."""
     if out_dir.exists():
         shutil.rmtree(out_dir)  # whole output rewritten: no stale figures from older runs
     wmae = workout_maes(test)
@@ -249,7 +253,7 @@ def write_plots(
             traces, examples, out_dir / "animations",
             cfg.animation_frames, cfg.animation_fps, cfg.animation_dpi,
         )  # fmt: skip
-    draw(jobs, cfg.plot_workers)
+    return jobs
 
 
 def summary_line(report: dict[str, Any]) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -276,14 +277,21 @@ def _run_job(job: Job) -> Any:
     return fn(*args, **kwargs)
 
 
-def draw(jobs: Sequence[Job], workers: int) -> list[Any]:
-    """Run drawing jobs (each writes its own files), in `workers` processes (1: this one).
+@contextmanager
+def drawn_beside(jobs: Sequence[Job], workers: int) -> Iterator[None]:
+    """Run drawing jobs (each writes its own files) in `workers` processes while the body runs;
+    leaving waits for them and raises a job's error (1 worker or 1 job: drawn here, first).
 
     Forked on Linux (nothing to import again; the children only draw and write with
     matplotlib and Pillow, never torch), spawned elsewhere; each file's bytes are the same
-    whichever process draws it."""
+    whichever process draws it. An error in the body stops the drawing."""
     if workers <= 1 or len(jobs) <= 1:
-        return [_run_job(j) for j in jobs]
+        for j in jobs:
+            _run_job(j)
+        yield
+        return
     ctx = mp.get_context("fork" if sys.platform == "linux" else "spawn")
-    with ctx.Pool(min(workers, len(jobs))) as pool:
-        return pool.map(_run_job, jobs, chunksize=1)
+    with ctx.Pool(min(workers, len(jobs))) as pool:  # leaving `with` terminates the pool
+        pending = pool.map_async(_run_job, jobs, chunksize=1)
+        yield
+        pending.get()

@@ -181,14 +181,15 @@ def _cold_pass(
 
 def _used_history(cfg: PersonalConfig, runs: _Runs, partial: dict[int, RunRecord]) -> pd.DataFrame:
     """The history lines each workout's plan uses: its earlier runs after the latest change."""
-    pairs = [
-        pd.DataFrame({"workout_id": wid, "hist_workout_id": h[detect(cfg.change, recs)[1]]})
-        for wid, h in runs.earlier.items()
-        for recs in ([partial[int(x)] for x in h],)
-    ]
-    if not pairs:
+    used = [h[detect(cfg.change, [partial[int(x)] for x in h])[1]] for h in runs.earlier.values()]
+    if not used:
         return runs.history.iloc[:0]
-    keep = pd.concat(pairs, ignore_index=True)
+    keep = pd.DataFrame(
+        {
+            "workout_id": np.repeat(np.fromiter(runs.earlier, np.int64), [len(u) for u in used]),
+            "hist_workout_id": np.concatenate(used),
+        }
+    )
     return runs.history.merge(keep, on=["workout_id", "hist_workout_id"], how="inner")
 
 
