@@ -30,6 +30,7 @@ from hrpred.evaluate.inputs import EvalInputError, chunks, feature_index
 from hrpred.evaluate.metrics import RowSums, row_sums
 from hrpred.evaluate.results import LearnedPersonal, PersonalResult, Predictor, SplitResult
 from hrpred.evaluate.scoring import Baselines
+from hrpred.personal.change import Change
 from hrpred.personal.config import PersonalConfig
 from hrpred.personal.context import CONTEXT_FEATURES, build_context
 from hrpred.personal.engine import (
@@ -179,9 +180,19 @@ def _cold_pass(
     return cold, partial
 
 
-def _used_history(cfg: PersonalConfig, runs: _Runs, partial: dict[int, RunRecord]) -> pd.DataFrame:
+def _detected(
+    cfg: PersonalConfig, runs: _Runs, partial: dict[int, RunRecord]
+) -> dict[int, tuple[Change, list[int]]]:
+    """Each workout's latest level change and the positions of the earlier runs its plan uses
+    (`detect` reads only the cold residuals, which the cold-only records already have)."""
+    return {
+        wid: detect(cfg.change, [partial[int(x)] for x in h]) for wid, h in runs.earlier.items()
+    }
+
+
+def _used_history(runs: _Runs, detected: dict[int, tuple[Change, list[int]]]) -> pd.DataFrame:
     """The history lines each workout's plan uses: its earlier runs after the latest change."""
-    used = [h[detect(cfg.change, [partial[int(x)] for x in h])[1]] for h in runs.earlier.values()]
+    used = [h[detected[wid][1]] for wid, h in runs.earlier.items()]
     if not used:
         return runs.history.iloc[:0]
     keep = pd.DataFrame(
@@ -223,7 +234,8 @@ def personalise(
     runs = _Runs(ds, history, eval_rows)
     target, mask = _recorded(ds, runs)
     cold, partial = _cold_pass(ds, runs, predict, results, batch_rows, target, mask)
-    used = _used_history(pcfg, runs, partial)
+    detected = _detected(pcfg, runs, partial)
+    used = _used_history(runs, detected)
     net = spread = None
     if learned is not None:
         net, spread = _network_pass(ds, runs, learned, used, batch_rows)
@@ -236,7 +248,7 @@ def personalise(
         hist = runs.history_of(wid)
         earlier = [records[int(h)] for h in hist]
         start = float(runs.start[wid])
-        plan = plan_run(pcfg, earlier, start, None, learned is not None)
+        plan = plan_run(pcfg, earlier, start, None, learned is not None, detected.get(int(wid)))
         used_ids[int(wid)] = hist[list(plan.positions)]
         c = personal_curves(plan, cold[pos], None if net is None else net[pos])
         for k in curves:

@@ -152,13 +152,16 @@ def plan_run(
     start_s: float,
     runner_ref: float | None = None,
     learned: bool = True,
+    detected: tuple[Change, list[int]] | None = None,
 ) -> Plan:
     """The plan of a run starting at `start_s` from the records of runs that started before it
     (any order; the caller passes only strictly earlier ones, at most the history it keeps).
     `runner_ref`: the calibration's reference score (None: no runner scale, factor 1, or
     break_widen after a long break);
-    `learned`: the bundle has a history network (else the learned predictor is left out)."""
-    change, positions = detect(cfg.change, earlier)
+    `learned`: the bundle has a history network (else the learned predictor is left out);
+    `detected`: `detect(cfg.change, earlier)` when the caller has it already (it reads only
+    the runs' start times and cold residuals)."""
+    change, positions = detect(cfg.change, earlier) if detected is None else detected
     used = [earlier[i] for i in positions]
     days = _days(start_s, used)
     offset, n_off = shrunk_mean(cfg.offset, np.array([r.mean("cold") for r in used]), days)
