@@ -357,3 +357,21 @@ def test_a_noisy_cadence_far_above_the_runners_level_is_a_lock(det, seed):
         (replace(det, quiet_max_white=0.0), own),
     ):
         assert not {"cadence_follow", "cadence_lock"} & set(verdict(cfg, run, model=model).faults)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bin_medians_equal_numpy_median_per_bin(seed):
+    from hrpred.clean.signal import bin_medians
+
+    rng = np.random.default_rng(seed)
+    n, n_bins = int(rng.integers(0, 60)), 7
+    x = rng.normal(0.2, 0.1, n).round(int(rng.integers(1, 4)))  # ties, even and odd counts
+    x[rng.random(n) < 0.05] = np.nan
+    bins = rng.integers(-2, n_bins + 2, n)  # some outside every bin
+    for min_count in (1, 2, 3):
+        want = np.full(n_bins, np.nan)
+        for i in range(n_bins):
+            if (bins == i).sum() >= min_count:
+                want[i] = np.median(x[bins == i])
+        got = bin_medians(x, bins, n_bins, min_count)
+        np.testing.assert_array_equal(got, want)  # NaN where numpy gives NaN, else bit-equal

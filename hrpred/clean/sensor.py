@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrpred.clean.config import DetectorConfig
-from hrpred.clean.signal import best_segments, near_resume, runs_of
+from hrpred.clean.signal import best_segments, bin_medians, near_resume, runs_of
 
 
 def low_dropouts(hr: np.ndarray, cfg: DetectorConfig, resume: np.ndarray) -> np.ndarray:
@@ -168,14 +168,9 @@ class StartFit:
 def warmup_profile(fit: StartFit, edges_s: tuple[float, ...]) -> np.ndarray:
     """The run's warm-up shortfall: median of -resid / expected in each bin of
     [edges_s[i], edges_s[i + 1]) s (NaN for a bin with fewer than 2 samples)."""
-    out = np.full(len(edges_s) - 1, np.nan)
     bins = np.searchsorted(np.asarray(edges_s), fit.t, side="right") - 1
     short = -fit.resid / np.maximum(fit.expected, 1.0)
-    for i in range(out.size):
-        x = short[bins == i]
-        if x.size >= 2:
-            out[i] = float(np.median(x))
-    return out
+    return bin_medians(short, bins, len(edges_s) - 1, min_count=2)
 
 
 def template_curve(t: np.ndarray, template: np.ndarray, edges_s: tuple[float, ...]) -> np.ndarray:

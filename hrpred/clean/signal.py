@@ -71,6 +71,24 @@ def grade_from_altitude(
     return np.clip(g, -0.3, 0.3)
 
 
+def bin_medians(x: np.ndarray, bins: np.ndarray, n_bins: int, min_count: int = 1) -> np.ndarray:
+    """np.median of `x` in each bin 0..n_bins-1 (`bins`: each sample's bin; others are
+    ignored) from one sort: NaN for a bin with fewer than `min_count` samples or with a NaN."""
+    out = np.full(n_bins, np.nan)
+    inside = (bins >= 0) & (bins < n_bins)
+    b, v = bins[inside], np.asarray(x, dtype=np.float64)[inside]
+    order = np.lexsort((v, b))  # by bin, then value; NaN last within its bin
+    v = v[order]
+    counts = np.bincount(b, minlength=n_bins)
+    first = np.cumsum(counts) - counts
+    has = np.flatnonzero(counts >= max(min_count, 1))
+    lo = v[first[has] + (counts[has] - 1) // 2]
+    hi = v[first[has] + counts[has] // 2]
+    med = np.where(counts[has] % 2 == 1, lo, (lo + hi) / 2.0)  # np.median: mean of the middle two
+    out[has] = np.where(np.isnan(v[first[has] + counts[has] - 1]), np.nan, med)
+    return out
+
+
 def runs_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of the True runs of a boolean mask, end exclusive."""
     m = np.concatenate(([False], mask, [False])).astype(np.int8)
