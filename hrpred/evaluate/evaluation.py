@@ -91,7 +91,7 @@ def run_evaluate(
     personal_factory: PersonalFactory = learned_personal,
 ) -> dict[str, Any]:
     """Everything the stage does; returns the metrics dict (also in metrics/evaluate.json)."""
-    with ExitStack() as threads:
+    with ExitStack() as beside:  # inference threads, then the drawing processes
         ds = open_dataset(layout.features_dir, layout.split_dir)
         history = open_history(layout.split_dir)
         if not layout.model.exists():
@@ -104,7 +104,7 @@ def run_evaluate(
         baselines = fit_baselines(ds, cfg)  # first: its peak memory does not add to the truth's
         truth = optional_truth(layout.resolve(truth_path) if truth_path else None, test_ids)
         categories = input_categories(ds, test_rows, cfg.categories, cfg.batch_rows)
-        threads.enter_context(inference_threads(cfg.predict_threads))  # torch after the fit's peak
+        beside.enter_context(inference_threads(cfg.predict_threads))  # torch after the fit's peak
         predict = predictor_factory(layout.model, ds.data.names)
         results = evaluate_all(ds, predict, baselines, cfg, truth)
         learned = personal_factory(layout.model, layout.features_dir, ds)
@@ -135,7 +135,7 @@ def run_evaluate(
         jobs = write_plots(ds, results["test"], categories, report, cfg, layout.plots_dir,
                            cold_band)  # fmt: skip
         # the figures and GIFs are drawn in other processes while the tables are written
-        threads.enter_context(drawn_beside(jobs, cfg.plot_workers))
+        beside.enter_context(drawn_beside(jobs, cfg.plot_workers))
         write_predictions(layout.predictions, ds, res, band)
         table = workout_table(ds, res, band, runs_after)
         write_workouts(layout.eval_workouts, table)
