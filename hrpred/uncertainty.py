@@ -63,13 +63,12 @@ class BandConfig:
     level: float  # nominal coverage of the band (0.8: the 10-90% band)
     min_workouts: int  # fewer validation workouts in a group of buckets: the pooled constant
     pool_history: bool  # one multiplier for every bucket with history; the cold bucket its own
-    runner_resamples: int  # bootstrap resamples of test runners for coverage intervals (0: none)
 
     def __post_init__(self) -> None:
-        if not 0 < self.level < 1 or self.min_workouts < 1 or self.runner_resamples < 0:
+        if not 0 < self.level < 1 or self.min_workouts < 1:
             raise ParamError(
-                "evaluate.band needs 0 < level < 1, min_workouts >= 1 and runner_resamples >= 0 "
-                f"(got {self.level}, {self.min_workouts}, {self.runner_resamples})"
+                "evaluate.band needs 0 < level < 1 and min_workouts >= 1 "
+                f"(got {self.level}, {self.min_workouts})"
             )
 
 
@@ -272,30 +271,31 @@ def coverage(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, valid: np.ndarray) -
 
 
 def runner_interval(
-    inside: np.ndarray,
-    valid: np.ndarray,
+    num: np.ndarray,
+    den: np.ndarray,
     runners: np.ndarray,
     resamples: int,
     seed: int,
     level: float = 0.9,
 ) -> tuple[float, float]:
-    """A `level` interval of per-step coverage when the RUNNERS are redrawn: per-workout
-    counts of covered (`inside`) and valid steps are summed per runner, runners are resampled
-    with replacement `resamples` times (numpy Generator seeded by `seed`) and coverage is
-    recomputed; (nan, nan) without resamples or valid steps. The steps of one runner share
-    their level error, so this, not a per-step binomial interval, is the sampling noise of a
-    coverage measured on a few dozen runners."""
-    inside = np.asarray(inside, np.float64)
-    valid = np.asarray(valid, np.float64)
+    """A `level` interval of the ratio sum(num) / sum(den) when the RUNNERS are redrawn: the
+    per-workout `num` and `den` are summed per runner, runners are resampled with replacement
+    `resamples` times (numpy Generator seeded by `seed`) and the ratio is recomputed; (nan,
+    nan) without resamples or a positive `den`. A band's coverage is covered / valid steps, a
+    MAE ratio one absolute-error sum over another, a share of runners flagged runners / 1 per
+    runner. The workouts of one runner share that runner's level, so this, not a per-step or
+    per-workout interval, is the sampling noise of a figure measured on a few dozen runners."""
+    num = np.asarray(num, np.float64)
+    den = np.asarray(den, np.float64)
     _, idx = np.unique(np.asarray(runners), return_inverse=True)
-    per_in = np.bincount(idx, weights=inside)
-    per_n = np.bincount(idx, weights=valid)
-    if resamples < 1 or per_n.sum() <= 0:
+    per_num = np.bincount(idx, weights=num)
+    per_den = np.bincount(idx, weights=den)
+    if resamples < 1 or per_den.sum() <= 0:
         return float("nan"), float("nan")
-    pick = np.random.default_rng(seed).integers(0, len(per_n), (resamples, len(per_n)))
-    n = per_n[pick].sum(axis=1)
-    cov = per_in[pick].sum(axis=1)[n > 0] / n[n > 0]
-    lo, hi = np.quantile(cov, [(1 - level) / 2, (1 + level) / 2])
+    pick = np.random.default_rng(seed).integers(0, len(per_den), (resamples, len(per_den)))
+    d = per_den[pick].sum(axis=1)
+    ratio = per_num[pick].sum(axis=1)[d > 0] / d[d > 0]
+    lo, hi = np.quantile(ratio, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
 

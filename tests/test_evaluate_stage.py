@@ -39,7 +39,13 @@ SUMMARY_KEYS = {
     "n_steps",
 }
 PERSONAL_KEYS = {"cold", "personal", "by_history"}
-TEST_KEYS = {"learned_personal_model", "personalisation", "after_change", "runners_made_worse"}
+TEST_KEYS = {
+    "learned_personal_model",
+    "personalisation",
+    "after_change",
+    "runners_made_worse",
+    "history_3plus",
+}
 OFFSET_ONLY = "none (population model + offset)"  # what personalised a population model
 PREDICTION_COLUMNS = ["row", "workout_id", "split", "step", "t", "hr_true", "valid", "hr_cold",
                       "hr_offset", "hr_learned", "hr_personal", "hr_p10", "hr_p90"]  # fmt: skip
@@ -245,6 +251,30 @@ def test_runners_made_worse_from_the_saved_workouts(stage):
     got = metrics["test"]["runners_made_worse"]
     assert got["n_runners"] == len(per)
     assert got["share"] == pytest.approx((per["p"] > got["ratio"] * per["c"]).mean())
+    lo, hi = got["share_runner_interval_90"]
+    assert 0.0 <= lo <= got["share"] <= hi <= 1.0
+
+
+def test_history_3plus_against_the_plain_constant_from_the_saved_predictions(stage):
+    """The headline / plain-constant ratio on workouts with >= 3 earlier runs, recomputed with
+    pandas from the saved predictions, the saved per-workout table and the constant's HR."""
+    root, _, metrics, _ = stage
+    p = pd.read_parquet(root / "data" / "eval" / "predictions.parquet")
+    w = pd.read_parquet(root / "data" / "eval" / "workouts.parquet")
+    many = w.loc[(w["split"] == "test") & (w["n_history"] >= 3), ["workout_id", "user_id"]]
+    p = p[p["valid"] & (p["split"] == "test")].merge(many, on="workout_id")
+    const = metrics["baselines"]["constant"]["hr_bpm"]
+    y = p["hr_true"].astype(float)
+    head = (p["hr_personal"].astype(float) - y).abs()
+    plain = (const - y).abs()
+    got = metrics["test"]["history_3plus"]
+    assert got["n_workouts"] == len(many) > 0
+    assert got["n_runners"] == many["user_id"].nunique()
+    assert got["headline_mae"] == pytest.approx(head.mean(), abs=1e-4)
+    assert got["constant_mae"] == pytest.approx(plain.mean(), abs=1e-4)
+    assert got["headline_to_constant"] == pytest.approx(head.sum() / plain.sum(), rel=1e-4)
+    lo, hi = got["headline_to_constant_runner_interval_90"]
+    assert lo <= got["headline_to_constant"] <= hi
 
 
 def test_baselines_and_comparison(stage):

@@ -56,7 +56,7 @@ def _laplace_rows(rng: np.random.Generator, n: int, t: int, scale: np.ndarray):
 
 def test_calibration_recovers_the_known_noise_and_covers_80_percent() -> None:
     rng = np.random.default_rng(1)
-    cfg = BandConfig(level=0.8, min_workouts=15, pool_history=False, runner_resamples=0)
+    cfg = BandConfig(level=0.8, min_workouts=15, pool_history=False)
     sizes = np.repeat([0, 2, 5, 20], 50)
     # the spread head is 2x too small for history 0, right elsewhere: calibration fixes both
     true = np.where(sizes == 0, 8.0, 3.0)
@@ -93,7 +93,7 @@ def test_small_buckets_use_the_pooled_constant() -> None:
         s,
         v,
         sizes,
-        BandConfig(level=0.8, min_workouts=15, pool_history=False, runner_resamples=0),
+        BandConfig(level=0.8, min_workouts=15, pool_history=False),
     )
     assert "1-2" not in cal.step and cal.n_workouts["1-2"] == 3
     assert cal.multipliers(np.array([1]))[0] == cal.step["all"]
@@ -108,7 +108,7 @@ def test_pooled_history_shares_one_multiplier_and_keeps_the_cold_one() -> None:
     true = np.where(sizes == 0, 8.0, np.where(sizes < 10, 3.5, 2.5))
     y, c, _, v = _laplace_rows(rng, len(sizes), 60, true)
     s = np.full(y.shape, 3.0)
-    cfg = BandConfig(level=0.8, min_workouts=15, pool_history=True, runner_resamples=0)
+    cfg = BandConfig(level=0.8, min_workouts=15, pool_history=True)
     cal = calibrate(y, c, s, v, sizes, cfg)
     apart = calibrate(y, c, s, v, sizes, replace(cfg, pool_history=False))
     assert cal.step["0"] == apart.step["0"] and cal.average["0"] == apart.average["0"]

@@ -33,6 +33,7 @@ class EvalConfig:
     animation_dpi: int
     plot_workers: int
     predict_threads: int
+    runner_resamples: int
 
     def __post_init__(self) -> None:
         if self.batch_rows < 1 or self.ridge_alpha < 0 or not self.physio_taus_s:
@@ -47,5 +48,7 @@ class EvalConfig:
             raise ParamError("evaluate.predict_threads must be >= 1")
         if self.plot_workers < 1:
             raise ParamError("evaluate.plot_workers must be >= 1 (1 = in-process)")
+        if self.runner_resamples < 0:
+            raise ParamError("evaluate.runner_resamples must be >= 0 (0 = no intervals)")
         if self.n_scatter < 0:
             raise ParamError("evaluate.n_scatter must be >= 0")

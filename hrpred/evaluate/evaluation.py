@@ -30,12 +30,15 @@ from hrpred.evaluate.inputs import EvalInputError, input_categories, optional_tr
 from hrpred.evaluate.personal import learned_personal, personalise
 from hrpred.evaluate.personal_report import (
     AFTER_CHANGE_RUNS,
+    Resampling,
     after_change,
     curve_sums,
     entry,
+    history_vs_constant,
     made_worse,
     mae_by_history,
     personal_traces,
+    runners_of_test_rows,
     runs_after_change,
 )
 from hrpred.evaluate.plots import choose_examples, plot_records, write_plot_data
@@ -112,10 +115,15 @@ def run_evaluate(
         report = personal_report(ds, res, results, baselines.params(), pcfg, categories, truth)
         runs_after = runs_after_change(ds, res, history, truth)
         sums = curve_sums(ds, res)
-        report["test"]["after_change"] = after_change(sums, runs_after)
-        report["test"]["runners_made_worse"] = made_worse(ds, res, sums)
-        band = None
         test = res.take("test")
+        draw = Resampling(runners_of_test_rows(ds, res), cfg.runner_resamples, cfg.seed)
+        report["test"]["after_change"] = after_change(sums, runs_after, draw)
+        report["test"]["runners_made_worse"] = made_worse(sums, draw)
+        constant = res.baseline_cold["constant"].take(test)
+        report["test"]["history_3plus"] = history_vs_constant(
+            sums["headline"], constant, res.sizes[test], draw
+        )
+        band = None
         if learned is not None:
             cal = calibrate_on_val(ds, res, cfg.band)
             write_calibration(layout.calibration, cal)
@@ -125,7 +133,7 @@ def run_evaluate(
                 groups["after_change"] = (runs_after >= 1) & (runs_after <= AFTER_CHANGE_RUNS)
             report["test"]["band"] = band_report(
                 ds, res, cal, take_band(band, test), baselines.constant.value,
-                cfg.band.runner_resamples, cfg.seed, groups,
+                cfg.runner_resamples, cfg.seed, groups,
             )  # fmt: skip
         else:  # a population model has no history-aware spread: no band (the file says so)
             write_json(layout.calibration, {"format": "hrpred-calibration", "available": False})

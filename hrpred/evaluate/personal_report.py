@@ -4,11 +4,15 @@ From the personalised rows (`hrpred.evaluate.personal`): error sums of each pred
 the population prediction, offset, learned, and the headline, which is the model's personal
 prediction), the report entries per history bucket, the workouts right after a level change
 (from the simulator's truth: measurement only), the share of runners that personalisation
-made worse, the MAE-by-history plot data and the personalised example traces.
+made worse, the MAE-by-history plot data and the personalised example traces. The figures
+measured on a few dozen runners (after a change, runners made worse, workouts with >=
+MIN_RUNS_VS_CONSTANT earlier runs against the plain constant) carry a 90% interval over
+redrawn test runners (`hrpred.uncertainty.runner_interval`, `evaluate.runner_resamples`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +22,7 @@ from hrpred.evaluate.metrics import RowSums, row_sums, summarize_sums
 from hrpred.evaluate.results import PersonalResult
 from hrpred.split.history import BUCKETS, history_buckets
 from hrpred.store import Dataset, read_rows
+from hrpred.uncertainty import runner_interval
 
 CURVES = ("cold", "offset", "learned", "headline")
 MAX_PLOT_HISTORY = 10  # plots/mae_by_history.json: sizes 0..9 and "10 or more" (10)
@@ -25,6 +30,33 @@ AFTER_CHANGE_RUNS = 5  # the after-change bucket: the 1st..5th run after a level
 MIN_CHANGE_BPM = 5.0  # ... of at least this size (BPM)
 LATE_AFTER_CHANGE = 3  # ... and from this run on
 WORSE_RATIO = 1.1  # a runner made worse: personal MAE above this x their cold MAE
+MIN_RUNS_VS_CONSTANT = 3  # test.history_3plus: workouts with at least this many earlier runs
+
+
+@dataclass(frozen=True)
+class Resampling:
+    """Who the test rows belong to, and how their runners are redrawn for 90% intervals."""
+
+    users: np.ndarray  # [test rows] runner of each row
+    resamples: int  # evaluate.runner_resamples (0: no interval)
+    seed: int  # evaluate.seed
+
+    def ratio(self, num: RowSums, den: RowSums, sel: np.ndarray) -> dict[str, Any]:
+        """{n_runners, ratio of the selected rows' absolute-error sums, its interval}."""
+        lo, hi = runner_interval(
+            num.abs_sum[sel], den.abs_sum[sel], self.users[sel], self.resamples, self.seed
+        )
+        total = float(den.abs_sum[sel].sum())
+        return {
+            "n_runners": int(len(np.unique(self.users[sel]))),
+            "ratio": float(num.abs_sum[sel].sum()) / total if total > 0 else None,
+            "runner_interval_90": [lo, hi],
+        }
+
+
+def runners_of_test_rows(ds: Dataset, res: PersonalResult) -> np.ndarray:
+    """The runner of each test row (in `res.take("test")` order)."""
+    return ds.data.index["user_id"].to_numpy()[res.rows[res.take("test")]]
 
 
 def curve_sums(ds: Dataset, res: PersonalResult, split: str = "test") -> dict[str, RowSums]:
@@ -85,9 +117,12 @@ def runs_after_change(
     return np.where(changed, n, 0).astype(np.int64)
 
 
-def after_change(sums: dict[str, RowSums], runs_after: np.ndarray | None) -> dict[str, Any] | None:
+def after_change(
+    sums: dict[str, RowSums], runs_after: np.ndarray | None, draw: Resampling
+) -> dict[str, Any] | None:
     """`test.after_change`: MAE of each curve on the 1st..AFTER_CHANGE_RUNS-th runs after a
-    true level change, and from the LATE_AFTER_CHANGE-th on, with the personal / cold ratio."""
+    true level change, and from the LATE_AFTER_CHANGE-th on, with the personal / cold ratio
+    and its interval over redrawn runners."""
     if runs_after is None:
         return None
     out: dict[str, Any] = {"runs": f"1-{AFTER_CHANGE_RUNS}", "late_from_run": LATE_AFTER_CHANGE}
@@ -96,28 +131,58 @@ def after_change(sums: dict[str, RowSums], runs_after: np.ndarray | None) -> dic
         ("late", (runs_after >= LATE_AFTER_CHANGE) & (runs_after <= AFTER_CHANGE_RUNS)),
     ):
         maes = {c: summarize_sums(s.take(sel))["mae"] for c, s in sums.items()}
+        ratio = draw.ratio(sums["headline"], sums["cold"], sel)
         out[name] = {
             "n_workouts": int(sel.sum()),
+            "n_runners": ratio["n_runners"],
             **{f"{c}_mae": m for c, m in maes.items()},
             "personal_to_cold": maes["headline"] / maes["cold"] if maes["cold"] else None,
+            "personal_to_cold_runner_interval_90": ratio["runner_interval_90"],
         }
     return out
 
 
-def made_worse(ds: Dataset, res: PersonalResult, sums: dict[str, RowSums]) -> dict[str, Any]:
+def made_worse(sums: dict[str, RowSums], draw: Resampling) -> dict[str, Any]:
     """`test.runners_made_worse`: the share of test runners whose personal MAE is more than
-    WORSE_RATIO x their cold (population) MAE, over their test workouts."""
-    users = ds.data.index["user_id"].to_numpy()[res.rows[res.take("test")]]
+    WORSE_RATIO x their cold (population) MAE, over their test workouts, and its interval
+    over redrawn runners."""
     frame = pd.DataFrame(
-        {"u": users, "n": sums["cold"].n, "c": sums["cold"].abs_sum, "p": sums["headline"].abs_sum}
+        {
+            "u": draw.users,
+            "n": sums["cold"].n,
+            "c": sums["cold"].abs_sum,
+            "p": sums["headline"].abs_sum,
+        }
     )
     g = frame.groupby("u")[["n", "c", "p"]].sum()
     g = g[g["n"] > 0]
-    worse = (g["p"] > WORSE_RATIO * g["c"]).to_numpy()
+    worse = (g["p"] > WORSE_RATIO * g["c"]).to_numpy(np.float64)
+    ones = np.ones(len(g))
+    lo, hi = runner_interval(worse, ones, g.index.to_numpy(), draw.resamples, draw.seed)
     return {
         "ratio": WORSE_RATIO,
         "n_runners": int(len(g)),
         "share": float(worse.mean()) if len(g) else float("nan"),
+        "share_runner_interval_90": [lo, hi],
+    }
+
+
+def history_vs_constant(
+    headline: RowSums, constant: RowSums, sizes: np.ndarray, draw: Resampling
+) -> dict[str, Any]:
+    """`test.history_3plus`: the headline's MAE on the test workouts with at least
+    MIN_RUNS_VS_CONSTANT earlier runs, over the plain constant's (the train-mean HR, no
+    personalisation) on the same workouts, with its interval over redrawn runners."""
+    sel = np.asarray(sizes) >= MIN_RUNS_VS_CONSTANT
+    ratio = draw.ratio(headline, constant, sel)
+    return {
+        "min_earlier_runs": MIN_RUNS_VS_CONSTANT,
+        "n_workouts": int(sel.sum()),
+        "n_runners": ratio["n_runners"],
+        "headline_mae": summarize_sums(headline.take(sel))["mae"],
+        "constant_mae": summarize_sums(constant.take(sel))["mae"],
+        "headline_to_constant": ratio["ratio"],
+        "headline_to_constant_runner_interval_90": ratio["runner_interval_90"],
     }
 
 
