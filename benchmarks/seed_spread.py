@@ -10,7 +10,7 @@ changes) and prints one JSON line of that world's figures: test MAE (personal, c
 headline over the plain constant on workouts with >= 3 earlier runs, the headline over cold
 within 5 runs after a level change and from the 3rd run on, the share of runners made > 10%
 worse (each with its 90% interval over redrawn test runners), the band's coverage after a
-change, and the two simulated fault types whose recall is closest to issue 26's 0.85. Then a
+change and per history bucket (0, 1-2, 3-9, 10+ earlier runs), and the two simulated fault types whose recall is closest to issue 26's 0.85. Then a
 summary: the range of each figure over the seeds. Only committed files are cloned.
 """
 
@@ -47,6 +47,7 @@ def figures(work: Path) -> dict[str, Any]:
         "late_runners": ac["late"]["n_runners"],
         "runners_made_worse": [worse["share"], *worse["share_runner_interval_90"]],
         "band_after_change": band_ac.get("coverage"),
+        "band_by_history": [v["coverage"] for v in ev.get("band", {}).get("by_history", {}).values()],
         **{f"{f}_recall": cl[f]["recall"] for f in FAULTS},
     }  # fmt: skip
 
@@ -76,7 +77,10 @@ def main() -> None:
     for key in rows[0]:
         if key in ("seed", "wall_s"):
             continue
-        vals = [r[key][0] if isinstance(r[key], list) else r[key] for r in rows]
+        if key == "band_by_history":  # every bucket's coverage, not (value, interval)
+            vals = [v for r in rows for v in r[key]]
+        else:
+            vals = [r[key][0] if isinstance(r[key], list) else r[key] for r in rows]
         vals = [v for v in vals if v is not None]
         if vals:
             print(f"  {key}: {min(vals):.4g} - {max(vals):.4g}")
