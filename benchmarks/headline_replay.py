@@ -20,6 +20,10 @@ Forecasters (weights over the served population, offset and learned curves):
   zgate         weights exp(-|z|) of each predictor's mean loss gap to the leader over its
                 standard error (a predictor is dropped only when it is consistently worse)
   prior:C       a prior loss of C BPM for offset and learned that decays like an earlier run
+  js:C          the engine's weights over a different offset curve: the offset rule times
+                max(0, 1 - C s^2 / (n_eff mean^2)) (positive-part James-Stein; s^2 the runner's
+                run-to-run variance with personal.change.noise_bpm worth 5 runs); js:0 is the
+                rule without change detection, its baseline
 Offsets alone (population + offset; the offset rule's shrink and k from params.yaml):
   offset        all earlier runs (no change detection); offset_cut: only the earlier runs
                 after the predicted run's latest true level change (the simulator's truth);
@@ -194,6 +198,44 @@ def local_level(r: np.ndarray, t: np.ndarray, sig: float, tau: float, q: float, 
     return mean
 
 
+def js_offset(cfg, values: np.ndarray, days: np.ndarray, c: float, noise: float) -> float:
+    """The offset rule times max(0, 1 - c s^2 / (n_eff mean^2)): a positive-part (James-Stein)
+    shrink, s^2 the run-to-run variance pooled with `noise`^2 worth 5 runs."""
+    o = np.argsort(days, kind="stable")[: cfg.k]
+    if len(o) == 0:
+        return 0.0
+    v, w = values[o], np.exp(-math.log(2) * days[o] / cfg.half_life_days)
+    mean = float((w * v).sum() / w.sum())
+    n_eff = float(w.sum() ** 2 / (w * w).sum())
+    s2 = (5.0 * noise**2 + float(((v - mean) ** 2).sum())) / (5.0 + len(v) - 1)
+    keep = max(0.0, 1.0 - c * s2 / (n_eff * max(mean * mean, 1e-9)))
+    return shrunk(cfg, values, days) * keep
+
+
+def js_headline(runs: Runs, pcfg: PersonalConfig, name: str) -> np.ndarray:
+    """Per test workout: the headline with the offset curve replaced by `js_offset` (c from
+    `js:C`; c 0 is the plain rule without change detection) and the engine's weights
+    recomputed from that offset's errors on the earlier runs."""
+    c = float(name.split(":")[1])
+    maes = runs.maes.copy()
+    out = np.full(len(runs.n), np.nan)
+    for idx in runs.order:
+        for k, i in enumerate(idx):
+            earlier = np.array([j for j in idx[:k] if runs.n[j] > 0], dtype=np.int64)
+            days = (runs.start[i] - runs.start[earlier]) / DAY_S
+            off = js_offset(pcfg.offset, runs.res[earlier], days, c, pcfg.change.noise_bpm)
+            curves, y = runs.curves[i].copy(), runs.y[i]
+            if not len(y):
+                continue
+            curves[1] = curves[0] + off
+            maes[i, 1] = np.abs(curves[1] - y).mean()
+            recs = [RunRecord(runs.start[j], int(runs.n[j]), 0.0, 0.0, 0.0,
+                              tuple(maes[j] * runs.n[j])) for j in earlier]  # fmt: skip
+            w = np.array(headline_weights(pcfg.headline, recs, True))
+            out[i] = np.abs(w @ curves - y).mean()
+    return out
+
+
 def offset_alone(runs: Runs, pcfg: PersonalConfig, name: str) -> np.ndarray:
     """Per test workout: the MAE of population + an offset built one way (see the doc)."""
     kind, *args = name.split(":")
@@ -235,6 +277,7 @@ def main() -> None:
           f"{int(many.sum())}; 3rd-5th run after a change: {int(late.sum())}")  # fmt: skip
     for name in args.variant:
         how = offset_alone if name.startswith("offset") else forecaster
+        how = js_headline if name.startswith("js:") else how
         err = how(runs, pcfg, name) * runs.n
         frame = pd.DataFrame({"u": runs.users, "e": err, "c": cold, "n": runs.n})
         per = frame.groupby("u")[["e", "c", "n"]].sum()
