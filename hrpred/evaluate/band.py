@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hrpred.evaluate.personal_report import Resampling
 from hrpred.evaluate.results import PersonalResult
 from hrpred.split.history import BUCKETS, history_buckets
 from hrpred.store import Dataset, read_rows
@@ -94,14 +95,13 @@ def band_report(
     cal: Calibration,
     test_band: Band,
     constant_hr: float,
-    resamples: int = 0,
-    seed: int = 0,
+    draw: Resampling,
     extra_groups: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """metrics/evaluate.json `test.band`: the calibrated band on test (`test_band`: the test
     rows' bands), overall, per history bucket of the earlier runs the plan used and per
     `extra_groups` (name -> boolean mask over the test rows), each coverage with a 90%
-    interval over `resamples` redraws of the test runners, beside the uncalibrated Laplace
+    interval over `draw`'s redraws of the test runners, beside the uncalibrated Laplace
     band and a constant band."""
     pos = res.take("test")
     y, v = _arrays(ds, res, pos)
@@ -109,10 +109,12 @@ def band_report(
     taus = quantile_levels(cal.level)
     labels = history_buckets(used)
     inside = ((y >= test_band.lower) & (y <= test_band.upper) & v).sum(axis=1)
-    runners = ds.data.index["user_id"].to_numpy()[res.rows[pos]]
+    runners = draw.users
 
     def group(sel: np.ndarray) -> dict[str, Any]:
-        interval = runner_interval(inside[sel], v[sel].sum(axis=1), runners[sel], resamples, seed)
+        interval = runner_interval(
+            inside[sel], v[sel].sum(axis=1), runners[sel], draw.resamples, draw.seed
+        )
         return {
             "n_workouts": int(sel.sum()),
             **_scores(y[sel], take_band(test_band, sel), v[sel], taus),

@@ -132,8 +132,7 @@ def run_evaluate(
             if runs_after is not None:
                 groups["after_change"] = (runs_after >= 1) & (runs_after <= AFTER_CHANGE_RUNS)
             report["test"]["band"] = band_report(
-                ds, res, cal, take_band(band, test), baselines.constant.value,
-                cfg.runner_resamples, cfg.seed, groups,
+                ds, res, cal, take_band(band, test), baselines.constant.value, draw, groups,
             )  # fmt: skip
         else:  # a population model has no history-aware spread: no band (the file says so)
             write_json(layout.calibration, {"format": "hrpred-calibration", "available": False})

@@ -136,7 +136,7 @@ def after_change(
             "n_workouts": int(sel.sum()),
             "n_runners": ratio["n_runners"],
             **{f"{c}_mae": m for c, m in maes.items()},
-            "personal_to_cold": maes["headline"] / maes["cold"] if maes["cold"] else None,
+            "personal_to_cold": ratio["ratio"],
             "personal_to_cold_runner_interval_90": ratio["runner_interval_90"],
         }
     return out
