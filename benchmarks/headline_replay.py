@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from hrpred.params import load_config  # noqa: E402
 from hrpred.personal.config import PersonalConfig  # noqa: E402
 from hrpred.personal.engine import RunRecord, headline_weights  # noqa: E402
+from hrpred.personal.rules import shrunk_mean  # noqa: E402
 
 DAY_S = 86400.0
 
@@ -114,12 +115,10 @@ def abs_normal(m: float, s: float) -> float:
 
 
 def shrunk(cfg, values: np.ndarray, days: np.ndarray) -> float:
-    """The offset rule over values with their |days| from the predicted run (nearest first)."""
-    o = np.argsort(days, kind="stable")[: cfg.k]
-    if len(o) == 0:
-        return 0.0
-    w = np.exp(-math.log(2) * days[o] / cfg.half_life_days)
-    return float((w * values[o]).sum() / (w.sum() + cfg.shrink))
+    """The offset rule (`hrpred.personal.rules.shrunk_mean`) over values with their |days|
+    from the predicted run, nearest first."""
+    o = np.argsort(days, kind="stable")
+    return shrunk_mean(cfg, values[o], days[o])[0]
 
 
 def forecaster(runs: Runs, pcfg: PersonalConfig, name: str) -> np.ndarray:
