@@ -30,12 +30,19 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGE = re.compile(r"Running stage '([^']+)'")
 
 
-def timed_repro(rev: str, work: Path) -> dict[str, object]:
-    """Clone at `rev` into `work`, run `dvc repro`; seconds per stage and in total."""
+def clone_at(rev: str, work: Path) -> dict[str, str]:
+    """Clone this repository at `rev` into `work`; the environment that runs this
+    interpreter's `dvc` there."""
     subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)
     subprocess.run(["git", "checkout", "-q", rev], cwd=work, check=True)
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def timed_repro(rev: str, work: Path) -> dict[str, object]:
+    """Clone at `rev` into `work`, run `dvc repro`; seconds per stage and in total."""
+    env = clone_at(rev, work)
     marks: list[tuple[str, float]] = []
     t0 = time.perf_counter()
     proc = subprocess.Popen(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_repro import clone_at  # noqa: E402
+
 FAULTS = ("cadence_follow", "strap_drying")
 
 
@@ -59,10 +62,7 @@ def main() -> None:
     ap.add_argument("--scratch", type=Path, default=None)
     args = ap.parse_args()
     work = (args.scratch or Path(tempfile.mkdtemp(prefix="seed_spread-"))) / "repo"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)
-    subprocess.run(["git", "checkout", "-q", args.rev], cwd=work, check=True)
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env = clone_at(args.rev, work)
     rows = []
     for seed in args.seeds:
         t0 = time.perf_counter()
