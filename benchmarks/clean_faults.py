@@ -9,7 +9,8 @@ Runs the clean engine with the params.yaml `clean:` settings into a scratch dire
 rejected, kept with HR masked and flagged (data/clean/users.parquet), the reject reasons, the
 share of runs each detector flags, and with --simulate the detection metrics against the
 simulator's truth (per-type precision/recall, false alarms on fault-free runs, per
-confounder). --examples N adds the detector's reasons of N calls per detector (real runs:
+confounder; visible faults, with the invisible ones and every injected
+fault counted apart). --examples N adds the detector's reasons of N calls per detector (real runs:
 for looking at them). Real runs are only read, never written into the repository.
 """
 
@@ -76,7 +77,9 @@ def main() -> None:
     out["unusable_by_fault"] = rej["fault"].value_counts().to_dict()
     if truth is not None:
         det = detection_metrics(truth, layout.clean_report, layout.clean_workouts, cfg.sports)
-        out["per_fault"] = det["per_fault"]
+        out["per_fault"] = det["per_fault"]  # visible faults (truth_metrics' module doc)
+        out["invisible"] = det["invisible"]
+        out["per_fault_injected"] = det["per_fault_injected"]
         out["false_alarms"] = det["false_alarms"]
     if args.examples:
         found = report["faults"].fillna("").str.split(",")

@@ -217,3 +217,55 @@ def test_false_alarms_span_errors_and_pauses(tmp_path):
     assert p["recall_in_kept"] == 1.0 and p["listed_not_in_truth"] == 0
     assert p["rejected_as_clock_jump"] == 1 and p["pause_workouts_kept"] == 1
     assert p["recall_by_seconds"]["[300.0, 900.0)"] == {"recall": 1.0, "support": 1}
+
+
+def test_invisible_faults_leave_per_fault_and_are_counted(tmp_path):
+    """A cadence lock with 3 bad points on a 40-sample span is invisible (fewer than 25): out
+    of `per_fault`, in `invisible` with the detector's call and in `per_fault_injected`; one
+    with 30 bad points counts; a 2-sample spike needs only its half span (1 point)."""
+    rows = [  # line, fault, start, end, bad points, detector's call
+        (1, "cadence_follow", 10, 50, 30, "cadence_follow"),
+        (2, "cadence_follow", 10, 50, 3, "none"),
+        (3, "spike", 5, 7, 1, "spike"),
+        (4, "spike", 5, 7, 0, "none"),
+        (5, "gps_spike", 5, 7, 0, "gps_corruption"),  # a recording fault: always counted
+        (6, "none", -1, -1, 0, "none"),
+    ]
+    k = len(rows)
+    truth = pa.table(
+        {
+            "line": [r[0] for r in rows],
+            "workout_id": [100 + r[0] for r in rows],
+            "user_id": [1] * k,
+            "sport": ["run"] * k,
+            "fault": [r[1] for r in rows],
+            "fault_start": [r[2] for r in rows],
+            "fault_end": [r[3] for r in rows],
+            "offset_bpm": [0.0] * k,
+            "fault_bad_points": [r[4] for r in rows],
+            "n_user_workouts": [k] * k,
+            "hr_clean": [[150.0] * 60] * k,
+        }
+    )
+    report = pa.Table.from_pylist(
+        [{"line": r[0], "decision": "kept", "reason": "", "fault": r[5], "correction": "none"}
+         for r in rows],
+        schema=REPORT_SCHEMA,
+    )  # fmt: skip
+    workouts = pa.Table.from_pylist([], schema=WORKOUTS_SCHEMA)
+    paths = tmp_path / "truth.parquet", tmp_path / "report.parquet", tmp_path / "w.parquet"
+    for table, path in zip((truth, report, workouts), paths, strict=True):
+        pq.write_table(table, path)
+    d = detection_metrics(*paths, sports=["run"])
+    pf, inj = d["per_fault"], d["per_fault_injected"]
+    assert pf["cadence_follow"] == {"precision": 1.0, "recall": 1.0, "support": 1, "predicted": 1}
+    assert inj["cadence_follow"] == {"precision": 1.0, "recall": 0.5, "support": 2, "predicted": 1}
+    assert pf["spike"]["support"] == 1 and pf["spike"]["recall"] == 1.0
+    assert pf["gps_spike"]["recall"] == 1.0 and pf["none"]["support"] == 1
+    assert pf["none"]["precision"] == 1.0 and inj["none"]["precision"] == pytest.approx(
+        1 / 3, abs=1e-4
+    )
+    assert d["invisible"] == {
+        "cadence_follow": {"runs": 1, "called": {"none": 1}},
+        "spike": {"runs": 1, "called": {"none": 1}},
+    }

@@ -35,6 +35,7 @@ TRUTH_CONTRACT = {
     "fault_start": pa.int64(),
     "fault_end": pa.int64(),
     "offset_bpm": pa.float64(),
+    "fault_bad_points": pa.int64(),
     "confounder": pa.string(),
     "age": pa.float64(),
     "rest_hr": pa.float64(),
@@ -187,6 +188,11 @@ def test_faults_are_where_the_truth_says(small, small_cfg) -> None:
         ts = np.asarray(w["timestamp"])
         kind = row.fault
         seen.add(kind)
+        # bad points: recorded HR >= 10 BPM from the heart's (unrounded), over the common length
+        heart = np.asarray(row.hr_clean)[: hr.size]
+        assert row.fault_bad_points == int((np.abs(hr - heart[: hr.size]) >= 10).sum()), kind
+        if kind in ("spike", "dropout", "offset_full", "offset_partial"):
+            assert row.fault_bad_points >= 1, kind
         if kind in HR_FAULTS:  # an HR fault changes HR inside its span only
             assert np.abs(hr[~inside] - clean[~inside]).max(initial=0) <= 1.0, kind
         if kind in ("none", "gps_spike", "timestamp_gap", "timestamp_nonmonotonic",

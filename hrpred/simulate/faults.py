@@ -20,6 +20,18 @@ from hrpred.simulate.workouts import EARTH_RADIUS_M
 
 NO_FAULT = (-1, -1, 0.0)
 
+# A recorded HR sample this far from the heart's is a bad point (truth `fault_bad_points`):
+# what a person marking bad HR by hand would mark. A lock that reads about what the heart
+# does, or a flatline of a steady HR, leaves few; measurement only.
+BAD_POINT_BPM = 10.0
+
+
+def bad_points(recorded: np.ndarray, heart: np.ndarray) -> int:
+    """Samples of the recorded HR at least BAD_POINT_BPM from the heart's (over the common
+    length: a length_mismatch fault may cut the HR array)."""
+    m = min(recorded.size, heart.size)
+    return int(np.count_nonzero(np.abs(recorded[:m] - heart[:m]) >= BAD_POINT_BPM))
+
 
 def _segment(rng: np.random.Generator, n: int, lo: int, hi: int) -> tuple[int, int]:
     length = int(rng.integers(lo, hi + 1))

@@ -14,7 +14,7 @@ import numpy as np
 from hrpred.simulate.calibration import settled_means
 from hrpred.simulate.config import SimConfig
 from hrpred.simulate.confounders import add_confounders
-from hrpred.simulate.faults import apply_fault, corrupt_line
+from hrpred.simulate.faults import apply_fault, bad_points, corrupt_line
 from hrpred.simulate.physiology import (
     DEFAULT_SPORT,
     SPORTS,
@@ -164,6 +164,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
     f_start = np.full(b, -1, dtype=np.int64)
     f_end = np.full(b, -1, dtype=np.int64)
     offset = np.zeros(b)
+    bad = np.zeros(b, dtype=np.int64)
     stats: list[list[float]] = []
     for i, row in enumerate(rows):
         fault = plan.fault[row]
@@ -179,6 +180,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
             rec["speed"] = speed[i].copy()
         f_start[i], f_end[i], offset[i] = apply_fault(rng, fault, rec, cfg.offset_bpm, cad[i])
         hr_rec = np.maximum(np.rint(rec["heart_rate"]), 0).astype(np.int64)
+        bad[i] = bad_points(hr_rec, clean[i])
         uid = int(us.user_id[u[i]])
         workout = {
             "longitude": rec["longitude"],
@@ -212,6 +214,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
         "fault_start": f_start,
         "fault_end": f_end,
         "offset_bpm": offset,
+        "fault_bad_points": bad,
         "confounder": confounder,
         "age": us.age[u],
         "rest_hr": us.rest_hr[u],
