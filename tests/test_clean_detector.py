@@ -11,7 +11,7 @@ from hrpred.clean.analysis import sample_faults
 from hrpred.clean.config import CleanConfig, DetectorConfig
 from hrpred.clean.detector import LevelModel, analyse, decide
 from hrpred.clean.level import full_threshold, level_stats
-from hrpred.clean.population import level_models
+from hrpred.clean.population import later_deficits, level_models
 from hrpred.clean.signal import Segment, best_segments, exp_smooth, identical_runs, short_runs
 
 
@@ -190,6 +190,56 @@ def test_full_offset_against_the_users_other_workouts(det):
     an = analyse(ts, hr, speed, alt, 30.0, 220.0, det)
     v = decide(an, hr, LevelModel(coef[-1], int(k[-1])), False, 30, 220, det)
     assert "offset_full" not in v.faults
+
+
+def test_no_full_offset_when_the_next_runs_read_low_too(det):
+    """The runner's next runs reading low by half the deficit or more: their level changed
+    (a new watch, a break), so the low run is no sensor offset; by less: still one."""
+    rng = np.random.default_rng(7)
+    users, stats, works = _user_model(det, rng, 6)
+    ts, hr, speed, alt = works[-1]
+    low = hr - 30.0
+    an = analyse(ts, low, speed, alt, 30.0, 220.0, det)
+    stats[-1] = an.stats
+    coef, k, _ = level_models(users, stats, np.ones(len(stats), bool), det)
+    for later, offset in ((20.0, False), (10.0, True), (float("nan"), True)):
+        model = LevelModel(coef[-1], int(k[-1]), later_deficit_bpm=later)
+        v = decide(an, low, model, False, 30, 220, det)
+        assert ("offset_full" in v.faults) == offset, later
+        assert v.heart_rate[0] == (low[0] + v.offset_bpm if offset else low[0])
+        assert ("level changed" in v.reason) == (not offset)
+    off = decide(an, low, LevelModel(coef[-1], int(k[-1]), later_deficit_bpm=20.0), False, 30,
+                 220, replace(det, full_persist_share=1.0))  # fmt: skip
+    assert "offset_full" in off.faults  # 20 < the whole deficit (~30)
+
+
+def test_later_deficits_against_a_loop(det):
+    """Median deficit of each run's user's next `runs` eligible runs (strictly later) under
+    the run's own model, against a plain loop."""
+    rng = np.random.default_rng(3)
+    n = 40
+    users = rng.integers(0, 4, n)
+    starts = rng.permutation(n).astype(float) * 86400.0
+    stats = np.array([level_stats(rng.uniform(5, 15, 30), rng.uniform(0, 1, 30),
+                                  rng.normal(150, 10, 30)) for _ in range(n)])  # fmt: skip
+    eligible = rng.random(n) < 0.8
+    coef = np.column_stack((rng.normal(80, 5, n), rng.uniform(4, 8, n), rng.uniform(0, 5, n)))
+    got = later_deficits(users, starts, stats, eligible, coef, 3)
+    for i in range(n):
+        later = [
+            j for j in range(n) if users[j] == users[i] and eligible[j] and starts[j] > starts[i]
+        ]
+        later = sorted(later, key=lambda j: starts[j])[:3]
+        if not later:
+            assert np.isnan(got[i])
+            continue
+        x = stats[later]
+        mean = x[:, [1, 2, 6]] / x[:, [0]]
+        want = np.median(
+            coef[i, 0] + coef[i, 1] * mean[:, 0] + coef[i, 2] * mean[:, 1] - mean[:, 2]
+        )
+        assert got[i] == pytest.approx(want, rel=1e-9)
+    assert np.isnan(later_deficits(users, starts, stats, eligible, coef, 0)).all()
 
 
 def test_level_models_are_leave_one_out_least_squares(det):

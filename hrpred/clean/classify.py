@@ -334,7 +334,8 @@ def decide(
     search; else a start fault, the change-point segment (a partial offset or a lock; when
     it is none or benign, a quiet lock at nearly the runner's own HR, if any), a
     lagging noisy segment (unless the segment lies inside it: the lag explains the shift),
-    a full offset when no segment fault was found, and the sample faults.
+    a full offset when no segment fault was found and the runner's next runs do not read
+    low too (a level that changed), and the sample faults.
 
     The spans of a start fault, a lock and a noisy segment are widened by span_margin
     samples each side (their boundaries are estimates; a partial offset's are exact).
@@ -406,7 +407,14 @@ def decide(
         faults.append("lagging_noisy")
         spans["lagging_noisy"] = _span(n, a, b, cfg.span_margin)
         reasons.append(f"noisy segment [{a},{b}): step changes x{np.exp(ratio / 2):.1f}")
-    if call is None or call.fault == "benign":
+    later = model.later_deficit_bpm
+    persists = bool(np.isfinite(later) and later >= cfg.full_persist_share * d)
+    if (call is None or call.fault == "benign") and np.isfinite(d) and d > thr and persists:
+        reasons.append(
+            f"HR {d:.0f} BPM below expected ({basis}; threshold {thr:.0f}) and the runner's "
+            f"next runs {later:.0f} below it too: their level changed, not a sensor"
+        )
+    elif call is None or call.fault == "benign":
         if np.isfinite(d) and d > thr:
             corrected += d
             offset = ("offset_full", d, 0, n)

@@ -147,6 +147,8 @@ class DetectorConfig:
     full_spread_min_runs: int
     level_local_runs: int
     level_local_prior: float
+    full_persist_runs: int
+    full_persist_share: float
     speed_fault_min_kmh: float
     low_dropout_max_bpm: float
     low_dropout_jump_bpm: float
@@ -219,6 +221,11 @@ class DetectorConfig:
             raise ParamError(
                 "params.yaml: clean.detector needs level_local_prior, full_spread_z and "
                 "flatline_min_s >= 0"
+            )
+        if self.full_persist_runs < 0 or not 0.0 < self.full_persist_share <= 1.0:
+            raise ParamError(
+                "params.yaml: clean.detector needs full_persist_runs >= 0 (0: off) and "
+                "0 < full_persist_share <= 1"
             )
         if not 0.0 < self.drying_min_s <= self.drying_max_s <= self.drying_fit_from_s:
             raise ParamError(

@@ -29,6 +29,8 @@ class LevelModel:
     # quantile of the other runs', `hrpred.clean.population.warmup_templates`); None: none
     spread_bpm: float = float("nan")  # how far the runner's days scatter about their level
     # (`hrpred.clean.population.local_levels`; NaN: unknown)
+    later_deficit_bpm: float = float("nan")  # median deficit of the runner's next runs under
+    # this model (`hrpred.clean.population.later_deficits`; NaN: no later runs)
 
 
 def equivalent_speed(

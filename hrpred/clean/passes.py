@@ -236,7 +236,7 @@ def pass1_chunk(task: Task) -> Pass1Result:
 # ------------------------------------------------------------------------------ pass 2
 
 # index, tmpdir, coef [m, 3], k [m], usual warm-up [m, bins], deficit spread [m]
-Pass2Task = tuple[int, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+Pass2Task = tuple[int, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass
@@ -398,7 +398,7 @@ def finalize(
 def pass2_chunk(task: Pass2Task) -> Pass2Result:
     """Decide every candidate of a chunk and build its output batches (sorted by line)."""
     cfg = _cfg()
-    index, tmpdir, coef, k, warm, spread = task
+    index, tmpdir, coef, k, warm, spread, later = task
     path = Path(tmpdir) / f"chunk-{index:07d}.pkl"
     with open(path, "rb") as f:
         items: list[Rejected | Candidate] = pickle.load(f)
@@ -432,7 +432,7 @@ def pass2_chunk(task: Pass2Task) -> Pass2Result:
             )
             res.rejected[item.reason] += 1
             continue
-        model = LevelModel(coef[j], int(k[j]), warm[j], float(spread[j]))
+        model = LevelModel(coef[j], int(k[j]), warm[j], float(spread[j]), float(later[j]))
         j += 1
         try:
             report, out = finalize(item, model, cfg)

@@ -35,7 +35,13 @@ from hrpred.clean.outputs import (
 )
 from hrpred.clean.parallel import OrderedPool, stop_on_signals
 from hrpred.clean.passes import Pass1Result, init_worker, iter_tasks, pass1_chunk, pass2_chunk
-from hrpred.clean.population import baselines, level_models, local_levels, warmup_templates
+from hrpred.clean.population import (
+    baselines,
+    later_deficits,
+    level_models,
+    local_levels,
+    warmup_templates,
+)
 from hrpred.clean.summary import summarise
 from hrpred.clean.truth_metrics import detection_metrics, truth_matches
 from hrpred.errors import HrpredError
@@ -164,6 +170,7 @@ def _run(
     starts = np.concatenate([r.starts for r in p1]) if p1 else np.zeros(0)
     use = baselines(stats, eligible, coef, k, cfg.detector)
     coef, spread = local_levels(users, starts, stats, use, coef, cfg.detector)
+    later = later_deficits(users, starts, stats, eligible, coef, cfg.detector.full_persist_runs)
     n_bins = len(cfg.detector.warmup_bins_s) - 1
     profiles = np.concatenate([r.warmup for r in p1]) if p1 else np.zeros((0, n_bins))
     warm = warmup_templates(users, profiles, cfg.detector)
@@ -176,6 +183,7 @@ def _run(
             k[bounds[i] : bounds[i + 1]],
             warm[bounds[i] : bounds[i + 1]],
             spread[bounds[i] : bounds[i + 1]],
+            later[bounds[i] : bounds[i + 1]],
         )
         for i, r in enumerate(p1)
     )

@@ -142,6 +142,44 @@ def local_levels(
     return out, spread
 
 
+def later_deficits(
+    user_ids: np.ndarray,
+    starts: np.ndarray,
+    stats: np.ndarray,
+    eligible: np.ndarray,
+    coef: np.ndarray,
+    runs: int,
+) -> np.ndarray:
+    """Every workout's median deficit of the user's next `runs` eligible workouts (starting
+    strictly later) under the workout's own model `coef` (NaN without any, or with runs 0).
+
+    A sensor under-reading is one run's; a level that fell (a new watch, a break, fitness)
+    reads low in the runs after it too: the full-offset test asks this (`full_persist_share`).
+    """
+    n = user_ids.size
+    out = np.full(n, np.nan)
+    if n == 0 or runs <= 0:
+        return out
+    npts = np.maximum(stats[:, 0], 1.0)
+    a = stats[:, 6] / npts  # the level samples' mean HR, mean drive, mean hours
+    b = np.column_stack((np.ones(n), stats[:, 1] / npts, stats[:, 2] / npts))
+    order = np.lexsort((starts, user_ids))
+    bounds = np.flatnonzero(np.diff(user_ids[order])) + 1
+    for g in np.split(order, bounds):
+        e = g[eligible[g] & (stats[g, 0] > 0)]
+        if e.size == 0:
+            continue
+        pos = np.searchsorted(starts[e], starts[g], side="right")
+        idx = pos[:, None] + np.arange(runs)[None, :]
+        have = idx < e.size
+        j = e[np.minimum(idx, e.size - 1)]
+        d = np.einsum("ik,ijk->ij", coef[g], b[j]) - a[j]
+        d[~have] = np.nan
+        some = have.any(axis=1)
+        out[g[some]] = np.nanmedian(d[some], axis=1)
+    return out
+
+
 def _loo_quantile(values: np.ndarray, q: float) -> tuple[np.ndarray, int]:
     """(q-quantile of the other values, for each value; their count) of one group's finite
     values (linear interpolation, numpy's default)."""
