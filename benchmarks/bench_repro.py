@@ -30,14 +30,20 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGE = re.compile(r"Running stage '([^']+)'")
 
 
+def interpreter_env() -> dict[str, str]:
+    """This process's environment with this interpreter's folder first on PATH (its `dvc`
+    and `python`)."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
 def clone_at(rev: str, work: Path) -> dict[str, str]:
     """Clone this repository at `rev` into `work`; the environment that runs this
     interpreter's `dvc` there."""
     subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)
     subprocess.run(["git", "checkout", "-q", rev], cwd=work, check=True)
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return env
+    return interpreter_env()
 
 
 def timed_repro(rev: str, work: Path) -> dict[str, object]:

@@ -25,6 +25,10 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_repro import interpreter_env
+
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["simulate", "clean", "featurize", "split", "train", "evaluate", "export"]
 OUTS = {
@@ -79,8 +83,7 @@ def prepare(work: Path, n: int, train_batches: int) -> dict[str, str]:
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     part = work / "params" / "evaluate.yaml"  # the GIF switch lives with the figures' look
     part.write_text(part.read_text().replace("animations: true", "animations: false", 1))
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env = interpreter_env()
     env["PYTHONPATH"] = str(work)
     return env
 
