@@ -2,16 +2,19 @@
 
 Usage:
   python benchmarks/clean_faults.py --raw ../shared/real-dev/fitrec_dev.json.gz
-  python benchmarks/clean_faults.py --simulate 8000 [--users 1000]   # the default world
+  python benchmarks/clean_faults.py --simulate 8000 [--users 1000] [--seed 7]
+
+--simulate 8000 with the params' users and seed is the default pipeline's world; --seed draws
+another world of the same kind.
 
 Runs the clean engine with the params.yaml `clean:` settings into a scratch directory
 (`--scratch`, default a temporary one) and prints, as JSON: per athlete/user the share of runs
 rejected, kept with HR masked and flagged (data/clean/users.parquet), the reject reasons, the
 share of runs each detector flags, and with --simulate the detection metrics against the
-simulator's truth (per-type precision/recall, false alarms on fault-free runs, per
-confounder; visible faults, with the invisible ones and every injected
-fault counted apart). --examples N adds the detector's reasons of N calls per detector (real runs:
-for looking at them). Real runs are only read, never written into the repository.
+simulator's truth (per-type precision/recall of the visible faults, with the invisible ones
+and every injected fault counted apart; false alarms on fault-free runs, per confounder).
+--examples N adds the detector's reasons of N calls per detector (real runs: for looking at
+them). Real runs are only read, never written into the repository.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def main() -> None:
     ap.add_argument("--raw", type=Path, default=None)
     ap.add_argument("--simulate", type=int, default=0, help="workouts to simulate")
     ap.add_argument("--users", type=int, default=0, help="default: params simulate.n_users")
+    ap.add_argument("--seed", type=int, default=None, help="default: params simulate.seed")
     ap.add_argument("--scratch", type=Path, default=None)
     ap.add_argument("--examples", type=int, default=0)
     args = ap.parse_args()
@@ -54,6 +58,7 @@ def main() -> None:
     if raw is None:
         sim = load_config(SimConfig, "simulate", data=params)
         sim = replace(sim, n_workouts=args.simulate, n_users=args.users or sim.n_users)
+        sim = replace(sim, seed=sim.seed if args.seed is None else args.seed)
         raw, truth = scratch / "simulated.json", scratch / "truth.parquet"
         if not (raw.exists() and truth.exists()):
             simulate_dataset(sim, raw, truth)
