@@ -131,6 +131,30 @@ def test_cadence_follow_and_fixed_lock(det, seed):
     assert verdict(det, {**run, "hr": fixed}).faults == ["cadence_lock"]
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_cadence_read_below_the_heart_is_a_lock(det, seed):
+    """A runner whose heart beats above their cadence reads low while the sensor is locked:
+    the low part switches like a partial offset, but reads white about a line in the speed
+    where an offset keeps the heart's wander (`_low_lock`). The same part offset from the
+    heart stays a partial offset; with a white test nothing passes, the lock is none."""
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng, pace_kmh=11.0, level_bpm=40.0)
+    run["speed"][200:300] += np.linspace(-1.5, 1.5, 100)  # the pace changes in the lock
+    cadence = np.clip(172 + 2.5 * (run["speed"] - 11.0), 150, 190)
+    locked = run["hr"].copy()
+    locked[200:300] = np.round(cadence[200:300] + rng.normal(0, 1.5, 100))
+    v = verdict(det, {**run, "hr": locked})
+    assert v.faults == ["cadence_follow"], v.reason
+    assert "below the rest" in v.reason and v.offset_kind == "none"
+    start, end = span(v, "cadence_follow")
+    assert start <= 200 and end >= 300 and end - start <= 100 + 4 * det.span_margin
+    strict = verdict(replace(det, quiet_max_white=0.0), {**run, "hr": locked})
+    assert not {"cadence_follow", "cadence_lock"} & set(strict.faults), strict.reason
+    offset = run["hr"].copy()
+    offset[200:300] -= 20.0
+    assert verdict(det, {**run, "hr": offset}).faults == ["offset_partial"]
+
+
 def test_follows_speed_reads_the_slope(det):
     rng = np.random.default_rng(4)
     speed = 10 + np.linspace(-1, 1, 60)
@@ -357,6 +381,46 @@ def test_a_noisy_cadence_far_above_the_runners_level_is_a_lock(det, seed):
         (replace(det, quiet_max_white=0.0), own),
     ):
         assert not {"cadence_follow", "cadence_lock"} & set(verdict(cfg, run, model=model).faults)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_lock_on_a_low_day_is_told_by_its_signature(det, seed):
+    """On a low day of the runner's (this run's heart 25 BPM below their other runs) a
+    lock on the cadence reads nearer their level than the heart does, so the level test
+    alone says it is the runner's own HR. The parts straddle the level and their signatures
+    decide (`_sensor_over_heart`): the lock white about the speed, the heart wandering. When
+    the heart's wander is within what a sensor reads (lock_max_white raised), the segment
+    is no lock."""
+    own = LevelModel(np.array([60.0, 8.125, 0.0]), 5)  # the runner's other runs' line
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng, pace_kmh=12.0, level_bpm=-25.0)
+    run["hr"][200:260] = np.round(run["cadence"][200:260] + rng.normal(0, 1.5, 60))
+    v = verdict(det, run, model=own)
+    assert v.faults == ["cadence_follow"], v.reason
+    start, end = span(v, "cadence_follow")
+    assert start <= 200 and end >= 260 and end - start <= 60 + 4 * det.span_margin
+    lax = verdict(replace(det, lock_max_white=50.0), run, model=own)
+    assert "above the rest" not in lax.reason  # (a quiet lock may still catch it)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_lock_below_the_heart_on_a_high_day(det, seed):
+    """The mirror of the low day: the heart reads 20 BPM above the runner's other runs, a
+    lock on their (low) cadence 12 below them, so the heart is further from the level than
+    the lock and the level test alone says the heart is the fault. The signatures decide:
+    the lock white about the speed, the heart wandering; not when the heart's wander is
+    within what a sensor reads (lock_max_white raised)."""
+    own = LevelModel(np.array([82.6, 8.125, 0.0]), 5)  # 172 BPM at 11 km/h
+    rng = np.random.default_rng(seed)
+    run = physio_run(rng, pace_kmh=11.0, level_bpm=42.6)  # the heart at 192
+    cadence = np.clip(160 + 2.5 * (run["speed"] - 11.0), 150, 190)
+    run["hr"][200:260] = np.round(cadence[200:260] + rng.normal(0, 1.5, 60))
+    v = verdict(det, run, model=own)
+    assert v.faults == ["cadence_follow"] and "below the rest" in v.reason, v.reason
+    start, end = span(v, "cadence_follow")
+    assert start <= 200 and end >= 260 and end - start <= 60 + 4 * det.span_margin
+    lax = verdict(replace(det, lock_max_white=50.0), run, model=own)
+    assert "below the rest" not in lax.reason
 
 
 @pytest.mark.parametrize("seed", range(6))

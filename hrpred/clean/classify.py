@@ -96,10 +96,14 @@ def _classify_one(
     complement, so only the segment itself can be the fault. The user's level (other
     workouts) says which part is normal: a lock's lower part must read nearer the runner's
     level than its higher part, which reads lock_above_level of the shift above it (real
-    runs: a high-HR runner's tempo after a warm-up or a low start is no lock), and it
-    decides between both readings; without other workouts,
+    runs: a high-HR runner's tempo after a warm-up or a low start is no lock), unless the
+    two parts straddle the level (the lower below it, the higher above: a low day of the
+    runner's under a lock, or a high day over an offset) and their signatures say which
+    is the sensor (`_sensor_over_heart`), and it decides between both readings; without
+    other workouts,
     the lock reading wins when the high part reads white about a line in the speed (a
-    sensor), else the offset.
+    sensor), else the offset. When the high part is no lock, the lower part may be one
+    (`_low_lock`: a cadence read below the heart), which wins over the offset reading.
     """
     n = hr.size
     a, b, shift, score = cand
@@ -141,13 +145,20 @@ def _classify_one(
             _apart_share(resid, (lo_s, lo_e), size) >= cfg.offset_min_share
             and switching_edges(resid, an.speed, an.since_s, (lo_s, lo_e), -1.0, size, cfg)[0]
         )
+    low_lock = None
+    if not lock_ok and not weak and (edge or seg_low):
+        low_lock = _low_lock(an, hr, lower, higher, (lo_s, lo_e), size, model, cfg)
+        offset_ok = offset_ok and low_lock is None
     why = ""
     if (offset_ok or lock_ok) and model.k >= 1:
         d_low = deficit(model, an, hr, lower)
         d_high = deficit(model, an, hr, higher)
         why = f" (user level: lower part {d_low:+.0f}, higher part {d_high:+.0f} BPM)"
         if lock_ok:  # a lock reads above the runner's level, the rest nearer it
-            lock_ok = bool(abs(d_low) <= abs(d_high) and -d_high >= cfg.lock_above_level * size)
+            nearer = abs(d_low) <= abs(d_high) or (
+                not weak and d_low > 0 and _sensor_over_heart(an, hr, higher, lower, cfg)
+            )
+            lock_ok = bool(nearer and -d_high >= cfg.lock_above_level * size)
             offset_ok = offset_ok and not lock_ok
         else:  # an offset reads low against the runner's own level too
             offset_ok = bool(d_low >= 0.5 * size and d_low > abs(d_high))
@@ -155,23 +166,10 @@ def _classify_one(
         lock_ok = signature.startswith(WHITE)
         offset_ok = not lock_ok
     if lock_ok:
-        span = np.zeros(n, dtype=bool)
-        span[hi_s:hi_e] = True
-        follow, tstat = follows_speed(hr, an.speed, span & an.normal, cfg)
-        hi_s, hi_e = grow_lock(hr, an.speed, an.normal, hi_s, hi_e)
-        relaxes = _relaxes_in_pause(an, hr, hi_s, hi_e, cfg.lock_pause_drop_bpm)
-        if relaxes:
-            return SegmentCall("benign", a, b, 0.0, conf, f"HR high on [{hi_s},{hi_e}) {relaxes}")
-        what = "the cadence" if follow else "a fixed value"
-        return SegmentCall(
-            "cadence_follow" if follow else "cadence_lock",
-            hi_s,
-            hi_e,
-            0.0,
-            conf,
-            f"HR locked at {hi_med:.0f} ({size:.0f} BPM above the rest, noise x{ratio:.2f}, "
-            f"{signature}, {what}: speed slope t={tstat:.1f}) on [{hi_s},{hi_e}){why}",
-        )
+        head = f"HR locked at {hi_med:.0f} ({size:.0f} BPM above the rest, noise x{ratio:.2f}, "
+        return _lock_call(an, hr, (hi_s, hi_e), conf, head + signature, why, "high", cfg)
+    if low_lock is not None:
+        return _lock_call(an, hr, (lo_s, lo_e), conf, *low_lock, "low", cfg)
     if offset_ok:
         return SegmentCall(
             "offset_partial",
@@ -189,6 +187,103 @@ def _classify_one(
         0.0,
         conf,
         f"HR shift {shift:+.0f} BPM on [{a},{b}) not a sensor fault{not_lock}",
+    )
+
+
+def _sensor_over_heart(
+    an: Analysis, hr: np.ndarray, sensor: np.ndarray, heart: np.ndarray, cfg: DetectorConfig
+) -> bool:
+    """Whether the `sensor` part reads like a lock and the `heart` part like a heart, when
+    the runner's level cannot tell (the parts straddle it): the sensor part white about a
+    line in the speed (at most quiet_max_white, the quiet lock's test, stricter than the
+    signature's lock_max_white) and the heart part wandering about its own line beyond
+    what a sensor reads (above lock_max_white). A heart at tempo wanders (x5-60: the real
+    high-HR runners' tempo the level test guards against) and an offset keeps the heart's
+    wander, so neither a tempo after a warm-up nor an offset reads this way."""
+    return (
+        white_ratio(hr, an.speed, sensor) <= cfg.quiet_max_white
+        and white_ratio(hr, an.speed, heart) > cfg.lock_max_white
+    )
+
+
+def _low_lock(
+    an: Analysis,
+    hr: np.ndarray,
+    lower: np.ndarray,
+    higher: np.ndarray,
+    part: tuple[int, int],
+    size: float,
+    model: LevelModel,
+    cfg: DetectorConfig,
+) -> tuple[str, str] | None:
+    """(what the lower part [start, end) of a change-point candidate reads like, its user
+    level) when it reads like a lock on the cadence below the heart, else None.
+
+    A sensor locked onto the arm swing reads the cadence whether the heart beats faster or
+    slower: a runner whose heart sits above their cadence reads low while locked. Such a
+    part is a partial offset by its edges, but an offset keeps the heart's own dynamics (it
+    wanders about any line in the speed) while the lock reads white noise about one. So:
+    at least segment_min_len samples, its median HR in [lock_min_bpm, lock_max_bpm] and
+    below the rest's in HR itself (not only against the drive model: a heart lagging a
+    sprint at the end of a run reads low only there), steadier than the rest (noise ratio
+    below lock_noise_ratio) and white about a line in the speed (at most quiet_max_white,
+    the quiet lock's test: stricter than the high lock's, for the offset reading is as
+    likely). With the runner's other runs, it reads lock_above_level of the shift below
+    their level, and the rest nearer it or, the parts straddling it, the rest wandering
+    like a heart (`_sensor_over_heart`; the high lock's test, mirrored)."""
+    start, end = part
+    if end - start < cfg.segment_min_len or not (lower.any() and higher.any()):
+        return None
+    lo_med, hi_med = float(np.median(hr[lower])), float(np.median(hr[higher]))
+    if not (cfg.lock_min_bpm <= lo_med <= cfg.lock_max_bpm and lo_med < hi_med):
+        return None
+    ratio = _diff_noise(hr, lower) / max(_diff_noise(hr, higher), 1e-9)
+    white = white_ratio(hr, an.speed, lower)
+    if not (ratio < cfg.lock_noise_ratio and white <= cfg.quiet_max_white):
+        return None
+    why = ""
+    if model.k >= 1:
+        d_low, d_high = deficit(model, an, hr, lower), deficit(model, an, hr, higher)
+        nearer = abs(d_high) <= abs(d_low) or (
+            d_high < 0 and _sensor_over_heart(an, hr, lower, higher, cfg)
+        )
+        if not (d_low >= cfg.lock_above_level * size and nearer):
+            return None
+        why = f" (user level: lower part {d_low:+.0f}, higher part {d_high:+.0f} BPM)"
+    head = f"HR locked at {lo_med:.0f} ({size:.0f} BPM below the rest, noise x{ratio:.2f}, "
+    return f"{head}{WHITE} x{white:.1f}", why
+
+
+def _lock_call(
+    an: Analysis,
+    hr: np.ndarray,
+    part: tuple[int, int],
+    conf: float,
+    head: str,
+    why: str,
+    side: str,
+    cfg: DetectorConfig,
+) -> SegmentCall:
+    """The lock call on `part` [start, end), the `side` (high or low) part of a candidate:
+    fixed or following the pace (`follows_speed` on the part), spanned by `grow_lock`;
+    benign when HR relaxes in a pause inside it. `head` opens the reason (what the part
+    reads like), `why` closes it (the user level)."""
+    s, e = part
+    span = np.zeros(hr.size, dtype=bool)
+    span[s:e] = True
+    follow, tstat = follows_speed(hr, an.speed, span & an.normal, cfg)
+    s, e = grow_lock(hr, an.speed, an.normal, s, e)
+    relaxes = _relaxes_in_pause(an, hr, s, e, cfg.lock_pause_drop_bpm)
+    if relaxes:
+        return SegmentCall("benign", s, e, 0.0, conf, f"HR {side} on [{s},{e}) {relaxes}")
+    what = "the cadence" if follow else "a fixed value"
+    return SegmentCall(
+        "cadence_follow" if follow else "cadence_lock",
+        s,
+        e,
+        0.0,
+        conf,
+        f"{head}, {what}: speed slope t={tstat:.1f}) on [{s},{e}){why}",
     )
 
 

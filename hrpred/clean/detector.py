@@ -8,7 +8,8 @@ grade-adjusted speed ("drive"), plus a slow drift and a warm-up transient. On on
   model (change point on the HR-minus-expected residual, fitted jointly with the model).
   A segment reading low is a partial offset, one reading high, steadier than the rest and in
   the cadence band a cadence lock: fixed (cadence_lock) or rising with the pace
-  (cadence_follow);
+  (cadence_follow); one reading low but white about a line in the speed is a lock too (a
+  cadence read below a high heart);
 - real sensor failure modes (hrpred/clean/sensor.py): low dropouts (25-60 BPM), a slow
   lock or a drying strap over the first minutes, a long lagging and noisy segment, a lock
   at nearly the runner's own HR (much steadier than the rest and white about a line in the
