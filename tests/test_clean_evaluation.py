@@ -220,16 +220,15 @@ def test_false_alarms_span_errors_and_pauses(tmp_path):
 
 
 def test_invisible_faults_leave_per_fault_and_are_counted(tmp_path):
-    """A cadence lock with 3 bad points on a 40-sample span is invisible (fewer than 25): out
-    of `per_fault`, in `invisible` with the detector's call and in `per_fault_injected`; one
-    with 30 bad points counts; a 2-sample spike needs only its half span (1 point)."""
-    rows = [  # line, fault, start, end, bad points, detector's call
-        (1, "cadence_follow", 10, 50, 30, "cadence_follow"),
-        (2, "cadence_follow", 10, 50, 3, "none"),
-        (3, "spike", 5, 7, 1, "spike"),
-        (4, "spike", 5, 7, 0, "none"),
-        (5, "gps_spike", 5, 7, 0, "gps_corruption"),  # a recording fault: always counted
-        (6, "none", -1, -1, 0, "none"),
+    """Runs whose truth says their fault is not visible (`fault_visible` false) are out of
+    `per_fault`, in `invisible` with the detector's call, and in `per_fault_injected`."""
+    rows = [  # line, fault, visible, detector's call
+        (1, "cadence_follow", True, "cadence_follow"),
+        (2, "cadence_follow", False, "none"),
+        (3, "spike", True, "spike"),
+        (4, "spike", False, "none"),
+        (5, "gps_spike", True, "gps_corruption"),
+        (6, "none", True, "none"),
     ]
     k = len(rows)
     truth = pa.table(
@@ -239,16 +238,16 @@ def test_invisible_faults_leave_per_fault_and_are_counted(tmp_path):
             "user_id": [1] * k,
             "sport": ["run"] * k,
             "fault": [r[1] for r in rows],
-            "fault_start": [r[2] for r in rows],
-            "fault_end": [r[3] for r in rows],
+            "fault_start": [5] * k,
+            "fault_end": [7] * k,
             "offset_bpm": [0.0] * k,
-            "fault_bad_points": [r[4] for r in rows],
+            "fault_visible": [r[2] for r in rows],
             "n_user_workouts": [k] * k,
             "hr_clean": [[150.0] * 60] * k,
         }
     )
     report = pa.Table.from_pylist(
-        [{"line": r[0], "decision": "kept", "reason": "", "fault": r[5], "correction": "none"}
+        [{"line": r[0], "decision": "kept", "reason": "", "fault": r[3], "correction": "none"}
          for r in rows],
         schema=REPORT_SCHEMA,
     )  # fmt: skip
@@ -262,9 +261,8 @@ def test_invisible_faults_leave_per_fault_and_are_counted(tmp_path):
     assert inj["cadence_follow"] == {"precision": 1.0, "recall": 0.5, "support": 2, "predicted": 1}
     assert pf["spike"]["support"] == 1 and pf["spike"]["recall"] == 1.0
     assert pf["gps_spike"]["recall"] == 1.0 and pf["none"]["support"] == 1
-    assert pf["none"]["precision"] == 1.0 and inj["none"]["precision"] == pytest.approx(
-        1 / 3, abs=1e-4
-    )
+    assert pf["none"]["precision"] == 1.0
+    assert inj["none"]["precision"] == pytest.approx(1 / 3, abs=1e-4)
     assert d["invisible"] == {
         "cadence_follow": {"runs": 1, "called": {"none": 1}},
         "spike": {"runs": 1, "called": {"none": 1}},

@@ -36,6 +36,7 @@ TRUTH_CONTRACT = {
     "fault_end": pa.int64(),
     "offset_bpm": pa.float64(),
     "fault_bad_points": pa.int64(),
+    "fault_visible": pa.bool_(),
     "confounder": pa.string(),
     "age": pa.float64(),
     "rest_hr": pa.float64(),
@@ -192,7 +193,10 @@ def test_faults_are_where_the_truth_says(small, small_cfg) -> None:
         heart = np.asarray(row.hr_clean)[: hr.size]
         assert row.fault_bad_points == int((np.abs(hr - heart[: hr.size]) >= 10).sum()), kind
         if kind in ("spike", "dropout", "offset_full", "offset_partial"):
-            assert row.fault_bad_points >= 1, kind
+            assert row.fault_bad_points >= 1 and row.fault_visible, kind
+        # visible: not an HR fault, or >= min(25, half the span) bad points
+        need = max(min(25, -(-(e - s) // 2)), 1)
+        assert row.fault_visible == (kind not in HR_FAULTS or row.fault_bad_points >= need), kind
         if kind in HR_FAULTS:  # an HR fault changes HR inside its span only
             assert np.abs(hr[~inside] - clean[~inside]).max(initial=0) <= 1.0, kind
         if kind in ("none", "gps_spike", "timestamp_gap", "timestamp_nonmonotonic",

@@ -5,12 +5,12 @@ cleaning. Every workout of the kept sports (and every malformed line) gets a pre
 label: the detector's fault for workouts that reached it, the rule's fault for structural
 rejects, `malformed_line` for unparseable lines, `none` for clean or benign workouts.
 
-Precision/recall per fault count the faults a person would see: an HR fault that leaves fewer
-bad points (the truth's `fault_bad_points`: recorded HR at least 10 BPM from the heart's) than
-min(MIN_BAD_POINTS, half its span) is invisible (a lock reading about what the heart does, a
-flatline of a steady HR): such runs are left out of `per_fault` and counted, with the calls
-the detector made on them, under `invisible`; `per_fault_injected` counts every injected fault.
-A hand-labelled real run counts as bad from 25 bad points, the same rule.
+Precision/recall per fault count the faults a person would see (the truth's `fault_visible`:
+an HR fault leaving fewer than min(25, half its span) recorded points 10 BPM or more from the
+heart's is not, such as a lock reading about what the heart does or a flatline of a steady HR;
+the simulator's `hrpred.simulate.faults.fault_visible`, the rule of hand-labelled real runs):
+the others are left out of `per_fault` and counted, with the calls the detector made on them,
+under `invisible`; `per_fault_injected` counts every injected fault.
 
 Besides precision/recall per fault: the HR error after cleaning on each fault's own span
 (truth fault_start..fault_end), the false-alarm rate on fault-free workouts (any call, and
@@ -28,8 +28,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from hrpred.simulate.config import HR_FAULTS
-
 # Reject reasons that name a truth fault directly.
 REASON_FAULT = {
     "unparseable": "malformed_line",
@@ -45,7 +43,6 @@ HR_CHANGING = ("offset_full", "offset_partial", "interpolated")
 PAUSE_BINS_S = [0.0, 300.0, 900.0, 1e9]
 OFFSET_BINS = [20.0, 30.0, 40.0, 50.0, 60.0001]
 USER_BINS = [1, 3, 6, 21, 10**9]
-MIN_BAD_POINTS = 25  # an HR fault with fewer bad points than this (or half its span) is invisible
 
 
 def truth_matches(truth_path: str | Path, report_path: str | Path) -> tuple[bool, str]:
@@ -88,17 +85,12 @@ def _prf(truth: pd.Series, pred: pd.Series, labels: Iterable[str]) -> dict[str, 
     return out
 
 
-def visible_fault(truth: pd.DataFrame, fault: str = "fault") -> pd.Series:
-    """Whether each truth row's fault is one a person would see (module doc): every row but
-    an HR fault with fewer than min(MIN_BAD_POINTS, half its span) bad points; every row
-    when the truth has no `fault_bad_points` (older simulations). `fault`: the column of
-    the truth's fault."""
-    if "fault_bad_points" not in truth:
+def visible_fault(truth: pd.DataFrame) -> pd.Series:
+    """The truth's `fault_visible` (module doc); every row when the truth has none (older
+    simulations, hand-built truths)."""
+    if "fault_visible" not in truth:
         return pd.Series(True, index=truth.index)
-    span = (truth["fault_end"] - truth["fault_start"]).clip(lower=1)
-    need = np.minimum(MIN_BAD_POINTS, np.ceil(span / 2))
-    hr_fault = truth[fault].isin(HR_FAULTS)
-    return ~hr_fault | (truth["fault_bad_points"] >= need)
+    return truth["fault_visible"].astype(bool)
 
 
 def _recall_by(hit: pd.Series, groups: pd.Series) -> dict[str, Any]:
@@ -299,7 +291,7 @@ def detection_metrics(
     cols = ["line", "sport", "fault", "fault_start", "fault_end", "offset_bpm", "user_id"]
     cols += ["n_user_workouts"]
     have = set(pq.ParquetFile(truth_path).schema_arrow.names)
-    optional = ("archetype", "pause_step", "pause_s", "confounder", "fault_bad_points")
+    optional = ("archetype", "pause_step", "pause_s", "confounder", "fault_visible")
     cols += [c for c in optional if c in have]
     truth = pq.read_table(truth_path, columns=cols).to_pandas()
     report = pq.read_table(
@@ -313,7 +305,7 @@ def detection_metrics(
     df["user_runs"] = df["user_id"].map(runs).fillna(0).astype(int)
     labels = set(df["fault_truth"]) | set(df["pred"])
     injected = _prf(df["fault_truth"], df["pred"], labels)
-    seen = visible_fault(df, "fault_truth")
+    seen = visible_fault(df)
     per_fault = _prf(df.loc[seen, "fault_truth"], df.loc[seen, "pred"], labels)
     hidden = df[~seen]
     invisible = {
@@ -361,8 +353,8 @@ def detection_metrics(
         "universe": "workouts of the kept sports plus malformed lines",
         "n": int(len(df)),
         "per_fault": per_fault,
-        "per_fault_definition": f"faults with >= {MIN_BAD_POINTS} (or half their span) "
-        "recorded HR points >= 10 BPM from the heart's; invisible ones left out",
+        "per_fault_definition": "faults a person would see (truth fault_visible: >= 25, or "
+        "half the span, recorded HR points >= 10 BPM from the heart's); the rest: invisible",
         "invisible": invisible,
         "per_fault_injected": injected,
         "full_offset": full_offset,

@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from hrpred.simulate.config import HR_FAULTS
 from hrpred.simulate.workouts import EARTH_RADIUS_M
 
 NO_FAULT = (-1, -1, 0.0)
 
 # A recorded HR sample this far from the heart's is a bad point (truth `fault_bad_points`):
 # what a person marking bad HR by hand would mark. A lock that reads about what the heart
-# does, or a flatline of a steady HR, leaves few; measurement only.
+# does, or a flatline of a steady HR, leaves few. An HR fault with fewer than
+# min(MIN_BAD_POINTS, half its span) is not one a person would see (truth `fault_visible`;
+# hand-labelled real runs count as bad from 25 bad points). Measurement only.
 BAD_POINT_BPM = 10.0
+MIN_BAD_POINTS = 25
 
 
 def bad_points(recorded: np.ndarray, heart: np.ndarray) -> int:
@@ -31,6 +35,14 @@ def bad_points(recorded: np.ndarray, heart: np.ndarray) -> int:
     length: a length_mismatch fault may cut the HR array)."""
     m = min(recorded.size, heart.size)
     return int(np.count_nonzero(np.abs(recorded[:m] - heart[:m]) >= BAD_POINT_BPM))
+
+
+def fault_visible(kind: str, start: int, end: int, bad: int) -> bool:
+    """Whether a person would see the fault: any fault but an HR fault (config.HR_FAULTS)
+    with fewer than min(MIN_BAD_POINTS, half its span [start, end)) bad points."""
+    if kind not in HR_FAULTS:
+        return True
+    return bad >= max(min(MIN_BAD_POINTS, int(np.ceil((end - start) / 2))), 1)
 
 
 def _segment(rng: np.random.Generator, n: int, lo: int, hi: int) -> tuple[int, int]:

@@ -14,7 +14,7 @@ import numpy as np
 from hrpred.simulate.calibration import settled_means
 from hrpred.simulate.config import SimConfig
 from hrpred.simulate.confounders import add_confounders
-from hrpred.simulate.faults import apply_fault, bad_points, corrupt_line
+from hrpred.simulate.faults import apply_fault, bad_points, corrupt_line, fault_visible
 from hrpred.simulate.physiology import (
     DEFAULT_SPORT,
     SPORTS,
@@ -165,6 +165,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
     f_end = np.full(b, -1, dtype=np.int64)
     offset = np.zeros(b)
     bad = np.zeros(b, dtype=np.int64)
+    visible = np.ones(b, dtype=bool)
     stats: list[list[float]] = []
     for i, row in enumerate(rows):
         fault = plan.fault[row]
@@ -181,6 +182,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
         f_start[i], f_end[i], offset[i] = apply_fault(rng, fault, rec, cfg.offset_bpm, cad[i])
         hr_rec = np.maximum(np.rint(rec["heart_rate"]), 0).astype(np.int64)
         bad[i] = bad_points(hr_rec, clean[i])
+        visible[i] = fault_visible(fault, int(f_start[i]), int(f_end[i]), int(bad[i]))
         uid = int(us.user_id[u[i]])
         workout = {
             "longitude": rec["longitude"],
@@ -215,6 +217,7 @@ def simulate_chunk(cfg: SimConfig, plan: Plan, index: int) -> ChunkResult:
         "fault_end": f_end,
         "offset_bpm": offset,
         "fault_bad_points": bad,
+        "fault_visible": visible,
         "confounder": confounder,
         "age": us.age[u],
         "rest_hr": us.rest_hr[u],

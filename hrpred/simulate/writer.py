@@ -25,6 +25,7 @@ TRUTH_SCHEMA = pa.schema(
         ("fault_end", pa.int64()),
         ("offset_bpm", pa.float64()),
         ("fault_bad_points", pa.int64()),  # recorded HR >= faults.BAD_POINT_BPM off the heart
+        ("fault_visible", pa.bool_()),  # a fault a person would see (faults.fault_visible)
         ("confounder", pa.string()),  # fault-free physiology like a fault (confounders.py)
         ("age", pa.float64()),
         ("rest_hr", pa.float64()),
