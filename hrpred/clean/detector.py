@@ -18,7 +18,9 @@ grade-adjusted speed ("drive"), plus a slow drift and a warm-up transient. On on
 - whole-run faults need a level: full offsets (HR too low, tracking the speed) and stuck
   low readings (too low, flat, never warming up) are judged against a per-user model fitted
   on the user's other (unflagged) workouts, leave-one-out, or against the population when
-  the user has none; a whole-run cadence lock by its shape alone. Level statistics are sums,
+  the user has none, and a full offset only when the user's next runs do not read low too (a
+  level that fell, e.g. a new watch, is the runner's); a whole-run cadence lock by its shape
+  alone. Level statistics are sums,
   so the clean stage collects them in pass 1 and decides in pass 2 with bounded memory.
 
 Pauses (`pause_step`) cut the drive (the runner stood) and restart the warm-up; HR that is
@@ -29,8 +31,10 @@ only finds faults and the spans they cover; what to do with each (correct, mask,
 the caller's policy (params.yaml clean.correct.actions).
 
 Modules: `hrpred.clean.level` (the expected-HR level model and its sufficient statistics),
-`hrpred.clean.analysis` (pass 1: `analyse`), `hrpred.clean.classify` (pass 2: `decide`),
-over `hrpred.clean.signal` and `hrpred.clean.sensor`. This module is the detector as the
+`hrpred.clean.population` (the per-user models between the passes), `hrpred.clean.analysis`
+(pass 1: `analyse`), `hrpred.clean.classify` (pass 2: `decide`, with
+`hrpred.clean.segment_calls` for the change-point and quiet segments), over
+`hrpred.clean.signal`, `hrpred.clean.locks` and `hrpred.clean.sensor`. This module is the detector as the
 two-pass engine (`hrpred.clean.passes`) uses it.
 """
 
