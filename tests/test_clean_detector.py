@@ -172,14 +172,20 @@ def _user_model(cfg: DetectorConfig, rng, n_workouts: int):
     return np.array(users), np.array(stats), works
 
 
-def test_full_offset_against_the_users_other_workouts(det):
-    rng = np.random.default_rng(7)
-    users, stats, works = _user_model(det, rng, 6)
+def _last_run_low(cfg: DetectorConfig):
+    """Six clean runs of one user, the last read 30 BPM low: (the last run's arrays, its low
+    HR and analysis, the level models' coef and k)."""
+    users, stats, works = _user_model(cfg, np.random.default_rng(7), 6)
     ts, hr, speed, alt = works[-1]
     low = hr - 30.0
-    an = analyse(ts, low, speed, alt, 30.0, 220.0, det)
+    an = analyse(ts, low, speed, alt, 30.0, 220.0, cfg)
     stats[-1] = an.stats
-    coef, k, _ = level_models(users, stats, np.ones(len(stats), bool), det)
+    coef, k, _ = level_models(users, stats, np.ones(len(stats), bool), cfg)
+    return (ts, hr, speed, alt), low, an, coef, k
+
+
+def test_full_offset_against_the_users_other_workouts(det):
+    (ts, hr, speed, alt), low, an, coef, k = _last_run_low(det)
     model = LevelModel(coef[-1], int(k[-1]))
     assert model.k == 5
     v = decide(an, low, model, False, 30, 220, det)
@@ -195,13 +201,7 @@ def test_full_offset_against_the_users_other_workouts(det):
 def test_no_full_offset_when_the_next_runs_read_low_too(det):
     """The runner's next runs reading low by half the deficit or more: their level changed
     (a new watch, a break), so the low run is no sensor offset; by less: still one."""
-    rng = np.random.default_rng(7)
-    users, stats, works = _user_model(det, rng, 6)
-    ts, hr, speed, alt = works[-1]
-    low = hr - 30.0
-    an = analyse(ts, low, speed, alt, 30.0, 220.0, det)
-    stats[-1] = an.stats
-    coef, k, _ = level_models(users, stats, np.ones(len(stats), bool), det)
+    _, low, an, coef, k = _last_run_low(det)
     for later, offset in ((20.0, False), (10.0, True), (float("nan"), True)):
         model = LevelModel(coef[-1], int(k[-1]), later_deficit_bpm=later)
         v = decide(an, low, model, False, 30, 220, det)

@@ -90,6 +90,20 @@ def baselines(
     return eligible & ~(deficits(stats, coef) > thr)
 
 
+def _level_means(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean HR [N], [1, mean drive, mean hours] [N, 3]) of each workout's level samples
+    (zeros without any): a run reads a - c . b below model c."""
+    npts = np.maximum(stats[:, 0], 1.0)
+    b = np.column_stack((np.ones(stats.shape[0]), stats[:, 1] / npts, stats[:, 2] / npts))
+    return stats[:, 6] / npts, b
+
+
+def _runs_in_time(user_ids: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
+    """The workouts' positions grouped by user, each group in start order."""
+    order = np.lexsort((starts, user_ids))
+    return np.split(order, np.flatnonzero(np.diff(user_ids[order])) + 1)
+
+
 def local_levels(
     user_ids: np.ndarray,
     starts: np.ndarray,
@@ -114,13 +128,8 @@ def local_levels(
     if n == 0:
         return out, spread
     h, kappa = cfg.level_local_runs, cfg.level_local_prior
-    npts = np.maximum(stats[:, 0], 1.0)
-    # Residual of baseline j under model c: a_j - c . b_j (level means of run j).
-    a = stats[:, 6] / npts
-    b = np.column_stack((np.ones(n), stats[:, 1] / npts, stats[:, 2] / npts))
-    order = np.lexsort((starts, user_ids))
-    bounds = np.flatnonzero(np.diff(user_ids[order])) + 1
-    for g in np.split(order, bounds):
+    a, b = _level_means(stats)  # residual of baseline j under model c: a_j - c . b_j
+    for g in _runs_in_time(user_ids, starts):
         base = g[use[g]]
         if base.size == 0:
             continue
@@ -160,12 +169,8 @@ def later_deficits(
     out = np.full(n, np.nan)
     if n == 0 or runs <= 0:
         return out
-    npts = np.maximum(stats[:, 0], 1.0)
-    a = stats[:, 6] / npts  # the level samples' mean HR, mean drive, mean hours
-    b = np.column_stack((np.ones(n), stats[:, 1] / npts, stats[:, 2] / npts))
-    order = np.lexsort((starts, user_ids))
-    bounds = np.flatnonzero(np.diff(user_ids[order])) + 1
-    for g in np.split(order, bounds):
+    a, b = _level_means(stats)
+    for g in _runs_in_time(user_ids, starts):
         e = g[eligible[g] & (stats[g, 0] > 0)]
         if e.size == 0:
             continue
