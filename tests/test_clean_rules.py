@@ -10,7 +10,13 @@ import pytest
 
 from hrpred.clean.config import CleanConfig, RuleConfig
 from hrpred.clean.pauses import PAUSE_MIN_S
-from hrpred.clean.rules import longest_run, pearson, rule_flags, structural_reason
+from hrpred.clean.rules import (
+    longest_run,
+    pearson,
+    rule_flags,
+    structural_reason,
+    sudden_changes,
+)
 from hrpred.clean.workout import Workout, coerce_workout
 
 N = 100
@@ -335,3 +341,28 @@ def test_coerce_workout_reasons():
 def test_longest_run():
     assert longest_run(np.array([1, 1, 2, 2, 2, 3])) == (3, 2)
     assert longest_run(np.array([])) == (0, 0)
+
+
+def _sudden_by_lag(ts, hr, window_s, max_lag):
+    """Reference: one lag at a time, plain indexing."""
+    n = hr.size
+    drop, rise = np.zeros(n), np.zeros(n)
+    for i in range(n):
+        for j in range(i + 1, min(i + max_lag, n - 1) + 1):
+            if ts[j] - ts[i] < window_s:
+                drop[i] = min(drop[i], hr[j] - hr[i])
+                rise[i] = max(rise[i], hr[j] - hr[i])
+    return drop, rise
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_sudden_changes_against_a_loop(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    steps = rng.choice([0, 1, 2, 5, 7, 30, 120], size=n, p=[0.05, 0.3, 0.2, 0.2, 0.1, 0.1, 0.05])
+    ts = np.cumsum(steps).astype(np.int64 if seed % 2 else np.float64)
+    hr = np.round(rng.normal(150.0, 25.0, n))
+    for window_s, max_lag in [(60.0, 64), (10.0, 3), (1000.0, 5), (0.5, 64)]:
+        got = sudden_changes(ts, hr, window_s, max_lag)
+        ref = _sudden_by_lag(ts, hr, window_s, max_lag)
+        assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])

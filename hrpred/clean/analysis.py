@@ -16,6 +16,7 @@ import numpy as np
 from hrpred.clean.config import DetectorConfig
 from hrpred.clean.level import equivalent_speed, level_stats, robust_noise
 from hrpred.clean.locks import quiet_lock
+from hrpred.clean.numeric import lstsq
 from hrpred.clean.pauses import since_pause_s
 from hrpred.clean.sensor import (
     RunShape,
@@ -152,7 +153,7 @@ def _start_fit(
     if late.sum() < cfg.level_min_points:
         return None
     X = np.column_stack((np.ones(t.size), level_drive, hours))
-    coef, *_ = np.linalg.lstsq(X[late], hr[late], rcond=None)
+    coef = lstsq(X[late], hr[late])
     expected = X @ coef
     noise = robust_noise(hr[late] - expected[late])
     window = normal & before_pause & (t < cfg.drying_fit_from_s)
@@ -175,7 +176,7 @@ def _segments(
         return segments, best
     X = drives[idx]
     y = hr[idx]
-    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    coef = lstsq(X, y)
     noise = robust_noise(y - X @ coef)
     for a, b, shift, drop in best_segments(y, X, cfg.segment_min_len, cfg.segment_grid):
         score = drop / noise**2

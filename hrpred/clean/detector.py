@@ -34,7 +34,8 @@ Modules: `hrpred.clean.level` (the expected-HR level model and its sufficient st
 `hrpred.clean.population` (the per-user models between the passes), `hrpred.clean.analysis`
 (pass 1: `analyse`), `hrpred.clean.classify` (pass 2: `decide`, with
 `hrpred.clean.segment_calls` for the change-point and quiet segments), over
-`hrpred.clean.signal`, `hrpred.clean.locks` and `hrpred.clean.sensor`. This module is the detector as the
+`hrpred.clean.signal`, `hrpred.clean.locks` and `hrpred.clean.sensor`, whose per-workout numpy
+reductions go through `hrpred.clean.numeric` (bit-identical, cheaper calls). This module is the detector as the
 two-pass engine (`hrpred.clean.passes`) uses it.
 """
 

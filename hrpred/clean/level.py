@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrpred.clean.config import DetectorConfig
+from hrpred.clean.numeric import diff, median
 from hrpred.clean.signal import grade_from_altitude
 
 N_LEVEL_STATS = 9  # n, sd, st, sdd, sdt, stt, sh, sdh, sth
@@ -46,7 +47,7 @@ def robust_noise(e: np.ndarray) -> float:
     """White-noise SD of a residual from its first differences (MAD), >= 0.5 BPM."""
     if e.size < 3:
         return 1.0
-    return max(1.4826 * float(np.median(np.abs(np.diff(e)))) / np.sqrt(2.0), 0.5)
+    return max(1.4826 * median(np.abs(diff(e))) / np.sqrt(2.0), 0.5)
 
 
 def level_stats(d: np.ndarray, t: np.ndarray, h: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from hrpred.clean.config import DetectorConfig
+from hrpred.clean.numeric import diff, lstsq, median, std, var
 from hrpred.clean.signal import best_segments, near_resume
 
 WHITE = "white about the speed"  # how `lock_signature` names a white reading
@@ -31,18 +32,18 @@ def white_ratio(hr: np.ndarray, speed: np.ndarray, mask: np.ndarray) -> float:
     if y.size < 10:
         return float("inf")
     A = np.column_stack((np.ones(y.size), x))
-    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
-    steps = float(np.diff(y).var()) / 2.0
+    coef = lstsq(A, y)
+    steps = var(diff(y)) / 2.0
     if steps <= 0:
         return float("inf")
-    return float((y - A @ coef).var()) / steps
+    return var(y - A @ coef) / steps
 
 
 def _level(x: np.ndarray, a: int, b: int) -> float:
     """Median of the finite values of x[a:b] (NaN when none)."""
     v = x[max(a, 0) : max(b, 0)]
     v = v[np.isfinite(v)]
-    return float(np.median(v)) if v.size else float("nan")
+    return median(v) if v.size else float("nan")
 
 
 def switching_edges(
@@ -79,7 +80,7 @@ def switching_edges(
         far = s * (_level(resid, e + k, e + k + w) - _level(resid, e - k - w, e - k))
         if not (near >= need and near >= cfg.edge_sharpness * far):
             return False, f"edge at {e} glides ({near:.0f} of {far:.0f} BPM)"
-        v0, v1 = float(np.median(speed[max(e - w, 0) : e])), float(np.median(speed[e : e + w]))
+        v0, v1 = median(speed[max(e - w, 0) : e]), median(speed[e : e + w])
         if abs(v1 - v0) > cfg.edge_max_dspeed_kmh or min(v0, v1) < cfg.edge_min_kmh:
             return False, f"edge at {e} comes with the pace ({v0:.1f} -> {v1:.1f} km/h)"
     return True, ""
@@ -138,17 +139,17 @@ def quiet_lock(
     m = idx.size - 1
     if m < 2 * cfg.segment_min_len + 2:
         return None
-    d = np.diff(hr[idx])
+    d = diff(hr[idx])
     y = np.log(d * d + 4.0)
-    var = float(y.var())
-    if var <= 0:
+    y_var = var(y)
+    if y_var <= 0:
         return None
     (a, b, _, drop), _ = best_segments(
         y, np.ones((m, 1)), cfg.segment_min_len, cfg.segment_grid, side=-1
     )
     start = int(idx[a])
     end = int(idx[b]) if b < idx.size else n
-    score = drop / var
+    score = drop / y_var
     if score < min(cfg.quiet_min_score, cfg.quiet_weak_min_score):
         return None
     if end - start > cfg.lock_weak_max_fraction * n:
@@ -160,8 +161,8 @@ def quiet_lock(
     if core.sum() < 5:
         return None
     A = np.column_stack((np.ones(n), speed))
-    coef, *_ = np.linalg.lstsq(A[core], hr[core], rcond=None)
-    sigma = max(float(np.std(np.diff(hr[core]))) / np.sqrt(2.0), 1.0)
+    coef = lstsq(A[core], hr[core])
+    sigma = max(std(diff(hr[core])) / np.sqrt(2.0), 1.0)
     keeps = (np.abs(hr - A @ coef) <= 3.0 * sigma) | ~normal
     lo, hi = start + quarter, end - quarter
     while lo > start and keeps[lo - 1]:
@@ -174,12 +175,12 @@ def quiet_lock(
     x = hr[inside]
     if x.size < cfg.segment_min_len:
         return None
-    if not cfg.lock_min_bpm <= float(np.median(x)) <= cfg.lock_max_bpm:
+    if not cfg.lock_min_bpm <= median(x) <= cfg.lock_max_bpm:
         return None
-    coef, *_ = np.linalg.lstsq(A[inside], x, rcond=None)
-    steps = float(np.diff(x).var()) / 2.0
+    coef = lstsq(A[inside], x)
+    steps = var(diff(x)) / 2.0
     white = cfg.quiet_max_white if score >= cfg.quiet_min_score else cfg.quiet_weak_max_white
-    if steps <= 0 or float((x - A[inside] @ coef).var()) / steps > white:
+    if steps <= 0 or var(x - A[inside] @ coef) / steps > white:
         return None
     return lo, hi, float(score)
 
@@ -198,8 +199,8 @@ def grow_lock(
     if inside.sum() < 5:
         return start, end
     A = np.column_stack((np.ones(int(inside.sum())), speed[inside]))
-    coef, *_ = np.linalg.lstsq(A, hr[inside], rcond=None)
-    tol = 3.0 * max(float(np.std(hr[inside] - A @ coef)), 1.5)
+    coef = lstsq(A, hr[inside])
+    tol = 3.0 * max(std(hr[inside] - A @ coef), 1.5)
     reads = np.abs(hr - coef[0] - coef[1] * speed) <= tol
     limit = end - start
     a = start
@@ -233,7 +234,7 @@ def follows_speed(
         resid = y - y.mean() - slope * xc
         se = np.sqrt(max(float(resid @ resid) / max(y.size - 2, 1), 1e-12) / sxx)
         tstat = slope / se
-    low = float(np.median(y)) < cfg.lock_fixed_min_bpm
-    near = slope >= cfg.follow_min_slope and float(np.median(y)) < cfg.follow_slope_max_bpm
+    low = median(y) < cfg.lock_fixed_min_bpm
+    near = slope >= cfg.follow_min_slope and median(y) < cfg.follow_slope_max_bpm
     follow = tstat >= cfg.follow_min_t or near or low
     return bool(follow), float(tstat)

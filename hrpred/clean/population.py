@@ -14,6 +14,7 @@ import numpy as np
 
 from hrpred.clean.config import DetectorConfig
 from hrpred.clean.level import full_threshold, normal_equations
+from hrpred.clean.numeric import median
 
 
 def _solve(xtx: np.ndarray, xty: np.ndarray) -> np.ndarray:
@@ -147,7 +148,7 @@ def local_levels(
         out[g, 0] = coef[g, 0] + shift
         if base.size >= cfg.full_spread_min_runs:
             d = deficits(stats[g], out[g])[use[g]]
-            spread[g] = 1.4826 * float(np.median(np.abs(d)))
+            spread[g] = 1.4826 * median(np.abs(d))
     return out, spread
 
 

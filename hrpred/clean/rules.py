@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from hrpred.clean.config import RuleConfig
+from hrpred.clean.numeric import diff, std
 from hrpred.clean.pauses import PAUSE_MIN_S
 from hrpred.clean.workout import Workout
 
@@ -36,7 +37,7 @@ def structural_reason(w: Workout, cfg: RuleConfig) -> str | None:
         return "length_mismatch"
     if n < cfg.min_points:
         return "too_few_points"
-    dts = np.diff(w.ts)
+    dts = diff(w.ts)
     if (dts < 0).any():
         return "timestamp_nonmonotonic"
     if (w.ts[-1] - w.ts[0]) / 60.0 < cfg.min_duration_min:
@@ -54,7 +55,7 @@ def longest_run(x: np.ndarray) -> tuple[int, int]:
     if n == 0:
         return 0, 0
     starts = np.flatnonzero(np.concatenate(([True], x[1:] != x[:-1])))
-    lengths = np.diff(np.append(starts, n))
+    lengths = diff(np.append(starts, n))
     k = int(np.argmax(lengths))
     return int(lengths[k]), int(starts[k])
 
@@ -104,7 +105,7 @@ def rule_flags(
     """
     flags: dict[str, float] = {}
     n = hr.size
-    dhr = np.diff(hr)
+    dhr = diff(hr)
     if (hr == 0).any():  # HR01
         flags["hr_zero"] = float((hr == 0).sum())
     low = int((hr < cfg.hr_low_bpm).sum())
@@ -119,9 +120,9 @@ def rule_flags(
     if run > cfg.flatline_run:  # HR05
         flags["hr_flatline"] = float(run)
     with np.errstate(over="ignore"):  # hostile values too large to square: inf, no flag
-        std = float(hr.std())
-    if std < cfg.low_std_bpm and n > cfg.low_std_min_points:  # HR06
-        flags["hr_low_variance"] = std
+        hr_std = std(hr)
+    if hr_std < cfg.low_std_bpm and n > cfg.low_std_min_points:  # HR06
+        flags["hr_low_variance"] = hr_std
     drop, rise = sudden_changes(ts, hr, cfg.sudden_window_s, cfg.sudden_max_lag)
     if (drop < -cfg.sudden_change_bpm).any():  # HR07
         flags["hr_sudden_drop"] = float(np.argmax(drop < -cfg.sudden_change_bpm))
@@ -137,7 +138,7 @@ def rule_flags(
     zero_moving = int(((speed < cfg.zero_moving_speed_kmh) & (hr > cfg.zero_moving_hr_bpm)).sum())
     if zero_moving > cfg.zero_moving_count:  # SP03
         flags["speed_zero_moving"] = float(zero_moving)
-    dsp = np.abs(np.diff(speed_raw))
+    dsp = np.abs(diff(speed_raw))
     if (dsp > cfg.speed_step_kmh).any():  # SP04
         flags["speed_spike"] = float((dsp > cfg.speed_step_kmh).sum())
     both = (hr > 50) & (speed > 0)
@@ -149,15 +150,15 @@ def rule_flags(
     if mismatch and np.isfinite(r_both) and abs(r_both) < cfg.mismatch_corr:  # SP05
         flags["hr_speed_mismatch"] = r_both
 
-    dts = np.diff(ts).astype(np.float64)
+    dts = diff(ts).astype(np.float64)
     if cfg.gap_action == "flag" and (dts > PAUSE_MIN_S).any():  # TS01 (pause: judged apart)
         flags["timestamp_gap"] = float(dts.max())
     if (dts == 0).any():  # TS04
         flags["timestamp_duplicate"] = float((dts == 0).sum())
-    dts_std = float(dts.std()) if dts.size else 0.0
+    dts_std = std(dts) if dts.size else 0.0
     if dts.size and dts_std > cfg.ts_irregular_std_s:  # TS05
         flags["timestamp_irregular"] = dts_std
-    dalt = np.abs(np.diff(alt))
+    dalt = np.abs(diff(alt))
     if (dalt > cfg.altitude_step_m).any():  # AL01
         flags["altitude_spike"] = float(dalt.max())
 

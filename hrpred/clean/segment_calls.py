@@ -22,6 +22,7 @@ from hrpred.clean.locks import (
     switching_edges,
     white_ratio,
 )
+from hrpred.clean.numeric import diff, lstsq, median
 
 
 def deficit(model: LevelModel, an: Analysis, hr: np.ndarray, mask: np.ndarray) -> float:
@@ -43,7 +44,7 @@ def _diff_noise(hr: np.ndarray, mask: np.ndarray) -> float:
     x = hr[mask]
     if x.size < 4:
         return float("nan")
-    steps = np.sort(np.abs(np.diff(x)))
+    steps = np.sort(np.abs(diff(x)))
     return float(steps[: max(int(0.9 * steps.size), 1)].mean())
 
 
@@ -97,7 +98,7 @@ def _classify_one(
     conf = logistic(2.0 * np.log(max(score, 1e-9) / cfg.segment_min_score) + 1.0)
     lo_s, lo_e = _part_bounds((a, b), n, inside=seg_low)
     hi_s, hi_e = _part_bounds((a, b), n, inside=not seg_low)
-    hi_med = float(np.median(hr[higher])) if higher.any() else float("nan")
+    hi_med = median(hr[higher]) if higher.any() else float("nan")
     ratio = _diff_noise(hr, higher) / max(_diff_noise(hr, lower), 1e-9)
     weak = is_weak_lock(a, b, shift, score, n, cfg)
     lock_ok = (
@@ -214,7 +215,7 @@ def _low_lock(
     start, end = part
     if end - start < cfg.segment_min_len or not (lower.any() and higher.any()):
         return None
-    lo_med, hi_med = float(np.median(hr[lower])), float(np.median(hr[higher]))
+    lo_med, hi_med = median(hr[lower]), median(hr[higher])
     if not (cfg.lock_min_bpm <= lo_med <= cfg.lock_max_bpm and lo_med < hi_med):
         return None
     ratio = _diff_noise(hr, lower) / max(_diff_noise(hr, higher), 1e-9)
@@ -303,8 +304,8 @@ def _relaxes_in_pause(an: Analysis, hr: np.ndarray, start: int, end: int, drop_b
     for r in np.flatnonzero(an.resume[start + 1 : end]) + start + 1:
         before = hr[max(r - 6, 0) : r][an.normal[max(r - 6, 0) : r]][-3:]
         after = hr[r : r + 20][an.normal[r : r + 20]]
-        if before.size and after.size and np.median(before) - after.min() >= drop_bpm:
-            return f"relaxes by {np.median(before) - after.min():.0f} BPM in the pause at {r}"
+        if before.size and after.size and median(before) - after.min() >= drop_bpm:
+            return f"relaxes by {median(before) - after.min():.0f} BPM in the pause at {r}"
     return ""
 
 
@@ -318,7 +319,7 @@ def _residual(an: Analysis, hr: np.ndarray, part: tuple[int, int]) -> np.ndarray
     if rest.sum() < 10:
         return out
     X = np.column_stack((np.ones(hr.size), an.level_drive, an.hours))
-    coef, *_ = np.linalg.lstsq(X[rest], hr[rest], rcond=None)
+    coef = lstsq(X[rest], hr[rest])
     out[an.normal] = hr[an.normal] - X[an.normal] @ coef
     return out
 
@@ -372,7 +373,7 @@ def quiet_call(an: Analysis, hr: np.ndarray, cfg: DetectorConfig) -> SegmentCall
     relaxes = _relaxes_in_pause(an, hr, a, b, cfg.lock_pause_drop_bpm)
     if relaxes:
         return SegmentCall("benign", a, b, 0.0, conf, f"steady HR on [{a},{b}) {relaxes}")
-    med = float(np.median(hr[span & an.normal]))
+    med = median(hr[span & an.normal])
     what = "the cadence" if follow else "a fixed value"
     return SegmentCall(
         "cadence_follow" if follow else "cadence_lock",

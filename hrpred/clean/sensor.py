@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hrpred.clean.config import DetectorConfig
+from hrpred.clean.numeric import diff, lstsq, median, median3, percentile, std, var
 from hrpred.clean.signal import best_segments, bin_medians, near_resume, runs_of
 
 
@@ -42,16 +43,16 @@ def low_dropouts(hr: np.ndarray, cfg: DetectorConfig, resume: np.ndarray) -> np.
             continue
         before = hr[s - 1] if s > 0 else -np.inf
         after = hr[e] if e < n else -np.inf
-        if max(before, after) - float(np.median(hr[s:e])) >= cfg.low_dropout_jump_bpm:
+        if max(before, after) - median(hr[s:e]) >= cfg.low_dropout_jump_bpm:
             out[s:e] = True
     return out
 
 
 def _r2(X: np.ndarray, y: np.ndarray) -> float:
     """Share of y's variance explained by least squares on X (0 when y is constant)."""
-    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
-    var = float(y.var())
-    return 1.0 - float((y - X @ coef).var()) / var if var > 0 else 0.0
+    coef = lstsq(X, y)
+    v = var(y)
+    return 1.0 - var(y - X @ coef) / v if v > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -94,16 +95,16 @@ def run_shape(
     idx = np.flatnonzero(normal)
     if idx.size < 3:
         return RunShape(nan, nan, nan, nan, nan)
-    start = float(np.median(hr[idx[:3]]))
+    start = median(hr[idx[:3]])
     window = normal & (t >= cfg.rise_from_s) & (t < cfg.rise_to_s)
-    rise = float(np.median(hr[window])) - start if window.any() else nan
+    rise = median(hr[window]) - start if window.any() else nan
     late = normal & (t >= cfg.rise_from_s)
     r2_lag = r2_inst = nan
     if late.sum() >= 20:
         y = hr[late]
         inst = np.column_stack((np.ones(y.size), speed[late], t[late] / 3600.0))
         r2_lag, r2_inst = _r2(lagged[late], y), _r2(inst, y)
-    return RunShape(start, rise, r2_lag, r2_inst, float(np.percentile(hr[idx], 95)))
+    return RunShape(start, rise, r2_lag, r2_inst, percentile(hr[idx], 95.0))
 
 
 def slow_lock(
@@ -137,13 +138,13 @@ def slow_lock(
     b0 = (sy - b1 * st) / m
     rss = np.maximum(syy - b0 * sy - b1 * sty, 0.0)
     scatter = np.maximum(np.sqrt(rss / (m - 2.0)), 0.5)
-    nxt = np.median(np.stack([yy[j], yy[j + 1], yy[j + 2]]), axis=0)
+    nxt = median3(yy[j], yy[j + 1], yy[j + 2])
     jump_all = nxt - (b0 + b1 * t0[j])
     k = int(np.argmax(np.abs(jump_all) / scatter))
     jj, jump = int(j[k]), float(jump_all[k])
     if scatter[k] > cfg.slow_lock_max_noise_bpm:
         return None
-    level = float(np.median(yy[:jj]))
+    level = median(yy[:jj])
     end = int(idx[jj])
     if jump >= cfg.slow_lock_min_jump_bpm and level <= cfg.slow_lock_low_max_bpm:
         return end, f"slow lock: first {end} samples read {level:.0f} BPM, then +{jump:.0f}"
@@ -245,20 +246,20 @@ def noisy_segment(
     m = idx.size - 1
     if m < 40:
         return None
-    d = np.diff(hr[idx])
+    d = diff(hr[idx])
     y = np.log(d * d + 4.0)
-    var = float(y.var())
+    y_var = var(y)
     min_len = max(int(cfg.noisy_min_fraction * m), 10)
-    if var <= 0 or m < 2 * min_len + 2:
+    if y_var <= 0 or m < 2 * min_len + 2:
         return None
     _, (a, b, delta, drop) = best_segments(y, np.ones((m, 1)), min_len, 8, side=1)
     frac = (b - a) / m
-    if drop / var < cfg.noisy_min_score or delta < cfg.noisy_min_log_ratio:
+    if drop / y_var < cfg.noisy_min_score or delta < cfg.noisy_min_log_ratio:
         return None
     if not cfg.noisy_min_fraction <= frac <= cfg.noisy_max_fraction:
         return None
     seg = d[a:b]
-    if seg.size < 4 or seg[:-1].std() == 0 or seg[1:].std() == 0:
+    if seg.size < 4 or std(seg[:-1]) == 0 or std(seg[1:]) == 0:
         return None
     if float(np.corrcoef(seg[:-1], seg[1:])[0, 1]) > cfg.noisy_max_step_corr:
         return None

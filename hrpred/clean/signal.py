@@ -6,6 +6,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from hrpred.clean.numeric import diff
+from hrpred.clean.numeric import inv as inv_matrix
+
 # exp() of more than this overflows float64 with margin; longer spans are split.
 _MAX_EXP = 600.0
 # Samples after a pause's first one in which HR may still move like a new start.
@@ -92,7 +95,7 @@ def bin_medians(x: np.ndarray, bins: np.ndarray, n_bins: int, min_count: int = 1
 def runs_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) of the True runs of a boolean mask, end exclusive."""
     m = np.concatenate(([False], mask, [False])).astype(np.int8)
-    d = np.diff(m)
+    d = diff(m)
     return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
 
 
@@ -182,7 +185,7 @@ def best_segments(
         return [none, none]
     xtx = X.T @ X
     try:
-        inv = np.linalg.inv(xtx)
+        inv = inv_matrix(xtx)
     except np.linalg.LinAlgError:
         inv = np.linalg.pinv(xtx)
     beta = inv @ (X.T @ y)
