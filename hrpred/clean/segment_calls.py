@@ -148,9 +148,10 @@ def _classify_one(
         offset_ok = not lock_ok
     if lock_ok:
         head = f"HR locked at {hi_med:.0f} ({size:.0f} BPM above the rest, noise x{ratio:.2f}, "
-        return _lock_call(an, hr, (hi_s, hi_e), conf, head + signature, why, "high", cfg)
+        return _lock_call(an, hr, (hi_s, hi_e), conf, head + signature + ", ", why, "HR high", cfg)
     if low_lock is not None:
-        return _lock_call(an, hr, (lo_s, lo_e), conf, *low_lock, "low", cfg)
+        lo_head, lo_why = low_lock
+        return _lock_call(an, hr, (lo_s, lo_e), conf, lo_head + ", ", lo_why, "HR low", cfg)
     if offset_ok:
         return SegmentCall(
             "offset_partial",
@@ -242,13 +243,14 @@ def _lock_call(
     conf: float,
     head: str,
     why: str,
-    side: str,
+    what_part: str,
     cfg: DetectorConfig,
 ) -> SegmentCall:
-    """The lock call on `part` [start, end), the `side` (high or low) part of a candidate:
-    fixed or following the pace (`follows_speed` on the part), spanned by `grow_lock`;
-    benign when HR relaxes in a pause inside it. `head` opens the reason (what the part
-    reads like), `why` closes it (the user level)."""
+    """The lock call on `part` [start, end) (the high or low part of a candidate, or a quiet
+    segment): fixed or following the pace (`follows_speed` on the part), spanned by
+    `grow_lock`; benign when HR relaxes in a pause inside it. `head` opens the reason (what
+    the part reads like, with its separator), `why` closes it (the user level); `what_part`
+    names the part in a benign call ("HR high", "steady HR")."""
     s, e = part
     span = np.zeros(hr.size, dtype=bool)
     span[s:e] = True
@@ -256,7 +258,7 @@ def _lock_call(
     s, e = grow_lock(hr, an.speed, an.normal, s, e)
     relaxes = _relaxes_in_pause(an, hr, s, e, cfg.lock_pause_drop_bpm)
     if relaxes:
-        return SegmentCall("benign", s, e, 0.0, conf, f"HR {side} on [{s},{e}) {relaxes}")
+        return SegmentCall("benign", s, e, 0.0, conf, f"{what_part} on [{s},{e}) {relaxes}")
     what = "the cadence" if follow else "a fixed value"
     return SegmentCall(
         "cadence_follow" if follow else "cadence_lock",
@@ -264,7 +266,7 @@ def _lock_call(
         e,
         0.0,
         conf,
-        f"{head}, {what}: speed slope t={tstat:.1f}) on [{s},{e}){why}",
+        f"{head}{what}: speed slope t={tstat:.1f}) on [{s},{e}){why}",
     )
 
 
@@ -365,22 +367,7 @@ def quiet_call(an: Analysis, hr: np.ndarray, cfg: DetectorConfig) -> SegmentCall
     """The lock call of a quiet segment (sensor.quiet_lock): fixed or following the pace."""
     assert an.quiet is not None
     a, b, score = an.quiet
-    span = np.zeros(hr.size, dtype=bool)
-    span[a:b] = True
-    follow, tstat = follows_speed(hr, an.speed, span & an.normal, cfg)
-    a, b = grow_lock(hr, an.speed, an.normal, a, b)
+    med = median(hr[a:b][an.normal[a:b]])
     conf = logistic(2.0 * np.log(score / cfg.quiet_min_score) + 1.0)
-    relaxes = _relaxes_in_pause(an, hr, a, b, cfg.lock_pause_drop_bpm)
-    if relaxes:
-        return SegmentCall("benign", a, b, 0.0, conf, f"steady HR on [{a},{b}) {relaxes}")
-    med = median(hr[span & an.normal])
-    what = "the cadence" if follow else "a fixed value"
-    return SegmentCall(
-        "cadence_follow" if follow else "cadence_lock",
-        a,
-        b,
-        0.0,
-        conf,
-        f"HR locked at {med:.0f} (steady like a sensor, not a heart: score {score:.0f}; "
-        f"{what}: speed slope t={tstat:.1f}) on [{a},{b})",
-    )
+    head = f"HR locked at {med:.0f} (steady like a sensor, not a heart: score {score:.0f}; "
+    return _lock_call(an, hr, (a, b), conf, head, "", "steady HR", cfg)
