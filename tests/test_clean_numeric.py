@@ -75,7 +75,7 @@ def test_lstsq_with_nan_is_an_error_or_nan_as_in_numpy() -> None:
     try:
         ref = np.linalg.lstsq(X, y, rcond=None)[0]
     except np.linalg.LinAlgError:
-        with pytest.raises((FloatingPointError, np.linalg.LinAlgError)):
+        with pytest.raises(np.linalg.LinAlgError):
             numeric.lstsq(X, y)
     else:
         assert np.array_equal(numeric.lstsq(X, y), ref, equal_nan=True)

@@ -2,7 +2,7 @@
 
 The clean stage makes a few hundred numpy calls per workout on arrays of a few hundred
 samples, so its time is numpy's per-call overhead more than arithmetic (BENCHMARKS.md,
-"clean profile"). These give the same bits as the numpy calls they replace, with less of
+"Clean"). These give the same bits as the numpy calls they replace, with less of
 that overhead; tests/test_clean_numeric.py checks them against numpy on random inputs:
 
 - `median(x)`: `float(np.median(x))` of a 1-D array (one partition; NaN if x has a NaN).
@@ -104,12 +104,14 @@ def inv(a: np.ndarray) -> np.ndarray:
 def lstsq(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     """np.linalg.lstsq(X, y, rcond=None)[0] for a 2-D float64 X and a 1-D y.
 
-    A solver that does not converge raises (FloatingPointError) as numpy's LinAlgError
-    would; the caller treats either as an error."""
+    LinAlgError when the solver does not converge, as numpy's."""
     m, k = X.shape
     if _GELSD is None or m == 0 or k == 0 or X.dtype != np.float64:
         return np.linalg.lstsq(X, y, rcond=None)[0]
-    with np.errstate(invalid="raise", over="ignore", divide="ignore", under="ignore"):
-        coef = _GELSD(X, np.asarray(y, dtype=np.float64)[:, None], _EPS * max(m, k),
-                      signature="ddd->ddid")[0]  # fmt: skip
+    try:
+        with np.errstate(invalid="raise", over="ignore", divide="ignore", under="ignore"):
+            coef = _GELSD(X, np.asarray(y, dtype=np.float64)[:, None], _EPS * max(m, k),
+                          signature="ddd->ddid")[0]  # fmt: skip
+    except FloatingPointError as exc:
+        raise np.linalg.LinAlgError("SVD did not converge in Linear Least Squares") from exc
     return coef[:, 0]
