@@ -235,7 +235,8 @@ def pass1_chunk(task: Task) -> Pass1Result:
 
 # ------------------------------------------------------------------------------ pass 2
 
-# index, tmpdir, coef [m, 3], k [m], usual warm-up [m, bins], deficit spread [m]
+# index, tmpdir, coef [m, 3], k [m], usual warm-up [m, bins], deficit spread [m],
+# later runs' median deficit [m] (population.later_deficits)
 Pass2Task = tuple[int, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 

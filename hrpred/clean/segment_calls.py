@@ -134,10 +134,12 @@ def _classify_one(
     if (offset_ok or lock_ok) and model.k >= 1:
         d_low = deficit(model, an, hr, lower)
         d_high = deficit(model, an, hr, higher)
-        why = f" (user level: lower part {d_low:+.0f}, higher part {d_high:+.0f} BPM)"
+        why = _user_level(d_low, d_high)
         if lock_ok:  # a lock reads above the runner's level, the rest nearer it
             nearer = abs(d_low) <= abs(d_high) or (
-                not weak and d_low > 0 and _sensor_over_heart(an, hr, higher, lower, cfg)
+                not weak
+                and d_low > 0
+                and _sensor_over_heart(white_ratio(hr, an.speed, higher), an, hr, lower, cfg)
             )
             lock_ok = bool(nearer and -d_high >= cfg.lock_above_level * size)
             offset_ok = offset_ok and not lock_ok
@@ -172,18 +174,23 @@ def _classify_one(
     )
 
 
+def _user_level(d_low: float, d_high: float) -> str:
+    """The reason's note of the two parts' deficits under the runner's level model."""
+    return f" (user level: lower part {d_low:+.0f}, higher part {d_high:+.0f} BPM)"
+
+
 def _sensor_over_heart(
-    an: Analysis, hr: np.ndarray, sensor: np.ndarray, heart: np.ndarray, cfg: DetectorConfig
+    sensor_white: float, an: Analysis, hr: np.ndarray, heart: np.ndarray, cfg: DetectorConfig
 ) -> bool:
-    """Whether the `sensor` part reads like a lock and the `heart` part like a heart, when
-    the runner's level cannot tell (the parts straddle it): the sensor part white about a
-    line in the speed (at most quiet_max_white, the quiet lock's test, stricter than the
-    signature's lock_max_white) and the heart part wandering about its own line beyond
-    what a sensor reads (above lock_max_white). A heart at tempo wanders (x5-60: the real
+    """Whether the sensor part (its `white_ratio`: `sensor_white`) reads like a lock and
+    the `heart` part like a heart, when the runner's level cannot tell (the parts straddle
+    it): the sensor part white about a line in the speed (at most quiet_max_white, the
+    quiet lock's test, stricter than the signature's lock_max_white) and the heart part
+    wandering about its own line beyond what a sensor reads (above lock_max_white). A heart at tempo wanders (x5-60: the real
     high-HR runners' tempo the level test guards against) and an offset keeps the heart's
     wander, so neither a tempo after a warm-up nor an offset reads this way."""
     return (
-        white_ratio(hr, an.speed, sensor) <= cfg.quiet_max_white
+        sensor_white <= cfg.quiet_max_white
         and white_ratio(hr, an.speed, heart) > cfg.lock_max_white
     )
 
@@ -227,11 +234,11 @@ def _low_lock(
     if model.k >= 1:
         d_low, d_high = deficit(model, an, hr, lower), deficit(model, an, hr, higher)
         nearer = abs(d_high) <= abs(d_low) or (
-            d_high < 0 and _sensor_over_heart(an, hr, lower, higher, cfg)
+            d_high < 0 and _sensor_over_heart(white, an, hr, higher, cfg)
         )
         if not (d_low >= cfg.lock_above_level * size and nearer):
             return None
-        why = f" (user level: lower part {d_low:+.0f}, higher part {d_high:+.0f} BPM)"
+        why = _user_level(d_low, d_high)
     head = f"HR locked at {lo_med:.0f} ({size:.0f} BPM below the rest, noise x{ratio:.2f}, "
     return f"{head}{WHITE} x{white:.1f}", why
 
